@@ -1,0 +1,156 @@
+//! Tunables and bounds.
+
+use core::time::Duration;
+
+/// Every tunable and every bound of a [`Node`](crate::Node), with the defaults documented on each field.
+///
+/// The defaults suit links with round trips of up to a few hundred milliseconds (WebRTC data channels)
+/// and meshes of up to tens of thousands of nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Largest topic, in bytes. Default 256.
+    pub max_topic_len: usize,
+    /// Largest payload, in bytes. Default 64 KiB. mesh-core chunks frames under the data channel's limit.
+    pub max_payload_len: usize,
+    /// Hops a message may travel: a message that arrives after this many hops is delivered but neither
+    /// forwarded nor announced, one that arrives after more is dropped. Default 16.
+    pub hop_limit: u8,
+    /// Whether a message must carry a valid signature of its origin. Default `true`; `false` only for
+    /// compatibility with unsigning peers (a signature that is present is still checked).
+    pub require_signatures: bool,
+    /// Replay window: a message whose timestamp is older than this, against `now`, is refused. It is
+    /// also how long the seen-cache remembers an id. Default 5 minutes.
+    pub max_message_age: Duration,
+    /// How far a timestamp may lie in the future (clock skew) before the message is refused.
+    /// Default 30 s.
+    pub max_clock_skew: Duration,
+    /// Bound on the seen-cache (ids of accepted messages). When full, the oldest id is forgotten and every
+    /// message not newer than it is refused from then on, so a message is never delivered twice; size it
+    /// to hold `max_message_age` of traffic. Default 65 536 (about 5 MiB).
+    pub max_seen: usize,
+    /// Bound on the message cache (encoded messages kept for retransmission and for answering GRAFTs),
+    /// in messages. Default 1024.
+    pub max_cached_messages: usize,
+    /// Bound on the message cache, in bytes of encoded frames. Default 16 MiB.
+    pub max_cached_bytes: usize,
+    /// How long a message stays in the message cache. Must exceed the longest retry schedule. Default
+    /// 60 s.
+    pub message_cache_ttl: Duration,
+    /// Delay before the first retransmission of an unacknowledged push. Default 500 ms: above the round
+    /// trip of a healthy link (so a retry rarely races a late ack, which would be a wasted payload) and
+    /// well below `graft_timeout`, so that a lost push is resent by its sender (one payload) before the
+    /// receiver pulls it through an announcement (a payload, a new tree edge and a redundant push back).
+    pub retry_initial: Duration,
+    /// Each later retry waits this many times longer than the one before. Default 2.
+    pub retry_factor: u32,
+    /// Longest wait between two retries. Default 8 s.
+    pub retry_max_delay: Duration,
+    /// Retransmissions of one push before giving up (then
+    /// [`Event::AckTimeout`](crate::Event::AckTimeout) is emitted). Default 5 (0.5 + 1 + 2 + 4 + 8 s).
+    pub max_retries: u32,
+    /// Bound on pushes waiting for an acknowledgement, over all links. A push beyond it is sent but not
+    /// retried. Default 8192.
+    pub max_pending_acks: usize,
+    /// How long an announced (IHAVE) message may take to arrive by eager push before the node pulls it
+    /// (GRAFT) from an announcer. Default 1 s: twice the first retry delay, so that a lost push is
+    /// repaired by its sender's retransmission and a GRAFT (which adds a tree edge, and later a
+    /// duplicate to prune) is left for real failures: a crashed parent, a lost announcement's link.
+    pub graft_timeout: Duration,
+    /// How long to wait for a GRAFT's answer before asking the next announcer. Default 500 ms.
+    pub graft_retry_timeout: Duration,
+    /// GRAFTs sent for one message before giving up on it (announcers are asked in turn). Default 6.
+    pub max_graft_attempts: u32,
+    /// Bound on announced-but-missing messages being tracked. Default 4096.
+    pub max_missing: usize,
+    /// Bound on the announcers remembered per missing message. Default 8.
+    pub max_announcers: usize,
+    /// Announcements are batched per link and sent this often. Default 100 ms.
+    pub lazy_flush_interval: Duration,
+    /// Bound on the announcements queued per link between two flushes. Default 4096.
+    pub max_lazy_queue: usize,
+    /// Largest number of ids in one IHAVE or GRAFT frame, sent or accepted. Default 512.
+    pub max_ids_per_frame: usize,
+    /// Bound on links. Links beyond it are ignored (and counted). Default 256.
+    pub max_links: usize,
+    /// Bound on subscriptions. Default 1024.
+    pub max_subscriptions: usize,
+    /// Bound on outputs waiting for [`Node::poll_output`](crate::Node::poll_output); the driver drains
+    /// them after every input, so this is only a safety net. Outputs beyond it are dropped and counted.
+    /// Default 65 536.
+    pub max_outputs: usize,
+    /// The number of nodes the adaptive fanout assumes it knows. `None` (default): the number of links.
+    /// Can be changed later with [`Node::set_network_size`](crate::Node::set_network_size).
+    pub network_size: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_topic_len: 256,
+            max_payload_len: 64 * 1024,
+            hop_limit: 16,
+            require_signatures: true,
+            max_message_age: Duration::from_secs(5 * 60),
+            max_clock_skew: Duration::from_secs(30),
+            max_seen: 65_536,
+            max_cached_messages: 1024,
+            max_cached_bytes: 16 * 1024 * 1024,
+            message_cache_ttl: Duration::from_secs(60),
+            retry_initial: Duration::from_millis(500),
+            retry_factor: 2,
+            retry_max_delay: Duration::from_secs(8),
+            max_retries: 5,
+            max_pending_acks: 8192,
+            graft_timeout: Duration::from_millis(1000),
+            graft_retry_timeout: Duration::from_millis(500),
+            max_graft_attempts: 6,
+            max_missing: 4096,
+            max_announcers: 8,
+            lazy_flush_interval: Duration::from_millis(100),
+            max_lazy_queue: 4096,
+            max_ids_per_frame: 512,
+            max_links: 256,
+            max_subscriptions: 1024,
+            max_outputs: 65_536,
+            network_size: None,
+        }
+    }
+}
+
+// Encoded size of everything in a gossip frame except the topic and payload bytes, rounded up: version,
+// kind, id, origin, sequence number and timestamp (varints), length prefixes, hops, public key and signature.
+const GOSSIP_OVERHEAD: usize = 1 + 1 + 20 + 20 + 10 + 10 + 10 + 10 + 1 + 1 + 32 + 64;
+
+impl Config {
+    /// The largest frame a node with this configuration sends or accepts; larger input is dropped before
+    /// decoding.
+    pub fn max_frame_len(&self) -> usize {
+        let gossip = GOSSIP_OVERHEAD + self.max_topic_len + self.max_payload_len;
+        // An announcement is an id and a hop count; a GRAFT entry is an id.
+        let ids = 1 + 1 + 10 + self.max_ids_per_frame * (20 + 1);
+        gossip.max(ids)
+    }
+
+    /// Panics if a value makes no sense: a caller error, caught at construction.
+    pub(crate) fn check(&self) {
+        assert!(self.hop_limit >= 1, "hop_limit must be at least 1");
+        assert!(self.retry_factor >= 1, "retry_factor must be at least 1");
+        assert!(
+            self.max_ids_per_frame >= 1,
+            "max_ids_per_frame must be at least 1"
+        );
+        assert!(self.max_seen >= 1, "max_seen must be at least 1");
+        assert!(
+            self.max_announcers >= 1,
+            "max_announcers must be at least 1"
+        );
+        assert!(
+            !self.lazy_flush_interval.is_zero(),
+            "lazy_flush_interval must not be zero"
+        );
+        assert!(
+            !self.retry_initial.is_zero(),
+            "retry_initial must not be zero"
+        );
+    }
+}

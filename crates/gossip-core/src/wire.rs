@@ -1,0 +1,218 @@
+//! The wire codec: one version byte, then a postcard-encoded [`Frame`].
+//!
+//! ```text
+//! frame    = version:u8 (= 1) body
+//! body     = postcard(Frame)          variant index as a varint, then the fields in order
+//! Gossip   = 0 Message
+//! Ack      = 1 id:[u8;20]
+//! IHave    = 2 len:varint (id:[u8;20] hops:u8)*
+//! Graft    = 3 len:varint id:[u8;20]*
+//! Prune    = 4
+//! Message  = id origin:[u8;20] seq:varint timestamp:varint(µs since the epoch) topic:string
+//!            payload:bytes hops:u8 auth:option(public_key:[u8;32] signature:[u8;64])
+//! ```
+//!
+//! Decoding never panics; anything that is not exactly one well-formed frame is an error. Bounds (topic,
+//! payload, ids per frame) are checked by the [`Node`](crate::Node), which knows its [`Config`](crate::Config).
+
+use kademlia_core::{Instant, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
+use crate::message::MessageId;
+
+/// The version byte this crate writes and accepts.
+pub const VERSION: u8 = 1;
+
+/// One unit of the gossip protocol on a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// A message, pushed eagerly or sent in answer to a GRAFT. The receiver acknowledges it.
+    Gossip(Message),
+    /// The sender received (or already had) this message: stop retransmitting it.
+    Ack(MessageId),
+    /// The sender has these messages (a lazy link's batched announcements).
+    IHave(Vec<Announce>),
+    /// Send me these messages, and push to me eagerly from now on. May be empty (only the second part).
+    Graft(Vec<MessageId>),
+    /// Stop pushing to me eagerly; announce instead.
+    Prune,
+}
+
+/// A broadcast message as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// [`MessageId::compute`] of origin, seq, topic and payload; receivers recompute it.
+    pub id: MessageId,
+    /// The node that published it.
+    pub origin: NodeId,
+    /// The origin's sequence number, increasing over its messages.
+    pub seq: u64,
+    /// When the origin published it (its clock).
+    pub timestamp: Instant,
+    /// Topic.
+    pub topic: String,
+    /// Application bytes.
+    pub payload: Vec<u8>,
+    /// Hops travelled before this send: 0 when the origin sends it. Not signed (relays change it).
+    pub hops: u8,
+    /// The origin's key and signature; `None` only for unsigned compatibility messages.
+    pub auth: Option<Auth>,
+}
+
+/// The origin's public key and its signature over the message's content and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    /// ed25519 public key; its SHA-1 must be the message's origin.
+    pub public_key: [u8; PUBLIC_KEY_LEN],
+    /// ed25519 signature.
+    #[serde(with = "signature_serde")]
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+/// One entry of an IHAVE: a message id and the hops after which the announcer received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// The message.
+    pub id: MessageId,
+    /// Hops the message had travelled when it reached the announcer.
+    pub hops: u8,
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// No bytes at all.
+    #[error("empty frame")]
+    Empty,
+    /// A version this crate does not speak.
+    #[error("unsupported gossip wire version {0}")]
+    Version(u8),
+    /// Not a well-formed frame, or bytes left over after it.
+    #[error("malformed gossip frame")]
+    Malformed,
+}
+
+/// The bytes of `frame`.
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    // Serializing these types into a Vec has no failure mode (no maps of unknown length, no I/O).
+    postcard::to_extend(frame, vec![VERSION]).unwrap_or_else(|_| vec![VERSION])
+}
+
+/// The frame in `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Frame, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    match postcard::take_from_bytes::<Frame>(body) {
+        Ok((frame, [])) => Ok(frame),
+        _ => Err(DecodeError::Malformed),
+    }
+}
+
+// serde implements arrays only up to 32 elements; a signature is two halves on the wire, which postcard
+// encodes as exactly 64 bytes.
+mod signature_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::SIGNATURE_LEN;
+
+    pub(super) fn serialize<S: Serializer>(
+        signature: &[u8; SIGNATURE_LEN],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut r = [0u8; 32];
+        let mut s = [0u8; 32];
+        r.copy_from_slice(&signature[..32]);
+        s.copy_from_slice(&signature[32..]);
+        (r, s).serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<[u8; SIGNATURE_LEN], D::Error> {
+        let (r, s) = <([u8; 32], [u8; 32])>::deserialize(deserializer)?;
+        let mut out = [0u8; SIGNATURE_LEN];
+        out[..32].copy_from_slice(&r);
+        out[32..].copy_from_slice(&s);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Message {
+        let origin = NodeId::hash(b"origin");
+        Message {
+            id: MessageId::compute(&origin, 3, "chat", b"hi"),
+            origin,
+            seq: 3,
+            timestamp: Instant::from_millis(1_700_000_000_000),
+            topic: "chat".into(),
+            payload: b"hi".to_vec(),
+            hops: 2,
+            auth: Some(Auth {
+                public_key: [1; 32],
+                signature: core::array::from_fn(|i| i as u8),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let id = sample().id;
+        for frame in [
+            Frame::Gossip(sample()),
+            Frame::Ack(id),
+            Frame::IHave(vec![Announce { id, hops: 4 }]),
+            Frame::Graft(vec![id, id]),
+            Frame::Graft(vec![]),
+            Frame::Prune,
+        ] {
+            let bytes = encode(&frame);
+            assert_eq!(bytes[0], VERSION);
+            assert_eq!(decode(&bytes), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn gossip_overhead_is_within_the_configured_frame_bound() {
+        let config = crate::Config::default();
+        let mut message = sample();
+        message.seq = u64::MAX;
+        message.timestamp = Instant::from_micros(u64::MAX);
+        message.topic = "t".repeat(config.max_topic_len);
+        message.payload = vec![0; config.max_payload_len];
+        message.hops = u8::MAX;
+        assert!(encode(&Frame::Gossip(message)).len() <= config.max_frame_len());
+        let ihave = Frame::IHave(vec![
+            Announce {
+                id: sample().id,
+                hops: u8::MAX
+            };
+            config.max_ids_per_frame
+        ]);
+        assert!(encode(&ihave).len() <= config.max_frame_len());
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(decode(&[9, 4]), Err(DecodeError::Version(9)));
+        assert_eq!(decode(&[VERSION]), Err(DecodeError::Malformed));
+        assert_eq!(decode(&[VERSION, 4, 0]), Err(DecodeError::Malformed));
+        assert_eq!(decode(&[VERSION, 77]), Err(DecodeError::Malformed));
+        // A length prefix far beyond the input must not allocate or panic.
+        assert_eq!(
+            decode(&[VERSION, 2, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Err(DecodeError::Malformed)
+        );
+        let bytes = encode(&Frame::Gossip(sample()));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+    }
+}

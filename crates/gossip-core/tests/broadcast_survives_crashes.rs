@@ -1,0 +1,149 @@
+//! Nodes that crash in the middle of a broadcast (their links go down at their neighbours one to three
+//! seconds later) do not stop the others from receiving it, nor later broadcasts.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::Sim;
+use gossip_core::{Config, MessageId};
+use rand::RngExt;
+
+const NODES: usize = 100;
+const DEGREE: usize = 5;
+
+/// The live nodes reachable from `origin` over links between live nodes.
+fn reachable(sim: &Sim, links: &[BTreeSet<usize>], origin: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::from([origin]);
+    let mut stack = vec![origin];
+    while let Some(node) = stack.pop() {
+        for &peer in &links[node] {
+            if !sim.crashed[peer] && seen.insert(peer) {
+                stack.push(peer);
+            }
+        }
+    }
+    seen
+}
+
+fn assert_reached(sim: &Sim, links: &[BTreeSet<usize>], id: MessageId, seed: u64, what: &str) {
+    let broadcast = &sim.broadcasts[&id];
+    let missed: Vec<usize> = reachable(sim, links, broadcast.origin)
+        .into_iter()
+        .filter(|n| *n != broadcast.origin && !broadcast.receivers.contains_key(n))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "seed {seed}: {what} from {} missed live nodes {missed:?}",
+        broadcast.origin
+    );
+}
+
+fn warm_up(sim: &mut Sim) {
+    for i in 0..5 {
+        let origin = sim.rng().random_range(0..NODES);
+        sim.publish(origin, format!("warm-up {i}").into_bytes());
+        let next = sim.now + Duration::from_secs(1);
+        sim.run_until(next);
+    }
+}
+
+/// The relays with the most tree links crash the moment the message reaches them: they acknowledge
+/// nothing and forward nothing, so their whole subtree must be repaired by announcements and GRAFTs
+/// and their parents' pushes rerouted.
+#[test]
+fn tree_relays_crashing_on_receipt() {
+    for seed in 1..=5 {
+        let mut sim = Sim::new(seed, NODES, DEGREE, Config::default());
+        let links = sim.links.clone();
+        warm_up(&mut sim);
+        let origin = sim.rng().random_range(0..NODES);
+        let mut relays: Vec<usize> = (0..NODES).filter(|n| *n != origin).collect();
+        relays.sort_by_key(|n| std::cmp::Reverse(sim.nodes[*n].eager_links().count()));
+        let victims: Vec<usize> = relays.into_iter().take(3).collect();
+
+        // Publishing only queues the origin's frames, so the crashes are armed before any relay sees
+        // the message.
+        let id = sim.publish(origin, b"the one that matters".to_vec());
+        for &victim in &victims {
+            sim.crash_on_receipt.insert(victim, id);
+        }
+        let end = sim.now + Duration::from_secs(20);
+        sim.run_until(end);
+
+        for &victim in &victims {
+            assert!(
+                sim.crashed[victim],
+                "seed {seed}: relay {victim} never got the message"
+            );
+        }
+        assert_reached(&sim, &links, id, seed, "the broadcast");
+        let live_receivers = sim.broadcasts[&id]
+            .receivers
+            .keys()
+            .filter(|n| !sim.crashed[**n])
+            .count();
+        println!(
+            "seed {seed}: crashed relays {victims:?}, delivered to {live_receivers}/{} live nodes, \
+             reroutes {}, grafts {}",
+            sim.live() - 1,
+            sim.sum(|s| s.payload_reroutes),
+            sim.sum(|s| s.grafts_sent),
+        );
+
+        // The tree heals: later broadcasts reach everyone still reachable.
+        for i in 0..5 {
+            let origin = loop {
+                let candidate = sim.rng().random_range(0..NODES);
+                if !sim.crashed[candidate] {
+                    break candidate;
+                }
+            };
+            let id = sim.publish(origin, format!("after {i}").into_bytes());
+            let next = sim.now + Duration::from_secs(2);
+            sim.run_until(next);
+            let end = sim.now + Duration::from_secs(10);
+            sim.run_until(end);
+            assert_reached(
+                &sim,
+                &links,
+                id,
+                seed,
+                &format!("broadcast {i} after the crashes"),
+            );
+        }
+    }
+}
+
+/// 5% of the nodes crash at random moments while a broadcast spreads.
+#[test]
+fn random_nodes_crashing_mid_broadcast() {
+    for seed in 11..=15 {
+        let mut sim = Sim::new(seed, NODES, DEGREE, Config::default());
+        let links = sim.links.clone();
+        warm_up(&mut sim);
+        let origin = sim.rng().random_range(0..NODES);
+        let id = sim.publish(origin, b"spreading".to_vec());
+        let mut victims = BTreeSet::new();
+        while victims.len() < NODES / 20 {
+            let victim = sim.rng().random_range(0..NODES);
+            if victim != origin {
+                victims.insert(victim);
+            }
+        }
+        let start = sim.now;
+        for &victim in &victims {
+            let at = start + Duration::from_millis(sim.rng().random_range(0..300));
+            sim.run_until(at);
+            sim.crash(victim);
+        }
+        let end = sim.now + Duration::from_secs(20);
+        sim.run_until(end);
+        assert_reached(&sim, &links, id, seed, "the broadcast");
+        println!(
+            "seed {seed}: crashed {victims:?}, delivered to {} nodes",
+            sim.broadcasts[&id].receivers.len()
+        );
+    }
+}
