@@ -1,0 +1,200 @@
+//! Tunables of a [`Node`](crate::Node), and every bound on its memory.
+
+use core::time::Duration;
+
+/// Configuration of a [`Node`](crate::Node).
+///
+/// Every buffer, cache, queue and map of a node is bounded by a field here (or by a product of them,
+/// stated on the field). `kademlia` and `gossip` configure the two composed cores; their own bounds are
+/// documented there.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Links this node holds at most, counting links still being set up. Default 5.
+    pub max_peers: usize,
+    /// Of `max_peers`, links kept to random peers picked bucket-uniformly from the peer book (long links
+    /// that keep the mesh one small world). The rest go to the XOR-closest peers. Default 2.
+    pub random_links: usize,
+    /// Peers the peer book keeps per k-bucket (distance class); the book holds at most
+    /// `160 * peer_book_bucket` ids, in practice about `peer_book_bucket * log2(N)`. Default 16.
+    pub peer_book_bucket: usize,
+    /// Alternative peers handed to a peer that is evicted or refused (the seed's `reconnection_data` and
+    /// `connection_rejected`). At most 3 in the seed. Default 3.
+    pub alternatives: usize,
+    /// Time a link attempt has to open and verify its hello before [`Event::PeerTimedOut`]. Default 10 s.
+    ///
+    /// [`Event::PeerTimedOut`]: crate::Event::PeerTimedOut
+    pub link_open_timeout: Duration,
+    /// Interval of the topology maintenance (fill free slots, replace lost links). Default 1 s.
+    pub maintenance_interval: Duration,
+    /// First delay before redialling after a failed or lost link; doubled per consecutive failure, up to
+    /// `reconnect_backoff_max`, with ±50 % jitter; reset by a successful link. Default 1 s.
+    pub reconnect_backoff: Duration,
+    /// Largest reconnection delay. Default 60 s.
+    pub reconnect_backoff_max: Duration,
+    /// Peers whose own dial backoff is remembered (failed, refused or evicting peers are not redialled
+    /// until their backoff ends); the oldest entry is forgotten beyond this. Default 128.
+    pub max_backoff_entries: usize,
+    /// A link that sent nothing for this long sends a ping. Default 5 s.
+    pub keepalive_interval: Duration,
+    /// A link that received nothing for this long is closed as dead. Default 15 s.
+    pub link_idle_timeout: Duration,
+    /// Largest frame written on a data channel, chunks included. Default 64 KiB - 1 KiB, under the
+    /// 64 KiB message limit of WebRTC data channels.
+    pub max_frame_bytes: usize,
+    /// Largest message (frame before chunking) accepted or sent. Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Messages being reassembled at once per link; a chunk of one more drops the oldest. Default 4.
+    pub max_reassembly_messages: usize,
+    /// Bytes being reassembled at once per link (at most `max_message_bytes` each); past it the oldest
+    /// partial message is dropped. Default 2 MiB.
+    pub max_reassembly_bytes: usize,
+    /// A partial message older than this is dropped. Default 30 s.
+    pub reassembly_timeout: Duration,
+    /// Link traversals a routed message may make, backtracking included; then the node holding it falls
+    /// back to the signaling server. Default 32.
+    pub hop_limit: u8,
+    /// Use the signaling server as the last resort for routed messages (no link, or the mesh route failed).
+    /// Default true.
+    pub server_fallback: bool,
+    /// Direct messages awaiting their end-to-end acknowledgement; `send` beyond this fails with
+    /// [`Error::TooManyPending`](crate::Error::TooManyPending). Default 256.
+    pub max_pending_direct: usize,
+    /// Time a direct message waits for its acknowledgement before it is sent again. Default 3 s.
+    pub direct_retry_timeout: Duration,
+    /// Attempts per direct message; the last one goes through the signaling server when
+    /// `server_fallback` is on. Default 3.
+    pub direct_attempts: u32,
+    /// Direct messages remembered per receiver to drop duplicates (retries). Default 1024.
+    pub max_seen_direct: usize,
+    /// Mesh lookups (`find_node`) running at once; beyond this `find_node` finishes at once with no
+    /// result. Default 64.
+    pub max_lookups: usize,
+    /// Probes a lookup sends per round, each through a different first link. Default 3 (alpha).
+    pub lookup_parallelism: usize,
+    /// Rounds a lookup makes at most. Default 4.
+    pub lookup_max_rounds: u32,
+    /// Time a lookup round waits for its answers. Default 2 s.
+    pub lookup_round_timeout: Duration,
+    /// Contacts a lookup answer carries (and a lookup result holds). Default 20 (Kademlia's K).
+    pub lookup_k: usize,
+    /// Outputs waiting for [`Node::poll_output`](crate::Node::poll_output); past it new outputs are
+    /// dropped and counted. A driver that drains after every input never comes near. Default 8192.
+    pub max_outputs: usize,
+    /// Configuration of the composed Kademlia node.
+    pub kademlia: kademlia_core::Config,
+    /// Configuration of the composed gossip node.
+    pub gossip: gossip_core::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_peers: 5,
+            random_links: 2,
+            peer_book_bucket: 16,
+            alternatives: 3,
+            link_open_timeout: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(1),
+            reconnect_backoff: Duration::from_secs(1),
+            reconnect_backoff_max: Duration::from_secs(60),
+            max_backoff_entries: 128,
+            keepalive_interval: Duration::from_secs(5),
+            link_idle_timeout: Duration::from_secs(15),
+            max_frame_bytes: 63 * 1024,
+            max_message_bytes: 1024 * 1024,
+            max_reassembly_messages: 4,
+            max_reassembly_bytes: 2 * 1024 * 1024,
+            reassembly_timeout: Duration::from_secs(30),
+            hop_limit: 32,
+            server_fallback: true,
+            max_pending_direct: 256,
+            direct_retry_timeout: Duration::from_secs(3),
+            direct_attempts: 3,
+            max_seen_direct: 1024,
+            max_lookups: 64,
+            lookup_parallelism: 3,
+            lookup_max_rounds: 4,
+            lookup_round_timeout: Duration::from_secs(2),
+            lookup_k: 20,
+            max_outputs: 8192,
+            kademlia: kademlia_core::Config::default(),
+            gossip: gossip_core::Config::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Panics with a clear message if the configuration cannot work (a caller error, never input).
+    pub(crate) fn check(&self) {
+        assert!(self.max_peers >= 1, "Config::max_peers must be at least 1");
+        assert!(
+            self.random_links <= self.max_peers,
+            "Config::random_links must not exceed max_peers"
+        );
+        assert!(
+            self.peer_book_bucket >= 1,
+            "Config::peer_book_bucket must be at least 1"
+        );
+        assert!(
+            self.max_frame_bytes >= 1024,
+            "Config::max_frame_bytes must be at least 1024"
+        );
+        assert!(
+            self.max_message_bytes >= self.max_frame_bytes,
+            "Config::max_message_bytes must be at least max_frame_bytes"
+        );
+        assert!(
+            self.max_reassembly_bytes >= self.max_message_bytes,
+            "Config::max_reassembly_bytes must hold one message of max_message_bytes"
+        );
+        assert!(
+            self.max_message_bytes / (self.max_frame_bytes - crate::frame::CHUNK_OVERHEAD)
+                < usize::from(u16::MAX),
+            "Config::max_message_bytes needs more than 65535 chunks"
+        );
+        assert!(self.hop_limit >= 1, "Config::hop_limit must be at least 1");
+        assert!(
+            self.lookup_parallelism >= 1,
+            "Config::lookup_parallelism must be at least 1"
+        );
+        assert!(
+            self.lookup_max_rounds >= 1,
+            "Config::lookup_max_rounds must be at least 1"
+        );
+        assert!(
+            self.direct_attempts >= 1,
+            "Config::direct_attempts must be at least 1"
+        );
+        assert!(
+            self.max_outputs >= 1,
+            "Config::max_outputs must be at least 1"
+        );
+        assert!(
+            !self.maintenance_interval.is_zero()
+                && !self.keepalive_interval.is_zero()
+                && !self.link_open_timeout.is_zero()
+                && !self.reconnect_backoff.is_zero(),
+            "Config intervals must not be zero"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_consistent() {
+        Config::default().check();
+    }
+
+    #[test]
+    #[should_panic(expected = "random_links")]
+    fn random_links_beyond_max_peers_is_refused() {
+        Config {
+            random_links: 6,
+            ..Config::default()
+        }
+        .check();
+    }
+}

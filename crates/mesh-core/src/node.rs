@@ -1,0 +1,2073 @@
+//! The mesh node: links, topology, routing, and the two composed cores.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use gossip_core::Identity;
+use kademlia_core::{Instant, NodeId};
+use rand::RngExt as _;
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha8Rng;
+
+use crate::Config;
+use crate::event::{
+    DirectFailure, DirectId, DisconnectReason, Error, Event, HelloError, MessageRef, Output,
+    QueryId, ServerInput, Stats,
+};
+use crate::frame::{
+    self, ChunkResult, Frame, Hello, MAX_ID_LIST, Neighbors, Payload, Reassembly, Routed,
+};
+use crate::peer_book::{Backoff, PeerBook};
+use crate::route;
+
+/// Room a routed envelope and its payload header take around application data.
+const ROUTED_OVERHEAD: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// We asked the (lower-id) peer to initiate; nothing handed to the driver yet.
+    Requested,
+    /// `Connect` emitted; waiting for the driver's `handle_link_open`.
+    Connecting,
+    /// The data channel is open and our hello sent; waiting for the peer's hello.
+    Open,
+    /// The hello verified.
+    Up,
+}
+
+#[derive(Debug)]
+struct Link {
+    state: LinkState,
+    since: Instant,
+    /// Our fingerprint and the peer's, once the channel is open.
+    fingerprints: Option<(Vec<u8>, Vec<u8>)>,
+    /// A hello that arrived before the driver reported the link open.
+    early_hello: Option<Hello>,
+    neighbors: Vec<NodeId>,
+    /// The peer's links' links.
+    second: Vec<NodeId>,
+    /// What we last told this peer, to send only changes.
+    announced: Option<Neighbors>,
+    last_rx: Instant,
+    last_tx: Instant,
+    reassembly: Reassembly,
+    next_chunk_msg: u32,
+}
+
+impl Link {
+    fn new(state: LinkState, now: Instant) -> Self {
+        Self {
+            state,
+            since: now,
+            fingerprints: None,
+            early_hello: None,
+            neighbors: Vec::new(),
+            second: Vec::new(),
+            announced: None,
+            last_rx: now,
+            last_tx: now,
+            reassembly: Reassembly::default(),
+            next_chunk_msg: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PendingDirect {
+    to: NodeId,
+    data: Vec<u8>,
+    attempts: u32,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Lookup {
+    target: NodeId,
+    round: u32,
+    requests: u32,
+    deadline: Instant,
+    outstanding: BTreeSet<u64>,
+    /// Closest ids named by answers, bounded by `lookup_k`.
+    found: BTreeSet<(kademlia_core::Distance, NodeId)>,
+    /// Ids already probed toward (as `dst`).
+    probed: BTreeSet<NodeId>,
+}
+
+/// A p2pmesh node: link selection, framing, the hello handshake, routing over the partial mesh, and the
+/// composed [`kademlia_core::Node`] and [`gossip_core::Node`]. See the [crate docs](crate) for the
+/// contract and a driver loop.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    identity: Identity,
+    local: NodeId,
+    rng: ChaCha8Rng,
+    kad: kademlia_core::Node,
+    gossip: gossip_core::Node,
+    links: BTreeMap<NodeId, Link>,
+    book: PeerBook,
+    backoff: Backoff,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+    joined: bool,
+    kad_bootstrapped: bool,
+    next_maintenance: Option<Instant>,
+    /// Consecutive failed or lost links; delays the next dial (reset by a link coming up).
+    failures: u32,
+    next_dial: Instant,
+    next_id: u64,
+    pending_direct: BTreeMap<u64, PendingDirect>,
+    seen_direct: BTreeSet<(NodeId, u64)>,
+    seen_order: VecDeque<(NodeId, u64)>,
+    lookups: BTreeMap<u64, Lookup>,
+    /// Probe id -> lookup id.
+    probes: BTreeMap<u64, u64>,
+}
+
+impl Node {
+    /// A node whose ed25519 secret key is `secret_key` (its id is SHA-1 of the public key), with all its
+    /// randomness drawn from a ChaCha8 generator seeded with `seed`.
+    ///
+    /// # Panics
+    /// If `config` is inconsistent (see the fields of [`Config`]), or the composed cores refuse theirs.
+    pub fn new(secret_key: [u8; 32], config: Config, seed: u64) -> Node {
+        config.check();
+        let identity = Identity::from_secret_bytes(&secret_key);
+        let local = identity.id();
+        let kad =
+            kademlia_core::Node::new(local, config.kademlia.clone(), seed ^ 0x6b61_645f_6b61_6400);
+        let gossip = gossip_core::Node::new(
+            identity.clone(),
+            config.gossip.clone(),
+            seed ^ 0x676f_7373_6970_0000,
+        );
+        Node {
+            book: PeerBook::new(local, config.peer_book_bucket),
+            identity,
+            local,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            kad,
+            gossip,
+            links: BTreeMap::new(),
+            backoff: Backoff::default(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            joined: false,
+            kad_bootstrapped: false,
+            next_maintenance: None,
+            failures: 0,
+            next_dial: Instant::ZERO,
+            next_id: 1,
+            pending_direct: BTreeMap::new(),
+            seen_direct: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+            lookups: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            config,
+        }
+    }
+
+    /// This node's id.
+    pub fn local_id(&self) -> NodeId {
+        self.local
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The node's public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.identity.public_key()
+    }
+
+    /// Peers whose link is up (hello verified), in id order.
+    pub fn links(&self) -> Vec<NodeId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.state == LinkState::Up)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Peers with a link in any state (being set up or up), in id order.
+    pub fn link_attempts(&self) -> Vec<NodeId> {
+        self.links.keys().copied().collect()
+    }
+
+    /// The last neighbor list `peer` sent (its own links), if it is a link.
+    pub fn neighbors_of(&self, peer: &NodeId) -> Option<&[NodeId]> {
+        self.links.get(peer).map(|l| l.neighbors.as_slice())
+    }
+
+    /// Number of peers in the peer book (candidates for links and lookup answers).
+    pub fn known_peers(&self) -> usize {
+        self.book.len()
+    }
+
+    /// The composed Kademlia node's routing table.
+    pub fn routing_table(&self) -> &kademlia_core::RoutingTable {
+        self.kad.routing_table()
+    }
+
+    /// The composed Kademlia node (records, routing table, stats).
+    pub fn kademlia(&self) -> &kademlia_core::Node {
+        &self.kad
+    }
+
+    /// The composed gossip node.
+    pub fn gossip(&self) -> &gossip_core::Node {
+        &self.gossip
+    }
+
+    /// The counters, with those of both cores.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.kad = *self.kad.stats();
+        s.gossip = self.gossip.stats().clone();
+        s
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    /// Starts: from now on the node keeps its links (it expects `BootstrapPeers` from the server next).
+    pub fn join(&mut self, now: Instant) {
+        self.joined = true;
+        self.next_maintenance = Some(now);
+        self.pump(now);
+    }
+
+    /// Leaves gracefully: tells every link, closes them, and fails pending direct messages.
+    pub fn leave(&mut self, now: Instant) {
+        self.joined = false;
+        self.next_maintenance = None;
+        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        for peer in peers {
+            if self
+                .links
+                .get(&peer)
+                .is_some_and(|l| l.state == LinkState::Up)
+            {
+                self.send_frame(now, peer, &Frame::Bye);
+            }
+            self.close(now, peer, DisconnectReason::Leaving, false);
+        }
+        let pending = core::mem::take(&mut self.pending_direct);
+        for (id, p) in pending {
+            self.emit(Output::Event(Event::DirectFailed {
+                id: DirectId(id),
+                to: p.to,
+                reason: DirectFailure::Left,
+            }));
+        }
+        self.pump(now);
+    }
+
+    /// Broadcasts `data` on `topic` to every node of the mesh subscribed to it (not to this node).
+    pub fn broadcast(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        data: Vec<u8>,
+    ) -> Result<gossip_core::MessageId, Error> {
+        let id = self.gossip.publish(now, topic, data)?;
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Subscribes to `topic`: broadcasts on it are delivered as [`Event::Message`].
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), Error> {
+        self.gossip.subscribe(topic)?;
+        Ok(())
+    }
+
+    /// Unsubscribes from `topic`.
+    pub fn unsubscribe(&mut self, topic: &str) {
+        self.gossip.unsubscribe(topic);
+    }
+
+    /// Sends `data` to the peer `to`: over its link when there is one, otherwise routed hop by hop over
+    /// the mesh (the signaling server as the last resort). Signed by us, verified by the receiver,
+    /// acknowledged end to end and retried; [`Event::DirectFailed`] if it never is.
+    pub fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<DirectId, Error> {
+        if to == self.local {
+            return Err(Error::SelfAddressed);
+        }
+        let max = self
+            .config
+            .max_message_bytes
+            .saturating_sub(ROUTED_OVERHEAD + usize::from(self.config.hop_limit) * 21 * 2);
+        if data.len() > max {
+            return Err(Error::TooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        if self.pending_direct.len() >= self.config.max_pending_direct {
+            return Err(Error::TooManyPending);
+        }
+        let id = self.fresh_id();
+        self.pending_direct.insert(
+            id,
+            PendingDirect {
+                to,
+                data: data.clone(),
+                attempts: 1,
+                deadline: now + self.config.direct_retry_timeout,
+            },
+        );
+        self.originate(now, to, id, None, &Payload::Data(data), 0, false);
+        self.pump(now);
+        Ok(DirectId(id))
+    }
+
+    /// Finds the peers closest to `target`, fast: probes routed greedily over the mesh toward the target,
+    /// answered by the first node that knows it (see DECISIONS-DRAFT.md). Ends with
+    /// [`Event::LookupFinished`].
+    pub fn find_node(&mut self, now: Instant, target: NodeId) -> QueryId {
+        let id = self.fresh_id();
+        // Known first hand (a link, or a link's link): no probe needed.
+        let direct = target == self.local
+            || self
+                .links
+                .get(&target)
+                .is_some_and(|l| l.state == LinkState::Up)
+            || self
+                .links
+                .values()
+                .any(|l| l.state == LinkState::Up && l.neighbors.contains(&target));
+        if direct || self.lookups.len() >= self.config.max_lookups {
+            let peers = if direct {
+                self.closest_known(&target, self.config.lookup_k)
+            } else {
+                Vec::new()
+            };
+            self.emit(Output::Event(Event::LookupFinished {
+                id: QueryId(id),
+                target,
+                peers,
+                rounds: 0,
+                requests: 0,
+            }));
+            return QueryId(id);
+        }
+        self.lookups.insert(
+            id,
+            Lookup {
+                target,
+                round: 0,
+                requests: 0,
+                deadline: now,
+                outstanding: BTreeSet::new(),
+                found: BTreeSet::new(),
+                probed: BTreeSet::new(),
+            },
+        );
+        self.lookup_round(now, id);
+        self.pump(now);
+        QueryId(id)
+    }
+
+    /// Kademlia's own iterative FIND_NODE (RPCs travel over links, routed over the mesh, or through the
+    /// server); ends with [`Event::Dht`].
+    pub fn dht_find_node(&mut self, now: Instant, target: NodeId) -> kademlia_core::QueryId {
+        let id = self.kad.find_node(now, target);
+        self.pump(now);
+        id
+    }
+
+    /// Looks up the record under `key` in the DHT; ends with [`Event::Dht`].
+    pub fn get_value(&mut self, now: Instant, key: NodeId) -> kademlia_core::QueryId {
+        let id = self.kad.get_value(now, key);
+        self.pump(now);
+        id
+    }
+
+    /// Stores `value` under `key` in the DHT (and republishes it); ends with [`Event::Dht`].
+    ///
+    /// # Panics
+    /// If `value` is larger than the Kademlia config's `max_value_bytes` (as kademlia-core).
+    pub fn put_value(
+        &mut self,
+        now: Instant,
+        key: NodeId,
+        value: Vec<u8>,
+    ) -> kademlia_core::QueryId {
+        let id = self.kad.put_value(now, key, value);
+        self.pump(now);
+        id
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// A message from the signaling server.
+    pub fn handle_server(&mut self, now: Instant, input: ServerInput) {
+        match input {
+            ServerInput::BootstrapPeers(peers) => {
+                for p in peers.into_iter().take(MAX_ID_LIST) {
+                    self.learn(now, p);
+                    self.kad.add_contact(now, p);
+                }
+                self.next_maintenance = self.joined.then_some(now);
+            }
+            ServerInput::PeerJoined(p) => {
+                self.learn(now, p);
+                self.kad.add_contact(now, p);
+                if self.joined {
+                    self.next_maintenance = Some(self.next_maintenance.map_or(now, |t| t.min(now)));
+                }
+            }
+            ServerInput::PeerLeft(p) => {
+                self.book.remove(&p);
+                self.kad.handle_peer_down(now, p);
+            }
+            ServerInput::Relayed { from, payload } => match Frame::decode(&payload) {
+                Ok(Frame::Routed(mut r)) if r.dst == self.local && r.path.last() == Some(&from) => {
+                    r.path.push(self.local);
+                    self.deliver(now, r, true);
+                }
+                Ok(_) => self.stats.dropped_unexpected += 1,
+                Err(_) => self.stats.dropped_malformed += 1,
+            },
+        }
+        self.pump(now);
+    }
+
+    /// The data channel to `peer` opened (DTLS done) with these fingerprints: we send our hello.
+    pub fn handle_link_open(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        local_fingerprint: Vec<u8>,
+        remote_fingerprint: Vec<u8>,
+    ) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            // A link we do not want (closed meanwhile): close it again.
+            self.emit(Output::Disconnect {
+                peer,
+                reason: DisconnectReason::Closed,
+            });
+            self.pump(now);
+            return;
+        };
+        if link.state == LinkState::Up || link.state == LinkState::Open {
+            self.stats.dropped_unexpected += 1;
+            return;
+        }
+        link.state = LinkState::Open;
+        link.last_rx = now;
+        let public_key = self.identity.public_key();
+        let signature = self.identity.sign(&Hello::signed_bytes(
+            &public_key,
+            &local_fingerprint,
+            &remote_fingerprint,
+        ));
+        let hello = Hello {
+            public_key,
+            sender_fingerprint: local_fingerprint.clone(),
+            receiver_fingerprint: remote_fingerprint.clone(),
+            signature: signature.to_vec(),
+        };
+        link.fingerprints = Some((local_fingerprint, remote_fingerprint));
+        let early = link.early_hello.take();
+        self.send_frame(now, peer, &Frame::Hello(hello));
+        if let Some(h) = early {
+            self.on_hello(now, peer, h);
+        }
+        self.pump(now);
+    }
+
+    /// Bytes arrived on the link to `peer` (one data-channel message).
+    pub fn handle_link_data(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
+        self.stats.frames_received += 1;
+        if bytes.len()
+            > self
+                .config
+                .max_frame_bytes
+                .max(self.config.max_message_bytes)
+        {
+            self.stats.dropped_oversized += 1;
+            return;
+        }
+        let Some(link) = self.links.get_mut(&peer) else {
+            self.stats.dropped_unexpected += 1;
+            return;
+        };
+        link.last_rx = now;
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                if link.state != LinkState::Up {
+                    self.fail_hello(now, peer, HelloError::Missing);
+                    self.pump(now);
+                }
+                return;
+            }
+        };
+        self.on_frame(now, peer, frame, true);
+        self.pump(now);
+    }
+
+    /// The link to `peer` closed, or failed to open (reported by the driver).
+    pub fn handle_link_closed(&mut self, now: Instant, peer: NodeId) {
+        if self.links.contains_key(&peer) {
+            self.close(now, peer, DisconnectReason::Closed, true);
+        }
+        self.pump(now);
+    }
+
+    /// The local WebRTC engine produced signaling data (offer, answer, candidate) for `to`: routed over
+    /// the mesh, or through the server when the mesh has no route.
+    pub fn send_signal(&mut self, now: Instant, to: NodeId, payload: Vec<u8>) {
+        let id = self.fresh_id();
+        self.originate(now, to, id, None, &Payload::Signal(payload), 0, false);
+        self.pump(now);
+    }
+
+    /// Timers: call when [`Node::poll_timeout`] has passed (early calls are harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.kad.handle_timeout(now);
+        self.gossip.handle_timeout(now);
+        self.link_timers(now);
+        self.direct_timers(now);
+        self.lookup_timers(now);
+        if self.next_maintenance.is_some_and(|t| t <= now) {
+            self.maintain(now);
+            let jitter = self
+                .rng
+                .random_range(0..=self.config.maintenance_interval.as_micros() as u64 / 10);
+            self.next_maintenance =
+                Some(now + self.config.maintenance_interval + Duration::from_micros(jitter));
+        }
+        self.pump(now);
+    }
+
+    /// The next output for the driver. Drain until `None` after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        if let Some(x) = self.kad.poll_timeout() {
+            at(x);
+        }
+        if let Some(x) = self.gossip.poll_timeout() {
+            at(x);
+        }
+        if let Some(x) = self.next_maintenance {
+            at(x);
+        }
+        for l in self.links.values() {
+            match l.state {
+                LinkState::Up => {
+                    at(l.last_tx + self.config.keepalive_interval);
+                    at(l.last_rx + self.config.link_idle_timeout);
+                    if let Some(x) = l.reassembly.next_expiry(&self.config) {
+                        at(x);
+                    }
+                }
+                _ => at(l.since + self.config.link_open_timeout),
+            }
+        }
+        for p in self.pending_direct.values() {
+            at(p.deadline);
+        }
+        for l in self.lookups.values() {
+            at(l.deadline);
+        }
+        t
+    }
+
+    // ------------------------------------------------------------------ frames
+
+    fn on_frame(&mut self, now: Instant, peer: NodeId, frame: Frame, allow_chunk: bool) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if link.state != LinkState::Up {
+            match frame {
+                Frame::Hello(h) => {
+                    if link.state == LinkState::Open {
+                        self.on_hello(now, peer, h);
+                    } else if link.early_hello.is_none() {
+                        link.early_hello = Some(h);
+                    } else {
+                        self.stats.dropped_unexpected += 1;
+                    }
+                }
+                _ => {
+                    self.stats.dropped_unexpected += 1;
+                    self.fail_hello(now, peer, HelloError::Missing);
+                }
+            }
+            return;
+        }
+        match frame {
+            Frame::Hello(_) => self.stats.dropped_unexpected += 1,
+            Frame::Kad(bytes) => self.kad.handle_message(now, peer, &bytes),
+            Frame::Gossip(bytes) => self.gossip.handle_message(now, peer, &bytes),
+            Frame::Routed(mut r) => {
+                if r.path.last() != Some(&peer)
+                    || r.path.contains(&self.local) && r.dst == self.local
+                {
+                    // The sender must have put itself last; a message to us never passes us twice.
+                    self.stats.dropped_unexpected += 1;
+                    return;
+                }
+                r.hops_left = r.hops_left.min(self.config.hop_limit);
+                r.path.push(self.local);
+                self.deliver(now, r, false);
+            }
+            Frame::Chunk(c) => {
+                if !allow_chunk {
+                    self.stats.dropped_unexpected += 1;
+                    return;
+                }
+                match link.reassembly.push(now, c, &self.config) {
+                    ChunkResult::Complete(bytes) => match Frame::decode(&bytes) {
+                        Ok(f) => self.on_frame(now, peer, f, false),
+                        Err(_) => self.stats.dropped_malformed += 1,
+                    },
+                    ChunkResult::Pending => {}
+                    ChunkResult::Invalid => {
+                        self.stats.dropped_oversized += 1;
+                        self.stats.reassembly_dropped += 1;
+                    }
+                }
+            }
+            Frame::Neighbors(n) => {
+                let local = self.local;
+                let links: Vec<NodeId> = n
+                    .links
+                    .into_iter()
+                    .filter(|p| *p != peer && *p != local)
+                    .collect();
+                let second: Vec<NodeId> = n
+                    .second
+                    .into_iter()
+                    .filter(|p| *p != peer && *p != local)
+                    .collect();
+                for p in &links {
+                    self.learn(now, *p);
+                }
+                let mut changed = false;
+                if let Some(link) = self.links.get_mut(&peer) {
+                    changed = link.neighbors != links;
+                    link.neighbors = links;
+                    link.second = second;
+                }
+                if changed {
+                    // Our own announcement's second level changed.
+                    self.announce_neighbors(now);
+                }
+            }
+            Frame::Ping(n) => self.send_frame(now, peer, &Frame::Pong(n)),
+            Frame::Pong(_) => {}
+            Frame::Evict(alternatives) => {
+                for p in &alternatives {
+                    self.learn(now, *p);
+                }
+                self.emit(Output::Event(Event::Evicted {
+                    by: peer,
+                    alternatives,
+                }));
+                let until = now + self.config.reconnect_backoff_max / 2;
+                self.backoff
+                    .block(peer, until, self.config.max_backoff_entries);
+                self.close(now, peer, DisconnectReason::EvictedByPeer, false);
+            }
+            Frame::Bye => {
+                self.book.remove(&peer);
+                self.close(now, peer, DisconnectReason::PeerLeft, false);
+                self.kad.handle_peer_down(now, peer);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, peer: NodeId, hello: Hello) {
+        let Some(link) = self.links.get(&peer) else {
+            return;
+        };
+        let Some((local_fp, remote_fp)) = &link.fingerprints else {
+            return;
+        };
+        if NodeId::from_public_key(&hello.public_key) != peer {
+            return self.fail_hello(now, peer, HelloError::WrongKey);
+        }
+        if hello.sender_fingerprint != *remote_fp || hello.receiver_fingerprint != *local_fp {
+            return self.fail_hello(now, peer, HelloError::WrongFingerprint);
+        }
+        let signed = Hello::signed_bytes(
+            &hello.public_key,
+            &hello.sender_fingerprint,
+            &hello.receiver_fingerprint,
+        );
+        if !verify(&hello.public_key, &signed, &hello.signature) {
+            return self.fail_hello(now, peer, HelloError::BadSignature);
+        }
+        self.link_up(now, peer);
+    }
+
+    fn fail_hello(&mut self, now: Instant, peer: NodeId, error: HelloError) {
+        self.stats.hello_failures += 1;
+        let until = now + self.config.reconnect_backoff_max;
+        self.backoff
+            .block(peer, until, self.config.max_backoff_entries);
+        self.close(now, peer, DisconnectReason::Hello(error), false);
+    }
+
+    fn link_up(&mut self, now: Instant, peer: NodeId) {
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        link.state = LinkState::Up;
+        link.last_rx = now;
+        self.stats.links_up += 1;
+        self.failures = 0;
+        self.next_dial = now;
+        self.backoff.reset(&peer);
+        self.learn(now, peer);
+        self.emit(Output::Event(Event::PeerConnected { peer }));
+        self.kad.handle_peer_up(now, peer);
+        self.gossip.handle_peer_up(now, peer);
+        self.enforce_capacity(now);
+        if self
+            .links
+            .get(&peer)
+            .is_some_and(|l| l.state == LinkState::Up)
+        {
+            self.announce_neighbors(now);
+        }
+        if !self.kad_bootstrapped {
+            self.kad_bootstrapped = true;
+            let contacts = self
+                .book
+                .closest(&self.local, self.config.kademlia.k, |_| false);
+            let _ = self.kad.bootstrap(now, &contacts);
+        }
+    }
+
+    /// Tells every up link our up links and their links (its routing then sees three hops through us),
+    /// when that changed since we last told it.
+    fn announce_neighbors(&mut self, now: Instant) {
+        let ups = self.links();
+        for p in &ups {
+            let links: Vec<NodeId> = ups
+                .iter()
+                .filter(|q| *q != p)
+                .copied()
+                .take(MAX_ID_LIST)
+                .collect();
+            let mut second: BTreeSet<NodeId> = BTreeSet::new();
+            for q in &links {
+                if let Some(l) = self.links.get(q) {
+                    second.extend(l.neighbors.iter().copied());
+                }
+            }
+            second.remove(p);
+            second.remove(&self.local);
+            for q in &links {
+                second.remove(q);
+            }
+            let announcement = Neighbors {
+                links,
+                second: second.into_iter().take(MAX_ID_LIST).collect(),
+            };
+            let Some(link) = self.links.get_mut(p) else {
+                continue;
+            };
+            if link.announced.as_ref() == Some(&announcement) {
+                continue;
+            }
+            link.announced = Some(announcement.clone());
+            self.send_frame(now, *p, &Frame::Neighbors(announcement));
+        }
+    }
+
+    /// Removes the link to `peer` and tells everyone who needs to know. `by_driver`: the driver reported
+    /// it closed (no `Disconnect` output then).
+    fn close(&mut self, now: Instant, peer: NodeId, reason: DisconnectReason, by_driver: bool) {
+        let Some(link) = self.links.remove(&peer) else {
+            return;
+        };
+        let was_up = link.state == LinkState::Up;
+        if !by_driver && link.state != LinkState::Requested {
+            self.emit(Output::Disconnect { peer, reason });
+        }
+        let failure = matches!(
+            reason,
+            DisconnectReason::Timeout | DisconnectReason::Idle | DisconnectReason::Closed
+        );
+        if failure {
+            self.failures = self.failures.saturating_add(1);
+            let delay = self.backoff_delay(self.failures);
+            self.next_dial = now + delay;
+            let peer_delay = self.backoff_delay(self.backoff.failures(&peer).saturating_add(1));
+            self.backoff
+                .block(peer, now + peer_delay, self.config.max_backoff_entries);
+            if !was_up {
+                self.stats.link_failures += 1;
+            }
+        }
+        if matches!(reason, DisconnectReason::Timeout | DisconnectReason::Idle) {
+            // Probably gone: stop proposing it.
+            self.book.remove(&peer);
+        }
+        if was_up {
+            self.emit(Output::Event(Event::PeerDisconnected { peer, reason }));
+            self.gossip.handle_peer_down(now, peer);
+            if reason == DisconnectReason::Idle {
+                self.kad.handle_peer_down(now, peer);
+            }
+            self.announce_neighbors(now);
+        }
+    }
+
+    fn backoff_delay(&mut self, failures: u32) -> Duration {
+        let base = self.config.reconnect_backoff.as_micros() as u64;
+        let max = self.config.reconnect_backoff_max.as_micros() as u64;
+        let exp = base
+            .saturating_mul(1u64 << failures.saturating_sub(1).min(20))
+            .min(max);
+        let jittered = exp / 2 + self.rng.random_range(0..=exp);
+        Duration::from_micros(jittered)
+    }
+
+    // ------------------------------------------------------------------ topology
+
+    /// Number of links kept for closeness: the rest go to random peers.
+    fn close_target(&self) -> usize {
+        self.config.max_peers - self.config.random_links
+    }
+
+    /// Up links ordered by distance to us, closest first.
+    fn links_by_distance(&self) -> Vec<NodeId> {
+        let mut v = self.links();
+        v.sort_by_key(|p| p.distance(&self.local));
+        v
+    }
+
+    /// The close set among `candidates`: the closest peer of each of the lowest distinct k-buckets, up to
+    /// `close_target` (then the closest others if there are fewer buckets). One link per low bucket
+    /// joins each small XOR subtree to its sibling, which the last hops of greedy routing need; the
+    /// plain closest peers would form islands of mutually closest nodes.
+    fn close_set(&self, candidates: impl IntoIterator<Item = NodeId>) -> Vec<NodeId> {
+        let ct = self.close_target();
+        let mut v: Vec<NodeId> = candidates
+            .into_iter()
+            .filter(|p| *p != self.local)
+            .collect();
+        v.sort_by_key(|p| p.distance(&self.local));
+        v.dedup();
+        let mut out: Vec<NodeId> = Vec::with_capacity(ct);
+        let mut buckets = BTreeSet::new();
+        for p in &v {
+            if out.len() >= ct {
+                break;
+            }
+            if buckets.insert(self.local.bucket_index(p)) {
+                out.push(*p);
+            }
+        }
+        for p in &v {
+            if out.len() >= ct {
+                break;
+            }
+            if !out.contains(p) {
+                out.push(*p);
+            }
+        }
+        out
+    }
+
+    /// Whether `candidate` would enter our close set.
+    fn would_be_close(&self, candidate: &NodeId) -> bool {
+        let mut c = self.links();
+        c.push(*candidate);
+        self.close_set(c).contains(candidate)
+    }
+
+    /// Up links beyond `max_peers` are evicted: the closest of those outside the close set (the close
+    /// link that a closer peer displaced), so that the long links stay.
+    fn enforce_capacity(&mut self, now: Instant) {
+        loop {
+            let ups = self.links_by_distance();
+            if ups.len() <= self.config.max_peers {
+                return;
+            }
+            let close = self.close_set(ups.iter().copied());
+            let Some(victim) = ups.iter().find(|p| !close.contains(p)).copied() else {
+                return;
+            };
+            self.evict(now, victim);
+        }
+    }
+
+    fn evict(&mut self, now: Instant, peer: NodeId) {
+        let alternatives = self.alternatives_for(&peer);
+        self.send_frame(now, peer, &Frame::Evict(alternatives));
+        self.stats.evictions += 1;
+        self.close(now, peer, DisconnectReason::Evicted, false);
+    }
+
+    /// Up to `alternatives` peers to propose to `peer` instead of us: our links and their links closest to
+    /// it, those with free slots first (a neighbor list shorter than `max_peers` means a free slot).
+    fn alternatives_for(&self, peer: &NodeId) -> Vec<NodeId> {
+        let mut c: Vec<(bool, kademlia_core::Distance, NodeId)> = Vec::new();
+        for (p, l) in &self.links {
+            if l.state != LinkState::Up || p == peer {
+                continue;
+            }
+            c.push((
+                l.neighbors.len() + 1 >= self.config.max_peers,
+                p.distance(peer),
+                *p,
+            ));
+            for n in &l.neighbors {
+                if n != peer && *n != self.local {
+                    c.push((true, n.distance(peer), *n));
+                }
+            }
+        }
+        c.sort();
+        c.dedup_by_key(|e| e.2);
+        c.into_iter()
+            .map(|e| e.2)
+            .take(self.config.alternatives)
+            .collect()
+    }
+
+    /// Whether we accept a link from `peer` (its offer or its link request).
+    fn admits(&self, peer: &NodeId) -> bool {
+        self.joined && (self.links.len() < self.config.max_peers || self.would_be_close(peer))
+    }
+
+    fn reject(&mut self, now: Instant, peer: NodeId) {
+        self.stats.rejections += 1;
+        let alternatives = self.alternatives_for(&peer);
+        let id = self.fresh_id();
+        self.originate(
+            now,
+            peer,
+            id,
+            None,
+            &Payload::Rejected(alternatives),
+            0,
+            false,
+        );
+    }
+
+    /// Fills free link slots: the closest known peers first, then random long links; one upgrade attempt
+    /// at a time when full and a closer peer is known.
+    fn maintain(&mut self, now: Instant) {
+        if !self.joined || now < self.next_dial {
+            return;
+        }
+        let ct = self.close_target();
+        let pending = self
+            .links
+            .values()
+            .filter(|l| l.state != LinkState::Up)
+            .count();
+        let free = self.config.max_peers.saturating_sub(self.links.len());
+        let ups = self.links_by_distance();
+        let close = self.close_set(ups.iter().copied());
+        let random_up = ups.len() - close.len();
+        let local = self.local;
+        let mut dials: Vec<NodeId> = Vec::new();
+        // Close links: the close set of everything we know, minus what we have.
+        let budget = if free > 0 {
+            free
+        } else if pending == 0 {
+            1
+        } else {
+            0
+        };
+        if budget > 0 && ct > 0 {
+            let mut candidates = self.book.closest(&local, 64, |p| {
+                self.links.contains_key(p) || !self.backoff.allows(p, now)
+            });
+            candidates.extend(ups.iter().copied());
+            for p in self.close_set(candidates) {
+                if dials.len() >= budget {
+                    break;
+                }
+                if !self.links.contains_key(&p) {
+                    dials.push(p);
+                }
+            }
+        }
+        let free_after = free.saturating_sub(dials.len());
+        let want_random = self
+            .config
+            .random_links
+            .saturating_sub(random_up)
+            .min(free_after);
+        // Random links from the buckets beyond our close links, so they are long.
+        let min_bucket = close
+            .iter()
+            .filter_map(|p| local.bucket_index(p))
+            .max()
+            .map_or(0, |b| b + 1);
+        for _ in 0..want_random {
+            let pick = self.book.random(&mut self.rng, min_bucket, |p| {
+                self.links.contains_key(p) || !self.backoff.allows(p, now) || dials.contains(p)
+            });
+            if let Some(p) = pick {
+                dials.push(p);
+            }
+        }
+        for p in dials {
+            self.dial(now, p);
+        }
+    }
+
+    fn dial(&mut self, now: Instant, peer: NodeId) {
+        if peer == self.local || self.links.contains_key(&peer) {
+            return;
+        }
+        if self.local < peer {
+            self.links
+                .insert(peer, Link::new(LinkState::Connecting, now));
+            self.emit(Output::Connect {
+                peer,
+                initiator: true,
+            });
+        } else {
+            self.links
+                .insert(peer, Link::new(LinkState::Requested, now));
+            let id = self.fresh_id();
+            self.originate(now, peer, id, None, &Payload::LinkRequest, 0, false);
+        }
+    }
+
+    // ------------------------------------------------------------------ routing
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Signs and sends a routed message from us. `attempt` picks the first hop among the ranked links
+    /// (0 = best); `via_server` sends it through the signaling server at once.
+    #[allow(clippy::too_many_arguments)]
+    fn originate(
+        &mut self,
+        now: Instant,
+        dst: NodeId,
+        id: u64,
+        lookup: Option<NodeId>,
+        payload: &Payload,
+        attempt: usize,
+        via_server: bool,
+    ) {
+        let Ok(body) = postcard::to_allocvec(payload) else {
+            return;
+        };
+        let signature = self.identity.sign(&Routed::signed_bytes(
+            &self.local,
+            &dst,
+            id,
+            lookup.as_ref(),
+            &body,
+        ));
+        let r = Routed {
+            src: self.local,
+            dst,
+            id,
+            lookup,
+            hops_left: self.config.hop_limit,
+            path: alloc::vec![self.local],
+            route: Vec::new(),
+            key: self.identity.public_key(),
+            signature: signature.to_vec(),
+            body,
+        };
+        self.send_routed(now, r, attempt, via_server);
+    }
+
+    /// Sends a reply retracing the simple path of `request` backwards.
+    fn reply(
+        &mut self,
+        now: Instant,
+        request: &Routed,
+        id: u64,
+        payload: &Payload,
+        via_server: bool,
+    ) {
+        let Ok(body) = postcard::to_allocvec(payload) else {
+            return;
+        };
+        let dst = request.src;
+        let signature =
+            self.identity
+                .sign(&Routed::signed_bytes(&self.local, &dst, id, None, &body));
+        let mut back = route::simple_path(&request.path);
+        back.reverse();
+        // back[0] is us.
+        let route_rest: Vec<NodeId> = back.into_iter().skip(1).collect();
+        let r = Routed {
+            src: self.local,
+            dst,
+            id,
+            lookup: None,
+            hops_left: self.config.hop_limit,
+            path: alloc::vec![self.local],
+            route: route_rest,
+            key: self.identity.public_key(),
+            signature: signature.to_vec(),
+            body,
+        };
+        self.send_routed(now, r, 0, via_server);
+    }
+
+    fn up_views(&self) -> Vec<route::LinkView<'_>> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.state == LinkState::Up)
+            .map(|(p, l)| (*p, l.neighbors.as_slice(), l.second.as_slice()))
+            .collect()
+    }
+
+    /// Forwards `r` (already carrying us last in its path) one hop, or falls back.
+    fn send_routed(&mut self, now: Instant, mut r: Routed, attempt: usize, via_server: bool) {
+        if via_server {
+            return self.via_server(r);
+        }
+        let next = if r.hops_left == 0 {
+            None
+        } else {
+            // An explicit route first, while it runs over our links.
+            while r.route.first() == Some(&self.local) {
+                r.route.remove(0);
+            }
+            let explicit = r
+                .route
+                .first()
+                .copied()
+                .filter(|p| self.links.get(p).is_some_and(|l| l.state == LinkState::Up));
+            if let Some(p) = explicit {
+                r.route.remove(0);
+                Some(p)
+            } else {
+                r.route.clear();
+                let views = self.up_views();
+                if attempt > 0 && r.path.len() == 1 && !views.iter().any(|v| v.0 == r.dst) {
+                    let ranked = route::ranked(&self.local, &r.dst, &views, &r.path);
+                    ranked.get(attempt % ranked.len().max(1)).copied()
+                } else {
+                    match route::next_hop(&self.local, &r.dst, &views, &r.path) {
+                        Some(p) => Some(p),
+                        None => {
+                            let back = route::parent(&self.local, &r.path)
+                                .filter(|p| views.iter().any(|v| v.0 == *p));
+                            if back.is_some() {
+                                self.stats.routed_backtracked += 1;
+                            }
+                            back
+                        }
+                    }
+                }
+            }
+        };
+        match next {
+            Some(p) => {
+                r.hops_left -= 1;
+                if r.src != self.local {
+                    self.stats.routed_forwarded += 1;
+                }
+                self.send_frame(now, p, &Frame::Routed(r));
+            }
+            None => {
+                // Dead end. A lookup probe is answered with what this node knows; anything else goes
+                // through the server if allowed.
+                if let Some(target) = r.lookup
+                    && r.src != self.local
+                {
+                    return self.answer_probe(now, &r, target, false);
+                }
+                self.via_server(r);
+            }
+        }
+    }
+
+    fn via_server(&mut self, r: Routed) {
+        if !self.config.server_fallback || r.dst == self.local {
+            self.stats.dropped_no_route += 1;
+            return;
+        }
+        self.stats.server_fallbacks += 1;
+        let to = r.dst;
+        let payload = Frame::Routed(r).encode();
+        self.emit(Output::Signal { to, payload });
+    }
+
+    /// A routed message reached us (its path ends with us).
+    fn deliver(&mut self, now: Instant, r: Routed, via_server: bool) {
+        for p in r.path.iter().rev().take(4) {
+            if *p != self.local {
+                self.learn(now, *p);
+            }
+        }
+        if r.dst != self.local {
+            if let Some(target) = r.lookup
+                && self.knows(&target)
+            {
+                return self.answer_probe(now, &r, target, false);
+            }
+            return self.send_routed(now, r, 0, false);
+        }
+        // Ours: check the signature once, here.
+        if NodeId::from_public_key(&r.key) != r.src
+            || !verify(
+                &r.key,
+                &Routed::signed_bytes(&r.src, &r.dst, r.id, r.lookup.as_ref(), &r.body),
+                &r.signature,
+            )
+        {
+            self.stats.dropped_bad_signature += 1;
+            return;
+        }
+        let payload: Payload = match postcard::from_bytes(&r.body) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        self.stats.routed_delivered += 1;
+        let hops = r.hops() + u32::from(via_server);
+        match payload {
+            Payload::Data(data) => {
+                self.reply(now, &r, r.id, &Payload::Ack, via_server);
+                if self.seen_direct.contains(&(r.src, r.id)) {
+                    self.stats.direct_duplicates += 1;
+                    return;
+                }
+                self.remember_direct(r.src, r.id);
+                self.emit(Output::Event(Event::Message {
+                    from: r.src,
+                    topic: None,
+                    data,
+                    hops,
+                    id: MessageRef::Direct(DirectId(r.id)),
+                }));
+            }
+            Payload::Ack => {
+                if self
+                    .pending_direct
+                    .get(&r.id)
+                    .is_some_and(|p| p.to == r.src)
+                {
+                    self.pending_direct.remove(&r.id);
+                }
+            }
+            Payload::Kad(bytes) => self.kad.handle_message(now, r.src, &bytes),
+            Payload::Signal(bytes) => self.on_signal(now, r.src, bytes),
+            Payload::LinkRequest => self.on_link_request(now, r.src),
+            Payload::Rejected(alternatives) => self.on_rejected(now, r.src, alternatives),
+            Payload::FindNode => {
+                let target = r.lookup.unwrap_or(r.dst);
+                self.answer_probe(now, &r, target, via_server);
+            }
+            Payload::Nodes(nodes) => self.on_nodes(now, r.id, r.src, nodes),
+        }
+    }
+
+    fn remember_direct(&mut self, src: NodeId, id: u64) {
+        self.seen_direct.insert((src, id));
+        self.seen_order.push_back((src, id));
+        while self.seen_order.len() > self.config.max_seen_direct {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen_direct.remove(&old);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ signaling
+
+    fn on_signal(&mut self, now: Instant, from: NodeId, payload: Vec<u8>) {
+        match self.links.get_mut(&from).map(|l| l.state) {
+            Some(LinkState::Requested) => {
+                // The lower id accepted our request and sends its offer.
+                if let Some(l) = self.links.get_mut(&from) {
+                    l.state = LinkState::Connecting;
+                }
+                self.emit(Output::Connect {
+                    peer: from,
+                    initiator: false,
+                });
+                self.emit(Output::Event(Event::Signal { from, payload }));
+            }
+            Some(_) => self.emit(Output::Event(Event::Signal { from, payload })),
+            None => {
+                if from < self.local {
+                    // An offer from the lower id.
+                    if self.admits(&from) {
+                        self.links
+                            .insert(from, Link::new(LinkState::Connecting, now));
+                        self.emit(Output::Connect {
+                            peer: from,
+                            initiator: false,
+                        });
+                        self.emit(Output::Event(Event::Signal { from, payload }));
+                    } else {
+                        self.reject(now, from);
+                    }
+                } else {
+                    // A higher id may not offer (no glare), and late signals of a closed link land here.
+                    self.stats.dropped_unexpected += 1;
+                }
+            }
+        }
+    }
+
+    fn on_link_request(&mut self, now: Instant, from: NodeId) {
+        if from < self.local {
+            self.stats.dropped_unexpected += 1;
+            return;
+        }
+        if self.links.contains_key(&from) {
+            return;
+        }
+        if self.admits(&from) {
+            self.links
+                .insert(from, Link::new(LinkState::Connecting, now));
+            self.emit(Output::Connect {
+                peer: from,
+                initiator: true,
+            });
+        } else {
+            self.reject(now, from);
+        }
+    }
+
+    fn on_rejected(&mut self, now: Instant, from: NodeId, alternatives: Vec<NodeId>) {
+        let Some(link) = self.links.get(&from) else {
+            return;
+        };
+        if link.state == LinkState::Up {
+            return;
+        }
+        let alternatives: Vec<NodeId> = alternatives
+            .into_iter()
+            .take(self.config.alternatives)
+            .filter(|p| *p != self.local)
+            .collect();
+        for p in &alternatives {
+            self.learn(now, *p);
+        }
+        self.backoff.block(
+            from,
+            now + self.config.reconnect_backoff_max / 2,
+            self.config.max_backoff_entries,
+        );
+        self.close(now, from, DisconnectReason::Rejected, false);
+        // Refusals pace our dialling like failures do (reset when a link comes up): a full mesh where
+        // most upgrade attempts are refused must not spend its routes on link requests.
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.backoff_delay(self.failures);
+        self.next_dial = now + delay;
+        self.emit(Output::Event(Event::Rejected {
+            by: from,
+            alternatives,
+        }));
+        // Try an alternative at once.
+        self.next_maintenance = Some(now);
+    }
+
+    // ------------------------------------------------------------------ lookups
+
+    fn learn(&mut self, now: Instant, p: NodeId) {
+        if p != self.local {
+            self.book.insert(p, now);
+        }
+    }
+
+    fn knows(&self, target: &NodeId) -> bool {
+        self.links
+            .get(target)
+            .is_some_and(|l| l.state == LinkState::Up)
+            || self.book.contains(target)
+            || self.kad.routing_table().contains(target)
+            || self
+                .links
+                .values()
+                .any(|l| l.state == LinkState::Up && l.neighbors.contains(target))
+    }
+
+    /// The `n` peers closest to `target` among everything we know: links, their links, the peer book and
+    /// the Kademlia routing table (we count ourselves too).
+    fn closest_known(&self, target: &NodeId, n: usize) -> Vec<NodeId> {
+        let mut all: BTreeSet<(kademlia_core::Distance, NodeId)> = BTreeSet::new();
+        let mut add = |p: NodeId| {
+            all.insert((p.distance(target), p));
+        };
+        add(self.local);
+        for (p, l) in &self.links {
+            if l.state == LinkState::Up {
+                add(*p);
+                for q in &l.neighbors {
+                    add(*q);
+                }
+            }
+        }
+        for p in self.book.closest(target, n, |_| false) {
+            add(p);
+        }
+        for p in self.kad.routing_table().closest(target, n) {
+            add(p);
+        }
+        all.into_iter().take(n).map(|e| e.1).collect()
+    }
+
+    fn answer_probe(&mut self, now: Instant, r: &Routed, target: NodeId, via_server: bool) {
+        if NodeId::from_public_key(&r.key) != r.src
+            || !verify(
+                &r.key,
+                &Routed::signed_bytes(&r.src, &r.dst, r.id, r.lookup.as_ref(), &r.body),
+                &r.signature,
+            )
+        {
+            self.stats.dropped_bad_signature += 1;
+            return;
+        }
+        self.stats.probes_answered += 1;
+        let nodes = self.closest_known(&target, self.config.lookup_k);
+        self.reply(now, r, r.id, &Payload::Nodes(nodes), via_server);
+    }
+
+    fn lookup_round(&mut self, now: Instant, id: u64) {
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        l.round += 1;
+        l.deadline = now + self.config.lookup_round_timeout;
+        let target = l.target;
+        let last_round = l.round >= self.config.lookup_max_rounds;
+        let round = l.round;
+        // Round 1 goes toward the target itself through different first links; later rounds toward the
+        // closest ids found so far that we have not probed yet (a different path into the target's
+        // neighborhood); the last round asks the target through the server.
+        let mut dsts: Vec<NodeId> = Vec::new();
+        if round == 1 {
+            dsts.extend(core::iter::repeat_n(target, self.config.lookup_parallelism));
+        } else {
+            for (_, p) in l.found.iter() {
+                if dsts.len() >= self.config.lookup_parallelism {
+                    break;
+                }
+                if *p != self.local && !l.probed.contains(p) {
+                    dsts.push(*p);
+                }
+            }
+            if dsts.is_empty() {
+                dsts.push(target);
+            }
+        }
+        let have_links = self.links.values().any(|l| l.state == LinkState::Up);
+        let server = (last_round && round > 1 || !have_links) && self.config.server_fallback;
+        if server {
+            dsts = alloc::vec![target];
+        }
+        for (i, dst) in dsts.into_iter().enumerate() {
+            let probe = self.fresh_id();
+            if let Some(l) = self.lookups.get_mut(&id) {
+                l.outstanding.insert(probe);
+                l.requests += 1;
+                l.probed.insert(dst);
+            }
+            self.probes.insert(probe, id);
+            self.originate(now, dst, probe, Some(target), &Payload::FindNode, i, server);
+        }
+    }
+
+    fn on_nodes(&mut self, now: Instant, probe: u64, from: NodeId, nodes: Vec<NodeId>) {
+        let Some(id) = self.probes.remove(&probe) else {
+            return;
+        };
+        let k = self.config.lookup_k;
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return;
+        };
+        l.outstanding.remove(&probe);
+        let target = l.target;
+        for p in nodes.into_iter().take(k).chain(core::iter::once(from)) {
+            l.found.insert((p.distance(&target), p));
+        }
+        while l.found.len() > k {
+            l.found.pop_last();
+        }
+        let found = l.found.first().is_some_and(|e| e.1 == target);
+        let idle = l.outstanding.is_empty();
+        for p in l.found.iter().map(|e| e.1).collect::<Vec<_>>() {
+            self.learn(now, p);
+        }
+        if found {
+            self.finish_lookup(id);
+        } else if idle {
+            self.next_lookup_round(now, id);
+        }
+    }
+
+    fn next_lookup_round(&mut self, now: Instant, id: u64) {
+        let Some(l) = self.lookups.get(&id) else {
+            return;
+        };
+        if l.round >= self.config.lookup_max_rounds {
+            self.finish_lookup(id);
+        } else {
+            self.lookup_round(now, id);
+        }
+    }
+
+    fn finish_lookup(&mut self, id: u64) {
+        let Some(l) = self.lookups.remove(&id) else {
+            return;
+        };
+        for p in &l.outstanding {
+            self.probes.remove(p);
+        }
+        self.emit(Output::Event(Event::LookupFinished {
+            id: QueryId(id),
+            target: l.target,
+            peers: l.found.into_iter().map(|e| e.1).collect(),
+            rounds: l.round,
+            requests: l.requests,
+        }));
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    fn link_timers(&mut self, now: Instant) {
+        let mut timed_out = Vec::new();
+        let mut idle = Vec::new();
+        let mut ping = Vec::new();
+        let mut expired = 0;
+        for (p, l) in self.links.iter_mut() {
+            match l.state {
+                LinkState::Up => {
+                    if now.saturating_duration_since(l.last_rx) >= self.config.link_idle_timeout {
+                        idle.push(*p);
+                    } else if now.saturating_duration_since(l.last_tx)
+                        >= self.config.keepalive_interval
+                    {
+                        ping.push(*p);
+                    }
+                    expired += l.reassembly.expire(now, &self.config);
+                }
+                _ => {
+                    if now.saturating_duration_since(l.since) >= self.config.link_open_timeout {
+                        timed_out.push(*p);
+                    }
+                }
+            }
+        }
+        self.stats.reassembly_dropped += expired as u64;
+        for p in timed_out {
+            let requested = self
+                .links
+                .get(&p)
+                .is_some_and(|l| l.state == LinkState::Requested);
+            if !requested {
+                self.emit(Output::Event(Event::PeerTimedOut { peer: p }));
+            }
+            self.close(now, p, DisconnectReason::Timeout, false);
+        }
+        for p in idle {
+            self.close(now, p, DisconnectReason::Idle, false);
+        }
+        for p in ping {
+            let n = self.rng.random::<u64>();
+            self.send_frame(now, p, &Frame::Ping(n));
+        }
+    }
+
+    fn direct_timers(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .pending_direct
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(p) = self.pending_direct.get_mut(&id) else {
+                continue;
+            };
+            if p.attempts >= self.config.direct_attempts {
+                let to = p.to;
+                self.pending_direct.remove(&id);
+                self.emit(Output::Event(Event::DirectFailed {
+                    id: DirectId(id),
+                    to,
+                    reason: DirectFailure::NoAck,
+                }));
+                continue;
+            }
+            p.attempts += 1;
+            p.deadline = now + self.config.direct_retry_timeout;
+            let (to, data, attempt) = (p.to, p.data.clone(), p.attempts);
+            let last = attempt >= self.config.direct_attempts && self.config.server_fallback;
+            self.stats.direct_retries += 1;
+            self.originate(
+                now,
+                to,
+                id,
+                None,
+                &Payload::Data(data),
+                (attempt - 1) as usize,
+                last,
+            );
+        }
+    }
+
+    fn lookup_timers(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .lookups
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(l) = self.lookups.get_mut(&id) {
+                for p in core::mem::take(&mut l.outstanding) {
+                    self.probes.remove(&p);
+                }
+            }
+            self.next_lookup_round(now, id);
+        }
+    }
+
+    // ------------------------------------------------------------------ output
+
+    fn emit(&mut self, o: Output) {
+        if self.outputs.len() >= self.config.max_outputs {
+            self.stats.dropped_outputs += 1;
+            return;
+        }
+        self.outputs.push_back(o);
+    }
+
+    fn send_frame(&mut self, now: Instant, peer: NodeId, frame: &Frame) {
+        let bytes = frame.encode();
+        if bytes.len() > self.config.max_message_bytes {
+            self.stats.dropped_oversized += 1;
+            return;
+        }
+        let Some(link) = self.links.get_mut(&peer) else {
+            return;
+        };
+        link.last_tx = now;
+        let msg = link.next_chunk_msg;
+        link.next_chunk_msg = link.next_chunk_msg.wrapping_add(1);
+        for part in frame::split(bytes, self.config.max_frame_bytes, msg) {
+            self.stats.frames_sent += 1;
+            self.emit(Output::Transmit {
+                link: peer,
+                bytes: part,
+            });
+        }
+    }
+
+    /// Moves the cores' outputs into ours: their sends become frames on links, or routed messages.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(o) = self.kad.poll_output() {
+                progressed = true;
+                match o {
+                    kademlia_core::Output::Send { to, bytes } => {
+                        if self
+                            .links
+                            .get(&to)
+                            .is_some_and(|l| l.state == LinkState::Up)
+                        {
+                            self.send_frame(now, to, &Frame::Kad(bytes));
+                        } else {
+                            let id = self.fresh_id();
+                            self.originate(now, to, id, None, &Payload::Kad(bytes), 0, false);
+                        }
+                    }
+                    kademlia_core::Output::Event(e) => match e {
+                        kademlia_core::Event::PeerAdded { peer, .. } => self.learn(now, peer),
+                        kademlia_core::Event::PeerRemoved { .. } => {}
+                        other => self.emit(Output::Event(Event::Dht(other))),
+                    },
+                }
+            }
+            while let Some(o) = self.gossip.poll_output() {
+                progressed = true;
+                match o {
+                    gossip_core::Output::Send { to, bytes }
+                        if self
+                            .links
+                            .get(&to)
+                            .is_some_and(|l| l.state == LinkState::Up) =>
+                    {
+                        self.send_frame(now, to, &Frame::Gossip(bytes));
+                    }
+                    gossip_core::Output::Event(gossip_core::Event::Delivered {
+                        id,
+                        origin,
+                        topic,
+                        payload,
+                        hops,
+                        ..
+                    }) => {
+                        self.emit(Output::Event(Event::Message {
+                            from: origin,
+                            topic: Some(topic.to_string()),
+                            data: payload,
+                            hops: u32::from(hops),
+                            id: MessageRef::Broadcast(id),
+                        }));
+                    }
+                    _ => {}
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+}
+
+/// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`.
+fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(sig) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    gossip_core::verify(public_key, message, &sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(n: u64) -> Identity {
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&n.to_le_bytes());
+        s[31] = 0x5a;
+        Identity::from_secret_bytes(&s)
+    }
+
+    fn node() -> Node {
+        let mut n = Node::new([9; 32], Config::default(), 7);
+        n.join(Instant::from_millis(1));
+        drain(&mut n);
+        n
+    }
+
+    fn drain(n: &mut Node) -> Vec<Output> {
+        core::iter::from_fn(|| n.poll_output()).collect()
+    }
+
+    /// A routed frame from `from` to `dst` as the server would relay it.
+    fn relayed(from: &Identity, dst: NodeId, payload: &Payload) -> ServerInput {
+        let body = postcard::to_allocvec(payload).unwrap_or_default();
+        let signature = from.sign(&Routed::signed_bytes(&from.id(), &dst, 1, None, &body));
+        let r = Routed {
+            src: from.id(),
+            dst,
+            id: 1,
+            lookup: None,
+            hops_left: 8,
+            path: alloc::vec![from.id()],
+            route: Vec::new(),
+            key: from.public_key(),
+            signature: signature.to_vec(),
+            body,
+        };
+        ServerInput::Relayed {
+            from: from.id(),
+            payload: Frame::Routed(r).encode(),
+        }
+    }
+
+    fn hello(from: &Identity, sender_fp: &[u8], receiver_fp: &[u8]) -> Vec<u8> {
+        let pk = from.public_key();
+        let signature = from.sign(&Hello::signed_bytes(&pk, sender_fp, receiver_fp));
+        Frame::Hello(Hello {
+            public_key: pk,
+            sender_fingerprint: sender_fp.to_vec(),
+            receiver_fingerprint: receiver_fp.to_vec(),
+            signature: signature.to_vec(),
+        })
+        .encode()
+    }
+
+    /// Brings a link from `peer` up at `n` through the inbound path (offer or link request).
+    fn connect(n: &mut Node, peer: &Identity, now: Instant) -> Vec<Output> {
+        let payload = if peer.id() < n.local_id() {
+            Payload::Signal(b"offer".to_vec())
+        } else {
+            Payload::LinkRequest
+        };
+        n.handle_server(now, relayed(peer, n.local_id(), &payload));
+        let mut out = drain(n);
+        if !out.iter().any(|o| matches!(o, Output::Connect { .. })) {
+            return out;
+        }
+        n.handle_link_open(now, peer.id(), b"me".to_vec(), b"it".to_vec());
+        n.handle_link_data(now, peer.id(), &hello(peer, b"it", b"me"));
+        out.extend(drain(n));
+        out
+    }
+
+    fn disconnect_reason(out: &[Output], peer: NodeId) -> Option<DisconnectReason> {
+        out.iter().find_map(|o| match o {
+            Output::Disconnect { peer: p, reason } if *p == peer => Some(*reason),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_valid_hello_brings_the_link_up() {
+        let mut n = node();
+        let p = identity(1);
+        let out = connect(&mut n, &p, Instant::from_millis(2));
+        assert!(out.contains(&Output::Event(Event::PeerConnected { peer: p.id() })));
+        assert_eq!(n.links(), alloc::vec![p.id()]);
+    }
+
+    #[test]
+    fn bad_hellos_close_the_link_with_a_reason() {
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        let other = identity(2);
+        let cases: [(Vec<u8>, HelloError); 4] = [
+            (hello(&other, b"it", b"me"), HelloError::WrongKey),
+            (
+                hello(&p, b"it", b"someone-else"),
+                HelloError::WrongFingerprint,
+            ),
+            (
+                {
+                    let mut h = hello(&p, b"it", b"me");
+                    let last = h.len() - 1;
+                    h[last] ^= 1;
+                    h
+                },
+                HelloError::BadSignature,
+            ),
+            (Frame::Ping(1).encode(), HelloError::Missing),
+        ];
+        for (bytes, error) in cases {
+            let mut n = node();
+            let payload = if p.id() < n.local_id() {
+                Payload::Signal(b"offer".to_vec())
+            } else {
+                Payload::LinkRequest
+            };
+            n.handle_server(now, relayed(&p, n.local_id(), &payload));
+            drain(&mut n);
+            n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+            drain(&mut n);
+            n.handle_link_data(now, p.id(), &bytes);
+            let out = drain(&mut n);
+            assert_eq!(
+                disconnect_reason(&out, p.id()),
+                Some(DisconnectReason::Hello(error)),
+                "{error:?}"
+            );
+            assert!(n.links().is_empty());
+            assert_eq!(n.stats().hello_failures, 1);
+        }
+    }
+
+    #[test]
+    fn garbage_on_links_and_from_the_server_is_counted_not_fatal() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        connect(&mut n, &p, now);
+        for bytes in [&[][..], &[1], &[1, 99], &[1, 3, 0xff, 0xff], &[7, 7, 7]] {
+            n.handle_link_data(now, p.id(), bytes);
+            n.handle_server(
+                now,
+                ServerInput::Relayed {
+                    from: p.id(),
+                    payload: bytes.to_vec(),
+                },
+            );
+        }
+        n.handle_link_data(now, identity(3).id(), &[1, 7, 0]);
+        drain(&mut n);
+        let s = n.stats();
+        assert!(s.dropped_malformed >= 8, "{s:?}");
+        assert_eq!(s.dropped_unexpected, 1);
+        assert_eq!(n.links(), alloc::vec![p.id()]);
+    }
+
+    #[test]
+    fn a_forged_routed_message_is_dropped() {
+        let mut n = node();
+        let p = identity(1);
+        let ServerInput::Relayed { payload, .. } =
+            relayed(&p, n.local_id(), &Payload::Data(b"x".to_vec()))
+        else {
+            unreachable!()
+        };
+        let Ok(Frame::Routed(mut r)) = Frame::decode(&payload) else {
+            panic!("not routed");
+        };
+        r.body = postcard::to_allocvec(&Payload::Data(b"y".to_vec())).unwrap_or_default();
+        n.handle_server(
+            Instant::from_millis(2),
+            ServerInput::Relayed {
+                from: p.id(),
+                payload: Frame::Routed(r).encode(),
+            },
+        );
+        let out = drain(&mut n);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Event(Event::Message { .. })))
+        );
+        assert_eq!(n.stats().dropped_bad_signature, 1);
+    }
+
+    #[test]
+    fn full_node_evicts_for_a_closer_peer_and_refuses_a_farther_one() {
+        let mut n = node();
+        let me = n.local_id();
+        let now = Instant::from_millis(2);
+        // Candidates sorted by distance to us; keep the links far so that a close one can come in.
+        let mut ids: Vec<Identity> = (1..400).map(identity).collect();
+        ids.sort_by_key(|i| i.id().distance(&me));
+        let closest = ids.remove(0);
+        let farthest = ids.pop().unwrap_or_else(|| identity(9999));
+        // Five far-ish peers from different buckets fill the node.
+        let mut linked = Vec::new();
+        let mut buckets = BTreeSet::new();
+        for i in ids.iter().rev() {
+            if linked.len() == 5 {
+                break;
+            }
+            if buckets.insert(me.bucket_index(&i.id())) {
+                connect(&mut n, i, now);
+                linked.push(i.id());
+            }
+        }
+        assert_eq!(n.links().len(), 5);
+        // A farther peer is refused with alternatives.
+        let out = connect(&mut n, &farthest, now);
+        assert!(!out.iter().any(|o| matches!(o, Output::Connect { .. })));
+        assert_eq!(n.stats().rejections, 1);
+        // The closest peer gets in; the displaced close link is evicted with alternatives.
+        let out = connect(&mut n, &closest, now);
+        assert!(out.contains(&Output::Event(Event::PeerConnected { peer: closest.id() })));
+        assert_eq!(n.links().len(), 5);
+        assert!(n.links().contains(&closest.id()));
+        let evicted: Vec<NodeId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Disconnect {
+                    peer,
+                    reason: DisconnectReason::Evicted,
+                } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evicted.len(), 1);
+        // The evicted one was told, with up to 3 alternatives, before the close.
+        let told = out.iter().any(|o| match o {
+            Output::Transmit { link, bytes } if *link == evicted[0] => {
+                matches!(Frame::decode(bytes), Ok(Frame::Evict(alts)) if alts.len() <= 3)
+            }
+            _ => false,
+        });
+        assert!(told);
+        // The long links (the farthest two) survived.
+        let mut by_distance = linked.clone();
+        by_distance.sort_by_key(|p| p.distance(&me));
+        for p in &by_distance[3..] {
+            assert!(n.links().contains(p), "a long link was evicted");
+        }
+    }
+
+    #[test]
+    fn lower_id_initiates() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        let p = (1..50)
+            .map(identity)
+            .find(|i| i.id() > n.local_id())
+            .unwrap_or_else(|| identity(1));
+        n.handle_server(now, ServerInput::BootstrapPeers(alloc::vec![p.id()]));
+        n.handle_timeout(now);
+        let out = drain(&mut n);
+        if n.local_id() < p.id() {
+            assert!(out.contains(&Output::Connect {
+                peer: p.id(),
+                initiator: true
+            }));
+        }
+        // An offer from a higher id is not accepted (the lower id offers).
+        let q = (1..50)
+            .map(identity)
+            .find(|i| i.id() > n.local_id() && i.id() != p.id())
+            .unwrap_or_else(|| identity(2));
+        n.handle_server(
+            now,
+            relayed(&q, n.local_id(), &Payload::Signal(b"offer".to_vec())),
+        );
+        let out = drain(&mut n);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Connect { peer, .. } if *peer == q.id()))
+        );
+    }
+
+    #[test]
+    fn a_link_that_does_not_open_times_out() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        let payload = if p.id() < n.local_id() {
+            Payload::Signal(b"offer".to_vec())
+        } else {
+            Payload::LinkRequest
+        };
+        n.handle_server(now, relayed(&p, n.local_id(), &payload));
+        drain(&mut n);
+        let later = now + n.config().link_open_timeout;
+        n.handle_timeout(later);
+        let out = drain(&mut n);
+        assert!(out.contains(&Output::Event(Event::PeerTimedOut { peer: p.id() })));
+        assert_eq!(
+            disconnect_reason(&out, p.id()),
+            Some(DisconnectReason::Timeout)
+        );
+    }
+
+    #[test]
+    fn large_frames_are_chunked_on_the_wire() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        connect(&mut n, &p, now);
+        let data = alloc::vec![7u8; 200 * 1024];
+        n.send(now, p.id(), data).unwrap_or(DirectId(0));
+        let out = drain(&mut n);
+        let parts: Vec<&Vec<u8>> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Transmit { link, bytes } if *link == p.id() => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        assert!(parts.len() >= 4);
+        assert!(parts.iter().all(|b| b.len() <= n.config().max_frame_bytes));
+    }
+}
