@@ -1,1 +1,44 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, one module per task.
+//!
+//! `cargo xtask ci` runs every check that CI runs, in order; `.ci/run` calls nothing else of substance.
+
+mod bench_signaling;
+mod ci;
+mod sim;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "xtask", about = "p2pmesh's automation: cargo xtask <task>")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Every check CI runs: fmt, clippy, tests, docs, the purity of the sans-IO cores.
+    Ci(ci::Args),
+    /// Run a deterministic many-node simulator scenario (release build) and print its report.
+    Sim(sim::Args),
+    /// Load the signaling server (release build) with N clients and print its throughput,
+    /// latency and memory.
+    BenchSignaling(bench_signaling::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Ci(args) => ci::run_task(args),
+        Task::Sim(args) => sim::run_task(args),
+        Task::BenchSignaling(args) => bench_signaling::run_task(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,247 @@
-//! placeholder
+//! The p2pmesh signaling server: WebSocket signaling (JSON, a superset of the JavaScript
+//! p2pmesh server's protocol, see docs/protocol.md), `GET /health` and `GET /metrics`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let server = signaling_server::Server::bind(signaling_server::Config::ephemeral()).await?;
+//! println!("listening on {}", server.local_addr()?);
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! What it guarantees:
+//! - Ids: by default a join proves its id (ed25519 signature over the connection's nonce; the
+//!   id is SHA-1 of the key). One live connection holds an id; a second join with it is
+//!   refused (`id_taken`) and the holder keeps it; only the holding connection can
+//!   unregister it.
+//! - Rooms: nothing crosses rooms. Introductions are targeted: the joiner's K XOR-closest
+//!   peers and a few random ones (the registry module documents how, and its cost).
+//! - Relays: `from` is always set by the server.
+//! - Limits (see [`Config`]): frame size (close 1009), per-connection token bucket (error,
+//!   then close 1008), maximum clients (`server_full`, close 1013), idle timeout with
+//!   WebSocket pings, join timeout. Every outgoing queue is bounded.
+//! - Every malformed input gets an `error` with a `code`; the connection keeps serving.
+//! - Shutdown: clients get a `shutdown` message and a close 1001, then the server returns.
+
+#![deny(missing_docs)]
+
+mod config;
+mod connection;
+mod fields;
+mod metrics;
+mod rate;
+mod registry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{info, warn};
+use transport::{ErrorCode, ServerMessage};
+
+pub use config::Config;
+
+use metrics::Metrics;
+use registry::Registry;
+
+/// The read buffer of one WebSocket: small, because there are tens of thousands of them
+/// (tungstenite's default is 128 KiB); larger messages grow it as needed.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes buffered before a write reaches the socket (the connection flushes after each batch).
+const WRITE_BUFFER: usize = 4 * 1024;
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) metrics: Metrics,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) next_conn: AtomicU64,
+}
+
+/// A bound, not yet running, signaling server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Bind the listening socket of `config.addr` (port 0 picks a free port).
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.addr).await?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(config.max_clients)),
+            config,
+            registry: RwLock::new(Registry::default()),
+            metrics: Metrics::default(),
+            shutdown,
+            next_conn: AtomicU64::new(1),
+        });
+        Ok(Self {
+            listener,
+            shared,
+            shutdown_tx,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` completes, then tell every client, close every socket, and wait
+    /// (at most `shutdown_grace_secs`) for them to finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            shared,
+            shutdown_tx,
+        } = self;
+        let addr = listener.local_addr()?;
+        let config = &shared.config;
+        info!(
+            %addr,
+            max_clients = config.max_clients,
+            compat_unverified_ids = config.compat_unverified_ids,
+            max_frame_bytes = config.max_frame_bytes,
+            rate_per_sec = config.rate_per_sec,
+            rate_burst = config.rate_burst,
+            "signaling server listening"
+        );
+        let app = router(shared.clone());
+        let listener = listener.tap_io(|tcp| {
+            // Signals are small and latency matters: no Nagle delay.
+            let _ = tcp.set_nodelay(true);
+        });
+        let tx = shutdown_tx.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                info!("shutting down: closing every connection");
+                let _ = tx.send(true);
+            })
+            .await?;
+        let _ = shutdown_tx.send(true);
+        // Upgraded WebSockets are not HTTP connections any more: wait for them by their permits.
+        let grace = Duration::from_secs(shared.config.shutdown_grace_secs);
+        let all = u32::try_from(shared.config.max_clients).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(grace, shared.slots.acquire_many(all)).await;
+        if drained.is_err() {
+            warn!(
+                open = shared.metrics.clients.load(Ordering::Relaxed),
+                "shutdown grace period over with connections still open"
+            );
+        }
+        info!("signaling server stopped");
+        Ok(())
+    }
+}
+
+/// Bind `config.addr` and serve until `shutdown` completes (what the binary runs).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    Server::bind(config).await?.run(shutdown).await
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", any(websocket))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .with_state(shared)
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    if *shared.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    let (joined, rooms, sizes) = {
+        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        (
+            registry.len(),
+            registry.room_count(),
+            registry.room_sizes(metrics::MAX_ROOMS_LISTED),
+        )
+    };
+    let body = shared.metrics.render(joined, rooms, &sizes);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+    let config = &shared.config;
+    let ws = ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(config.max_frame_bytes.saturating_mul(2) + WRITE_BUFFER)
+        .max_message_size(config.max_frame_bytes)
+        .max_frame_size(config.max_frame_bytes);
+    let permit = match shared.slots.clone().try_acquire_owned() {
+        Ok(permit) if !*shared.shutdown.borrow() => permit,
+        _ => {
+            shared
+                .metrics
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.reject(ErrorCode::ServerFull);
+            let max = config.max_clients;
+            return ws.on_upgrade(move |mut socket| async move {
+                let refusal = connection::encode(&ServerMessage::Error {
+                    code: Some(ErrorCode::ServerFull),
+                    message: format!(
+                        "the server holds its maximum of {max} clients; try again later"
+                    ),
+                    peer_id: None,
+                });
+                let _ = futures_util::SinkExt::send(
+                    &mut socket,
+                    axum::extract::ws::Message::Text(refusal),
+                )
+                .await;
+                connection::close_socket(
+                    &mut socket,
+                    connection::close::TRY_AGAIN_LATER,
+                    "server full",
+                )
+                .await;
+            });
+        }
+    };
+    ws.on_upgrade(move |socket| async move {
+        connection::serve(socket, shared).await;
+        drop(permit);
+    })
+}

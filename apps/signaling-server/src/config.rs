@@ -1,0 +1,127 @@
+//! The server's configuration: every limit is a flag with an environment fallback and a
+//! stated default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The signaling server's configuration (also its command-line flags).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Config {
+    /// Address to listen on (WebSocket on `/`, `GET /health`, `GET /metrics`).
+    #[arg(long, env = "SIGNALING_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Most connected WebSocket clients; one more is refused with `server_full` and close 1013.
+    #[arg(long, env = "SIGNALING_MAX_CLIENTS", default_value_t = 20_000)]
+    pub max_clients: usize,
+
+    /// Also accept the JavaScript clients' unverified `join {peerId}` (any printable id).
+    #[arg(long, env = "SIGNALING_COMPAT_UNVERIFIED_IDS")]
+    pub compat_unverified_ids: bool,
+
+    /// Largest WebSocket message or frame in bytes; over it: `message_too_large`, close 1009.
+    #[arg(long, env = "SIGNALING_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Messages per second a connection may send on average (token bucket refill rate).
+    #[arg(long, env = "SIGNALING_RATE_PER_SEC", default_value_t = 50)]
+    pub rate_per_sec: u32,
+
+    /// Messages a connection may send in a burst (token bucket size).
+    #[arg(long, env = "SIGNALING_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+
+    /// Consecutive rate-limited messages after which the connection is closed with 1008.
+    #[arg(long, env = "SIGNALING_RATE_ABUSE_STRIKES", default_value_t = 50)]
+    pub rate_abuse_strikes: u32,
+
+    /// Seconds without any frame from a client (pongs count) before it is closed.
+    #[arg(long, env = "SIGNALING_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds between the server's WebSocket pings.
+    #[arg(long, env = "SIGNALING_PING_INTERVAL_SECS", default_value_t = 20)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds a new connection has to send its first `join` before it is closed (1008).
+    #[arg(long, env = "SIGNALING_JOIN_TIMEOUT_SECS", default_value_t = 30)]
+    pub join_timeout_secs: u64,
+
+    /// How many XOR-closest peers of the room a join is introduced to (K, Kademlia's bucket size; the
+    /// JavaScript server used 5).
+    #[arg(long, env = "SIGNALING_BOOTSTRAP_CLOSEST", default_value_t = 20)]
+    pub bootstrap_closest: usize,
+
+    /// How many random peers of the room a join is introduced to besides the closest.
+    #[arg(long, env = "SIGNALING_BOOTSTRAP_RANDOM", default_value_t = 3)]
+    pub bootstrap_random: usize,
+
+    /// Messages queued for one client before relays to it fail with `peer_busy`.
+    #[arg(long, env = "SIGNALING_OUTGOING_QUEUE", default_value_t = 64)]
+    pub outgoing_queue: usize,
+
+    /// Seconds to wait for clients to close on shutdown before exiting anyway.
+    #[arg(long, env = "SIGNALING_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_clients: 20_000,
+            compat_unverified_ids: false,
+            max_frame_bytes: 64 * 1024,
+            rate_per_sec: 50,
+            rate_burst: 100,
+            rate_abuse_strikes: 50,
+            idle_timeout_secs: 60,
+            ping_interval_secs: 20,
+            join_timeout_secs: 30,
+            bootstrap_closest: 20,
+            bootstrap_random: 3,
+            outgoing_queue: 64,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for tests: listen on an ephemeral port of 127.0.0.1.
+    pub fn ephemeral() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub(crate) fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+
+    pub(crate) fn join_timeout(&self) -> Duration {
+        Duration::from_secs(self.join_timeout_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn default_matches_the_flags_defaults() {
+        let cli = Cli::try_parse_from(["signaling-server"]).expect("parse");
+        assert_eq!(cli.config, Config::default());
+    }
+}

@@ -1,0 +1,758 @@
+//! One WebSocket connection: its join, its messages, its limits.
+//!
+//! [`serve`] is generic over `Stream + Sink` of WebSocket messages (as in axum's
+//! testing-websockets example), so its logic does not depend on a real socket. One task owns
+//! the socket; other connections reach it only through its bounded outgoing queue.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use ed25519_dalek::{Signature, VerifyingKey};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use rand::Rng as _;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+use tracing::{debug, trace, warn};
+use transport::{
+    DEFAULT_ROOM, ErrorCode, NONCE_LEN, PROTOCOL_VERSION, PeerId, PeerInfo, ServerMessage,
+    is_compat_id, is_hex_id, is_valid_room, join_proof_message,
+};
+
+use crate::Shared;
+use crate::fields::{self, Fields, ParseError};
+use crate::rate::TokenBucket;
+
+/// Close codes (RFC 6455 §7.4.1).
+pub(crate) mod close {
+    pub(crate) const NORMAL: u16 = 1000;
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    pub(crate) const POLICY: u16 = 1008;
+    pub(crate) const TOO_BIG: u16 = 1009;
+    pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Most queued messages written to the socket before one flush.
+const WRITE_BATCH: usize = 32;
+
+/// Longest echo of a client's string in an error message.
+const MAX_ECHO: usize = 64;
+
+/// The kinds of message relayed from one peer to another, `from` overwritten.
+const RELAYED: &[&str] = &[
+    "signal",
+    "batched_signals",
+    "connection_rejected",
+    "signal_rejected",
+    "kademlia_rpc_request",
+    "kademlia_rpc_response",
+    "offer",
+    "answer",
+    "candidate",
+    "ack",
+];
+
+/// Why the main loop ended.
+enum Ending {
+    /// The client went away (close frame, EOF or I/O error).
+    Gone,
+    /// We close with this code and reason.
+    Close(u16, &'static str),
+    /// Server shutdown.
+    Shutdown,
+}
+
+/// A refused input.
+#[derive(Debug)]
+struct Rejection {
+    code: ErrorCode,
+    message: String,
+    peer_id: Option<String>,
+}
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+        peer_id: None,
+    }
+}
+
+fn echo(s: &str) -> String {
+    if s.len() <= MAX_ECHO {
+        s.to_owned()
+    } else {
+        let mut end = MAX_ECHO;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    }
+}
+
+struct Joined {
+    id: Arc<str>,
+    room: Arc<str>,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    id: u64,
+    nonce: [u8; NONCE_LEN],
+    joined: Option<Joined>,
+    ever_joined: bool,
+    bucket: TokenBucket,
+    strikes: u32,
+    tx: mpsc::Sender<Utf8Bytes>,
+    replies: Vec<Utf8Bytes>,
+}
+
+pub(crate) fn encode(message: &ServerMessage) -> Utf8Bytes {
+    match serde_json::to_string(message) {
+        Ok(text) => Utf8Bytes::from(text),
+        Err(err) => {
+            warn!(%err, "could not encode a server message");
+            Utf8Bytes::from_static(r#"{"type":"error","message":"internal error"}"#)
+        }
+    }
+}
+
+fn error_message(code: ErrorCode, message: String, peer_id: Option<String>) -> ServerMessage {
+    ServerMessage::Error {
+        code: Some(code),
+        message,
+        peer_id: peer_id.map(PeerId::new),
+    }
+}
+
+/// Serve one upgraded connection until it ends.
+pub(crate) async fn serve<S>(mut socket: S, shared: Arc<Shared>)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    shared.metrics.clients.fetch_add(1, Ordering::Relaxed);
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let (tx, mut rx) = mpsc::channel(shared.config.outgoing_queue.max(1));
+    let config = &shared.config;
+    let mut conn = Conn {
+        id,
+        nonce,
+        joined: None,
+        ever_joined: false,
+        bucket: TokenBucket::new(
+            config.rate_per_sec,
+            config.rate_burst,
+            std::time::Instant::now(),
+        ),
+        strikes: 0,
+        tx,
+        replies: Vec::new(),
+        shared: shared.clone(),
+    };
+    debug!(conn = id, "connected");
+    let ending = conn.run(&mut socket, &mut rx).await;
+    conn.unregister();
+    match ending {
+        Ending::Gone => {}
+        Ending::Close(code, reason) => {
+            debug!(conn = id, code, reason, "closing");
+            close_socket(&mut socket, code, reason).await;
+        }
+        Ending::Shutdown => {
+            let bye = encode(&ServerMessage::Shutdown {
+                message: "the server is shutting down".into(),
+            });
+            let _ = socket.send(Message::Text(bye)).await;
+            close_socket(&mut socket, close::GOING_AWAY, "server shutting down").await;
+        }
+    }
+    shared.metrics.clients.fetch_sub(1, Ordering::Relaxed);
+    debug!(conn = id, "disconnected");
+}
+
+/// Send a close frame, then wait (briefly) for the client's.
+pub(crate) async fn close_socket<S>(socket: &mut S, code: u16, reason: &'static str)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+}
+
+fn is_capacity_error(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let inner = err.into_inner();
+    matches!(inner.downcast_ref::<WsError>(), Some(WsError::Capacity(_)))
+}
+
+impl Conn {
+    async fn run<S>(&mut self, socket: &mut S, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Ending
+    where
+        S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+    {
+        let config = self.shared.config.clone();
+        let mut shutdown = self.shared.shutdown.clone();
+        if *shutdown.borrow_and_update() {
+            return Ending::Shutdown;
+        }
+        let challenge = encode(&ServerMessage::Challenge {
+            nonce: hex::encode(self.nonce),
+            protocol_version: PROTOCOL_VERSION,
+            compat_unverified_ids: config.compat_unverified_ids,
+        });
+        if socket.send(Message::Text(challenge)).await.is_err() {
+            return Ending::Gone;
+        }
+        let idle = config.idle_timeout();
+        let interval = config.ping_interval().min(idle);
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let join_deadline = tokio::time::sleep(config.join_timeout());
+        tokio::pin!(join_deadline);
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return Ending::Shutdown,
+                incoming = socket.next() => {
+                    let Some(incoming) = incoming else { return Ending::Gone };
+                    last_seen = Instant::now();
+                    match incoming {
+                        Ok(Message::Text(text)) => {
+                            if let Some(ending) = self.handle_text(&text) {
+                                let _ = self.flush_replies(socket).await;
+                                return ending;
+                            }
+                        }
+                        Ok(Message::Binary(_)) => {
+                            match self.admit() {
+                                Admit::Yes => self.reply_error(reject(
+                                    ErrorCode::BinaryNotSupported,
+                                    "binary messages are not supported: send JSON text",
+                                )),
+                                Admit::No => {}
+                                Admit::Abuse => {
+                                    let _ = self.flush_replies(socket).await;
+                                    return Ending::Close(close::POLICY, "rate limit abuse");
+                                }
+                            }
+                        }
+                        Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                        Ok(Message::Close(_)) => return Ending::Gone,
+                        Err(err) => {
+                            if is_capacity_error(err) {
+                                self.reply_error(reject(
+                                    ErrorCode::MessageTooLarge,
+                                    format!(
+                                        "message over the limit of {} bytes",
+                                        config.max_frame_bytes
+                                    ),
+                                ));
+                                let _ = self.flush_replies(socket).await;
+                                return Ending::Close(close::TOO_BIG, "message too large");
+                            }
+                            return Ending::Gone;
+                        }
+                    }
+                    if self.flush_replies(socket).await.is_err() {
+                        return Ending::Gone;
+                    }
+                }
+                Some(first) = rx.recv() => {
+                    if socket.feed(Message::Text(first)).await.is_err() {
+                        return Ending::Gone;
+                    }
+                    for _ in 1..WRITE_BATCH {
+                        let Ok(more) = rx.try_recv() else { break };
+                        if socket.feed(Message::Text(more)).await.is_err() {
+                            return Ending::Gone;
+                        }
+                    }
+                    if socket.flush().await.is_err() {
+                        return Ending::Gone;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_seen.elapsed() >= idle {
+                        return Ending::Close(close::NORMAL, "idle timeout");
+                    }
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ending::Gone;
+                    }
+                }
+                _ = &mut join_deadline, if !self.ever_joined => {
+                    self.reply_error(reject(
+                        ErrorCode::JoinTimeout,
+                        format!("no join within {} s", config.join_timeout().as_secs()),
+                    ));
+                    let _ = self.flush_replies(socket).await;
+                    return Ending::Close(close::POLICY, "join timeout");
+                }
+            }
+        }
+    }
+}
+
+/// The rate limiter's verdict on one message.
+enum Admit {
+    Yes,
+    /// Over the rate: dropped, an error is queued.
+    No,
+    /// Over the rate for too long: close.
+    Abuse,
+}
+
+fn required_str<'a>(map: &Fields<'a>, field: &str) -> Result<Cow<'a, str>, Rejection> {
+    match map.get(field) {
+        None => Err(reject(
+            ErrorCode::MissingField,
+            format!("missing field `{field}`"),
+        )),
+        Some(raw) => fields::as_str(raw).ok_or_else(|| {
+            reject(
+                ErrorCode::InvalidField,
+                format!("field `{field}` must be a string"),
+            )
+        }),
+    }
+}
+
+fn optional_str<'a>(map: &Fields<'a>, field: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match map.get(field) {
+        None => Ok(None),
+        Some(raw) => fields::as_str(raw).map(Some).ok_or_else(|| {
+            reject(
+                ErrorCode::InvalidField,
+                format!("field `{field}` must be a string"),
+            )
+        }),
+    }
+}
+
+/// `field` must be present with a JSON type starting with `first` (`{`, `[` or `"`).
+fn required_kind(map: &Fields<'_>, field: &str, what: &str, first: char) -> Result<(), Rejection> {
+    match map.get(field) {
+        None => Err(reject(
+            ErrorCode::MissingField,
+            format!("missing field `{field}`"),
+        )),
+        Some(raw) if fields::kind(raw) == first => Ok(()),
+        Some(_) => Err(reject(
+            ErrorCode::InvalidField,
+            format!("field `{field}` must be {what}"),
+        )),
+    }
+}
+
+impl Conn {
+    fn compat(&self) -> bool {
+        self.shared.config.compat_unverified_ids
+    }
+
+    fn valid_id(&self, id: &str) -> bool {
+        if self.compat() {
+            is_compat_id(id)
+        } else {
+            is_hex_id(id)
+        }
+    }
+
+    fn id_rule(&self) -> &'static str {
+        if self.compat() {
+            "1 to 128 printable ASCII characters"
+        } else {
+            "40 lowercase hex characters"
+        }
+    }
+
+    fn reply(&mut self, message: &ServerMessage) {
+        self.replies.push(encode(message));
+    }
+
+    fn reply_error(&mut self, rejection: Rejection) {
+        self.shared.metrics.reject(rejection.code);
+        trace!(conn = self.id, code = %rejection.code, "rejected input");
+        let message = error_message(rejection.code, rejection.message, rejection.peer_id);
+        self.reply(&message);
+    }
+
+    async fn flush_replies<S>(&mut self, socket: &mut S) -> Result<(), axum::Error>
+    where
+        S: Sink<Message, Error = axum::Error> + Unpin,
+    {
+        if self.replies.is_empty() {
+            return Ok(());
+        }
+        for reply in self.replies.drain(..) {
+            socket.feed(Message::Text(reply)).await?;
+        }
+        socket.flush().await
+    }
+
+    fn admit(&mut self) -> Admit {
+        if self.bucket.try_take(std::time::Instant::now()) {
+            self.strikes = 0;
+            return Admit::Yes;
+        }
+        self.strikes = self.strikes.saturating_add(1);
+        let config = &self.shared.config;
+        if self.strikes >= config.rate_abuse_strikes.max(1) {
+            self.shared.metrics.reject(ErrorCode::RateLimited);
+            warn!(conn = self.id, "closing a connection over its rate limit");
+            return Admit::Abuse;
+        }
+        let message = format!(
+            "too many messages: the limit is {} per second with bursts of {}",
+            config.rate_per_sec, config.rate_burst
+        );
+        self.reply_error(reject(ErrorCode::RateLimited, message));
+        Admit::No
+    }
+
+    /// Handle one text message; `Some` ends the connection.
+    fn handle_text(&mut self, text: &str) -> Option<Ending> {
+        match self.admit() {
+            Admit::Yes => {}
+            Admit::No => return None,
+            Admit::Abuse => return Some(Ending::Close(close::POLICY, "rate limit abuse")),
+        }
+        if let Err(rejection) = self.dispatch(text) {
+            self.reply_error(rejection);
+        }
+        None
+    }
+
+    fn dispatch(&mut self, text: &str) -> Result<(), Rejection> {
+        let map = Fields::parse(text).map_err(|e| match e {
+            ParseError::InvalidJson(e) => {
+                reject(ErrorCode::InvalidJson, format!("invalid JSON: {e}"))
+            }
+            ParseError::NotAnObject => {
+                reject(ErrorCode::NotAnObject, "a message must be a JSON object")
+            }
+            ParseError::TooManyFields => reject(
+                ErrorCode::InvalidField,
+                format!("a message has at most {} fields", fields::MAX_FIELDS),
+            ),
+        })?;
+        let kind = match map.get("type") {
+            None => return Err(reject(ErrorCode::MissingType, "missing field `type`")),
+            Some(raw) => fields::as_str(raw)
+                .ok_or_else(|| reject(ErrorCode::InvalidField, "field `type` must be a string"))?,
+        };
+        match &*kind {
+            "join" => self.join(&map),
+            "leave" => self.leave(&map),
+            "ping" => {
+                let ts = map
+                    .get("ts")
+                    .and_then(|raw| serde_json::from_str::<u64>(raw.get()).ok());
+                self.reply(&ServerMessage::Pong { ts });
+                Ok(())
+            }
+            k if RELAYED.contains(&k) => self.relay(k, &map),
+            other => Err(reject(
+                ErrorCode::UnknownType,
+                format!("unknown message type `{}`", echo(other)),
+            )),
+        }
+    }
+
+    fn join(&mut self, map: &Fields<'_>) -> Result<(), Rejection> {
+        if let Some(joined) = &self.joined {
+            return Err(reject(
+                ErrorCode::AlreadyJoined,
+                format!(
+                    "this connection already holds {}; send leave first",
+                    joined.id
+                ),
+            ));
+        }
+        let peer_id = required_str(map, "peerId")?;
+        let version = match map.get("protocolVersion") {
+            None => None,
+            Some(raw) => Some(serde_json::from_str::<u64>(raw.get()).map_err(|_| {
+                reject(
+                    ErrorCode::InvalidField,
+                    "field `protocolVersion` must be a non-negative integer",
+                )
+            })?),
+        };
+        if let Some(v) = version
+            && v > u64::from(PROTOCOL_VERSION)
+        {
+            return Err(reject(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        let room = optional_str(map, "room")?.unwrap_or(Cow::Borrowed(DEFAULT_ROOM));
+        let room = &*room;
+        if !is_valid_room(room) {
+            return Err(reject(
+                ErrorCode::InvalidRoom,
+                format!(
+                    "invalid room `{}`: 1 to 64 characters of [A-Za-z0-9._-]",
+                    echo(room)
+                ),
+            ));
+        }
+        let peer_id = &*peer_id;
+        let public_key = optional_str(map, "publicKey")?;
+        let signature = optional_str(map, "signature")?;
+        let verified = match (public_key.as_deref(), signature.as_deref()) {
+            (None, None) => {
+                if !self.valid_id(peer_id) {
+                    return Err(reject(
+                        ErrorCode::InvalidPeerId,
+                        format!("invalid peer id `{}`: {}", echo(peer_id), self.id_rule()),
+                    ));
+                }
+                if !self.compat() {
+                    return Err(reject(
+                        ErrorCode::ProofRequired,
+                        "this server verifies ids: join with publicKey and signature over the challenge nonce",
+                    ));
+                }
+                false
+            }
+            (Some(_), None) => {
+                return Err(reject(ErrorCode::MissingField, "missing field `signature`"));
+            }
+            (None, Some(_)) => {
+                return Err(reject(ErrorCode::MissingField, "missing field `publicKey`"));
+            }
+            (Some(public_key), Some(signature)) => {
+                self.verify(peer_id, public_key, signature)?;
+                true
+            }
+        };
+        self.register(peer_id, room, verified || version.is_some())
+    }
+
+    fn verify(&self, peer_id: &str, public_key: &str, signature: &str) -> Result<(), Rejection> {
+        if !is_hex_id(peer_id) {
+            return Err(reject(
+                ErrorCode::InvalidPeerId,
+                format!(
+                    "invalid peer id `{}`: 40 lowercase hex characters",
+                    echo(peer_id)
+                ),
+            ));
+        }
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(public_key, &mut key).map_err(|_| {
+            reject(
+                ErrorCode::InvalidPublicKey,
+                "publicKey must be 32 bytes as 64 hex characters",
+            )
+        })?;
+        let verifying_key = VerifyingKey::from_bytes(&key).map_err(|_| {
+            reject(
+                ErrorCode::InvalidPublicKey,
+                "publicKey is not a valid ed25519 key",
+            )
+        })?;
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(signature, &mut sig).map_err(|_| {
+            reject(
+                ErrorCode::InvalidSignature,
+                "signature must be 64 bytes as 128 hex characters",
+            )
+        })?;
+        if PeerId::from_public_key(&key).as_str() != peer_id {
+            return Err(reject(
+                ErrorCode::IdMismatch,
+                "peerId is not SHA-1 of publicKey",
+            ));
+        }
+        verifying_key
+            .verify_strict(
+                &join_proof_message(&self.nonce),
+                &Signature::from_bytes(&sig),
+            )
+            .map_err(|_| {
+                reject(
+                    ErrorCode::InvalidSignature,
+                    "the signature does not verify over this connection's challenge",
+                )
+            })
+    }
+
+    fn register(&mut self, peer_id: &str, room: &str, extended: bool) -> Result<(), Rejection> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let id: Arc<str> = Arc::from(peer_id);
+        let room: Arc<str> = Arc::from(room);
+        let mut rng = rand::rng();
+        let mut random_key = || {
+            let mut key = [0u8; 20];
+            rng.fill_bytes(&mut key);
+            key
+        };
+        let joined = shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .join(
+                id.clone(),
+                self.id,
+                room.clone(),
+                self.tx.clone(),
+                config.bootstrap_closest,
+                config.bootstrap_random,
+                &mut random_key,
+            );
+        let introductions = joined.map_err(|()| Rejection {
+            code: ErrorCode::IdTaken,
+            message: format!("{id} is held by another connection"),
+            peer_id: Some(id.to_string()),
+        })?;
+        shared.metrics.joins.fetch_add(1, Ordering::Relaxed);
+        debug!(conn = self.id, peer = %id, room = %room, introduced = introductions.peers.len(), "joined");
+        let announce = encode(&ServerMessage::PeerJoined {
+            peer_id: PeerId::new(&*id),
+        });
+        for queue in &introductions.queues {
+            let _ = queue.try_send(announce.clone());
+        }
+        if extended {
+            self.reply(&ServerMessage::Joined {
+                peer_id: PeerId::new(&*id),
+                room: room.to_string(),
+                protocol_version: PROTOCOL_VERSION,
+            });
+        }
+        // The JavaScript server sends bootstrap_peers only when there is someone to list.
+        if extended || !introductions.peers.is_empty() {
+            let peers = introductions
+                .peers
+                .iter()
+                .map(|p| PeerInfo {
+                    id: PeerId::new(&**p),
+                })
+                .collect();
+            self.reply(&ServerMessage::BootstrapPeers { peers });
+        }
+        self.joined = Some(Joined { id, room });
+        self.ever_joined = true;
+        Ok(())
+    }
+
+    fn leave(&mut self, map: &Fields<'_>) -> Result<(), Rejection> {
+        let Some(joined) = &self.joined else {
+            return Err(reject(ErrorCode::NotJoined, "leave before join"));
+        };
+        if let Some(named) = optional_str(map, "peerId")?
+            && *named != *joined.id
+        {
+            return Err(Rejection {
+                code: ErrorCode::NotYourId,
+                message: format!("this connection does not hold {}", echo(&named)),
+                peer_id: None,
+            });
+        }
+        self.unregister();
+        Ok(())
+    }
+
+    /// Give up the held id (if any) and tell the peers introduced to or by it.
+    fn unregister(&mut self) {
+        let Some(joined) = self.joined.take() else {
+            return;
+        };
+        let tell = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .leave(&joined.id, self.id);
+        debug!(conn = self.id, peer = %joined.id, "left");
+        if tell.is_empty() {
+            return;
+        }
+        let left = encode(&ServerMessage::PeerLeft {
+            peer_id: PeerId::new(&*joined.id),
+        });
+        for queue in tell {
+            let _ = queue.try_send(left.clone());
+        }
+    }
+
+    fn relay(&mut self, kind: &str, map: &Fields<'_>) -> Result<(), Rejection> {
+        let Some(joined) = &self.joined else {
+            return Err(reject(
+                ErrorCode::NotJoined,
+                format!("`{kind}` before join: join first"),
+            ));
+        };
+        let to = required_str(map, "to")?;
+        if !self.valid_id(&to) {
+            return Err(reject(
+                ErrorCode::InvalidPeerId,
+                format!(
+                    "invalid peer id `{}` in `to`: {}",
+                    echo(&to),
+                    self.id_rule()
+                ),
+            ));
+        }
+        match kind {
+            "signal" => required_kind(map, "signal", "an object", '{')?,
+            "batched_signals" => required_kind(map, "signals", "an array", '[')?,
+            "connection_rejected" | "signal_rejected" => {
+                required_kind(map, "reason", "a string", '"')?;
+            }
+            "kademlia_rpc_request" | "kademlia_rpc_response" => {
+                required_kind(map, "rpcMessage", "an object", '{')?;
+            }
+            _ => {}
+        }
+        if *to == *joined.id {
+            return Err(reject(
+                ErrorCode::SelfSignal,
+                format!("`{kind}` addressed to its own sender"),
+            ));
+        }
+        let text = map.with_from(&joined.id);
+        let shared = &self.shared;
+        let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+        let not_found = || Rejection {
+            code: ErrorCode::UnknownPeer,
+            message: format!("Peer {to} not found."),
+            peer_id: Some(to.to_string()),
+        };
+        let queue = registry.route(&joined.room, &to).ok_or_else(not_found)?;
+        match queue.try_send(Utf8Bytes::from(text)) {
+            Ok(()) => {
+                shared.metrics.relayed.fetch_add(1, Ordering::Relaxed);
+                trace!(conn = self.id, kind, to = %to, "relayed");
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(Rejection {
+                code: ErrorCode::PeerBusy,
+                message: format!("peer {to} is not keeping up; message dropped"),
+                peer_id: Some(to.to_string()),
+            }),
+            Err(TrySendError::Closed(_)) => Err(not_found()),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Who holds which id, in which room, and how to reach them.
+//!
+//! # Introductions: the XOR-closest K without an O(N) scan
+//!
+//! Each room keeps its members in a `BTreeMap` keyed by `(distance key, connection id)`,
+//! where the distance key is the id's 160 bits (or SHA-1 of a non-hex compatibility id).
+//! All keys sharing a bit prefix form one contiguous range of that map, so the map is a
+//! binary trie whose subtrees are ranges. The K XOR-closest keys to a target are found by
+//! walking that trie from the root: at each depth, if the subtree holds at most the number
+//! still needed, take it whole; otherwise descend first into the child on the target's side
+//! of the bit, then into the other child for what is still missing. This is exact, and each
+//! visited subtree costs one range lookup (O(log N)) plus at most `need + 1` steps, so a
+//! join costs O(160 · (log N + K)) in the worst case and about O(log N · (log N + K)) for
+//! random ids, independent of the room's size. Random introductions pick the first member at
+//! or after a random key (O(log N) each). Leaves tell only the peers a member was
+//! introduced to or by (at most [`MAX_INTRODUCED`] per member), never the whole room.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+
+/// Most introductions remembered per member (to tell them when it leaves).
+pub(crate) const MAX_INTRODUCED: usize = 32;
+
+type Key = [u8; 20];
+
+/// A joined connection.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) conn: u64,
+    pub(crate) room: Arc<str>,
+    key: Key,
+    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
+    introduced: VecDeque<Arc<str>>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: BTreeMap<(Key, u64), Arc<str>>,
+}
+
+/// All joined connections.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    peers: HashMap<Arc<str>, Member>,
+    rooms: HashMap<Arc<str>, Room>,
+}
+
+/// The result of a successful join.
+#[derive(Debug)]
+pub(crate) struct Introductions {
+    /// The introduced peers (closest first, then random).
+    pub(crate) peers: Vec<Arc<str>>,
+    /// Their queues, to send `peer_joined`.
+    pub(crate) queues: Vec<mpsc::Sender<Utf8Bytes>>,
+}
+
+impl Registry {
+    /// Register `id` for connection `conn`, unless another connection holds it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn join(
+        &mut self,
+        id: Arc<str>,
+        conn: u64,
+        room: Arc<str>,
+        tx: mpsc::Sender<Utf8Bytes>,
+        closest: usize,
+        random: usize,
+        random_key: &mut dyn FnMut() -> Key,
+    ) -> Result<Introductions, ()> {
+        if self.peers.contains_key(&id) {
+            return Err(());
+        }
+        let key = transport::distance_key(&id);
+        let room_entry = self.rooms.entry(room.clone()).or_default();
+        let mut peers = Vec::with_capacity(closest + random);
+        xor_closest(&room_entry.members, &key, closest, &mut peers);
+        peers.sort_by_key(|(k, _)| xor(k, &key));
+        let mut peers: Vec<Arc<str>> = peers.into_iter().map(|(_, id)| id).collect();
+        let len = room_entry.members.len();
+        let mut attempts = random * 4;
+        let wanted = (peers.len() + random).min(len);
+        while peers.len() < wanted && attempts > 0 {
+            attempts -= 1;
+            let start = random_key();
+            let pick = room_entry
+                .members
+                .range((Bound::Included((start, 0)), Bound::Unbounded))
+                .next()
+                .or_else(|| room_entry.members.iter().next());
+            if let Some((_, pid)) = pick
+                && !peers.contains(pid)
+            {
+                peers.push(pid.clone());
+            }
+        }
+        room_entry.members.insert((key, conn), id.clone());
+        let mut queues = Vec::with_capacity(peers.len());
+        for p in &peers {
+            if let Some(m) = self.peers.get_mut(p) {
+                queues.push(m.tx.clone());
+                remember(&mut m.introduced, id.clone());
+            }
+        }
+        let mut introduced = VecDeque::with_capacity(peers.len());
+        for p in &peers {
+            remember(&mut introduced, p.clone());
+        }
+        self.peers.insert(
+            id,
+            Member {
+                conn,
+                room,
+                key,
+                tx,
+                introduced,
+            },
+        );
+        Ok(Introductions { peers, queues })
+    }
+
+    /// Unregister `id` if connection `conn` holds it; returns the peers to tell (`peer_left`).
+    pub(crate) fn leave(&mut self, id: &str, conn: u64) -> Vec<mpsc::Sender<Utf8Bytes>> {
+        match self.peers.get(id) {
+            Some(m) if m.conn == conn => {}
+            _ => return Vec::new(),
+        }
+        let Some((id, member)) = self.peers.remove_entry(id) else {
+            return Vec::new();
+        };
+        if let Some(room) = self.rooms.get_mut(&member.room) {
+            room.members.remove(&(member.key, conn));
+            if room.members.is_empty() {
+                self.rooms.remove(&member.room);
+            }
+        }
+        let mut tell = Vec::with_capacity(member.introduced.len());
+        for p in &member.introduced {
+            if let Some(other) = self.peers.get_mut(p) {
+                other.introduced.retain(|x| *x != id);
+                tell.push(other.tx.clone());
+            }
+        }
+        tell
+    }
+
+    /// The queue of `to` if it is joined in `room`.
+    pub(crate) fn route(&self, room: &str, to: &str) -> Option<&mpsc::Sender<Utf8Bytes>> {
+        self.peers
+            .get(to)
+            .filter(|m| &*m.room == room)
+            .map(|m| &m.tx)
+    }
+
+    /// How many members each room has, largest first, at most `limit` rooms.
+    pub(crate) fn room_sizes(&self, limit: usize) -> Vec<(Arc<str>, usize)> {
+        let mut sizes: Vec<(Arc<str>, usize)> = self
+            .rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), room.members.len()))
+            .collect();
+        sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        sizes.truncate(limit);
+        sizes
+    }
+
+    /// How many rooms exist.
+    pub(crate) fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// How many ids are held.
+    pub(crate) fn len(&self) -> usize {
+        self.peers.len()
+    }
+}
+
+fn remember(list: &mut VecDeque<Arc<str>>, id: Arc<str>) {
+    if list.contains(&id) {
+        return;
+    }
+    if list.len() == MAX_INTRODUCED {
+        list.pop_front();
+    }
+    list.push_back(id);
+}
+
+fn xor(a: &Key, b: &Key) -> Key {
+    let mut out = [0u8; 20];
+    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b.iter())) {
+        *o = x ^ y;
+    }
+    out
+}
+
+fn bit(key: &Key, depth: usize) -> bool {
+    key[depth / 8] & (0x80 >> (depth % 8)) != 0
+}
+
+fn set_bit(key: &mut Key, depth: usize) {
+    key[depth / 8] |= 0x80 >> (depth % 8);
+}
+
+/// The largest key with the prefix `lo[..depth]` (all later bits set).
+fn subtree_max(lo: &Key, depth: usize) -> Key {
+    let mut hi = *lo;
+    for d in depth..160 {
+        if d % 8 == 0 {
+            hi[d / 8..].iter_mut().for_each(|b| *b = 0xff);
+            break;
+        }
+        set_bit(&mut hi, d);
+    }
+    hi
+}
+
+/// Push the `need` members closest to `target` by XOR (unordered) onto `out`.
+fn xor_closest(
+    members: &BTreeMap<(Key, u64), Arc<str>>,
+    target: &Key,
+    need: usize,
+    out: &mut Vec<(Key, Arc<str>)>,
+) {
+    collect(members, target, [0u8; 20], 0, need, out);
+}
+
+fn collect(
+    members: &BTreeMap<(Key, u64), Arc<str>>,
+    target: &Key,
+    lo: Key,
+    depth: usize,
+    need: usize,
+    out: &mut Vec<(Key, Arc<str>)>,
+) {
+    if need == 0 {
+        return;
+    }
+    let hi = subtree_max(&lo, depth);
+    let range = members.range((lo, 0)..=(hi, u64::MAX));
+    let count = range.clone().take(need + 1).count();
+    if count == 0 {
+        return;
+    }
+    if count <= need || depth >= 160 {
+        out.extend(range.take(need).map(|((k, _), id)| (*k, id.clone())));
+        return;
+    }
+    let mut near = lo;
+    let mut far = lo;
+    if bit(target, depth) {
+        set_bit(&mut near, depth);
+    } else {
+        set_bit(&mut far, depth);
+    }
+    let before = out.len();
+    collect(members, target, near, depth + 1, need, out);
+    let got = out.len() - before;
+    collect(members, target, far, depth + 1, need - got, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn key(&mut self) -> Key {
+            let mut k = [0u8; 20];
+            for b in k.iter_mut() {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                *b = (self.0 >> 56) as u8;
+            }
+            k
+        }
+    }
+
+    #[test]
+    fn xor_closest_matches_brute_force() {
+        let mut rng = Lcg(42);
+        for n in [0usize, 1, 3, 5, 6, 50, 1000] {
+            let mut members = BTreeMap::new();
+            for i in 0..n {
+                let mut k = rng.key();
+                if i % 7 == 3 {
+                    // Clustered keys share long prefixes, the hard case for the walk.
+                    k[..15].fill(0xab);
+                }
+                members.insert((k, i as u64), Arc::<str>::from(hex::encode(k)));
+            }
+            for _ in 0..20 {
+                let mut target = rng.key();
+                if n > 0 && rng.key()[0].is_multiple_of(2) {
+                    target[..15].fill(0xab);
+                }
+                for k in [1usize, 5, 8] {
+                    let mut got = Vec::new();
+                    xor_closest(&members, &target, k, &mut got);
+                    let mut got: Vec<Key> =
+                        got.into_iter().map(|(k, _)| xor(&k, &target)).collect();
+                    got.sort();
+                    let mut all: Vec<Key> = members.keys().map(|(k, _)| xor(k, &target)).collect();
+                    all.sort();
+                    all.truncate(k);
+                    assert_eq!(got, all, "n={n} k={k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_held_id_is_refused_and_only_its_holder_unregisters_it() {
+        let mut reg = Registry::default();
+        let (tx, _rx) = mpsc::channel(4);
+        let mut rk = || [7u8; 20];
+        let id: Arc<str> = Arc::from("a".repeat(40));
+        let room: Arc<str> = Arc::from("default");
+        assert!(
+            reg.join(id.clone(), 1, room.clone(), tx.clone(), 5, 3, &mut rk)
+                .is_ok()
+        );
+        assert!(
+            reg.join(id.clone(), 2, room.clone(), tx.clone(), 5, 3, &mut rk)
+                .is_err()
+        );
+        assert!(reg.leave(&id, 2).is_empty());
+        assert!(reg.route("default", &id).is_some());
+        let other: Arc<str> = Arc::from("b".repeat(40));
+        let intro = reg
+            .join(other.clone(), 3, room.clone(), tx, 5, 3, &mut rk)
+            .expect("join");
+        assert_eq!(intro.peers, vec![id.clone()]);
+        assert!(reg.route("other-room", &id).is_none());
+        assert_eq!(reg.leave(&id, 1).len(), 1);
+        assert!(reg.route("default", &id).is_none());
+        assert_eq!(reg.len(), 1);
+    }
+}

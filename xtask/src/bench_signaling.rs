@@ -1,0 +1,146 @@
+//! `cargo xtask bench-signaling --clients N [--json]`: the signaling server under load.
+//!
+//! Builds the server and its load generator in release (`signaling-server`'s binary and its
+//! `load` example: xtask itself runs in debug, too slow to load a server), starts the server
+//! as its own process on a free port of 127.0.0.1 with the per-connection rate limit raised
+//! out of the way (so the run measures relay throughput, not the limiter), then runs the load
+//! generator: N clients join one room with identity proofs, pair up and bounce signals as fast
+//! as they can for 10 s, each signal carrying its send time. It prints relayed messages/s,
+//! relay latency p50/p99, the server's RSS (VmRSS from /proc) and RSS per client, then stops
+//! the server with SIGTERM. Both processes raise their open-file limit to the hard limit.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{cargo, root, run};
+
+/// Flags of `cargo xtask bench-signaling`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of WebSocket clients.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Signals in flight per pair of clients.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Print one JSON line (keys: clients, relayed_per_s, latency_ms_p50, latency_ms_p99,
+    /// server_rss_mb, rss_kib_per_client).
+    #[arg(long)]
+    json: bool,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("free port: {e}"))
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM for a graceful stop; SIGKILL if it does not exit in time.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Entry point of the `bench-signaling` task.
+pub fn run_task(args: Args) -> Result<(), String> {
+    run(
+        "build (release)",
+        cargo().args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "signaling-server",
+            "--bin",
+            "signaling-server",
+            "--example",
+            "load",
+        ]),
+    )?;
+    let release = target_dir().join("release");
+    let port = free_port()?;
+    let max_clients = (args.clients + 100).to_string();
+    let server = Command::new(release.join("signaling-server"))
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--max-clients", &max_clients])
+        .args(["--rate-per-sec", "1000000", "--rate-burst", "1000000"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start the server: {e}"))?;
+    let server = Server(server);
+    let started = Instant::now();
+    while !healthy(port) {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("the server did not become healthy within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !args.json {
+        eprintln!(
+            "server pid {} on 127.0.0.1:{port}, rate limit raised to 1000000/s (burst 1000000) \
+             so the run measures relaying, not the limiter",
+            server.0.id()
+        );
+    }
+    let mut load = Command::new(release.join("examples").join("load"));
+    load.args(["--url", &format!("ws://127.0.0.1:{port}")])
+        .args(["--clients", &args.clients.to_string()])
+        .args(["--duration-secs", &args.duration_secs.to_string()])
+        .args(["--in-flight", &args.in_flight.to_string()])
+        .args(["--server-pid", &server.0.id().to_string()]);
+    if args.json {
+        load.arg("--json");
+    }
+    let status = load
+        .status()
+        .map_err(|e| format!("start the load generator: {e}"))?;
+    drop(server);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("load generator failed ({status})"))
+    }
+}
