@@ -1,6 +1,112 @@
-//! placeholder: being written
+//! A sans-IO Kademlia DHT: a pure state machine with no clock, no socket and no OS randomness.
+//!
+//! A [`Node`] keeps a [`RoutingTable`] of 160 k-buckets, runs iterative lookups
+//! ([`Node::find_node`], [`Node::get_value`], [`Node::put_value`], [`Node::bootstrap`]), answers the four
+//! RPCs (PING, FIND_NODE, FIND_VALUE, STORE) of other nodes, and stores their bounded, expiring
+//! [`Record`]s. It speaks to any node by id: the driver delivers bytes to ids (over a data channel, or
+//! through the signaling server before a node has links).
+//!
+//! # The contract
+//!
+//! 1. **Create** a node with [`Node::new`]`(local_id, config, seed)`. All randomness comes from a
+//!    ChaCha8 generator seeded by `seed`: the same seed and the same inputs replay the same run.
+//! 2. **Feed inputs**, each with the current time `now` (an [`Instant`], microseconds since the Unix
+//!    epoch, never going backwards): [`Node::handle_message`] for bytes from a peer,
+//!    [`Node::handle_peer_up`] / [`Node::handle_peer_down`] when the driver learns a peer became reachable
+//!    or unreachable, [`Node::handle_timeout`] when the deadline from `poll_timeout` is reached, and the
+//!    commands ([`Node::find_node`] and the like), which return a [`QueryId`].
+//! 3. **Drain outputs** after every input: call [`Node::poll_output`] until it returns `None`; deliver
+//!    each [`Output::Send`] to its peer and handle each [`Output::Event`]. A finished command reports
+//!    [`Event::QueryFinished`] with its id.
+//! 4. **Ask for the next deadline** with [`Node::poll_timeout`] after every input, and call
+//!    [`Node::handle_timeout`] when it passes.
+//!
+//! Outputs are produced only in response to inputs, so a driver that drains after each input holds a
+//! few dozen at most; the queue is still capped at [`Config::max_outputs`] and overflow is counted.
+//!
+//! # Bounds and untrusted input
+//!
+//! Every collection is bounded by a [`Config`] field: `k` entries and `replacement_cache_size` waiting
+//! contacts per bucket, `max_lookup_candidates` per lookup, `max_queries` lookups, `max_records` stored
+//! records of `max_value_bytes` each, `max_published` own records, `max_outputs` outputs; outstanding
+//! requests follow from `max_queries`. Bytes from the network are checked ([`wire`]): a malformed,
+//! oversized or unexpected message, or a response from the wrong peer or to no request, is dropped and
+//! counted in [`Stats`], never a panic. Panics are kept for caller errors (an unusable `Config`, a value
+//! larger than `max_value_bytes`), each documented on its method.
+//!
+//! Verification: a contact enters the routing table only once it has shown it is reachable: it answered
+//! one of our requests, sent us a request (it reached us), or the driver reported it up. Contacts we only
+//! heard of wait in their bucket's replacement cache as unverified lookup candidates.
+//!
+//! # A driver loop
+//!
+//! Two nodes in one process, a `Vec` as the network:
+//!
+//! ```
+//! use kademlia_core::{Config, Event, Instant, Node, NodeId, Output, QueryResult};
+//!
+//! let a_id = NodeId::hash(b"a");
+//! let b_id = NodeId::hash(b"b");
+//! let mut a = Node::new(a_id, Config::default(), 1);
+//! let mut b = Node::new(b_id, Config::default(), 2);
+//! let mut now = Instant::from_millis(1_000);
+//!
+//! // `a` knows `b` (say, from the signaling server) and joins through it.
+//! let query = a.bootstrap(now, &[b_id]);
+//!
+//! let mut network: Vec<(NodeId, NodeId, Vec<u8>)> = Vec::new(); // (from, to, bytes)
+//! let mut finished = None;
+//! loop {
+//!     // Drain every node's outputs.
+//!     for node in [&mut a, &mut b] {
+//!         while let Some(output) = node.poll_output() {
+//!             match output {
+//!                 Output::Send { to, bytes } => network.push((node.local_id(), to, bytes)),
+//!                 Output::Event(Event::QueryFinished { id, result, .. }) if id == query => {
+//!                     finished = Some(result)
+//!                 }
+//!                 Output::Event(_) => {}
+//!             }
+//!         }
+//!     }
+//!     if network.is_empty() {
+//!         break;
+//!     }
+//!     // Deliver what was sent, 10 ms later.
+//!     now += core::time::Duration::from_millis(10);
+//!     for (from, to, bytes) in network.drain(..) {
+//!         let node = if to == a_id { &mut a } else { &mut b };
+//!         node.handle_message(now, from, &bytes);
+//!     }
+//!     // A real driver also sleeps until `poll_timeout()` and calls `handle_timeout`.
+//!     for node in [&mut a, &mut b] {
+//!         if node.poll_timeout().is_some_and(|t| t <= now) {
+//!             node.handle_timeout(now);
+//!         }
+//!     }
+//! }
+//!
+//! assert_eq!(finished, Some(QueryResult::Bootstrap { closest: vec![b_id] }));
+//! // Each now holds the other as a verified contact: `b` answered `a`, `a` reached `b`.
+//! assert!(a.routing_table().contains(&b_id));
+//! assert!(b.routing_table().contains(&a_id));
+//! ```
 
+#![deny(missing_docs)]
+
+pub mod config;
 pub mod id;
+pub mod kbucket;
+pub mod node;
+pub mod query;
+pub mod record;
 pub mod time;
+pub mod wire;
+
+pub use config::Config;
 pub use id::{Distance, ID_BITS, ID_LEN, NodeId, ParseIdError};
+pub use kbucket::{Entry, KBucket, RoutingTable};
+pub use node::{Event, Node, Output, Stats};
+pub use query::{QueryEnd, QueryId, QueryResult};
+pub use record::Record;
 pub use time::Instant;

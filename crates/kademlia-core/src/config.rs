@@ -1,0 +1,147 @@
+//! Tunables of a [`Node`](crate::Node), and every bound on its memory.
+
+use core::time::Duration;
+
+/// Bytes a message needs beyond its value or its contact list: version byte, enum tags, request id,
+/// record key, publisher and expiry, all with postcard's worst-case varint lengths.
+pub(crate) const MESSAGE_OVERHEAD: usize = 96;
+
+/// Bytes one contact takes in a message (a 20-byte id; postcard writes arrays without a length).
+pub(crate) const CONTACT_BYTES: usize = crate::ID_LEN;
+
+/// Configuration of a [`Node`](crate::Node).
+///
+/// Every buffer, cache, queue and map of a node is bounded by a field here (or by a product of them,
+/// stated on the field). All nodes of a network should share `k`, `max_value_bytes` and
+/// `max_message_bytes`: a node drops a reply with more than its own `k` contacts, and a message larger
+/// than its own limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Entries per k-bucket, contacts per reply, and the number of closest nodes a lookup must hear
+    /// from before it ends. Default 20.
+    pub k: usize,
+    /// Requests a lookup keeps in flight at once. Default 3.
+    pub alpha: usize,
+    /// Time a request waits for its response before the peer counts as unresponsive. Default 2 s.
+    pub request_timeout: Duration,
+    /// Time after which a lookup ends with what it has found ([`QueryEnd::TimedOut`]). Default 20 s.
+    ///
+    /// [`QueryEnd::TimedOut`]: crate::QueryEnd::TimedOut
+    pub query_timeout: Duration,
+    /// A non-empty bucket that saw no lookup for this long is refreshed by a lookup of a random id in
+    /// its range. Default 15 min.
+    pub refresh_interval: Duration,
+    /// Contacts each bucket keeps waiting for a slot: newcomers that answered us while the bucket was
+    /// full, and unverified contacts learned from others. Default 8.
+    pub replacement_cache_size: usize,
+    /// Candidates one lookup remembers (the closest to its target are kept). At least `k + alpha`.
+    /// Default 60.
+    pub max_lookup_candidates: usize,
+    /// Lookups running at once, counting the node's own refreshes and republications; a lookup asked
+    /// for beyond this ends at once with [`QueryEnd::Rejected`]. Outstanding requests are bounded by
+    /// `max_queries * (alpha + k)` plus one eviction ping per bucket: a finished query's requests are
+    /// forgotten (late answers count as unmatched). Default 64.
+    ///
+    /// [`QueryEnd::Rejected`]: crate::QueryEnd::Rejected
+    pub max_queries: usize,
+    /// Records from other publishers this node stores; a STORE of a new key beyond this is refused.
+    /// Default 1024.
+    pub max_records: usize,
+    /// Records this node publishes and republishes itself; publishing one more stops the republication
+    /// of the one published longest ago. Default 64.
+    pub max_published: usize,
+    /// Largest record value, in bytes. Default 16 KiB.
+    pub max_value_bytes: usize,
+    /// Largest message this node sends or accepts, in bytes; must leave room for a value of
+    /// `max_value_bytes` and a reply of `k` contacts. Default 20 KiB.
+    pub max_message_bytes: usize,
+    /// Lifetime of a record from its (re)publication; a STORE asking for longer is cut to this.
+    /// Default 1 h.
+    pub record_ttl: Duration,
+    /// Interval at which a publisher stores its own records again at the `k` nodes then closest to the
+    /// key, which also renews their expiry. Shorter than `record_ttl`. Default 30 min.
+    pub republish_interval: Duration,
+    /// Outputs waiting for [`Node::poll_output`](crate::Node::poll_output). Outputs are produced only in
+    /// response to inputs, so a driver that drains them after every input never comes near this; past it
+    /// new outputs are dropped and counted in [`Stats::outputs_dropped`](crate::Stats::outputs_dropped).
+    /// Default 4096.
+    pub max_outputs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            k: 20,
+            alpha: 3,
+            request_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(20),
+            refresh_interval: Duration::from_secs(15 * 60),
+            replacement_cache_size: 8,
+            max_lookup_candidates: 60,
+            max_queries: 64,
+            max_records: 1024,
+            max_published: 64,
+            max_value_bytes: 16 * 1024,
+            max_message_bytes: 20 * 1024,
+            record_ttl: Duration::from_secs(60 * 60),
+            republish_interval: Duration::from_secs(30 * 60),
+            max_outputs: 4096,
+        }
+    }
+}
+
+impl Config {
+    /// Panics with a clear message if the configuration cannot work (a caller error).
+    pub(crate) fn check(&self) {
+        assert!(self.k >= 1, "Config::k must be at least 1");
+        assert!(self.alpha >= 1, "Config::alpha must be at least 1");
+        assert!(
+            self.max_lookup_candidates >= self.k + self.alpha,
+            "Config::max_lookup_candidates must be at least k + alpha"
+        );
+        assert!(
+            self.max_queries >= 1,
+            "Config::max_queries must be at least 1"
+        );
+        assert!(
+            self.max_outputs >= 1,
+            "Config::max_outputs must be at least 1"
+        );
+        assert!(
+            self.max_message_bytes >= self.max_value_bytes + MESSAGE_OVERHEAD,
+            "Config::max_message_bytes must leave room for a value of max_value_bytes"
+        );
+        assert!(
+            self.max_message_bytes >= self.k * CONTACT_BYTES + MESSAGE_OVERHEAD,
+            "Config::max_message_bytes must leave room for k contacts"
+        );
+        assert!(
+            self.republish_interval < self.record_ttl,
+            "Config::republish_interval must be shorter than record_ttl"
+        );
+        assert!(
+            !self.request_timeout.is_zero() && !self.refresh_interval.is_zero(),
+            "Config timeouts and intervals must not be zero"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_consistent() {
+        Config::default().check();
+    }
+
+    #[test]
+    #[should_panic(expected = "max_message_bytes")]
+    fn too_small_messages_are_refused() {
+        Config {
+            max_message_bytes: 100,
+            ..Config::default()
+        }
+        .check();
+    }
+}
