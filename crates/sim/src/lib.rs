@@ -1,0 +1,45 @@
+//! A deterministic discrete-event simulator of many p2pmesh nodes.
+//!
+//! One virtual clock, one priority queue of events ordered by `(time, sequence number)`, and around the
+//! nodes everything a real driver has: a signaling server that introduces a joiner to its XOR-closest
+//! peers and a few random ones and relays `signal` messages; a link layer that plays WebRTC (offer,
+//! answer, DTLS fingerprints, data channels with latency and loss, links that die with their node and are
+//! noticed late); partitions; crashes and restarts. Every key, seed and random draw derives from one
+//! `u64` seed: the same seed gives a byte-identical report, and every failure prints its seed.
+//!
+//! The driver loop, per node and per input, is mesh-core's contract: give the input, drain
+//! [`Protocol::poll_output`] until `None`, then schedule one timer at [`Protocol::poll_timeout`].
+//!
+//! ```
+//! use sim::{Protocol, SimConfig, Simulation};
+//! # fn run<P: Protocol>(node_config: P::Config) {
+//! let mut sim: Simulation<P> = Simulation::new(42, SimConfig::default(), node_config);
+//! let a = sim.add_node();
+//! sim.join(a);
+//! sim.run_for(core::time::Duration::from_secs(10));
+//! # }
+//! ```
+//!
+//! [`scenario`] holds the measured scenarios (broadcast, lookup, churn, partition) that the tests and
+//! `cargo xtask sim` run; [`Report`] is what they return.
+
+#![deny(missing_docs)]
+
+pub mod mesh;
+pub mod net;
+pub mod protocol;
+pub mod queue;
+pub mod recorder;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod simulation;
+
+#[cfg(test)]
+mod tests;
+
+pub use net::{NetConfig, Network, Partition};
+pub use protocol::{Event, Output, Protocol, ServerInput};
+pub use report::Report;
+pub use scenario::{Scenario, ScenarioArgs, Strategy};
+pub use simulation::{NetStats, SimConfig, Simulation};

@@ -1,0 +1,149 @@
+//! [`Protocol`] for mesh-core's [`Node`], and [`run`]: a scenario over mesh-core.
+
+use kademlia_core::{Instant, NodeId};
+use mesh_core::Node;
+
+use crate::protocol::{Event, Output, Protocol, ServerInput};
+use crate::report::Report;
+use crate::scenario::{ScenarioArgs, Strategy, run_with};
+
+impl Protocol for Node {
+    type Config = mesh_core::Config;
+
+    fn create(secret_key: [u8; 32], seed: u64, config: &mesh_core::Config) -> Self {
+        Node::new(secret_key, config.clone(), seed)
+    }
+    fn local_id(&self) -> NodeId {
+        Node::local_id(self)
+    }
+    fn join(&mut self, now: Instant) {
+        Node::join(self, now);
+    }
+    fn handle_server(&mut self, now: Instant, input: ServerInput) {
+        let input = match input {
+            ServerInput::BootstrapPeers(peers) => mesh_core::ServerInput::BootstrapPeers(peers),
+            ServerInput::PeerJoined(peer) => mesh_core::ServerInput::PeerJoined(peer),
+            ServerInput::PeerLeft(peer) => mesh_core::ServerInput::PeerLeft(peer),
+            ServerInput::Relayed { from, payload } => {
+                mesh_core::ServerInput::Relayed { from, payload }
+            }
+        };
+        Node::handle_server(self, now, input);
+    }
+    fn handle_link_open(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        local_fingerprint: Vec<u8>,
+        remote_fingerprint: Vec<u8>,
+    ) {
+        Node::handle_link_open(self, now, peer, local_fingerprint, remote_fingerprint);
+    }
+    fn handle_link_data(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
+        Node::handle_link_data(self, now, peer, bytes);
+    }
+    fn handle_link_closed(&mut self, now: Instant, peer: NodeId) {
+        Node::handle_link_closed(self, now, peer);
+    }
+    fn send_signal(&mut self, now: Instant, to: NodeId, payload: Vec<u8>) {
+        Node::send_signal(self, now, to, payload);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Node::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        use mesh_core::Event as E;
+        use mesh_core::Output as O;
+        Some(match Node::poll_output(self)? {
+            O::Transmit { link, bytes } => Output::Transmit { link, bytes },
+            O::Connect { peer, initiator } => Output::Connect { peer, initiator },
+            O::Disconnect { peer, .. } => Output::Disconnect { peer },
+            O::Signal { to, payload } => Output::Signal { to, payload },
+            O::Event(event) => Output::Event(match event {
+                E::Signal { from, payload } => Event::Signal { from, payload },
+                E::Message {
+                    from,
+                    topic,
+                    data,
+                    hops,
+                    ..
+                } => Event::Message {
+                    from,
+                    broadcast: topic.is_some(),
+                    data,
+                    hops,
+                },
+                E::LookupFinished {
+                    id, peers, rounds, ..
+                } => Event::LookupFinished {
+                    id: id.0,
+                    peers,
+                    rounds,
+                },
+                E::Dht(kademlia_core::Event::QueryFinished {
+                    id,
+                    result: kademlia_core::QueryResult::FindNode { closest, .. },
+                    rounds,
+                    ..
+                }) => Event::DhtLookupFinished {
+                    id: id.as_u64(),
+                    closest,
+                    rounds,
+                },
+                E::DirectFailed { id, .. } => Event::DirectFailed { id: id.0 },
+                E::PeerConnected { peer } => Event::PeerConnected { peer },
+                _ => Event::Other,
+            }),
+        })
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Node::poll_timeout(self)
+    }
+    fn subscribe(&mut self, topic: &str) {
+        // A refused subscription shows up as missing deliveries in the report.
+        let _ = Node::subscribe(self, topic);
+    }
+    fn broadcast(&mut self, now: Instant, topic: &str, data: Vec<u8>) -> bool {
+        Node::broadcast(self, now, topic, data).is_ok()
+    }
+    fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Option<u64> {
+        Node::send(self, now, to, data).ok().map(|id| id.0)
+    }
+    fn dht_find_node(&mut self, now: Instant, target: NodeId) -> u64 {
+        Node::dht_find_node(self, now, target).as_u64()
+    }
+    fn find_node(&mut self, now: Instant, target: NodeId) -> u64 {
+        Node::find_node(self, now, target).0
+    }
+    fn links(&self) -> Vec<NodeId> {
+        Node::links(self)
+    }
+    fn payload_transmissions(&self) -> u64 {
+        let g = Node::stats(self).gossip;
+        g.payload_sends + g.payload_retries + g.payload_graft_responses + g.payload_reroutes
+    }
+}
+
+/// mesh-core's configuration for a strategy.
+///
+/// # Errors
+/// When mesh-core has no switch for the strategy asked for.
+pub fn node_config(strategy: Strategy) -> Result<mesh_core::Config, String> {
+    match strategy {
+        Strategy::Plumtree => Ok(mesh_core::Config::default()),
+        Strategy::Flood => Err(
+            "--strategy flood needs a dissemination switch in gossip-core's Config \
+             (e.g. `strategy: Strategy::{Plumtree, Flood}`), which does not exist yet"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Run a scenario over mesh-core nodes.
+///
+/// # Errors
+/// When the strategy asked for is not available.
+pub fn run(args: &ScenarioArgs) -> Result<Report, String> {
+    let config = node_config(args.strategy)?;
+    Ok(run_with::<Node>(args, config))
+}

@@ -1,0 +1,161 @@
+//! What the simulator needs from a node: the subset of mesh-core's interface that a driver uses.
+//!
+//! The simulator drives any [`Protocol`]; [`crate::mesh`] implements it for `mesh_core::Node`, and the
+//! unit tests implement it for small fake nodes so that the engine, the network model, the signaling
+//! server and the link layer are tested on their own.
+
+use kademlia_core::{Instant, NodeId};
+
+/// A message from the signaling server to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerInput {
+    /// The answer to a join: peers to start from.
+    BootstrapPeers(Vec<NodeId>),
+    /// A peer joined near this node (targeted introduction, never a broadcast to all).
+    PeerJoined(NodeId),
+    /// A peer left.
+    PeerLeft(NodeId),
+    /// A frame relayed by the server from `from`.
+    Relayed {
+        /// The sender, as the server authenticated it.
+        from: NodeId,
+        /// The relayed bytes.
+        payload: Vec<u8>,
+    },
+}
+
+/// What a node asks its driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send bytes on the data channel of the link to `link`.
+    Transmit {
+        /// The peer at the far end.
+        link: NodeId,
+        /// The frame.
+        bytes: Vec<u8>,
+    },
+    /// Open a link to `peer`; the initiator makes the offer and hands it back through `send_signal`.
+    Connect {
+        /// The peer.
+        peer: NodeId,
+        /// Whether this side makes the offer.
+        initiator: bool,
+    },
+    /// Close the link to `peer`.
+    Disconnect {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// Send bytes to `to` through the signaling server.
+    Signal {
+        /// The addressee.
+        to: NodeId,
+        /// The bytes.
+        payload: Vec<u8>,
+    },
+    /// Something the application (here: the simulator's measurements) cares about.
+    Event(Event),
+}
+
+/// The events the simulator acts on or measures.
+#[derive(Debug)]
+pub enum Event {
+    /// Signaling data (offer or answer) for the local WebRTC engine.
+    Signal {
+        /// Who sent it.
+        from: NodeId,
+        /// The bytes.
+        payload: Vec<u8>,
+    },
+    /// A broadcast (`broadcast == true`) or direct message was delivered.
+    Message {
+        /// The origin.
+        from: NodeId,
+        /// Broadcast (with a topic) or direct.
+        broadcast: bool,
+        /// The application data.
+        data: Vec<u8>,
+        /// Link traversals from the origin.
+        hops: u32,
+    },
+    /// A Kademlia iterative lookup (`dht_find_node`) finished.
+    DhtLookupFinished {
+        /// The id `dht_find_node` returned.
+        id: u64,
+        /// The closest nodes that answered, closest first.
+        closest: Vec<NodeId>,
+        /// Rounds of the iterative lookup, as kademlia-core reports them.
+        rounds: u32,
+    },
+    /// A mesh-routed probe lookup (`find_node`) finished.
+    LookupFinished {
+        /// The id `find_node` returned.
+        id: u64,
+        /// The closest peers found.
+        peers: Vec<NodeId>,
+        /// Rounds of requests the lookup took.
+        rounds: u32,
+    },
+    /// A direct message could not be delivered.
+    DirectFailed {
+        /// The id `send` returned.
+        id: u64,
+    },
+    /// A peer's hello verified: the link is up.
+    PeerConnected {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// Anything else.
+    Other,
+}
+
+/// A node the simulator can drive. The call contract is mesh-core's: after every input the driver drains
+/// [`Protocol::poll_output`] until `None`, then reads [`Protocol::poll_timeout`].
+pub trait Protocol: Sized {
+    /// The node's configuration.
+    type Config: Clone;
+
+    /// A node with this identity secret, configuration and randomness seed.
+    fn create(secret_key: [u8; 32], seed: u64, config: &Self::Config) -> Self;
+    /// Its id.
+    fn local_id(&self) -> NodeId;
+    /// Start: the driver also sends a join to the server.
+    fn join(&mut self, now: Instant);
+    /// A message from the signaling server.
+    fn handle_server(&mut self, now: Instant, input: ServerInput);
+    /// A link opened (DTLS done) with these fingerprints.
+    fn handle_link_open(
+        &mut self,
+        now: Instant,
+        peer: NodeId,
+        local_fingerprint: Vec<u8>,
+        remote_fingerprint: Vec<u8>,
+    );
+    /// A frame arrived on a link.
+    fn handle_link_data(&mut self, now: Instant, peer: NodeId, bytes: &[u8]);
+    /// A link closed or failed.
+    fn handle_link_closed(&mut self, now: Instant, peer: NodeId);
+    /// The local WebRTC engine produced signaling data for `to`.
+    fn send_signal(&mut self, now: Instant, to: NodeId, payload: Vec<u8>);
+    /// The timer from [`Protocol::poll_timeout`] fired.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next output.
+    fn poll_output(&mut self) -> Option<Output>;
+    /// When to call [`Protocol::handle_timeout`] next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Subscribe to a topic.
+    fn subscribe(&mut self, topic: &str);
+    /// Broadcast `data` on `topic`; `false` if the node refused.
+    fn broadcast(&mut self, now: Instant, topic: &str, data: Vec<u8>) -> bool;
+    /// Send `data` to `to` directly (over a link or routed); `None` if refused at once.
+    fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Option<u64>;
+    /// Start a Kademlia iterative lookup of `target` (RPCs over the mesh).
+    fn dht_find_node(&mut self, now: Instant, target: NodeId) -> u64;
+    /// Start a mesh-routed probe lookup of `target`.
+    fn find_node(&mut self, now: Instant, target: NodeId) -> u64;
+    /// Links whose hello verified.
+    fn links(&self) -> Vec<NodeId>;
+    /// Payload transmissions of broadcast messages so far (eager pushes, retries, graft answers).
+    fn payload_transmissions(&self) -> u64;
+}

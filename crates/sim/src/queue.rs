@@ -1,0 +1,142 @@
+//! The event queue: a virtual clock and a priority queue of events.
+//!
+//! Events are ordered by `(time, sequence number)`: two events scheduled for the same instant run in the
+//! order they were scheduled, so a run never depends on the heap's internal layout.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use kademlia_core::Instant;
+
+/// One scheduled event.
+#[derive(Debug)]
+struct Entry<E> {
+    time: Instant,
+    seq: u64,
+    event: E,
+}
+
+impl<E> PartialEq for Entry<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.time == other.time && self.seq == other.seq
+    }
+}
+
+impl<E> Eq for Entry<E> {}
+
+impl<E> PartialOrd for Entry<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<E> Ord for Entry<E> {
+    // Reversed: `BinaryHeap` is a max-heap and the earliest event must come out first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .cmp(&self.time)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// A virtual clock and the events scheduled after it.
+#[derive(Debug)]
+pub struct EventQueue<E> {
+    now: Instant,
+    next_seq: u64,
+    heap: BinaryHeap<Entry<E>>,
+    processed: u64,
+}
+
+impl<E> EventQueue<E> {
+    /// An empty queue whose clock reads `start`.
+    pub fn new(start: Instant) -> Self {
+        Self {
+            now: start,
+            next_seq: 0,
+            heap: BinaryHeap::with_capacity(1 << 16),
+            processed: 0,
+        }
+    }
+
+    /// The virtual time: that of the last event popped (or the start).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Schedule `event` at `time`; a time in the past is moved to now (the clock never runs backwards).
+    pub fn schedule(&mut self, time: Instant, event: E) {
+        let time = time.max(self.now);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.heap.push(Entry { time, seq, event });
+    }
+
+    /// Time of the next event, if any.
+    pub fn peek_time(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.time)
+    }
+
+    /// Pop the next event if it is due at or before `until`, advancing the clock to its time.
+    pub fn pop_until(&mut self, until: Instant) -> Option<(Instant, E)> {
+        if self.heap.peek()?.time > until {
+            return None;
+        }
+        let entry = self.heap.pop()?;
+        self.now = entry.time;
+        self.processed += 1;
+        Some((entry.time, entry.event))
+    }
+
+    /// Move the clock forward to `time` (no event may be due before it).
+    pub fn advance_to(&mut self, time: Instant) {
+        debug_assert!(self.peek_time().is_none_or(|t| t >= time));
+        self.now = self.now.max(time);
+    }
+
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether no event is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Events popped so far.
+    pub fn processed(&self) -> u64 {
+        self.processed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_first_and_fifo_among_equals() {
+        let mut q = EventQueue::new(Instant::from_millis(0));
+        q.schedule(Instant::from_millis(5), "b1");
+        q.schedule(Instant::from_millis(1), "a");
+        q.schedule(Instant::from_millis(5), "b2");
+        q.schedule(Instant::from_millis(5), "b3");
+        q.schedule(Instant::from_millis(9), "c");
+        let mut out = Vec::new();
+        while let Some((t, e)) = q.pop_until(Instant::from_millis(6)) {
+            out.push((t.as_millis(), e));
+        }
+        assert_eq!(out, vec![(1, "a"), (5, "b1"), (5, "b2"), (5, "b3")]);
+        assert_eq!(q.now(), Instant::from_millis(5));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.processed(), 4);
+    }
+
+    #[test]
+    fn past_events_run_now() {
+        let mut q = EventQueue::new(Instant::from_millis(10));
+        q.schedule(Instant::from_millis(3), ());
+        assert_eq!(q.peek_time(), Some(Instant::from_millis(10)));
+    }
+}

@@ -1,0 +1,301 @@
+//! What a scenario returns: its measurements, a human table and one JSON object.
+
+use serde_json::{Map, Value, json};
+
+/// The measurements of one run. `None`: the scenario does not measure it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// The seed that replays this run.
+    pub seed: u64,
+    /// Dissemination strategy (`plumtree` or `flood`).
+    pub strategy: String,
+    /// Broadcast deliveries to the nodes expected to deliver, over that expectation.
+    pub delivery_ratio: Option<f64>,
+    /// Relative message redundancy: payload transmissions / (receivers - 1) - 1, after the warm-up.
+    pub rmr: Option<f64>,
+    /// Last delivery hop: the most hops any delivery took.
+    pub ldh: Option<u32>,
+    /// Publish-to-delivery latency, median, in ms of virtual time.
+    pub latency_ms_p50: Option<f64>,
+    /// Publish-to-delivery latency, 99th percentile.
+    pub latency_ms_p99: Option<f64>,
+    /// Lookups that found their target, over lookups started.
+    pub lookup_success: Option<f64>,
+    /// Rounds a lookup took, median.
+    pub lookup_hops_p50: Option<f64>,
+    /// Rounds a lookup took, 99th percentile.
+    pub lookup_hops_p99: Option<f64>,
+    /// Lookup duration, median, ms of virtual time.
+    pub lookup_ms_p50: Option<f64>,
+    /// Lookup duration, 99th percentile.
+    pub lookup_ms_p99: Option<f64>,
+    /// mesh-core's routed probe lookups (`find_node`) that found their target (extra key).
+    pub probe_success: Option<f64>,
+    /// Probe rounds, median (extra key).
+    pub probe_hops_p50: Option<f64>,
+    /// Probe rounds, 99th percentile (extra key).
+    pub probe_hops_p99: Option<f64>,
+    /// Probe duration, median, ms (extra key).
+    pub probe_ms_p50: Option<f64>,
+    /// Probe duration, 99th percentile, ms (extra key).
+    pub probe_ms_p99: Option<f64>,
+    /// Direct messages delivered, over messages sent.
+    pub direct_delivery_ratio: Option<f64>,
+    /// Link traversals of a delivered direct message, median.
+    pub direct_hops_p50: Option<f64>,
+    /// Link traversals of a delivered direct message, 99th percentile.
+    pub direct_hops_p99: Option<f64>,
+    /// Connected components of the live nodes at the end, over verified links.
+    pub components: Option<usize>,
+    /// Wall-clock seconds of the run (not deterministic).
+    pub wall_s: f64,
+    /// Peak resident memory of the process, MiB (VmHWM; not deterministic).
+    pub peak_rss_mb: Option<f64>,
+    /// CPU seconds of the process (table only: on a shared machine wall time overstates the cost).
+    pub cpu_s: Option<f64>,
+    /// Further lines for the human table: definitions and counters (deterministic).
+    pub notes: Vec<(String, String)>,
+}
+
+impl Report {
+    /// An empty report for a run.
+    pub fn new(scenario: &str, nodes: usize, seed: u64, strategy: &str) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            nodes,
+            seed,
+            strategy: strategy.to_owned(),
+            delivery_ratio: None,
+            rmr: None,
+            ldh: None,
+            latency_ms_p50: None,
+            latency_ms_p99: None,
+            lookup_success: None,
+            lookup_hops_p50: None,
+            lookup_hops_p99: None,
+            lookup_ms_p50: None,
+            lookup_ms_p99: None,
+            probe_success: None,
+            probe_hops_p50: None,
+            probe_hops_p99: None,
+            probe_ms_p50: None,
+            probe_ms_p99: None,
+            direct_delivery_ratio: None,
+            direct_hops_p50: None,
+            direct_hops_p99: None,
+            components: None,
+            wall_s: 0.0,
+            peak_rss_mb: None,
+            cpu_s: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Add a note to the human table.
+    pub fn note(&mut self, key: &str, value: impl ToString) {
+        self.notes.push((key.to_owned(), value.to_string()));
+    }
+
+    /// The report without its non-deterministic fields (wall time, memory): what one seed replays.
+    pub fn deterministic(&self) -> Report {
+        Report {
+            wall_s: 0.0,
+            peak_rss_mb: None,
+            cpu_s: None,
+            ..self.clone()
+        }
+    }
+
+    /// The JSON object: the keys `cargo xtask sim --json` promises, `null` where not measured.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("scenario".into(), json!(self.scenario));
+        m.insert("nodes".into(), json!(self.nodes));
+        m.insert("seed".into(), json!(self.seed));
+        m.insert("strategy".into(), json!(self.strategy));
+        m.insert("delivery_ratio".into(), json!(self.delivery_ratio));
+        m.insert("rmr".into(), json!(self.rmr.map(round4)));
+        m.insert("ldh".into(), json!(self.ldh));
+        m.insert("latency_ms_p50".into(), json!(self.latency_ms_p50));
+        m.insert("latency_ms_p99".into(), json!(self.latency_ms_p99));
+        m.insert("lookup_success".into(), json!(self.lookup_success));
+        m.insert("lookup_hops_p50".into(), json!(self.lookup_hops_p50));
+        m.insert("lookup_hops_p99".into(), json!(self.lookup_hops_p99));
+        m.insert("lookup_ms_p50".into(), json!(self.lookup_ms_p50));
+        m.insert("lookup_ms_p99".into(), json!(self.lookup_ms_p99));
+        m.insert(
+            "direct_delivery_ratio".into(),
+            json!(self.direct_delivery_ratio),
+        );
+        m.insert("direct_hops_p50".into(), json!(self.direct_hops_p50));
+        m.insert("direct_hops_p99".into(), json!(self.direct_hops_p99));
+        m.insert("components".into(), json!(self.components));
+        m.insert("wall_s".into(), json!(round4(self.wall_s)));
+        m.insert("peak_rss_mb".into(), json!(self.peak_rss_mb));
+        // Extra keys: mesh-core's routed probe lookups (not the Kademlia lookup figures above).
+        m.insert("probe_success".into(), json!(self.probe_success));
+        m.insert("probe_hops_p50".into(), json!(self.probe_hops_p50));
+        m.insert("probe_hops_p99".into(), json!(self.probe_hops_p99));
+        m.insert("probe_ms_p50".into(), json!(self.probe_ms_p50));
+        m.insert("probe_ms_p99".into(), json!(self.probe_ms_p99));
+        Value::Object(m)
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
+        }
+        let rows: Vec<(&str, String)> = vec![
+            ("scenario", self.scenario.clone()),
+            ("nodes", self.nodes.to_string()),
+            ("seed", self.seed.to_string()),
+            ("strategy", self.strategy.clone()),
+            ("delivery_ratio", opt(&self.delivery_ratio)),
+            ("rmr", opt(&self.rmr.map(round4))),
+            ("ldh", opt(&self.ldh)),
+            (
+                "latency_ms p50 / p99",
+                pair(self.latency_ms_p50, self.latency_ms_p99),
+            ),
+            ("lookup_success", opt(&self.lookup_success)),
+            (
+                "lookup_hops p50 / p99",
+                pair(self.lookup_hops_p50, self.lookup_hops_p99),
+            ),
+            (
+                "lookup_ms p50 / p99",
+                pair(self.lookup_ms_p50, self.lookup_ms_p99),
+            ),
+            ("probe_success", opt(&self.probe_success)),
+            (
+                "probe_hops p50 / p99",
+                pair(self.probe_hops_p50, self.probe_hops_p99),
+            ),
+            (
+                "probe_ms p50 / p99",
+                pair(self.probe_ms_p50, self.probe_ms_p99),
+            ),
+            ("direct_delivery_ratio", opt(&self.direct_delivery_ratio)),
+            (
+                "direct_hops p50 / p99",
+                pair(self.direct_hops_p50, self.direct_hops_p99),
+            ),
+            ("components", opt(&self.components)),
+            ("wall_s", format!("{:.2}", self.wall_s)),
+            ("peak_rss_mb", opt(&self.peak_rss_mb)),
+            (
+                "cpu_s",
+                opt(&self.cpu_s.map(|c| (c * 100.0).round() / 100.0)),
+            ),
+        ];
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.len())
+            .chain(self.notes.iter().map(|(k, _)| k.len()))
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(self.notes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            out.push_str(&format!("{k:<width$}  {v}\n"));
+        }
+        out
+    }
+}
+
+fn pair(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{a} / {b}"),
+        _ => "-".to_owned(),
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of unsorted values; `None` when empty.
+pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1])
+}
+
+/// Peak resident set of this process in MiB, from `VmHWM` in `/proc/self/status` (Linux only).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// CPU time of this process in seconds, from `/proc/self/schedstat` (Linux only).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: f64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 50.0), Some(50.0));
+        assert_eq!(percentile(&mut v, 99.0), Some(99.0));
+        assert_eq!(percentile(&mut v, 100.0), Some(100.0));
+        assert_eq!(percentile(&mut [3.0], 99.0), Some(3.0));
+        assert_eq!(percentile(&mut [], 50.0), None);
+    }
+
+    #[test]
+    fn json_has_every_key_with_nulls() {
+        let r = Report::new("lookup", 10, 1, "plumtree");
+        let v = r.to_json();
+        let obj = v.as_object().expect("object");
+        for key in [
+            "scenario",
+            "nodes",
+            "seed",
+            "strategy",
+            "delivery_ratio",
+            "rmr",
+            "ldh",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "lookup_success",
+            "lookup_hops_p50",
+            "lookup_hops_p99",
+            "lookup_ms_p50",
+            "lookup_ms_p99",
+            "direct_delivery_ratio",
+            "direct_hops_p50",
+            "direct_hops_p99",
+            "components",
+            "wall_s",
+            "peak_rss_mb",
+            "probe_success",
+            "probe_hops_p50",
+            "probe_hops_p99",
+            "probe_ms_p50",
+            "probe_ms_p99",
+        ] {
+            assert!(obj.contains_key(key), "{key}");
+        }
+        assert_eq!(obj.len(), 25);
+        assert!(obj["rmr"].is_null());
+    }
+}

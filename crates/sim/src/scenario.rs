@@ -1,0 +1,627 @@
+//! The measured scenarios. Each is a function of its [`ScenarioArgs`] and returns a [`Report`]; the
+//! tests and `cargo xtask sim` call the same functions.
+//!
+//! Time line shared by all: `nodes` nodes are created (keys from the seed) and join one after another,
+//! evenly spread over `max(10 s, nodes × 5 ms)` of virtual time; then the mesh settles for 20 s; then the
+//! scenario's own phase runs; then a drain long enough for every retry to finish.
+
+use core::time::Duration;
+
+use kademlia_core::Instant;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::protocol::Protocol;
+use crate::report::{Report, cpu_seconds, peak_rss_mb, percentile};
+use crate::simulation::{SimConfig, Simulation};
+
+/// Which scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// 100 broadcasts over a settled mesh with loss and crashes.
+    Broadcast,
+    /// 1,000 Kademlia lookups, 1,000 mesh probe lookups and 1,000 routed direct messages after 10% of
+    /// the nodes crashed.
+    Lookup,
+    /// Broadcasts and lookups while nodes crash and restart.
+    Churn,
+    /// Two halves cut apart for 60 s, then healed.
+    Partition,
+}
+
+impl Scenario {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Broadcast => "broadcast",
+            Scenario::Lookup => "lookup",
+            Scenario::Churn => "churn",
+            Scenario::Partition => "partition",
+        }
+    }
+
+    /// Parse a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Scenario::Broadcast,
+            Scenario::Lookup,
+            Scenario::Churn,
+            Scenario::Partition,
+        ]
+        .into_iter()
+        .find(|x| x.name() == s)
+    }
+}
+
+/// How broadcasts spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Eager push along a tree, lazy announcements elsewhere.
+    Plumtree,
+    /// The JavaScript library's flooding: every link but the sender's.
+    Flood,
+}
+
+impl Strategy {
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Plumtree => "plumtree",
+            Strategy::Flood => "flood",
+        }
+    }
+
+    /// Parse a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Strategy::Plumtree, Strategy::Flood]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+}
+
+/// The parameters of one run.
+#[derive(Debug, Clone)]
+pub struct ScenarioArgs {
+    /// Which scenario.
+    pub scenario: Scenario,
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// The seed everything derives from.
+    pub seed: u64,
+    /// Frame loss probability on peer links; `None`: the scenario's default (broadcast 0.01, else 0).
+    pub loss: Option<f64>,
+    /// Fraction of nodes that crash; `None`: the scenario's default (broadcast 0.05, lookup 0.10,
+    /// churn 0.20 crash-and-restart events per node, partition 0).
+    pub crash: Option<f64>,
+    /// Dissemination strategy.
+    pub strategy: Strategy,
+    /// Print progress to standard error every 10 s of virtual time.
+    pub progress: bool,
+}
+
+impl ScenarioArgs {
+    /// Defaults for a scenario: 1,000 nodes, seed 1, plumtree.
+    pub fn new(scenario: Scenario) -> Self {
+        Self {
+            scenario,
+            nodes: 1_000,
+            seed: 1,
+            loss: None,
+            crash: None,
+            strategy: Strategy::Plumtree,
+            progress: false,
+        }
+    }
+}
+
+const SETTLE: Duration = Duration::from_secs(20);
+const DRAIN: Duration = Duration::from_secs(40);
+/// Broadcasts whose redundancy is not counted (the tree is still forming).
+pub const WARMUP: u32 = 20;
+/// A node is expected to deliver a broadcast if it joined at least this long before the publish.
+pub const JOIN_GRACE: Duration = Duration::from_secs(10);
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+/// Run a scenario over any [`Protocol`]; `node_config` already carries the strategy.
+pub fn run_with<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
+    let wall = std::time::Instant::now();
+    let cpu = cpu_seconds();
+    let mut report = match args.scenario {
+        Scenario::Broadcast => broadcast::<P>(args, node_config),
+        Scenario::Lookup => lookup::<P>(args, node_config),
+        Scenario::Churn => churn::<P>(args, node_config),
+        Scenario::Partition => partition::<P>(args, node_config),
+    };
+    report.wall_s = wall.elapsed().as_secs_f64();
+    report.peak_rss_mb = peak_rss_mb();
+    report.cpu_s = cpu_seconds().zip(cpu).map(|(end, start)| end - start);
+    report
+}
+
+fn new_sim<P: Protocol>(args: &ScenarioArgs, loss: f64, node_config: P::Config) -> Simulation<P> {
+    let mut config = SimConfig::default();
+    config.net.loss = loss;
+    let mut sim = Simulation::new(args.seed, config, node_config);
+    if args.progress {
+        sim.set_progress(Some(Duration::from_secs(10)));
+    }
+    sim
+}
+
+fn scenario_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ 0x5ce7_a210_0000_0001)
+}
+
+fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+}
+
+/// Create `n` nodes and join them evenly over the join span, then let the mesh settle.
+fn join_all<P: Protocol>(sim: &mut Simulation<P>, n: usize) {
+    let span = secs((n as f64 * 0.005).max(10.0));
+    let start = sim.now();
+    let slots: Vec<u32> = (0..n).map(|_| sim.add_node()).collect();
+    for (i, slot) in slots.into_iter().enumerate() {
+        let at = start + span.mul_f64(i as f64 / n as f64);
+        sim.run_until(at);
+        sim.join(slot);
+    }
+    sim.run_until(start + span + SETTLE);
+}
+
+/// A random live slot that satisfies `ok`, or `None` after many tries.
+fn pick<P: Protocol>(
+    sim: &Simulation<P>,
+    rng: &mut ChaCha8Rng,
+    mut ok: impl FnMut(u32) -> bool,
+) -> Option<u32> {
+    let n = sim.len() as u32;
+    (0..10_000)
+        .map(|_| rng.random_range(0..n))
+        .find(|&s| sim.is_live(s) && ok(s))
+}
+
+/// Broadcast measurements over the messages `first..` (all recorded ones), with the redundancy counted
+/// from `payload_before` (the payload transmissions when message `WARMUP` was published).
+fn broadcast_metrics<P: Protocol>(
+    sim: &Simulation<P>,
+    report: &mut Report,
+    first: usize,
+    payload_before: Option<u64>,
+) {
+    let live: Vec<u32> = sim.live_slots();
+    let mut expected = 0u64;
+    let mut delivered = 0u64;
+    let mut latencies = Vec::new();
+    let mut ldh = 0;
+    let mut receivers_after_warmup = 0u64;
+    let mut duplicates = 0u64;
+    for (i, rec) in sim.recorder.broadcasts.iter().enumerate().skip(first) {
+        duplicates += u64::from(rec.duplicates);
+        for &s in &live {
+            if s == rec.origin {
+                continue;
+            }
+            let Some(joined) = sim.joined_at(s) else {
+                continue;
+            };
+            if joined + JOIN_GRACE > rec.published {
+                continue;
+            }
+            expected += 1;
+            if rec.has(s) {
+                delivered += 1;
+            }
+        }
+        for &(_, latency_us, hops) in &rec.deliveries {
+            latencies.push(latency_us as f64 / 1000.0);
+            ldh = ldh.max(hops);
+        }
+        if i >= WARMUP as usize {
+            receivers_after_warmup += rec.deliveries.len() as u64;
+        }
+    }
+    report.delivery_ratio = Some(if expected == 0 {
+        0.0
+    } else {
+        delivered as f64 / expected as f64
+    });
+    report.ldh = Some(ldh);
+    report.latency_ms_p50 = percentile(&mut latencies, 50.0);
+    report.latency_ms_p99 = percentile(&mut latencies, 99.0);
+    if let Some(before) = payload_before
+        && receivers_after_warmup > 0
+    {
+        let payload = sim.payload_transmissions().saturating_sub(before);
+        report.rmr = Some(payload as f64 / receivers_after_warmup as f64 - 1.0);
+        report.note("rmr payload transmissions", payload);
+        report.note("rmr receivers - 1 (summed)", receivers_after_warmup);
+    }
+    report.note("broadcast expected deliveries", expected);
+    report.note("broadcast missed deliveries", expected - delivered);
+    report.note("broadcast duplicate deliveries", duplicates);
+}
+
+fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
+    let s = sim.stats();
+    report.note(
+        "virtual seconds",
+        format!(
+            "{:.1}",
+            (sim.now() - SimConfig::default().start).as_secs_f64()
+        ),
+    );
+    report.note("events", s.events);
+    report.note(
+        "frames sent / lost / cut / no link",
+        format!(
+            "{} / {} / {} / {}",
+            s.frames_sent, s.frames_lost, s.frames_cut, s.frames_no_link
+        ),
+    );
+    report.note("bytes delivered", s.bytes_delivered);
+    report.note(
+        "links attempted / opened",
+        format!("{} / {}", s.links_attempted, s.links_opened),
+    );
+    report.note(
+        "signals relayed / dropped",
+        format!("{} / {}", s.signals_relayed, s.signals_dropped),
+    );
+    report.note(
+        "offers answered / refused; answers matched / stale",
+        format!(
+            "{} / {}; {} / {}",
+            s.offers_answered, s.offers_unsolicited, s.answers_matched, s.answers_stale
+        ),
+    );
+    report.note(
+        "attempts abandoned <1s / <10s / later; answerer; failed after answer",
+        format!(
+            "{} / {} / {}; {}; {}",
+            s.attempts_abandoned[0],
+            s.attempts_abandoned[1],
+            s.attempts_abandoned[2],
+            s.answers_abandoned,
+            s.link_up_failed
+        ),
+    );
+    report.note("stalled timers", s.stalled_timers);
+}
+
+fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
+    let loss = args.loss.unwrap_or(0.01);
+    let crash = args.crash.unwrap_or(0.05);
+    let mut report = Report::new("broadcast", args.nodes, args.seed, args.strategy.name());
+    let mut rng = scenario_rng(args.seed);
+    let mut sim = new_sim::<P>(args, loss, node_config);
+    join_all(&mut sim, args.nodes);
+
+    const MESSAGES: u32 = 100;
+    let interval = Duration::from_secs(1);
+    let t0 = sim.now();
+    let phase = interval * MESSAGES;
+    // Crashes at random times during the broadcasts, distinct victims.
+    let mut victims: Vec<u32> = (0..args.nodes as u32).collect();
+    shuffle(&mut victims, &mut rng);
+    victims.truncate((crash * args.nodes as f64).round() as usize);
+    let mut plan: Vec<(Instant, Option<u32>, u32)> = victims
+        .iter()
+        .map(|&v| (t0 + phase.mul_f64(rng.random::<f64>()), Some(v), 0))
+        .collect();
+    plan.extend((0..MESSAGES).map(|i| (t0 + interval * i, None, i)));
+    plan.sort_by_key(|&(t, v, i)| (t, v.is_none(), i));
+
+    let mut payload_before = None;
+    for (at, victim, index) in plan {
+        sim.run_until(at);
+        match victim {
+            Some(v) => sim.crash(v),
+            None => {
+                if index == WARMUP {
+                    payload_before = Some(sim.payload_transmissions());
+                }
+                if let Some(origin) = pick(&sim, &mut rng, |_| true) {
+                    sim.broadcast(origin, index);
+                }
+            }
+        }
+    }
+    sim.run_for(DRAIN);
+    broadcast_metrics(&sim, &mut report, 0, payload_before);
+    report.components = Some(sim.components());
+    report.note("loss", loss);
+    report.note("crashed", victims.len());
+    report.note("rmr definition", format!(
+        "sum of payload transmissions / sum of (receivers - 1) - 1 over messages {WARMUP}..{MESSAGES}"
+    ));
+    report.note(
+        "delivery definition",
+        format!(
+            "nodes live at the end that joined >= {} s before the publish",
+            JOIN_GRACE.as_secs()
+        ),
+    );
+    net_notes(&sim, &mut report);
+    report
+}
+
+/// Lookup figures: success, rounds and duration percentiles of `records`.
+struct LookupFigures {
+    success: f64,
+    hops: (Option<f64>, Option<f64>),
+    ms: (Option<f64>, Option<f64>),
+    note: String,
+}
+
+fn lookup_figures(records: &[crate::recorder::LookupRecord]) -> LookupFigures {
+    let mut found = 0u64;
+    let mut rounds = Vec::new();
+    let mut durations = Vec::new();
+    let mut unfinished = 0u64;
+    for rec in records {
+        match rec.finished {
+            Some((at, r, ok)) => {
+                if ok {
+                    found += 1;
+                }
+                rounds.push(f64::from(r));
+                durations.push(ms(at - rec.started));
+            }
+            None => unfinished += 1,
+        }
+    }
+    let started = records.len() as u64;
+    LookupFigures {
+        success: if started == 0 {
+            0.0
+        } else {
+            found as f64 / started as f64
+        },
+        hops: (percentile(&mut rounds, 50.0), percentile(&mut rounds, 99.0)),
+        ms: (
+            percentile(&mut durations, 50.0),
+            percentile(&mut durations, 99.0),
+        ),
+        note: format!("{started} / {found} / {unfinished}"),
+    }
+}
+
+/// The Kademlia lookups (`dht_find_node`) as the lookup figures; mesh-core's probes as `probe_*`.
+fn lookup_metrics<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
+    let f = lookup_figures(&sim.recorder.lookups);
+    report.lookup_success = Some(f.success);
+    (report.lookup_hops_p50, report.lookup_hops_p99) = f.hops;
+    (report.lookup_ms_p50, report.lookup_ms_p99) = f.ms;
+    report.note("dht lookups started / found / unfinished", f.note);
+    if !sim.recorder.probes.is_empty() {
+        let f = lookup_figures(&sim.recorder.probes);
+        report.probe_success = Some(f.success);
+        (report.probe_hops_p50, report.probe_hops_p99) = f.hops;
+        (report.probe_ms_p50, report.probe_ms_p99) = f.ms;
+        report.note("probe lookups started / found / unfinished", f.note);
+    }
+}
+
+fn lookup<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
+    let loss = args.loss.unwrap_or(0.0);
+    let crash = args.crash.unwrap_or(0.10);
+    let mut report = Report::new("lookup", args.nodes, args.seed, args.strategy.name());
+    let mut rng = scenario_rng(args.seed);
+    let mut sim = new_sim::<P>(args, loss, node_config);
+    join_all(&mut sim, args.nodes);
+
+    let mut victims: Vec<u32> = (0..args.nodes as u32).collect();
+    shuffle(&mut victims, &mut rng);
+    victims.truncate((crash * args.nodes as f64).round() as usize);
+    for &v in &victims {
+        sim.crash(v);
+    }
+    sim.run_for(Duration::from_secs(1));
+
+    const LOOKUPS: usize = 1_000;
+    const DIRECTS: usize = 1_000;
+    let spacing = Duration::from_millis(10);
+    for _ in 0..LOOKUPS {
+        if let Some(from) = pick(&sim, &mut rng, |_| true)
+            && let Some(target) = pick(&sim, &mut rng, |t| t != from)
+        {
+            let id = sim.id(target);
+            sim.find_node(from, id);
+        }
+        sim.run_for(spacing);
+    }
+    sim.run_for(Duration::from_secs(30));
+    // mesh-core's own routed probe lookups, reported as the extra `probe_*` keys.
+    for _ in 0..LOOKUPS {
+        if let Some(from) = pick(&sim, &mut rng, |_| true)
+            && let Some(target) = pick(&sim, &mut rng, |t| t != from)
+        {
+            let id = sim.id(target);
+            sim.probe(from, id);
+        }
+        sim.run_for(spacing);
+    }
+    sim.run_for(Duration::from_secs(30));
+    for _ in 0..DIRECTS {
+        if let Some(from) = pick(&sim, &mut rng, |_| true) {
+            let links = sim.node(from).map(P::links).unwrap_or_default();
+            let target = pick(&sim, &mut rng, |t| t != from && !links.contains(&sim.id(t)));
+            if let Some(to) = target {
+                sim.send_direct(from, to);
+            }
+        }
+        sim.run_for(spacing);
+    }
+    sim.run_for(DRAIN);
+
+    lookup_metrics(&sim, &mut report);
+    let directs = &sim.recorder.directs;
+    let delivered: Vec<f64> = directs
+        .iter()
+        .filter_map(|d| d.delivered.map(|(h, _)| f64::from(h)))
+        .collect();
+    let failed = directs.iter().filter(|d| d.failed).count();
+    report.direct_delivery_ratio = Some(delivered.len() as f64 / directs.len().max(1) as f64);
+    let mut hops = delivered;
+    report.direct_hops_p50 = percentile(&mut hops, 50.0);
+    report.direct_hops_p99 = percentile(&mut hops, 99.0);
+    report.components = Some(sim.components());
+    report.note("loss", loss);
+    report.note("crashed (at once, after settling)", victims.len());
+    report.note(
+        "direct sent / delivered / failed",
+        format!("{} / {} / {failed}", directs.len(), hops.len()),
+    );
+    net_notes(&sim, &mut report);
+    report
+}
+
+fn churn<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
+    let loss = args.loss.unwrap_or(0.0);
+    let rate = args.crash.unwrap_or(0.20);
+    let mut report = Report::new("churn", args.nodes, args.seed, args.strategy.name());
+    let mut rng = scenario_rng(args.seed);
+    let mut sim = new_sim::<P>(args, loss, node_config);
+    join_all(&mut sim, args.nodes);
+
+    // The churn plan, fixed up front so that origins and lookup targets can be picked among nodes that
+    // stay up: `rate × nodes` crashes at random times over the phase, each restarting with the same key
+    // after 5-20 s down.
+    let phase = Duration::from_secs(100);
+    let t0 = sim.now();
+    let crashes = (rate * args.nodes as f64).round() as usize;
+    let mut times: Vec<Instant> = (0..crashes)
+        .map(|_| t0 + phase.mul_f64(rng.random::<f64>()))
+        .collect();
+    times.sort();
+    let n = args.nodes as u32;
+    let mut down: Vec<Vec<(Instant, Instant)>> = vec![Vec::new(); args.nodes];
+    // (time, kind: 0 restart, 1 crash, 2 broadcast, 3 lookup, index)
+    let mut plan: Vec<(Instant, u8, u32)> = Vec::new();
+    for at in times {
+        let victim = (0..1_000).map(|_| rng.random_range(0..n)).find(|&v| {
+            down[v as usize]
+                .last()
+                .is_none_or(|&(_, up)| up + JOIN_GRACE < at)
+        });
+        if let Some(v) = victim {
+            let up = at + secs(rng.random_range(5.0..20.0));
+            down[v as usize].push((at, up));
+            plan.push((at, 1, v));
+            plan.push((up, 0, v));
+        }
+    }
+    let restarts = plan.iter().filter(|p| p.1 == 0).count();
+    for i in 0..100u32 {
+        plan.push((t0 + Duration::from_secs(u64::from(i)), 2, i));
+    }
+    for i in 0..500u32 {
+        plan.push((t0 + Duration::from_millis(u64::from(i) * 200), 3, i));
+    }
+    plan.sort();
+    // Up, and joined long enough ago, over the whole of [from, to].
+    let stable = |s: u32, from: Instant, to: Instant| {
+        down[s as usize]
+            .iter()
+            .all(|&(c, u)| to < c || u + JOIN_GRACE <= from)
+    };
+    for (at, kind, x) in plan {
+        sim.run_until(at);
+        match kind {
+            0 => sim.restart(x),
+            1 => sim.crash(x),
+            2 => {
+                if let Some(origin) = pick(&sim, &mut rng, |s| stable(s, at, at + secs(1.0))) {
+                    sim.broadcast(origin, x);
+                }
+            }
+            _ => {
+                let window = at + Duration::from_secs(30);
+                if let Some(from) = pick(&sim, &mut rng, |s| stable(s, at, window))
+                    && let Some(target) =
+                        pick(&sim, &mut rng, |t| t != from && stable(t, at, window))
+                {
+                    let id = sim.id(target);
+                    sim.find_node(from, id);
+                }
+            }
+        }
+    }
+    sim.run_for(DRAIN);
+    broadcast_metrics(&sim, &mut report, 0, None);
+    lookup_metrics(&sim, &mut report);
+    report.components = Some(sim.components());
+    report.note("loss", loss);
+    report.note(
+        "crash-restart events",
+        format!("{restarts} (restart with the same key after 5-20 s)"),
+    );
+    report.note(
+        "delivery definition",
+        format!(
+            "nodes live at the end that (re)joined >= {} s before the publish",
+            JOIN_GRACE.as_secs()
+        ),
+    );
+    report.note(
+        "lookup definition",
+        "Kademlia dht_find_node; origin and target stay up for 30 s from the start",
+    );
+    net_notes(&sim, &mut report);
+    report
+}
+
+fn partition<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
+    let loss = args.loss.unwrap_or(0.0);
+    let crash = args.crash.unwrap_or(0.0);
+    let mut report = Report::new("partition", args.nodes, args.seed, args.strategy.name());
+    let mut rng = scenario_rng(args.seed);
+    let mut sim = new_sim::<P>(args, loss, node_config);
+    join_all(&mut sim, args.nodes);
+
+    let mut victims: Vec<u32> = (0..args.nodes as u32).collect();
+    shuffle(&mut victims, &mut rng);
+    victims.truncate((crash * args.nodes as f64).round() as usize);
+    for &v in &victims {
+        sim.crash(v);
+    }
+    let side_a: Vec<bool> = (0..args.nodes).map(|_| rng.random_bool(0.5)).collect();
+    let cut = Duration::from_secs(60);
+    let start = sim.now() + Duration::from_secs(1);
+    sim.partition(side_a, start, start + cut);
+    sim.run_until(start + Duration::from_secs(30));
+    let components_during = sim.components();
+    sim.run_until(start + cut);
+    let heal_settle = Duration::from_secs(60);
+    sim.run_for(heal_settle);
+    report.components = Some(sim.components());
+    let first = sim.recorder.broadcasts.len();
+    for i in 0..20u32 {
+        if let Some(origin) = pick(&sim, &mut rng, |_| true) {
+            sim.broadcast(origin, first as u32 + i);
+        }
+        sim.run_for(Duration::from_secs(1));
+    }
+    sim.run_for(DRAIN);
+    broadcast_metrics(&sim, &mut report, first, None);
+    report.note("loss", loss);
+    report.note("crashed before the cut", victims.len());
+    report.note("components 30 s into the cut", components_during);
+    report.note(
+        "components measured",
+        format!("{} s after the heal", heal_settle.as_secs()),
+    );
+    net_notes(&sim, &mut report);
+    report
+}

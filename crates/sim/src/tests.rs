@@ -1,0 +1,371 @@
+//! The engine, network model, signaling server and link layer, tested with a small flooding node.
+
+use core::time::Duration;
+use std::collections::{BTreeSet, VecDeque};
+
+use kademlia_core::{Instant, NodeId};
+
+use crate::protocol::{Event, Output, Protocol, ServerInput};
+use crate::simulation::{SimConfig, Simulation};
+
+/// A fake node: connects to every peer the server names (lower id initiates, as mesh-core does), floods
+/// broadcasts, relays its signaling through the server, and ticks a 1 s timer.
+#[derive(Debug)]
+struct Flood {
+    id: NodeId,
+    out: VecDeque<Output>,
+    links: BTreeSet<NodeId>,
+    pending: BTreeSet<NodeId>,
+    seen: BTreeSet<Vec<u8>>,
+    next_tick: Option<Instant>,
+    ticks: u64,
+    opened_with: Vec<(NodeId, Vec<u8>, Vec<u8>)>,
+    closed: Vec<(Instant, NodeId)>,
+    sent: u64,
+}
+
+impl Flood {
+    fn meet(&mut self, peer: NodeId) {
+        if peer != self.id && self.id < peer && !self.links.contains(&peer) {
+            self.pending.insert(peer);
+            self.out.push_back(Output::Connect {
+                peer,
+                initiator: true,
+            });
+        }
+    }
+
+    fn flood(&mut self, except: Option<NodeId>, frame: &[u8]) {
+        for &link in &self.links {
+            if Some(link) != except {
+                self.sent += 1;
+                self.out.push_back(Output::Transmit {
+                    link,
+                    bytes: frame.to_vec(),
+                });
+            }
+        }
+    }
+}
+
+impl Protocol for Flood {
+    type Config = ();
+
+    fn create(secret_key: [u8; 32], _seed: u64, _config: &()) -> Self {
+        Flood {
+            id: NodeId::hash(secret_key),
+            out: VecDeque::new(),
+            links: BTreeSet::new(),
+            pending: BTreeSet::new(),
+            seen: BTreeSet::new(),
+            next_tick: None,
+            ticks: 0,
+            opened_with: Vec::new(),
+            closed: Vec::new(),
+            sent: 0,
+        }
+    }
+    fn local_id(&self) -> NodeId {
+        self.id
+    }
+    fn join(&mut self, now: Instant) {
+        self.next_tick = Some(now + Duration::from_secs(1));
+    }
+    fn handle_server(&mut self, _now: Instant, input: ServerInput) {
+        match input {
+            ServerInput::BootstrapPeers(peers) => {
+                for p in peers {
+                    self.meet(p);
+                }
+            }
+            ServerInput::PeerJoined(p) => self.meet(p),
+            ServerInput::PeerLeft(_) => {}
+            ServerInput::Relayed { from, payload } => {
+                if !self.pending.contains(&from) {
+                    self.out.push_back(Output::Connect {
+                        peer: from,
+                        initiator: false,
+                    });
+                }
+                self.out
+                    .push_back(Output::Event(Event::Signal { from, payload }));
+            }
+        }
+    }
+    fn handle_link_open(&mut self, _now: Instant, peer: NodeId, local: Vec<u8>, remote: Vec<u8>) {
+        self.pending.remove(&peer);
+        self.links.insert(peer);
+        self.opened_with.push((peer, local, remote));
+    }
+    fn handle_link_data(&mut self, _now: Instant, peer: NodeId, bytes: &[u8]) {
+        if self.seen.insert(bytes[1..].to_vec()) {
+            let hops = u32::from(bytes[0]) + 1;
+            self.out.push_back(Output::Event(Event::Message {
+                from: peer,
+                broadcast: true,
+                data: bytes[1..].to_vec(),
+                hops,
+            }));
+            let mut frame = bytes.to_vec();
+            frame[0] += 1;
+            self.flood(Some(peer), &frame);
+        }
+    }
+    fn handle_link_closed(&mut self, now: Instant, peer: NodeId) {
+        self.links.remove(&peer);
+        self.closed.push((now, peer));
+    }
+    fn send_signal(&mut self, _now: Instant, to: NodeId, payload: Vec<u8>) {
+        self.out.push_back(Output::Signal { to, payload });
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(t) = self.next_tick
+            && t <= now
+        {
+            self.ticks += 1;
+            self.next_tick = Some(t + Duration::from_secs(1));
+        }
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+    fn subscribe(&mut self, _topic: &str) {}
+    fn broadcast(&mut self, _now: Instant, _topic: &str, data: Vec<u8>) -> bool {
+        self.seen.insert(data.clone());
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&data);
+        self.flood(None, &frame);
+        true
+    }
+    fn send(&mut self, _now: Instant, _to: NodeId, _data: Vec<u8>) -> Option<u64> {
+        None
+    }
+    fn dht_find_node(&mut self, _now: Instant, _target: NodeId) -> u64 {
+        0
+    }
+    fn find_node(&mut self, _now: Instant, _target: NodeId) -> u64 {
+        0
+    }
+    fn links(&self) -> Vec<NodeId> {
+        self.links.iter().copied().collect()
+    }
+    fn payload_transmissions(&self) -> u64 {
+        self.sent
+    }
+}
+
+fn network(seed: u64, n: usize, config: SimConfig) -> Simulation<Flood> {
+    let mut sim = Simulation::new(seed, config, ());
+    for _ in 0..n {
+        let slot = sim.add_node();
+        sim.join(slot);
+        sim.run_for(Duration::from_millis(50));
+    }
+    sim.run_for(Duration::from_secs(3));
+    sim
+}
+
+fn delivered(sim: &Simulation<Flood>, index: usize) -> usize {
+    sim.recorder.broadcasts[index].deliveries.len()
+}
+
+#[test]
+fn nodes_meet_through_the_server_and_links_open_with_fingerprints() {
+    let sim = network(1, 60, SimConfig::default());
+    assert_eq!(sim.components(), 1, "seed 1");
+    let stats = sim.stats();
+    assert!(stats.links_opened > 60, "{stats:?}");
+    assert_eq!(stats.links_opened, stats.links_attempted, "{stats:?}");
+    assert_eq!(stats.offers_unsolicited, 0);
+    // Targeted introductions: nobody is linked to everyone.
+    for slot in sim.live_slots() {
+        let node = sim.node(slot).expect("live");
+        assert!(
+            node.links.len() < 59,
+            "slot {slot} has {}",
+            node.links.len()
+        );
+        for (peer, local, remote) in &node.opened_with {
+            let other = sim.node(sim.slot_of(peer).expect("known")).expect("live");
+            let theirs = other
+                .opened_with
+                .iter()
+                .find(|(p, _, _)| *p == node.id)
+                .expect("both sides opened");
+            assert_eq!((local, remote), (&theirs.2, &theirs.1));
+            assert_ne!(local, remote);
+        }
+    }
+}
+
+#[test]
+fn flooding_reaches_everyone_and_latency_adds_up() {
+    let mut sim = network(2, 40, SimConfig::default());
+    let origin = 5;
+    sim.broadcast(origin, 0);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(delivered(&sim, 0), 39);
+    let rec = &sim.recorder.broadcasts[0];
+    for &(slot, latency_us, hops) in &rec.deliveries {
+        assert!(hops >= 1);
+        // At least one link latency per hop, at most the maximum per hop.
+        assert!(latency_us >= 10_000, "slot {slot}");
+        assert!(latency_us <= u64::from(hops) * 100_000, "slot {slot}");
+    }
+}
+
+#[test]
+fn loss_drops_frames() {
+    let mut config = SimConfig::default();
+    config.net.loss = 0.5;
+    let sim = network(3, 30, config);
+    let stats = sim.stats();
+    // Only data frames are lost (signaling goes through the server), and the fake sends none yet.
+    assert_eq!(stats.frames_lost, 0);
+    let mut sim = sim;
+    for i in 0..20 {
+        sim.broadcast(i, i);
+    }
+    sim.run_for(Duration::from_secs(2));
+    let stats = sim.stats();
+    let ratio = stats.frames_lost as f64 / stats.frames_sent as f64;
+    assert!((0.4..0.6).contains(&ratio), "{stats:?}");
+}
+
+#[test]
+fn a_crash_is_noticed_after_the_detection_delay() {
+    let mut sim = network(4, 30, SimConfig::default());
+    let victim = 7;
+    let victim_id = sim.id(victim);
+    let neighbours: Vec<u32> = sim
+        .node(victim)
+        .expect("live")
+        .links
+        .iter()
+        .filter_map(|id| sim.slot_of(id))
+        .collect();
+    assert!(!neighbours.is_empty());
+    let crashed_at = sim.now();
+    sim.crash(victim);
+    sim.run_for(Duration::from_millis(1_900));
+    for &n in &neighbours {
+        assert!(sim.node(n).expect("live").links.contains(&victim_id));
+    }
+    sim.run_for(Duration::from_millis(3_200));
+    for &n in &neighbours {
+        let node = sim.node(n).expect("live");
+        assert!(!node.links.contains(&victim_id));
+        let (at, _) = node
+            .closed
+            .iter()
+            .find(|(_, p)| *p == victim_id)
+            .expect("closed");
+        let delay = *at - crashed_at;
+        assert!(delay >= Duration::from_secs(2) && delay <= Duration::from_secs(5));
+    }
+    // Frames towards it go nowhere, and a broadcast still reaches the others.
+    sim.broadcast(0, 0);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(delivered(&sim, 0), 28);
+    assert!(!sim.recorder.broadcasts[0].has(victim));
+}
+
+#[test]
+fn restart_with_the_same_key_rejoins() {
+    let mut sim = network(5, 20, SimConfig::default());
+    let id = sim.id(3);
+    sim.crash(3);
+    sim.run_for(Duration::from_secs(6));
+    sim.restart(3);
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.id(3), id);
+    assert!(!sim.node(3).expect("live").links.is_empty());
+    sim.broadcast(0, 0);
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.recorder.broadcasts[0].has(3));
+}
+
+#[test]
+fn a_partition_cuts_links_and_messages_until_it_heals() {
+    let mut sim = network(6, 40, SimConfig::default());
+    let start = sim.now() + Duration::from_secs(1);
+    let end = start + Duration::from_secs(30);
+    let side_a: Vec<bool> = (0..40).map(|s| s < 20).collect();
+    sim.partition(side_a.clone(), start, end);
+    sim.run_for(Duration::from_secs(7));
+    assert_eq!(sim.components(), 2);
+    sim.broadcast(0, 0);
+    sim.run_for(Duration::from_secs(2));
+    let rec = &sim.recorder.broadcasts[0];
+    assert_eq!(rec.deliveries.len(), 19);
+    assert!(rec.deliveries.iter().all(|&(s, _, _)| side_a[s as usize]));
+    // While cut, new links cannot open across; after the heal, new joins bridge the halves again.
+    sim.run_until(end);
+    for _ in 0..5 {
+        let slot = sim.add_node();
+        sim.join(slot);
+    }
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.components(), 1);
+}
+
+#[test]
+fn timers_fire_once_per_deadline() {
+    let sim = network(7, 10, SimConfig::default());
+    for slot in sim.live_slots() {
+        let node = sim.node(slot).expect("live");
+        let alive = sim.now() - sim.joined_at(slot).expect("joined");
+        assert_eq!(node.ticks, alive.as_secs(), "slot {slot}");
+    }
+    assert_eq!(sim.stats().stalled_timers, 0);
+}
+
+#[test]
+fn the_same_seed_replays_exactly() {
+    let run = |seed| {
+        let mut config = SimConfig::default();
+        config.net.loss = 0.05;
+        let mut sim = network(seed, 30, config);
+        sim.crash(4);
+        for i in 0..5 {
+            sim.broadcast(i * 2, i);
+            sim.run_for(Duration::from_millis(300));
+        }
+        sim.run_for(Duration::from_secs(5));
+        let deliveries: Vec<_> = sim
+            .recorder
+            .broadcasts
+            .iter()
+            .map(|r| r.deliveries.clone())
+            .collect();
+        (sim.stats(), deliveries)
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11).1, run(12).1);
+}
+
+#[test]
+fn the_broadcast_scenario_measures_a_flooding_mesh_and_replays() {
+    use crate::scenario::{Scenario, ScenarioArgs, run_with};
+    let mut args = ScenarioArgs::new(Scenario::Broadcast);
+    args.nodes = 150;
+    args.seed = 9;
+    args.loss = Some(0.0);
+    args.strategy = crate::Strategy::Flood;
+    let report = run_with::<Flood>(&args, ());
+    eprintln!("{}", report.table());
+    assert_eq!(report.delivery_ratio, Some(1.0), "{}", report.table());
+    assert_eq!(report.components, Some(1));
+    // Flooding sends each message over every link but one: far more than once per receiver.
+    assert!(report.rmr.is_some_and(|r| r > 5.0), "{}", report.table());
+    assert!(report.ldh.is_some_and(|h| (2..10).contains(&h)));
+    let again = run_with::<Flood>(&args, ());
+    assert_eq!(report.deterministic(), again.deterministic());
+    assert_eq!(
+        report.deterministic().to_json().to_string(),
+        again.deterministic().to_json().to_string()
+    );
+}

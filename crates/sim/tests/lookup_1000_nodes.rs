@@ -1,0 +1,39 @@
+//! 1,000 nodes, 10% crashing without notice after the mesh settles: every Kademlia lookup (`dht_find_node`)
+//! of a live node finds it in few rounds, and every direct message to a node without a link is routed to
+//! it in few hops.
+
+mod common;
+
+use sim::Scenario;
+
+#[test]
+fn lookups_and_routed_messages_reach_every_live_node() {
+    let (report, context) = common::run(Scenario::Lookup);
+    assert_eq!(
+        report.lookup_success,
+        Some(1.0),
+        "lookup success: {context}"
+    );
+    assert!(
+        common::at_most(report.lookup_hops_p50, 3.0),
+        "lookup hops p50: {context}"
+    );
+    assert!(
+        common::at_most(report.lookup_hops_p99, 6.0),
+        "lookup hops p99: {context}"
+    );
+    assert_eq!(
+        report.direct_delivery_ratio,
+        Some(1.0),
+        "direct delivery: {context}"
+    );
+    assert!(
+        common::at_most(report.direct_hops_p50, 8.0),
+        "direct hops p50: {context}"
+    );
+    assert!(
+        common::at_most(report.direct_hops_p99, 16.0),
+        "direct hops p99: {context}"
+    );
+    assert_eq!(report.components, Some(1), "components: {context}");
+}
