@@ -1,0 +1,269 @@
+//! p2pmesh's peer-link connector on the [`webrtc`] crate (webrtc-rs 0.21).
+//!
+//! [`Connector`] implements [`transport::LinkConnector`]: for each peer it builds a `webrtc`
+//! peer connection with one reliable, ordered data channel, and the [`Link`] it returns is a
+//! [`transport::PeerLink`]. The driver routes the link's signals (offer, answer, trickled ICE
+//! candidates, as simple-peer-shaped JSON; see [`Signal`]) to the peer through whatever route
+//! mesh-core chooses, and feeds the peer's signals back with `handle_signal`. When the channel
+//! opens the link reports both DTLS certificate fingerprints, which the peers' signed hello
+//! covers.
+//!
+//! ```no_run
+//! use transport::{LinkConnector, LinkEvent, PeerId, PeerLink, Role};
+//! use webrtc_adapter::{Config, Connector};
+//!
+//! # async fn run() -> Result<(), transport::LinkError> {
+//! let connector = Connector::new(Config::default());
+//! let mut link = connector.connect(PeerId::new("b0b"), Role::Initiator).await?;
+//! while let Some(event) = link.next_event().await {
+//!     match event {
+//!         LinkEvent::Signal(signal) => { /* send `signal` to the peer */ }
+//!         LinkEvent::Open { local_fingerprint, remote_fingerprint } => {
+//!             link.send(b"hello".to_vec()).await?;
+//!         }
+//!         LinkEvent::Message(bytes) => { /* a frame from the peer */ }
+//!         LinkEvent::Closed(reason) => break,
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Choices, and the crate's pitfalls they avoid
+//!
+//! - The data channel is negotiated out of band (stream id 0, label `p2pmesh`) on both sides,
+//!   so it opens when SCTP does, without the DCEP round trip. A browser peer creates it the
+//!   same way (`createDataChannel("p2pmesh", {negotiated: true, id: 0})`).
+//! - Sockets are bound to [`Config::bind_addrs`]; [`Config::loopback`] binds `127.0.0.1:0`,
+//!   because a wildcard bind skips loopback. mDNS is off unless asked for.
+//! - Each UDP socket gets 4 MiB kernel buffers ([`BufferedRuntime`]).
+//! - `send` waits while more than [`Config::send_buffer_limit`] bytes are unacknowledged: the
+//!   crate's own send queue is unbounded by default.
+//! - One task per link owns the channel's event stream and always calls the connection's
+//!   `close()`, whether the link fails, times out, is closed or its handle is dropped.
+//! - The crate logs through `log`: [`init_log_bridge`] forwards it to `tracing`, and each
+//!   connection's logs carry its link's span (`link{peer=.. role=..}`);
+//!   [`QUIET_LOG_DIRECTIVES`] quiets the per-connection chatter.
+//!
+//! # Link setup time: where webrtc 0.21's 200 ms steps come from
+//!
+//! Two peers on loopback take about 800 ms to open a channel at the crate's defaults, in 200 ms
+//! steps (`examples/raw_open_time.rs`). Through this adapter they take about 22 ms
+//! (`examples/open_time.rs`). The causes, in the crates' 0.21.1 sources:
+//!
+//! 1. ICE nomination waits for the agent's check timer: the controlling agent nominates a pair
+//!    that has succeeded only on its next tick (`rtc-ice` `agent/agent_selector.rs`
+//!    `ControllingSelector::contact_candidates`, line 216), every `DEFAULT_CHECK_INTERVAL`
+//!    = 200 ms (`agent/agent_config.rs:10`). [`Config::ice_check_interval`] shortens it (default
+//!    20 ms), keeping the crate's 1.4 s per-pair budget ([`Config::ice_check_budget`]).
+//! 2. The connection driver (`webrtc` `peer_connection/driver.rs`, its loop from line 835)
+//!    sends queued packets (`poll_writes`, line 850), then drains the core's events
+//!    (`poll_events`, line 851), and handling an event queues packets: the DTLS ClientHello
+//!    when ICE selects a pair (`rtc` `handler/dtls.rs:381`), the SCTP INIT when DTLS completes
+//!    (`handler/sctp.rs:702`), the DCEP OPEN when SCTP does. Nothing wakes the loop for them, so they wait for the next
+//!    timer, which once ICE is connected is the agent's tick again: its interval starts at
+//!    `DEFAULT_CHECK_INTERVAL` and only shorter keepalive or failure timeouts lower it
+//!    (`rtc-ice` `agent/mod.rs:584` `get_timeout_interval`). With a 5 ms check interval the
+//!    raw crate still takes 400 ms: two such stranded steps. The link task wakes the driver when
+//!    the connection reports a state change and every [`Config::setup_wake_interval`] until
+//!    the channel opens, through a public call that ends in the driver's `wake_writes`.
+//! 3. The DCEP round trip (one more stranded step) is avoided by negotiating the channel.
+//!
+//! Two rarer stalls of about 1 s were found while measuring, and are configured away:
+//!
+//! - The answerer's DTLS ClientHello can reach the offerer before the offerer's ICE agent has
+//!   selected its pair; ICE drops it (`rtc` `handler/ice.rs:104`) and DTLS retransmits after
+//!   1 s (`rtc-dtls` `conn/mod.rs:42`). Here the answerer is the DTLS server, so the offerer,
+//!   which selects last, sends the ClientHello.
+//! - When a peer's check arrives before its trickled host candidate, the agent knows that
+//!   address as peer-reflexive, credits later responses to the peer-reflexive pair, and waits
+//!   `DEFAULT_PRFLX_ACCEPTANCE_MIN_WAIT` (1 s, `rtc-ice` `agent/agent_config.rs:28`) before
+//!   nominating it. Here that wait is zero.
+//!
+//! # Known limit of the crate
+//!
+//! A burst of more than about 256 messages that arrive together is delivered to the
+//! application at about one message per few milliseconds, raw or through this adapter (the
+//! receive side's message-count backlog bound, `rtc` `handler/sctp.rs:113`
+//! `SCTP_PIPELINE_READ_BACKLOG_LIMIT`, and its resumption). Senders of many small messages
+//! should coalesce them into fewer, larger ones (up to [`Config::max_message_size`]).
+
+#![deny(missing_docs)]
+
+mod config;
+mod link;
+mod runtime;
+mod signal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use transport::{LinkConnector, LinkError, PeerId, Role};
+use webrtc::data_channel::RTCDataChannelInit;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceServer,
+    SettingEngineBuilder,
+};
+use webrtc::runtime::Runtime;
+
+pub use config::{Config, IceServer};
+pub use link::{Link, LinkSender};
+pub use runtime::BufferedRuntime;
+pub use signal::{MalformedSignal, Signal, fingerprint_bytes, sdp_fingerprint};
+
+/// The label of the link's data channel.
+pub const CHANNEL_LABEL: &str = "p2pmesh";
+/// The SCTP stream id of the link's (negotiated) data channel.
+pub const CHANNEL_ID: u16 = 0;
+
+/// `tracing` filter directives that quiet the `webrtc` crates' chattiest logs (ICE state and
+/// DTLS handshake details at info level, per connection); append them to an `EnvFilter`.
+pub const QUIET_LOG_DIRECTIVES: &str =
+    "rtc_ice=error,rtc_dtls=error,rtc_sctp=warn,rtc_mdns=warn,rtc=warn,webrtc=warn";
+
+/// Forwards the `log` records of the `webrtc` crates (and any other `log` user) to `tracing`,
+/// at `max_level` and above. Below it, their log macros cost one comparison: keep it at `Info`
+/// or above outside debugging, because the packet paths log at debug level.
+///
+/// Call once, after installing the `tracing` subscriber; a second call returns an error.
+pub fn init_log_bridge(max_level: tracing_log::log::LevelFilter) -> Result<(), LogBridgeError> {
+    tracing_log::LogTracer::builder()
+        .with_max_level(max_level)
+        .init()
+        .map_err(|err| LogBridgeError(err.to_string()))
+}
+
+/// A `log` logger was already installed.
+#[derive(Debug, thiserror::Error)]
+#[error("log bridge not installed: {0}")]
+pub struct LogBridgeError(String);
+
+/// Opens [`Link`]s with `webrtc` peer connections.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    config: Arc<Config>,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl Connector {
+    /// A connector with `config`. Links run on the ambient tokio runtime.
+    pub fn new(config: Config) -> Self {
+        let runtime = Arc::new(BufferedRuntime::new(config.socket_buffer_size));
+        Self {
+            config: Arc::new(config),
+            runtime,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn setting_engine(&self) -> webrtc::peer_connection::SettingEngine {
+        let config = &self.config;
+        let mdns = if config.mdns {
+            rtc::ice::mdns::MulticastDnsMode::QueryOnly
+        } else {
+            rtc::ice::mdns::MulticastDnsMode::Disabled
+        };
+        let interval = config.ice_check_interval.max(Duration::from_millis(1));
+        let requests = (config.ice_check_budget.as_micros() / interval.as_micros()).clamp(1, 1000);
+        SettingEngineBuilder::new()
+            .with_multicast_dns_mode(mdns)
+            .with_include_loopback_candidate(config.include_loopback_candidates)
+            .with_ice_connection_attempts(Some(interval), u16::try_from(requests).ok())
+            // The answerer is the DTLS server, so the offerer, ICE's controlling agent, sends
+            // the ClientHello. The controlling agent is the last to select a candidate pair (on
+            // the response to its nomination, which the controlled agent only sends once it has
+            // selected it too), so its ClientHello always finds the peer ready. The other way
+            // round, the answerer's ClientHello can reach the offerer before the offerer's
+            // selection; ICE drops it and DTLS retransmits it after 1 s.
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            // A peer's check often arrives before its trickled host candidate does, so the
+            // agent first knows that address as peer-reflexive; rtc-ice then credits the
+            // responses to the host pair's checks to the peer-reflexive pair (same address),
+            // and nominating a pair with a peer-reflexive candidate waits 1 s by default.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .build()
+    }
+
+    async fn build(
+        &self,
+        notes: mpsc::Sender<link::Note>,
+    ) -> Result<Arc<dyn PeerConnection>, LinkError> {
+        let ice_servers = self
+            .config
+            .ice_servers
+            .iter()
+            .map(|server| RTCIceServer {
+                urls: server.urls.clone(),
+                username: server.username.clone(),
+                credential: server.credential.clone(),
+            })
+            .collect();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(ice_servers)
+                    .build(),
+            )
+            .with_setting_engine(self.setting_engine())
+            .with_runtime(self.runtime.clone())
+            .with_handler(Arc::new(link::Handler { notes }))
+            .with_udp_addrs(self.config.bind_addrs.clone())
+            .with_data_channel_send_buffer_limit(self.config.send_buffer_limit.max(1))
+            .build()
+            .await
+            .map_err(|e| LinkError::Setup(format!("peer connection: {e}")))?;
+        Ok(Arc::new(pc))
+    }
+}
+
+#[async_trait]
+impl LinkConnector for Connector {
+    type Link = Link;
+
+    /// Builds the connection; an [`Role::Initiator`] link's first event is its offer.
+    async fn connect(&self, peer: PeerId, role: Role) -> Result<Link, LinkError> {
+        // The connection's driver and the link task run in this span, so the `webrtc` crates'
+        // logs say which link they are about.
+        let span = tracing::debug_span!("link", %peer, ?role);
+        self.connect_in_span(peer, role).instrument(span).await
+    }
+}
+
+impl Connector {
+    async fn connect_in_span(&self, peer: PeerId, role: Role) -> Result<Link, LinkError> {
+        let (notes_tx, notes) = mpsc::channel(link::NOTE_CAPACITY);
+        let pc = self.build(notes_tx).await?;
+        let init = RTCDataChannelInit {
+            ordered: true,
+            negotiated: Some(CHANNEL_ID),
+            ..Default::default()
+        };
+        let dc = match pc.create_data_channel(CHANNEL_LABEL, Some(init)).await {
+            Ok(dc) => dc,
+            Err(err) => {
+                let _ = pc.close().await;
+                return Err(LinkError::Setup(format!("data channel: {err}")));
+            }
+        };
+        Link::start(link::Parts {
+            peer,
+            role,
+            pc,
+            dc,
+            notes,
+            event_capacity: self.config.event_capacity,
+            open_timeout: self.config.open_timeout,
+            wake_interval: self.config.setup_wake_interval,
+            max_early_candidates: self.config.max_early_candidates,
+            max_message_size: self.config.max_message_size,
+        })
+        .await
+    }
+}
