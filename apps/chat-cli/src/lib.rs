@@ -1,0 +1,542 @@
+//! Terminal chat over a p2pmesh mesh.
+//!
+//! [`run`] joins the signaling server (starting one in this process when the server is on this
+//! machine and nothing answers there), then broadcasts each line read from `stdin` on the chat
+//! topic and writes what happens to `stdout`, one line each:
+//!
+//! ```text
+//! * no signaling server answered at ws://127.0.0.1:8080: started one in this process
+//! * joined ws://127.0.0.1:8080 (room default, topic chat) as alice (3f9c2a71)
+//! * bob joined
+//! <bob> hi alice
+//! [dm] <bob> a direct message
+//! * bob left
+//! ```
+//!
+//! Commands: `/peers` lists the neighbours and the names known; `/dm <peer> <text>` sends a direct
+//! message to a peer named by its name or a prefix of its id (neighbour or not); `/quit` (or the
+//! end of `stdin`) leaves gracefully. Lines typed before any peer is linked wait for the first link
+//! (at most [`MAX_QUEUED`] of them).
+//!
+//! # The chat message format
+//!
+//! Every payload, broadcast on the topic or sent directly, is one JSON object (UTF-8):
+//! `{"kind": K, "name": N, "text": T}` where `name` is the sender's display name and `kind` is
+//! - `"hello"`: broadcast once, when the node's first link comes up (others print `* N joined` and
+//!   answer with a direct `"here"`);
+//! - `"here"`: the direct answer to a hello, so that a newcomer learns who is there;
+//! - `"chat"`: a line (broadcast) or, sent directly, a `/dm`, with `text`;
+//! - `"bye"`: broadcast before leaving.
+//!
+//! A payload that is not such an object is shown as text, with the sender's short id.
+
+#![deny(missing_docs)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use p2pmesh::{Event, Mesh, Message, NodeId};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+/// Lines kept while no peer is linked yet.
+pub const MAX_QUEUED: usize = 100;
+
+/// How long the end of `stdin` waits for a first link when lines are still queued.
+const EOF_WAIT: Duration = Duration::from_secs(15);
+
+/// Time given to the last messages (a bye, lines just sent) to spread before leaving.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The chat's options (also its command line).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "chat-cli",
+    about = "Terminal chat over a p2pmesh mesh",
+    version
+)]
+pub struct Config {
+    /// The signaling server. When it is on this machine and nothing answers, one is started in
+    /// this process.
+    #[arg(long, env = "P2PMESH_SERVER", default_value = "ws://127.0.0.1:8080")]
+    pub server: String,
+    /// The name shown to others (default: `user-` and the start of the peer id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The signaling room (default: the server's default room).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// The gossip topic of the chat.
+    #[arg(long, default_value = "chat")]
+    pub topic: String,
+    /// Never start a signaling server, even when none answers.
+    #[arg(long)]
+    pub no_host: bool,
+    /// More log output on stderr (-v info, -vv debug); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Config {
+    /// The defaults, as with no flags.
+    pub fn new() -> Self {
+        Self {
+            server: "ws://127.0.0.1:8080".into(),
+            name: None,
+            room: None,
+            topic: "chat".into(),
+            no_host: false,
+            verbose: 0,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why the chat stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The mesh failed (e.g. the server could not be joined).
+    #[error(transparent)]
+    Mesh(#[from] p2pmesh::Error),
+    /// Reading stdin or writing stdout failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The server URL is not `ws://host:port`.
+    #[error("not a ws:// URL with a host and port: {0}")]
+    BadUrl(String),
+}
+
+/// One chat payload (see the crate docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `hello`, `here`, `chat` or `bye`.
+    pub kind: String,
+    /// The sender's display name.
+    pub name: String,
+    /// The line, for `chat`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+}
+
+impl ChatMessage {
+    fn new(kind: &str, name: &str, text: &str) -> Self {
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A signaling server this process started; stopped when the chat ends.
+struct HostedServer {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The socket address of a `ws://host:port[/path]` URL.
+fn server_addr(url: &str) -> Result<(String, u16), Error> {
+    let bad = || Error::BadUrl(url.to_owned());
+    let rest = url.strip_prefix("ws://").ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), port))
+}
+
+fn is_local(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "::1")
+}
+
+/// Starts a server at `addr` when nothing answers there. `None` when one answers, or when the
+/// address was taken meanwhile (another chat started one first).
+async fn host_if_absent(addr: SocketAddr) -> Option<HostedServer> {
+    let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr));
+    if matches!(probe.await, Ok(Ok(_))) {
+        return None;
+    }
+    let config = signaling_server::Config {
+        addr,
+        ..signaling_server::Config::default()
+    };
+    let server = signaling_server::Server::bind(config).await.ok()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Some(HostedServer { stop, task })
+}
+
+fn short(id: &NodeId) -> String {
+    let mut s = id.to_string();
+    s.truncate(8);
+    s
+}
+
+struct Chat<W> {
+    mesh: Mesh,
+    topic: String,
+    name: String,
+    out: W,
+    /// Display names of the peers heard from.
+    names: HashMap<NodeId, String>,
+    /// Whether our hello went out (on the first link).
+    greeted: bool,
+    queued: VecDeque<String>,
+}
+
+impl<W: AsyncWrite + Unpin> Chat<W> {
+    async fn say(&mut self, line: &str) -> Result<(), Error> {
+        self.out.write_all(line.as_bytes()).await?;
+        self.out.write_all(b"\n").await?;
+        self.out.flush().await?;
+        Ok(())
+    }
+
+    fn display(&self, id: &NodeId) -> String {
+        self.names.get(id).cloned().unwrap_or_else(|| short(id))
+    }
+
+    async fn broadcast(&mut self, message: &ChatMessage) -> Result<(), Error> {
+        self.mesh.broadcast(&self.topic, message.to_bytes()).await?;
+        Ok(())
+    }
+
+    /// A line typed by the user. Returns false on `/quit`.
+    async fn handle_line(&mut self, line: &str) -> Result<bool, Error> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return Ok(true);
+        }
+        let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match command {
+            "/quit" | "/exit" => return Ok(false),
+            "/peers" => self.list_peers().await?,
+            "/dm" => {
+                let (who, text) = rest.trim_start().split_once(' ').unwrap_or((rest, ""));
+                if who.is_empty() || text.trim().is_empty() {
+                    self.say("* usage: /dm <name or id prefix> <text>").await?;
+                } else {
+                    self.direct(who, text).await?;
+                }
+            }
+            "/help" => {
+                self.say("* /peers, /dm <peer> <text>, /quit; other lines are sent to everyone")
+                    .await?;
+            }
+            _ if command.starts_with('/') && !command.starts_with("//") => {
+                self.say(&format!("* unknown command {command} (try /help)"))
+                    .await?;
+            }
+            _ => {
+                if self.greeted {
+                    let message = ChatMessage::new("chat", &self.name, line);
+                    self.broadcast(&message).await?;
+                } else if self.queued.len() < MAX_QUEUED {
+                    self.queued.push_back(line.to_owned());
+                } else {
+                    self.say("* no peers yet and too many lines waiting: line dropped")
+                        .await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn list_peers(&mut self) -> Result<(), Error> {
+        let peers = self.mesh.peers().await?;
+        let linked: Vec<String> = peers
+            .iter()
+            .map(|p| match self.names.get(p) {
+                Some(name) => format!("{name} ({})", short(p)),
+                None => short(p),
+            })
+            .collect();
+        let mut known: Vec<&str> = self.names.values().map(String::as_str).collect();
+        known.sort_unstable();
+        let line = if linked.is_empty() && known.is_empty() {
+            "* no peers yet".to_owned()
+        } else {
+            format!(
+                "* {} linked: {}; {} known by name: {}",
+                linked.len(),
+                linked.join(", "),
+                known.len(),
+                known.join(", ")
+            )
+        };
+        self.say(&line).await
+    }
+
+    fn resolve(&self, who: &str) -> Option<NodeId> {
+        let by_name: Vec<NodeId> = self
+            .names
+            .iter()
+            .filter(|(_, name)| name.as_str() == who)
+            .map(|(id, _)| *id)
+            .collect();
+        if let [id] = by_name[..] {
+            return Some(id);
+        }
+        if let Ok(id) = who.parse::<NodeId>() {
+            return Some(id);
+        }
+        let prefix = who.to_ascii_lowercase();
+        let by_prefix: Vec<NodeId> = self
+            .names
+            .keys()
+            .filter(|id| id.to_string().starts_with(&prefix))
+            .copied()
+            .collect();
+        match by_prefix[..] {
+            [id] if prefix.len() >= 4 => Some(id),
+            _ => None,
+        }
+    }
+
+    async fn direct(&mut self, who: &str, text: &str) -> Result<(), Error> {
+        let Some(to) = self.resolve(who) else {
+            return self
+                .say(&format!("* no single peer called {who} (see /peers)"))
+                .await;
+        };
+        let message = ChatMessage::new("chat", &self.name, text);
+        match self.mesh.send(to, message.to_bytes()).await {
+            Ok(_) => Ok(()),
+            Err(err) => self.say(&format!("* could not send: {err}")).await,
+        }
+    }
+
+    async fn handle_event(&mut self, event: Event) -> Result<(), Error> {
+        match event {
+            Event::PeerConnected { .. } if !self.greeted => {
+                self.greeted = true;
+                let hello = ChatMessage::new("hello", &self.name, "");
+                self.broadcast(&hello).await?;
+                while let Some(line) = self.queued.pop_front() {
+                    let message = ChatMessage::new("chat", &self.name, &line);
+                    self.broadcast(&message).await?;
+                }
+            }
+            Event::Message(message) => self.handle_message(message).await?,
+            Event::DirectFailed { to, .. } => {
+                let line = format!(
+                    "* a direct message to {} was not delivered",
+                    self.display(&to)
+                );
+                self.say(&line).await?;
+            }
+            Event::Lagged { missed } => {
+                self.say(&format!("* {missed} events were missed")).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn handle_message(&mut self, message: Message) -> Result<(), Error> {
+        let direct = message.topic.is_none();
+        if message.topic.as_deref().is_some_and(|t| t != self.topic) {
+            return Ok(());
+        }
+        let Ok(chat) = serde_json::from_slice::<ChatMessage>(&message.data) else {
+            let text = String::from_utf8_lossy(&message.data).into_owned();
+            let line = format!("<{}> {text}", short(&message.from));
+            return self.say(&line).await;
+        };
+        let from = message.from;
+        let known = self.names.insert(from, chat.name.clone()).is_some();
+        match chat.kind.as_str() {
+            "hello" => {
+                if !known {
+                    self.say(&format!("* {} joined", chat.name)).await?;
+                }
+                let here = ChatMessage::new("here", &self.name, "");
+                if let Err(err) = self.mesh.send(from, here.to_bytes()).await {
+                    tracing::debug!(%err, "could not answer a hello");
+                }
+            }
+            "here" => {
+                if !known {
+                    self.say(&format!("* {} is here", chat.name)).await?;
+                }
+            }
+            "bye" => {
+                self.names.remove(&from);
+                self.say(&format!("* {} left", chat.name)).await?;
+            }
+            _ if direct => {
+                self.say(&format!("[dm] <{}> {}", chat.name, chat.text))
+                    .await?;
+            }
+            _ => self.say(&format!("<{}> {}", chat.name, chat.text)).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs the chat until `/quit` or the end of `stdin`: what the `chat-cli` binary does, and what
+/// tests call with their own `stdin` and `stdout`.
+pub async fn run<R, W>(config: Config, stdin: R, stdout: W) -> Result<(), Error>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (host, port) = server_addr(&config.server)?;
+    let local = is_local(&host);
+    let mut out = stdout;
+    let mut hosted = None;
+    if local && !config.no_host {
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| Error::BadUrl(config.server.clone()))?;
+        hosted = host_if_absent(addr).await;
+        if hosted.is_some() {
+            let line = format!(
+                "* no signaling server answered at {}: started one in this process",
+                config.server
+            );
+            out.write_all(format!("{line}\n").as_bytes()).await?;
+            out.flush().await?;
+        }
+    }
+
+    let mut builder = Mesh::builder()
+        .signaling_url(config.server.clone())
+        .join_timeout(Duration::from_secs(15));
+    if let Some(room) = &config.room {
+        builder = builder.room(room.clone());
+    }
+    if local {
+        // Every peer of a server on this machine is on this machine.
+        builder = builder.webrtc_config(p2pmesh::webrtc_adapter::Config::loopback());
+    }
+    let id = builder.peer_id()?;
+    let mesh = builder.build()?;
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("user-{}", short(&id)));
+    let mut events = mesh.events();
+    // The subscription makes the node receive the topic; messages are read from `events`.
+    let _subscription = mesh.subscribe(&config.topic).await?;
+    mesh.join().await?;
+
+    let mut chat = Chat {
+        mesh: mesh.clone(),
+        topic: config.topic.clone(),
+        name,
+        out,
+        names: HashMap::new(),
+        greeted: false,
+        queued: VecDeque::new(),
+    };
+    let joined = format!(
+        "* joined {} (room {}, topic {}) as {} ({})",
+        config.server,
+        config.room.as_deref().unwrap_or("default"),
+        config.topic,
+        chat.name,
+        short(&id)
+    );
+    chat.say(&joined).await?;
+
+    let mut lines = stdin.lines();
+    let mut eof_deadline: Option<tokio::time::Instant> = None;
+    let result = loop {
+        if eof_deadline.is_some() && chat.queued.is_empty() {
+            break Ok(());
+        }
+        let deadline = eof_deadline;
+        tokio::select! {
+            line = lines.next_line(), if eof_deadline.is_none() => match line {
+                Ok(Some(line)) => match chat.handle_line(&line).await {
+                    Ok(true) => {}
+                    Ok(false) => break Ok(()),
+                    Err(err) => break Err(err),
+                },
+                Ok(None) => {
+                    eof_deadline = Some(tokio::time::Instant::now() + EOF_WAIT);
+                }
+                Err(err) => break Err(err.into()),
+            },
+            event = events.next() => match event {
+                Some(event) => {
+                    if let Err(err) = chat.handle_event(event).await {
+                        break Err(err);
+                    }
+                }
+                None => break Ok(()),
+            },
+            () = sleep_until(deadline) => {
+                let n = chat.queued.len();
+                chat.say(&format!("* no peer came: {n} queued lines not sent")).await?;
+                break Ok(());
+            }
+        }
+    };
+
+    if chat.greeted {
+        let bye = ChatMessage::new("bye", &chat.name, "");
+        let _ = chat.broadcast(&bye).await;
+    }
+    tokio::time::sleep(LINGER).await;
+    mesh.leave().await?;
+    if let Some(server) = hosted {
+        let _ = server.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), server.task).await;
+    }
+    result
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_parse() {
+        assert_eq!(
+            server_addr("ws://127.0.0.1:8080").expect("url"),
+            ("127.0.0.1".into(), 8080)
+        );
+        assert_eq!(
+            server_addr("ws://[::1]:9/x").expect("url"),
+            ("::1".into(), 9)
+        );
+        assert!(server_addr("http://a:1").is_err());
+        assert!(server_addr("ws://nohost").is_err());
+    }
+
+    #[test]
+    fn chat_messages_are_small_json() {
+        let m = ChatMessage::new("chat", "alice", "hi");
+        assert_eq!(
+            String::from_utf8(m.to_bytes()).expect("utf8"),
+            r#"{"kind":"chat","name":"alice","text":"hi"}"#
+        );
+        let hello: ChatMessage =
+            serde_json::from_slice(br#"{"kind":"hello","name":"bob"}"#).expect("json");
+        assert_eq!(hello, ChatMessage::new("hello", "bob", ""));
+    }
+}

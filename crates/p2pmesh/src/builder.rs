@@ -1,0 +1,281 @@
+//! [`MeshBuilder`]: the options of a [`Mesh`], with the seed's names and defaults.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_core::NodeId;
+use tokio::sync::{broadcast, mpsc};
+use transport::{LinkConnector, SignalingTransport};
+use webrtc_adapter::IceServer;
+
+use crate::driver::{Driver, Limits, Signaling};
+use crate::{Error, Keypair, Mesh};
+
+/// Builds a [`Mesh`]: start with [`Mesh::builder`], set options, then [`build`](Self::build) (or
+/// [`join`](Self::join) to build and join at once).
+///
+/// The seed's options and their defaults: a key pair (generated when not given; the peer id is
+/// derived from it), the signaling transport ([`signaling_url`](Self::signaling_url) or any
+/// [`transport`](Self::transport)), [`max_peers`](Self::max_peers) = 5,
+/// [`bootstrap_nodes`](Self::bootstrap_nodes), [`ice_servers`](Self::ice_servers) and
+/// [`kademlia_k`](Self::kademlia_k) = 20. Gossip and every other limit of the node are reached
+/// through [`gossip`](Self::gossip) and [`configure`](Self::configure); the facade's own queues through
+/// [`event_capacity`](Self::event_capacity), [`subscription_capacity`](Self::subscription_capacity)
+/// and [`link_queue`](Self::link_queue).
+///
+/// `C` is the [`LinkConnector`] that opens links: by default WebRTC ([`webrtc_adapter::Connector`],
+/// configured by [`ice_servers`](Self::ice_servers) and [`webrtc_config`](Self::webrtc_config)); any
+/// other with [`connector`](Self::connector).
+pub struct MeshBuilder<C = webrtc_adapter::Connector> {
+    keypair: Option<Keypair>,
+    signaling: Option<Signaling>,
+    room: Option<String>,
+    connector: Option<C>,
+    default_connector: Option<fn(webrtc_adapter::Config) -> C>,
+    webrtc: webrtc_adapter::Config,
+    config: mesh_core::Config,
+    bootstrap: Vec<NodeId>,
+    limits: Limits,
+    join_timeout: Duration,
+    seed: Option<u64>,
+}
+
+impl MeshBuilder<webrtc_adapter::Connector> {
+    pub(crate) fn new() -> Self {
+        Self {
+            keypair: None,
+            signaling: None,
+            room: None,
+            connector: None,
+            default_connector: Some(webrtc_adapter::Connector::new),
+            webrtc: webrtc_adapter::Config::default(),
+            config: mesh_core::Config::default(),
+            bootstrap: Vec::new(),
+            limits: Limits::default(),
+            join_timeout: Duration::from_secs(30),
+            seed: None,
+        }
+    }
+}
+
+impl<C> MeshBuilder<C>
+where
+    C: LinkConnector + 'static,
+    C::Link: 'static,
+{
+    /// The node's identity (default: a new key pair from OS randomness).
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// The node's identity as a 32-byte ed25519 secret key.
+    pub fn secret_key(self, secret: [u8; 32]) -> Self {
+        self.keypair(Keypair::from_secret(secret))
+    }
+
+    /// Join the signaling server at `url` (e.g. `ws://127.0.0.1:8080`) over WebSocket
+    /// ([`transport_ws::WsSignaling`]), proving the id with the key pair; reconnects when lost.
+    pub fn signaling_url(mut self, url: impl Into<String>) -> Self {
+        self.signaling = Some(Signaling::Url(url.into()));
+        self
+    }
+
+    /// Signal through `transport` instead (it must hold this node's id, see [`Keypair::peer_id`]).
+    pub fn transport(mut self, transport: impl SignalingTransport + 'static) -> Self {
+        self.signaling = Some(Signaling::Transport(Box::new(transport)));
+        self
+    }
+
+    /// The room to join on the signaling server (default: the server's default room). Only for
+    /// [`signaling_url`](Self::signaling_url).
+    pub fn room(mut self, room: impl Into<String>) -> Self {
+        self.room = Some(room.into());
+        self
+    }
+
+    /// Links kept at most (default 5). Also caps the random long links at this number.
+    pub fn max_peers(mut self, max_peers: usize) -> Self {
+        self.config.max_peers = max_peers.max(1);
+        self.config.random_links = self.config.random_links.min(self.config.max_peers);
+        self
+    }
+
+    /// Kademlia's K: contacts per bucket, and contacts a lookup answer carries (default 20).
+    pub fn kademlia_k(mut self, k: usize) -> Self {
+        self.config.kademlia.k = k.max(1);
+        self.config.lookup_k = k.max(1);
+        self
+    }
+
+    /// Peers to start from besides the signaling server's introductions (the seed's
+    /// `bootstrapNodes`); reached through the server until links exist.
+    pub fn bootstrap_nodes(mut self, nodes: impl IntoIterator<Item = NodeId>) -> Self {
+        self.bootstrap = nodes.into_iter().collect();
+        self
+    }
+
+    /// STUN and TURN servers for the default WebRTC connector (default: none, host candidates
+    /// only). Ignored with a [`connector`](Self::connector) of your own.
+    pub fn ice_servers(mut self, servers: impl IntoIterator<Item = IceServer>) -> Self {
+        self.webrtc.ice_servers = servers.into_iter().collect();
+        self
+    }
+
+    /// The whole configuration of the default WebRTC connector (e.g.
+    /// [`webrtc_adapter::Config::loopback`] for peers on one machine); keeps the ICE servers set
+    /// so far when `config` has none.
+    pub fn webrtc_config(mut self, mut config: webrtc_adapter::Config) -> Self {
+        if config.ice_servers.is_empty() {
+            config.ice_servers = std::mem::take(&mut self.webrtc.ice_servers);
+        }
+        self.webrtc = config;
+        self
+    }
+
+    /// Open links with `connector` instead of WebRTC (e.g. an in-memory network in tests, see
+    /// [`memory`](crate::memory)).
+    pub fn connector<D>(self, connector: D) -> MeshBuilder<D>
+    where
+        D: LinkConnector + 'static,
+        D::Link: 'static,
+    {
+        MeshBuilder {
+            keypair: self.keypair,
+            signaling: self.signaling,
+            room: self.room,
+            connector: Some(connector),
+            default_connector: None,
+            webrtc: self.webrtc,
+            config: self.config,
+            bootstrap: self.bootstrap,
+            limits: self.limits,
+            join_timeout: self.join_timeout,
+            seed: self.seed,
+        }
+    }
+
+    /// The gossip settings (hop limit, retries, caches, signatures; see [`gossip_core::Config`]).
+    pub fn gossip(mut self, config: gossip_core::Config) -> Self {
+        self.config.gossip = config;
+        self
+    }
+
+    /// Change any setting of the node ([`mesh_core::Config`]: link, framing, routing, lookup and
+    /// queue limits; its Kademlia and gossip settings).
+    pub fn configure(mut self, f: impl FnOnce(&mut mesh_core::Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Events buffered for each [`Mesh::events`] stream before a slow one lags (default 1024).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.limits.events = capacity.max(1);
+        self
+    }
+
+    /// Messages buffered for each [`Mesh::subscribe`] stream before a slow one lags (default 1024).
+    pub fn subscription_capacity(mut self, capacity: usize) -> Self {
+        self.limits.subscription = capacity.max(1);
+        self
+    }
+
+    /// Frames queued for each link before further frames for it are dropped (default 256). The
+    /// reliability layers above (gossip acks and retries, direct-message retries) resend what a
+    /// drop loses.
+    pub fn link_queue(mut self, frames: usize) -> Self {
+        self.limits.link_queue = frames.max(1);
+        self
+    }
+
+    /// How long [`Mesh::join`] waits for the signaling server (default 30 s).
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// The seed of the node's random choices (default: from OS randomness). The same seed and the
+    /// same inputs give the same choices; useful to reproduce a run.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The peer id this builder's mesh will have, generating the key pair now if none was given.
+    pub fn peer_id(&mut self) -> Result<NodeId, Error> {
+        Ok(self.keypair_or_generate()?.peer_id())
+    }
+
+    fn keypair_or_generate(&mut self) -> Result<Keypair, Error> {
+        let keypair = match self.keypair.take() {
+            Some(keypair) => keypair,
+            None => Keypair::generate()?,
+        };
+        self.keypair = Some(keypair.clone());
+        Ok(keypair)
+    }
+
+    /// Start the mesh's driver task (in the current tokio runtime) without joining yet: subscribe
+    /// and take [`Mesh::events`] first, then [`Mesh::join`].
+    pub fn build(mut self) -> Result<Mesh, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let keypair = self.keypair_or_generate()?;
+        let local_id = keypair.peer_id();
+        let signaling = self.signaling.take().ok_or(Error::NoTransport)?;
+        if let Signaling::Transport(t) = &signaling
+            && t.local_id().as_str() != local_id.to_string()
+        {
+            return Err(Error::IdMismatch {
+                mesh: local_id.to_string(),
+                transport: t.local_id().to_string(),
+            });
+        }
+        let connector = match (self.connector, self.default_connector) {
+            (Some(c), _) => c,
+            (None, Some(make)) => make(self.webrtc),
+            (None, None) => return Err(Error::NoConnector),
+        };
+        let seed = match self.seed {
+            Some(seed) => seed,
+            None => getrandom::u64().map_err(|e| Error::Entropy(e.to_string()))?,
+        };
+        let node = mesh_core::Node::new(keypair.secret(), self.config, seed);
+        let (commands_tx, commands) = mpsc::channel(self.limits.commands);
+        let (events_tx, events_rx) = broadcast::channel(self.limits.events);
+        let driver = Driver::new(crate::driver::Parts {
+            node,
+            keypair,
+            connector: Arc::new(connector),
+            signaling,
+            room: self.room,
+            bootstrap: self.bootstrap,
+            commands,
+            events: events_tx,
+            limits: self.limits,
+            join_timeout: self.join_timeout,
+        });
+        runtime.spawn(driver.run());
+        Ok(Mesh::new(local_id, commands_tx, events_rx))
+    }
+
+    /// [`build`](Self::build), then [`Mesh::join`].
+    pub async fn join(self) -> Result<Mesh, Error> {
+        let mesh = self.build()?;
+        mesh.join().await?;
+        Ok(mesh)
+    }
+}
+
+impl<C> fmt::Debug for MeshBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshBuilder")
+            .field("keypair", &self.keypair)
+            .field("signaling", &self.signaling)
+            .field("room", &self.room)
+            .field("config", &self.config)
+            .field("bootstrap", &self.bootstrap)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}

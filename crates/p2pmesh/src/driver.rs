@@ -1,0 +1,579 @@
+//! The driver: one tokio task that owns the [`mesh_core::Node`] by value and is the only place that
+//! reads the clock.
+//!
+//! It waits on four inputs at once: commands from the [`Mesh`](crate::Mesh) handles, events from
+//! the signaling task, reports from the link tasks (one bounded queue, each report tagged with its
+//! link's id), and the node's next timeout. After every input it drains `poll_output` and carries
+//! out each output without waiting on anyone: frames go to the link tasks with `try_send` (a full
+//! link queue drops the frame and counts it; gossip and direct messages are acknowledged and
+//! retried above), server messages likewise to the signaling task, events to broadcast channels
+//! (a slow subscriber lags, it never slows the driver).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mesh_core::{Event as NodeEvent, Instant, Node, NodeId, Output, QueryId, ServerInput};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, info, warn};
+use transport::{
+    ClientMessage, LinkConnector, LinkEvent, PeerId, Role, SignalingTransport, TransportEvent,
+};
+
+use crate::event::{Event, Message};
+use crate::link::{self, LinkCommand, LinkReport};
+use crate::mesh::Command;
+use crate::{Error, Keypair, Stats, wire};
+
+/// The facade's queue bounds (see the builder's setters).
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Commands from the handles waiting for the driver.
+    pub(crate) commands: usize,
+    /// Events buffered per [`Mesh::events`](crate::Mesh::events) stream.
+    pub(crate) events: usize,
+    /// Messages buffered per subscription stream.
+    pub(crate) subscription: usize,
+    /// Commands (frames, signals) queued per link task.
+    pub(crate) link_queue: usize,
+    /// Reports from all link tasks waiting for the driver.
+    pub(crate) link_reports: usize,
+    /// Messages to and events from the signaling task.
+    pub(crate) signaling_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            commands: 64,
+            events: 1024,
+            subscription: 1024,
+            link_queue: 256,
+            link_reports: 1024,
+            signaling_queue: 256,
+        }
+    }
+}
+
+/// Where signaling goes.
+pub(crate) enum Signaling {
+    /// A WebSocket signaling server's URL.
+    Url(String),
+    /// A transport given by the application.
+    Transport(Box<dyn SignalingTransport>),
+}
+
+impl fmt::Debug for Signaling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(url) => write!(f, "Url({url})"),
+            Self::Transport(t) => write!(f, "Transport({})", t.local_id()),
+        }
+    }
+}
+
+/// The clock: wall-clock time read once at start plus the monotonic time elapsed since, so that it
+/// never goes back and still agrees with other nodes' clocks (gossip checks message ages).
+struct Clock {
+    wall_start: Duration,
+    mono_start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            wall_start: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            mono_start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_duration(self.wall_start + self.mono_start.elapsed())
+    }
+
+    fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        self.mono_start + at.saturating_duration_since(Instant::from_duration(self.wall_start))
+    }
+}
+
+struct LinkHandle {
+    id: u64,
+    commands: mpsc::Sender<LinkCommand>,
+}
+
+enum SignalingState {
+    /// Not joined yet: what to connect to.
+    Idle(Signaling),
+    /// The signaling task runs.
+    Running {
+        messages: mpsc::Sender<ClientMessage>,
+        task: JoinHandle<()>,
+    },
+    /// Closed (left, or the transport closed for good).
+    Closed,
+}
+
+/// What the builder hands the driver.
+pub(crate) struct Parts<C> {
+    pub(crate) node: Node,
+    pub(crate) keypair: Keypair,
+    pub(crate) connector: Arc<C>,
+    pub(crate) signaling: Signaling,
+    pub(crate) room: Option<String>,
+    pub(crate) bootstrap: Vec<NodeId>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) limits: Limits,
+    pub(crate) join_timeout: Duration,
+}
+
+pub(crate) struct Driver<C> {
+    node: Node,
+    keypair: Keypair,
+    clock: Clock,
+    connector: Arc<C>,
+    signaling: SignalingState,
+    room: Option<String>,
+    bootstrap: Vec<NodeId>,
+    commands: mpsc::Receiver<Command>,
+    server_events: mpsc::Receiver<TransportEvent>,
+    server_events_tx: Option<mpsc::Sender<TransportEvent>>,
+    links: HashMap<NodeId, LinkHandle>,
+    next_link_id: u64,
+    link_tasks: JoinSet<()>,
+    reports: mpsc::Receiver<LinkReport>,
+    reports_tx: mpsc::Sender<LinkReport>,
+    events: broadcast::Sender<Event>,
+    topics: HashMap<String, broadcast::Sender<Message>>,
+    lookups: HashMap<QueryId, oneshot::Sender<Vec<NodeId>>>,
+    pending_join: Option<(oneshot::Sender<Result<(), Error>>, tokio::time::Instant)>,
+    limits: Limits,
+    join_timeout: Duration,
+    stats: Stats,
+}
+
+impl<C> Driver<C>
+where
+    C: LinkConnector + 'static,
+    C::Link: 'static,
+{
+    pub(crate) fn new(parts: Parts<C>) -> Self {
+        let (reports_tx, reports) = mpsc::channel(parts.limits.link_reports);
+        let (server_events_tx, server_events) = mpsc::channel(parts.limits.signaling_queue);
+        Self {
+            node: parts.node,
+            keypair: parts.keypair,
+            clock: Clock::new(),
+            connector: parts.connector,
+            signaling: SignalingState::Idle(parts.signaling),
+            room: parts.room,
+            bootstrap: parts.bootstrap,
+            commands: parts.commands,
+            server_events,
+            server_events_tx: Some(server_events_tx),
+            links: HashMap::new(),
+            next_link_id: 0,
+            link_tasks: JoinSet::new(),
+            reports,
+            reports_tx,
+            events: parts.events,
+            topics: HashMap::new(),
+            lookups: HashMap::new(),
+            pending_join: None,
+            limits: parts.limits,
+            join_timeout: parts.join_timeout,
+            stats: Stats::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let leave_reply = loop {
+            let timeout = self.node.poll_timeout().map(|at| self.clock.deadline(at));
+            let join_deadline = self.pending_join.as_ref().map(|(_, at)| *at);
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Leave(reply)) => break Some(reply),
+                    Some(command) => self.handle_command(command),
+                    // Every handle is gone: leave as `leave` does.
+                    None => break None,
+                },
+                Some(event) = self.server_events.recv() => self.handle_server_event(event),
+                Some(report) = self.reports.recv() => self.handle_link_report(report),
+                Some(_) = self.link_tasks.join_next(), if !self.link_tasks.is_empty() => {}
+                () = sleep_until(timeout) => {
+                    let now = self.clock.now();
+                    self.node.handle_timeout(now);
+                }
+                () = sleep_until(join_deadline) => {
+                    if let Some((reply, _)) = self.pending_join.take() {
+                        let _ = reply.send(Err(Error::JoinTimeout(self.join_timeout)));
+                    }
+                }
+            }
+            self.drain();
+        };
+        self.shutdown().await;
+        if let Some(reply) = leave_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Leave: the node says goodbye on every link and closes them; the link tasks flush and close;
+    /// the signaling task leaves the server.
+    async fn shutdown(&mut self) {
+        let now = self.clock.now();
+        self.node.leave(now);
+        self.drain();
+        // Dropping a link's sender makes its task flush the queue and close the link.
+        self.links.clear();
+        if let Some((reply, _)) = self.pending_join.take() {
+            let _ = reply.send(Err(Error::Closed));
+        }
+        if let SignalingState::Running { messages, task } =
+            std::mem::replace(&mut self.signaling, SignalingState::Closed)
+        {
+            drop(messages);
+            let grace = crate::signaling::CLOSE_GRACE + Duration::from_secs(1);
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+        let (link_tasks, reports) = (&mut self.link_tasks, &mut self.reports);
+        let tasks = async { while link_tasks.join_next().await.is_some() {} };
+        // Link tasks still reporting would wait on the full report queue: keep draining it.
+        let reports = async { while reports.recv().await.is_some() {} };
+        tokio::select! {
+            () = tasks => {}
+            () = reports => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                warn!("links still closing after 5 s; aborting them");
+            }
+        }
+        self.link_tasks.abort_all();
+        info!(id = %self.node.local_id(), "left the mesh");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Join(reply) => self.start_join(reply),
+            Command::Leave(_) => {} // handled by the loop
+            Command::Send { to, data, reply } => {
+                let _ = reply.send(self.node.send(now, to, data).map_err(Error::from));
+            }
+            Command::Broadcast { topic, data, reply } => {
+                let _ = reply.send(self.node.broadcast(now, &topic, data).map_err(Error::from));
+            }
+            Command::Subscribe { topic, reply } => {
+                let result = match self.topics.get(&topic) {
+                    Some(sender) => Ok(sender.subscribe()),
+                    None => match self.node.subscribe(&topic) {
+                        Ok(()) => {
+                            let (sender, rx) = broadcast::channel(self.limits.subscription);
+                            self.topics.insert(topic, sender);
+                            Ok(rx)
+                        }
+                        Err(e) => Err(Error::from(e)),
+                    },
+                };
+                let _ = reply.send(result);
+            }
+            Command::FindNode { target, reply } => {
+                let id = self.node.find_node(now, target);
+                self.lookups.retain(|_, r| !r.is_closed());
+                self.lookups.insert(id, reply);
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.node.links());
+            }
+            Command::RoutingTable(reply) => {
+                let ids = self.node.routing_table().iter().map(|e| e.id()).collect();
+                let _ = reply.send(ids);
+            }
+            Command::Stats(reply) => {
+                let mut stats = self.stats.clone();
+                stats.node = self.node.stats();
+                stats.links = self.links.len();
+                let _ = reply.send(stats);
+            }
+        }
+    }
+
+    fn start_join(&mut self, reply: oneshot::Sender<Result<(), Error>>) {
+        let signaling = match std::mem::replace(&mut self.signaling, SignalingState::Closed) {
+            SignalingState::Idle(signaling) => signaling,
+            other => {
+                self.signaling = other;
+                let _ = reply.send(Err(Error::AlreadyJoined));
+                return;
+            }
+        };
+        let Some(events) = self.server_events_tx.take() else {
+            let _ = reply.send(Err(Error::AlreadyJoined));
+            return;
+        };
+        let transport: Box<dyn SignalingTransport> = match signaling {
+            Signaling::Transport(t) => t,
+            Signaling::Url(url) => {
+                let identity = transport_ws::Identity::Keypair(self.keypair.signing_key());
+                let mut config = transport_ws::Config::new(url, identity);
+                config.room = self.room.clone();
+                Box::new(transport_ws::WsSignaling::connect(config))
+            }
+        };
+        let (messages, messages_rx) = mpsc::channel(self.limits.signaling_queue);
+        let task = tokio::spawn(crate::signaling::run(transport, messages_rx, events));
+        self.signaling = SignalingState::Running { messages, task };
+        let deadline = tokio::time::Instant::now() + self.join_timeout;
+        self.pending_join = Some((reply, deadline));
+    }
+
+    fn handle_server_event(&mut self, event: TransportEvent) {
+        let now = self.clock.now();
+        match event {
+            TransportEvent::Open { peer_id, room } => {
+                info!(id = %peer_id, %room, "joined the signaling server");
+                self.node.join(now);
+                if !self.bootstrap.is_empty() {
+                    let peers = self.bootstrap.clone();
+                    self.node
+                        .handle_server(now, ServerInput::BootstrapPeers(peers));
+                }
+                if let Some((reply, _)) = self.pending_join.take() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            TransportEvent::Close {
+                reason,
+                reconnecting,
+            } => {
+                if !reconnecting && let Some((reply, _)) = self.pending_join.take() {
+                    let _ = reply.send(Err(Error::Signaling(reason.clone())));
+                }
+                self.emit(Event::ServerDisconnected {
+                    reason,
+                    reconnecting,
+                });
+            }
+            TransportEvent::Reconnected { .. } => {
+                // The server may have restarted: it introduces us again (bootstrap_peers), and
+                // the node, still joined, takes the introductions as they come.
+                self.emit(Event::ServerReconnected);
+            }
+            TransportEvent::Error {
+                code,
+                message,
+                peer_id,
+            } => debug!(?code, %message, ?peer_id, "signaling server error"),
+            TransportEvent::Signal { from, signal } => {
+                let (Some(from), Some(payload)) = (node_id(&from), wire::decode_frame(&signal))
+                else {
+                    self.stats.foreign_signals += 1;
+                    return;
+                };
+                self.node
+                    .handle_server(now, ServerInput::Relayed { from, payload });
+            }
+            TransportEvent::ConnectRequest { peer } => {
+                if let Some(peer) = node_id(&peer) {
+                    self.node.handle_server(now, ServerInput::PeerJoined(peer));
+                }
+            }
+            TransportEvent::BootstrapPeers { peers } => {
+                let peers = peers.iter().filter_map(node_id).collect();
+                self.node
+                    .handle_server(now, ServerInput::BootstrapPeers(peers));
+            }
+            TransportEvent::PeerLeft { peer } => {
+                if let Some(peer) = node_id(&peer) {
+                    self.node.handle_server(now, ServerInput::PeerLeft(peer));
+                }
+            }
+            // mesh-core says these in its own frames; old clients' forms are ignored.
+            TransportEvent::ConnectionRejected { .. }
+            | TransportEvent::SignalRejected { .. }
+            | TransportEvent::KademliaRpc { .. } => self.stats.foreign_signals += 1,
+        }
+    }
+
+    fn handle_link_report(&mut self, report: LinkReport) {
+        let LinkReport { id, peer, event } = report;
+        if self.links.get(&peer).is_none_or(|l| l.id != id) {
+            return; // A late report of a link that was closed or replaced.
+        }
+        let now = self.clock.now();
+        match event {
+            LinkEvent::Signal(signal) => match serde_json::to_vec(&signal) {
+                Ok(bytes) => self.node.send_signal(now, peer, bytes),
+                Err(err) => debug!(%err, "unencodable signal"),
+            },
+            LinkEvent::Open {
+                local_fingerprint,
+                remote_fingerprint,
+            } => self.node.handle_link_open(
+                now,
+                peer,
+                local_fingerprint.into_bytes(),
+                remote_fingerprint.into_bytes(),
+            ),
+            LinkEvent::Message(bytes) => self.node.handle_link_data(now, peer, &bytes),
+            LinkEvent::Closed(reason) => {
+                debug!(%peer, %reason, "link closed");
+                self.links.remove(&peer);
+                self.node.handle_link_closed(now, peer);
+            }
+        }
+    }
+
+    /// Carries out every output the node has.
+    fn drain(&mut self) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Transmit { link, bytes } => {
+                    let sent = self
+                        .links
+                        .get(&link)
+                        .map(|l| l.commands.try_send(LinkCommand::Send(bytes)));
+                    match sent {
+                        Some(Ok(())) => {}
+                        Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                            self.stats.frames_dropped_full += 1;
+                            debug!(peer = %link, "link queue full: frame dropped");
+                        }
+                        Some(Err(mpsc::error::TrySendError::Closed(_))) | None => {
+                            self.stats.frames_dropped_no_link += 1;
+                        }
+                    }
+                }
+                Output::Connect { peer, initiator } => self.open_link(peer, initiator),
+                Output::Disconnect { peer, reason } => {
+                    debug!(%peer, ?reason, "closing link");
+                    // The task flushes what is queued, then closes.
+                    self.links.remove(&peer);
+                }
+                Output::Signal { to, payload } => {
+                    let message = ClientMessage::Signal {
+                        to: PeerId::new(to.to_string()),
+                        from: None,
+                        signal: wire::encode_frame(&payload),
+                    };
+                    let sent = match &self.signaling {
+                        SignalingState::Running { messages, .. } => {
+                            messages.try_send(message).is_ok()
+                        }
+                        _ => false,
+                    };
+                    if !sent {
+                        self.stats.signals_dropped += 1;
+                    }
+                }
+                Output::Event(event) => self.handle_node_event(event),
+            }
+        }
+    }
+
+    fn open_link(&mut self, peer: NodeId, initiator: bool) {
+        self.next_link_id += 1;
+        let id = self.next_link_id;
+        let (commands, commands_rx) = mpsc::channel(self.limits.link_queue);
+        let role = if initiator {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        self.link_tasks.spawn(link::run(
+            self.connector.clone(),
+            id,
+            peer,
+            role,
+            commands_rx,
+            self.reports_tx.clone(),
+        ));
+        // A link being replaced is closed by dropping its sender.
+        self.links.insert(peer, LinkHandle { id, commands });
+    }
+
+    fn handle_node_event(&mut self, event: NodeEvent) {
+        match event {
+            NodeEvent::Signal { from, payload } => {
+                let Some(link) = self.links.get(&from) else {
+                    self.stats.signals_dropped += 1;
+                    return;
+                };
+                match serde_json::from_slice(&payload) {
+                    Ok(signal) => {
+                        if link.commands.try_send(LinkCommand::Signal(signal)).is_err() {
+                            self.stats.signals_dropped += 1;
+                        }
+                    }
+                    Err(_) => self.stats.signals_dropped += 1,
+                }
+            }
+            NodeEvent::PeerConnected { peer } => self.emit(Event::PeerConnected { peer }),
+            NodeEvent::PeerDisconnected { peer, reason } => {
+                self.emit(Event::PeerDisconnected { peer, reason });
+            }
+            NodeEvent::PeerTimedOut { peer } => self.emit(Event::PeerTimedOut { peer }),
+            NodeEvent::Message {
+                from,
+                topic,
+                data,
+                hops,
+                ..
+            } => {
+                let message = Message {
+                    from,
+                    topic,
+                    data: data.into(),
+                    hops,
+                };
+                if let Some(topic) = &message.topic
+                    && let Some(sender) = self.topics.get(topic)
+                {
+                    if sender.receiver_count() == 0 {
+                        // Every subscription was dropped: unsubscribe.
+                        self.topics.remove(topic);
+                        self.node.unsubscribe(topic);
+                    } else {
+                        let _ = sender.send(message.clone());
+                    }
+                }
+                self.emit(Event::Message(message));
+            }
+            NodeEvent::LookupFinished { id, peers, .. } => {
+                if let Some(reply) = self.lookups.remove(&id) {
+                    let _ = reply.send(peers);
+                }
+            }
+            NodeEvent::Evicted { by, alternatives } => {
+                self.emit(Event::Evicted { by, alternatives });
+            }
+            NodeEvent::Rejected { by, alternatives } => {
+                self.emit(Event::Rejected { by, alternatives });
+            }
+            NodeEvent::DirectFailed { id, to, reason } => {
+                self.emit(Event::DirectFailed { id, to, reason });
+            }
+            NodeEvent::Dht(event) => debug!(?event, "dht query finished"),
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // No receiver is not an error: nobody listens.
+        let _ = self.events.send(event);
+    }
+}
+
+/// A signaling peer id as a node id (verified ids are 40 hex characters; others are not nodes).
+fn node_id(peer: &PeerId) -> Option<NodeId> {
+    peer.as_str().parse().ok()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

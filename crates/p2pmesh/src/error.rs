@@ -1,0 +1,44 @@
+//! The facade's errors.
+
+use std::time::Duration;
+
+/// Why a [`Mesh`](crate::Mesh) operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The mesh has shut down (after [`Mesh::leave`](crate::Mesh::leave), or its driver ended).
+    #[error("the mesh has shut down")]
+    Closed,
+    /// [`Mesh::join`](crate::Mesh::join) was called twice.
+    #[error("the mesh has already joined (or is joining)")]
+    AlreadyJoined,
+    /// The builder has no signaling transport: call `signaling_url` or `transport`.
+    #[error("no signaling transport configured (call `signaling_url` or `transport`)")]
+    NoTransport,
+    /// The builder has no link connector (only a builder not made by `Mesh::builder` can lack one).
+    #[error("no link connector configured (call `connector`)")]
+    NoConnector,
+    /// The transport given to the builder holds another id than the mesh's key pair.
+    #[error("the transport's id {transport} is not the mesh's id {mesh}")]
+    IdMismatch {
+        /// The mesh's id (SHA-1 of its public key).
+        mesh: String,
+        /// The transport's id.
+        transport: String,
+    },
+    /// `build` was called outside a tokio runtime.
+    #[error("p2pmesh needs a tokio runtime")]
+    NoRuntime,
+    /// The operating system's randomness could not be read (to make a key pair).
+    #[error("no OS randomness: {0}")]
+    Entropy(String),
+    /// The signaling server refused the join, or the transport closed for good while joining.
+    #[error("signaling failed: {0}")]
+    Signaling(String),
+    /// The join did not complete within the builder's `join_timeout`.
+    #[error("joining the signaling server timed out after {0:?}")]
+    JoinTimeout(Duration),
+    /// The node refused the command (message too large, too many pending, ...).
+    #[error(transparent)]
+    Node(#[from] mesh_core::Error),
+}

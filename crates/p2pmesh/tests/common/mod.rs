@@ -1,0 +1,209 @@
+//! Helpers of the scenario tests: a real signaling server on an ephemeral port, nodes whose events
+//! and topic messages are recorded, and patient waits (never timing assertions).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use p2pmesh::memory::MemoryNetwork;
+use p2pmesh::{Event, Keypair, Mesh, Message, NodeId};
+use signaling_server::{Config, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a wait may take before the test fails (it only stops a hung test).
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The topic every test node subscribes to.
+pub const TOPIC: &str = "scenario";
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running signaling server.
+pub struct TestServer {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let server = Server::bind(Config::ephemeral()).await.expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            url: format!("ws://{addr}"),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(PATIENCE, task).await;
+        }
+    }
+}
+
+/// Which links the nodes open.
+#[derive(Debug, Clone)]
+pub enum Links {
+    /// Real WebRTC over loopback (webrtc-adapter).
+    WebRtc,
+    /// The in-memory link network.
+    Memory(MemoryNetwork),
+}
+
+/// A node under test: its handle, and everything it reported.
+pub struct TestNode {
+    pub mesh: Mesh,
+    pub id: NodeId,
+    pub events: Arc<Mutex<Vec<Event>>>,
+    pub messages: Arc<Mutex<Vec<Message>>>,
+    /// The runtime of a node that can be crashed (`None`: it runs on the test's runtime).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl TestNode {
+    /// Builds a node (in its own runtime when `crashable`), subscribes it to [`TOPIC`], records
+    /// its events and messages, and joins.
+    pub async fn start(url: &str, links: &Links, crashable: bool) -> Self {
+        let keypair = Keypair::generate().expect("entropy");
+        let id = keypair.peer_id();
+        let (url, links) = (url.to_owned(), links.clone());
+        let build = move || -> Mesh {
+            let builder = Mesh::builder().keypair(keypair.clone()).signaling_url(url);
+            match links {
+                Links::WebRtc => builder
+                    .webrtc_config(p2pmesh::webrtc_adapter::Config::loopback())
+                    .build(),
+                Links::Memory(network) => builder
+                    .connector(network.connector(p2pmesh::transport::PeerId::new(id.to_string())))
+                    .build(),
+            }
+            .expect("build")
+        };
+        let (mesh, runtime) = if crashable {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let mesh = {
+                let _guard = runtime.enter();
+                build()
+            };
+            (mesh, Some(runtime))
+        } else {
+            (build(), None)
+        };
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let mut stream = mesh.events();
+        let log = events.clone();
+        tokio::spawn(async move {
+            while let Some(event) = stream.next().await {
+                log.lock().unwrap().push(event);
+            }
+        });
+        let mut subscription = mesh.subscribe(TOPIC).await.expect("subscribe");
+        let log = messages.clone();
+        tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                log.lock().unwrap().push(message);
+            }
+        });
+        tokio::time::timeout(PATIENCE, mesh.join())
+            .await
+            .expect("join in time")
+            .expect("join");
+        Self {
+            mesh,
+            id,
+            events,
+            messages,
+            runtime,
+        }
+    }
+
+    /// Kills the node as a crash would: its tasks stop without a goodbye to anyone.
+    pub fn crash(mut self) {
+        let runtime = self.runtime.take().expect("a crashable node");
+        runtime.shutdown_background();
+    }
+
+    /// Topic payloads received, by origin.
+    pub fn received(&self) -> HashMap<NodeId, BTreeSet<Vec<u8>>> {
+        let mut by_origin: HashMap<NodeId, BTreeSet<Vec<u8>>> = HashMap::new();
+        for m in self.messages.lock().unwrap().iter() {
+            by_origin.entry(m.from).or_default().insert(m.data.to_vec());
+        }
+        by_origin
+    }
+
+    pub fn has_event(&self, f: impl Fn(&Event) -> bool) -> bool {
+        self.events.lock().unwrap().iter().any(f)
+    }
+}
+
+/// Waits until `check` is true (polled every 100 ms), at most [`PATIENCE`]; panics with `what`.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("gave up waiting: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each node's neighbours, as its mesh reports them.
+pub async fn topology(nodes: &[&TestNode]) -> HashMap<NodeId, Vec<NodeId>> {
+    let mut graph = HashMap::new();
+    for n in nodes {
+        graph.insert(n.id, n.mesh.peers().await.unwrap_or_default());
+    }
+    graph
+}
+
+/// Whether the links among `nodes` connect them all (a link counts when both ends report it).
+pub fn is_connected(graph: &HashMap<NodeId, Vec<NodeId>>) -> bool {
+    let Some(start) = graph.keys().next().copied() else {
+        return true;
+    };
+    let mut seen = BTreeSet::from([start]);
+    let mut stack = vec![start];
+    while let Some(n) = stack.pop() {
+        for m in &graph[&n] {
+            let mutual = graph.get(m).is_some_and(|back| back.contains(&n));
+            if mutual && seen.insert(*m) {
+                stack.push(*m);
+            }
+        }
+    }
+    seen.len() == graph.len()
+}
