@@ -2,6 +2,7 @@
 //!
 //! `cargo xtask ci` runs every check that CI runs, in order; `.ci/run` calls nothing else of substance.
 
+mod bench_link;
 mod bench_signaling;
 mod ci;
 mod sim;
@@ -25,6 +26,9 @@ enum Task {
     /// Load the signaling server (release build) with N clients and print its throughput,
     /// latency and memory.
     BenchSignaling(bench_signaling::Args),
+    /// Measure WebRTC links (release build): open time, Mesh::send vs raw throughput, RSS per
+    /// link, broadcast latency across 20 nodes.
+    BenchLink(bench_link::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Task::Ci(args) => ci::run_task(args),
         Task::Sim(args) => sim::run_task(args),
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
+        Task::BenchLink(args) => bench_link::run_task(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,20 @@
 
 use core::time::Duration;
 
+/// How a node spreads a new message over its links.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Plumtree: eager pushes along a tree, batched announcements (IHAVE) on the other links, GRAFT and
+    /// PRUNE to repair and trim the tree.
+    #[default]
+    Plumtree,
+    /// The JavaScript library's flooding: on accepting a new message, push it to every link except the
+    /// one it came from. No announcements, GRAFTs or PRUNEs; every push is acknowledged and retried like
+    /// an eager push (as the JavaScript library retried too), and counted in
+    /// [`Stats::payload_sends`](crate::Stats::payload_sends).
+    Flood,
+}
+
 /// Every tunable and every bound of a [`Node`](crate::Node), with the defaults documented on each field.
 ///
 /// The defaults suit links with round trips of up to a few hundred milliseconds (WebRTC data channels)
@@ -81,6 +95,20 @@ pub struct Config {
     /// The number of nodes the adaptive fanout assumes it knows. `None` (default): the number of links.
     /// Can be changed later with [`Node::set_network_size`](crate::Node::set_network_size).
     pub network_size: Option<usize>,
+    /// How messages spread. Default [`Strategy::Plumtree`].
+    pub strategy: Strategy,
+    /// Plumtree's eager links form one *rooted* tree shared by every origin: the breadth-first tree of
+    /// the node with the lowest id, built like a spanning-tree protocol (each node advertises its root and
+    /// its distance to it to its links, and takes as parent the link with the lowest root, then the
+    /// fewest hops, then the lowest id). The tree then depends on the links only, not on which origin
+    /// published last, so it stops changing once the links do (no duplicate-driven PRUNE and GRAFT
+    /// churn), and its depth is the root's eccentricity. Duplicates and GRAFTs then repair delivery
+    /// without reshaping the tree. Default `false` (the first-copy tree with hop-based parent swaps);
+    /// mesh-core turns it on.
+    pub rooted_tree: bool,
+    /// With `rooted_tree`, how often a node re-sends its tree advertisement on every link (frames may be
+    /// lost). Default 2 s.
+    pub tree_refresh_interval: Duration,
 }
 
 impl Default for Config {
@@ -113,6 +141,9 @@ impl Default for Config {
             max_subscriptions: 1024,
             max_outputs: 65_536,
             network_size: None,
+            strategy: Strategy::Plumtree,
+            rooted_tree: false,
+            tree_refresh_interval: Duration::from_secs(2),
         }
     }
 }
@@ -147,6 +178,10 @@ impl Config {
         assert!(
             !self.lazy_flush_interval.is_zero(),
             "lazy_flush_interval must not be zero"
+        );
+        assert!(
+            !self.tree_refresh_interval.is_zero(),
+            "tree_refresh_interval must not be zero"
         );
         assert!(
             !self.retry_initial.is_zero(),

@@ -43,14 +43,15 @@
 //!   [`Config::max_clock_skew`] in the future, is refused. When the count bound forces an id out, every
 //!   message not newer than it is refused from then on: a message is delivered at most once, always.
 //! - **Hop limit.** A message that has travelled [`Config::hop_limit`] hops is delivered but neither
-//!   forwarded nor announced.
+//!   forwarded nor announced. It must exceed the depth of the tree: nodes beyond it only get a message
+//!   by GRAFT from a nearer announcer, or not at all (mesh-core uses 32).
 //! - **Plumtree.** Each link is *eager* (on the broadcast tree: messages are pushed) or *lazy* (message
 //!   ids are announced in batched IHAVE frames every [`Config::lazy_flush_interval`]). A node that
 //!   receives a second copy of a message PRUNEs a link to lazy; a node that hears of a message by
 //!   IHAVE and has not received it within [`Config::graft_timeout`] GRAFTs an announcer, which sends
 //!   the message and makes the link eager again. Duplicates thus cut the first pushes down to a
 //!   spanning tree, and announcements repair it when a node or link fails.
-//! - **A shallow tree.** Plain Plumtree keeps the link of the first copy, so the tree follows the
+//! - **A shallow tree** (without `rooted_tree`). Plain Plumtree keeps the link of the first copy, so the tree follows the
 //!   latencies of the first flood and can be deep; since one tree serves every origin, its diameter
 //!   bounds the last delivery hop. Here the hop counts of the copies decide which link a duplicate
 //!   cuts: a later copy over strictly fewer hops becomes the parent (the old parent is pruned); a copy
@@ -59,7 +60,23 @@
 //!   compares the hop counts carried by the copies, so exactly one of them decides, and the tree
 //!   approaches a shortest-hop tree at no cost in payloads (in the 100-node test: diameter about 10
 //!   instead of about 15).
-//! - **New links and the adaptive fanout.** A new link starts *undecided*, not eager (the Plumtree
+//! - **The rooted tree** ([`Config::rooted_tree`], on in mesh-core). A tree shaped by the copies of
+//!   whichever origins published last keeps changing when origins vary (each reshaping costs a PRUNE,
+//!   a GRAFT and a redundant push, and cuts subtrees off for a while), and drifts deep. With
+//!   `rooted_tree`, the eager links are instead one breadth-first tree built like a spanning-tree
+//!   protocol: every node tells its links (TREE frames) the root it follows, the root's sequence
+//!   number, its distance to the root and whether that link is its parent; it takes as parent the link
+//!   offering the lowest root, then the fewest hops, then the lowest id, never a child (split horizon),
+//!   never beyond `hop_limit / 2` hops, never a path whose sequence number lags the newest heard by two
+//!   refreshes (a subtree cut off from the root). The root bumps its sequence number every
+//!   [`Config::tree_refresh_interval`]; a root silent for three intervals is forgotten. The parent and
+//!   the children are eager, every other link lazy; duplicates and GRAFTs repair delivery but no
+//!   longer reshape the tree, which changes only when links do. Any tree path (up to a common
+//!   ancestor, then down) fits under the hop limit.
+//! - **Flooding** ([`Strategy::Flood`], the JavaScript library's dissemination, for comparison): every
+//!   new message is pushed to every link but the one it came from, acknowledged and retried like an
+//!   eager push; no IHAVE, GRAFT or PRUNE.
+//! - **New links and the adaptive fanout** (without `rooted_tree`). A new link starts *undecided*, not eager (the Plumtree
 //!   default). The first message to cross it decides: among the undecided links, a share chosen by the
 //!   JavaScript library's adaptive fanout gets the push and becomes eager, the rest get the
 //!   announcement and become lazy. The share depends on the number of nodes known — the number of
@@ -157,7 +174,7 @@ mod seen;
 pub mod wire;
 
 pub use cache::MessageCache;
-pub use config::Config;
+pub use config::{Config, Strategy};
 pub use identity::{
     Ed25519, Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN, Signer, Verifier, verify,
 };

@@ -9,12 +9,12 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::cache::MessageCache;
-use crate::config::Config;
+use crate::config::{Config, Strategy};
 use crate::identity::{Ed25519, Identity, Signer, Verifier};
 use crate::lazy::LazyQueue;
 use crate::message::{MessageId, signed_bytes};
 use crate::seen::{Seen, SeenCache};
-use crate::wire::{self, Announce, Auth, DecodeError, Frame, Message};
+use crate::wire::{self, Announce, Auth, DecodeError, Frame, Message, TreeAdvert};
 
 /// What the node asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +230,16 @@ enum Mode {
     Lazy,
 }
 
+/// This node's place in the rooted tree ([`Config::rooted_tree`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    root: NodeId,
+    /// The root's sequence number (its clock when it last refreshed) as heard through the parent.
+    seq: u64,
+    distance: u8,
+    parent: Option<NodeId>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Retry {
     retries: u32,
@@ -266,6 +276,15 @@ pub struct Node<S = Identity, V = Ed25519> {
     lazy_flush_at: Option<Instant>,
     outputs: VecDeque<Output>,
     stats: Stats,
+    place: Place,
+    // What each link last told us of its place, and what we last told it (rooted tree only).
+    tree_heard: BTreeMap<NodeId, TreeAdvert>,
+    tree_told: BTreeMap<NodeId, TreeAdvert>,
+    tree_refresh_at: Option<Instant>,
+    // The newest sequence number heard of our root, and since when: a root silent for three refresh
+    // intervals is dead, and its adverts up to that number are ignored from then on.
+    root_fresh: (NodeId, u64, Instant),
+    dead_root: Option<(NodeId, u64)>,
 }
 
 impl<S, V> fmt::Debug for Node<S, V> {
@@ -301,8 +320,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// As [`Node::new`].
     pub fn with_verifier(signer: S, verifier: V, config: Config, seed: u64) -> Self {
         config.check();
+        let id = signer.id();
         Self {
-            id: signer.id(),
+            id,
             signer,
             verifier,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -325,6 +345,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             lazy_flush_at: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
+            place: Place {
+                root: id,
+                seq: 0,
+                distance: 0,
+                parent: None,
+            },
+            tree_heard: BTreeMap::new(),
+            tree_told: BTreeMap::new(),
+            tree_refresh_at: None,
+            root_fresh: (id, 0, Instant::ZERO),
+            dead_root: None,
             config,
         }
     }
@@ -405,7 +436,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.links_refused += 1;
             return;
         }
-        self.links.insert(peer, Mode::Undecided);
+        if self.rooted() {
+            // The tree, not the first message, decides whether the link is eager.
+            self.links.insert(peer, Mode::Lazy);
+            self.update_tree();
+            self.tell_place(peer, false);
+            if self.tree_refresh_at.is_none() {
+                self.tree_refresh_at = Some(self.now + self.config.tree_refresh_interval);
+            }
+        } else {
+            self.links.insert(peer, Mode::Undecided);
+        }
     }
 
     /// The link to `peer` is down. Pushes it had not acknowledged are sent over the remaining links that
@@ -416,6 +457,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             return;
         }
         self.lazy.remove(&peer);
+        self.tree_heard.remove(&peer);
+        self.tree_told.remove(&peer);
+        if self.rooted() {
+            self.update_tree();
+        }
         for missing in self.missing.values_mut() {
             missing.announcers.retain(|p| *p != peer);
         }
@@ -520,7 +566,15 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             Frame::Graft(ids) => self.on_graft(from, ids),
             Frame::Prune => {
                 self.stats.prunes_received += 1;
-                self.links.insert(from, Mode::Lazy);
+                if !self.rooted() {
+                    self.links.insert(from, Mode::Lazy);
+                }
+            }
+            Frame::Tree(advert) => {
+                if self.rooted() {
+                    self.tree_heard.insert(from, advert);
+                    self.update_tree();
+                }
             }
         }
     }
@@ -564,8 +618,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             grafts.entry(peer).or_default().push(id);
         }
         for (peer, ids) in grafts {
-            // Plumtree: the link we pull from joins the tree.
-            self.links.insert(peer, Mode::Eager);
+            // Plumtree: the link we pull from joins the tree (unless the rooted tree decides).
+            if !self.rooted() {
+                self.links.insert(peer, Mode::Eager);
+            }
             for chunk in ids.chunks(self.config.max_ids_per_frame) {
                 self.stats.grafts_sent += 1;
                 self.send_frame(peer, &Frame::Graft(chunk.to_vec()));
@@ -582,6 +638,19 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     self.stats.ihaves_sent += 1;
                     self.send_frame(peer, &Frame::IHave(chunk.to_vec()));
                 }
+            }
+        }
+
+        if self.tree_refresh_at.is_some_and(|at| at <= now) {
+            self.tree_refresh_at = None;
+            if self.rooted() && !self.links.is_empty() {
+                // A root bumps its sequence number, and the new number travels down the tree as every
+                // node re-advertises: this both repeats lost tree frames and shows the root alive.
+                if self.place.parent.is_none() {
+                    self.place.seq = now.as_micros();
+                }
+                self.update_tree();
+                self.tree_refresh_at = Some(now + self.config.tree_refresh_interval);
             }
         }
 
@@ -602,6 +671,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.pending_due.first().map(|&(due, _, _)| due),
             self.missing_due.first().map(|&(due, _)| due),
             self.lazy_flush_at,
+            self.tree_refresh_at,
             self.seen.next_expiry(),
             self.cache.next_expiry(),
         ]
@@ -697,8 +767,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 first_hops: hops,
             },
         );
-        // Plumtree: the link that delivered a message first is a tree edge.
-        self.links.insert(from, Mode::Eager);
+        // Plumtree: the link that delivered a message first is a tree edge (unless the rooted tree
+        // decides, or the node floods).
+        if self.config.strategy == Strategy::Plumtree && !self.config.rooted_tree {
+            self.links.insert(from, Mode::Eager);
+        }
         if let Some(missing) = self.missing.remove(&id) {
             self.missing_due.remove(&(missing.due, id));
         }
@@ -739,7 +812,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// The hop counts compared are those carried by the copies themselves (each side sends its copy once,
     /// with the hops it first had), so two peers never both leave the decision to the other.
     fn on_duplicate(&mut self, from: NodeId, id: MessageId, seen: Seen, sender_hops: u8) {
-        if seen.from == Some(from) {
+        if seen.from == Some(from)
+            || self.config.strategy == Strategy::Flood
+            || self.config.rooted_tree
+        {
+            // A retransmission, or a copy under flooding or on a rooted tree (decided elsewhere):
+            // nothing to cut.
             self.holds(id, from);
             return;
         }
@@ -831,7 +909,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             return;
         }
         self.stats.grafts_received += 1;
-        self.links.insert(from, Mode::Eager);
+        if !self.rooted() {
+            self.links.insert(from, Mode::Eager);
+        }
         for id in ids {
             let Some(frame) = self.cache.frame(&id).map(<[u8]>::to_vec) else {
                 self.stats.graft_misses += 1;
@@ -852,8 +932,13 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let mut eager = Vec::new();
         let mut lazy = Vec::new();
         let mut undecided = Vec::new();
+        let flood = self.config.strategy == Strategy::Flood;
         for (&peer, &mode) in &self.links {
             if Some(peer) == except || holders.contains(&peer) {
+                continue;
+            }
+            if flood {
+                eager.push(peer);
                 continue;
             }
             match mode {
@@ -890,6 +975,115 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         for peer in lazy {
             self.announce(peer, Announce { id, hops });
         }
+    }
+
+    // ---- the rooted tree ----
+
+    fn rooted(&self) -> bool {
+        self.config.rooted_tree && self.config.strategy == Strategy::Plumtree
+    }
+
+    /// Recomputes this node's place from what its links told it, sets the link modes to match (the parent
+    /// and the children eager, the rest lazy), and tells the links whose advertisement changed.
+    fn update_tree(&mut self) {
+        let now = self.now;
+        let refresh = self.config.tree_refresh_interval;
+        // A path whose root sequence number lags the newest heard by more than two refreshes is stale:
+        // it leads through a node cut off from the root (its subtree counts up its distances otherwise).
+        let stale = u64::try_from(refresh.as_micros().saturating_mul(2)).unwrap_or(u64::MAX);
+        let mut best = self.pick_place(stale);
+        if best.parent.is_some() {
+            let (root, seq, since) = self.root_fresh;
+            if root != best.root || best.seq > seq {
+                self.root_fresh = (best.root, best.seq, now);
+            } else if now.saturating_duration_since(since) > refresh * 3 {
+                // The root has been silent too long: forget it, and every path to it.
+                self.dead_root = Some((root, seq.max(best.seq)));
+                best = self.pick_place(stale);
+                self.root_fresh = (best.root, best.seq, now);
+            }
+        }
+        if best.parent.is_none() && self.place.parent.is_some() {
+            // We become a root: number our refreshes from now.
+            best.seq = now.as_micros();
+        }
+        self.place = best;
+        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        for peer in peers {
+            let child = self.tree_heard.get(&peer).is_some_and(|h| h.child);
+            let mode = if child || best.parent == Some(peer) {
+                Mode::Eager
+            } else {
+                Mode::Lazy
+            };
+            self.links.insert(peer, mode);
+            self.tell_place(peer, false);
+        }
+    }
+
+    /// The best place the links offer: the lowest live root, then the fewest hops, then the lowest
+    /// parent id; this node as its own root if none is better.
+    fn pick_place(&self, stale: u64) -> Place {
+        let dead = self.dead_root;
+        let usable = |heard: &TreeAdvert| {
+            !dead.is_some_and(|(root, seq)| heard.root == root && heard.seq <= seq)
+        };
+        let mut best = Place {
+            root: self.id,
+            seq: if self.place.parent.is_none() {
+                self.place.seq
+            } else {
+                self.now.as_micros()
+            },
+            distance: 0,
+            parent: None,
+        };
+        for (peer, heard) in &self.tree_heard {
+            // A child's path to the root runs through us: never take it (split horizon). Distances stop
+            // at half the hop limit: every tree path (up to a common ancestor, then down) then fits
+            // under the hop limit.
+            if heard.child || !self.links.contains_key(peer) || !usable(heard) {
+                continue;
+            }
+            let distance = heard.distance.saturating_add(1);
+            if distance > self.config.hop_limit / 2 {
+                continue;
+            }
+            let newest = self
+                .tree_heard
+                .values()
+                .filter(|h| h.root == heard.root && usable(h))
+                .map(|h| h.seq)
+                .max()
+                .unwrap_or(heard.seq);
+            if heard.seq.saturating_add(stale) < newest {
+                continue;
+            }
+            if (heard.root, distance, Some(*peer)) < (best.root, best.distance, best.parent) {
+                best = Place {
+                    root: heard.root,
+                    seq: heard.seq,
+                    distance,
+                    parent: Some(*peer),
+                };
+            }
+        }
+        best
+    }
+
+    /// Sends `peer` our place if it changed since we last told it (or always, with `again`).
+    fn tell_place(&mut self, peer: NodeId, again: bool) {
+        let advert = TreeAdvert {
+            root: self.place.root,
+            seq: self.place.seq,
+            distance: self.place.distance,
+            child: self.place.parent == Some(peer),
+        };
+        if !again && self.tree_told.get(&peer) == Some(&advert) {
+            return;
+        }
+        self.tree_told.insert(peer, advert);
+        self.send_frame(peer, &Frame::Tree(advert));
     }
 
     /// How many of `undecided` links to push to: the seed README's adaptive fanout over the nodes known

@@ -8,6 +8,7 @@
 //! IHave    = 2 len:varint (id:[u8;20] hops:u8)*
 //! Graft    = 3 len:varint id:[u8;20]*
 //! Prune    = 4
+//! Tree     = 5 root:[u8;20] seq:varint distance:u8 child:bool
 //! Message  = id origin:[u8;20] seq:varint timestamp:varint(µs since the epoch) topic:string
 //!            payload:bytes hops:u8 auth:option(public_key:[u8;32] signature:[u8;64])
 //! ```
@@ -37,6 +38,21 @@ pub enum Frame {
     Graft(Vec<MessageId>),
     /// Stop pushing to me eagerly; announce instead.
     Prune,
+    /// The sender's place in the rooted tree ([`Config::rooted_tree`](crate::Config::rooted_tree)).
+    Tree(TreeAdvert),
+}
+
+/// A node's place in the rooted tree, as told to one link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeAdvert {
+    /// The root the sender follows (the lowest id it knows a path to).
+    pub root: NodeId,
+    /// The root's sequence number (its clock, in µs, when it last refreshed) as the sender heard it.
+    pub seq: u64,
+    /// The sender's hops to that root.
+    pub distance: u8,
+    /// Whether the receiver is the sender's parent (so the sender is its child).
+    pub child: bool,
 }
 
 /// A broadcast message as it travels.
@@ -171,6 +187,12 @@ mod tests {
             Frame::Graft(vec![id, id]),
             Frame::Graft(vec![]),
             Frame::Prune,
+            Frame::Tree(TreeAdvert {
+                root: NodeId::hash(b"root"),
+                seq: 1_700_000_000_000_000,
+                distance: 3,
+                child: true,
+            }),
         ] {
             let bytes = encode(&frame);
             assert_eq!(bytes[0], VERSION);

@@ -176,8 +176,15 @@ pub enum Event {
         /// Up to `lookup_k` peers closest to the target that the answers named, closest first; the
         /// lookup of an existing node succeeded when `peers[0] == target`.
         peers: Vec<NodeId>,
-        /// Rounds of probes sent (0 when the target was a link or a link's neighbor).
+        /// Rounds of probes sent (0 when the target was a link or a link's neighbor). A round is one
+        /// wave of up to `lookup_parallelism` probes, each a routed message of several link traversals:
+        /// see `hops`.
         rounds: u32,
+        /// Link traversals on the lookup's critical path: per round, the probe and the answer that
+        /// ended it (the answer naming the target in the last round, the last answer otherwise),
+        /// summed over rounds; a server relay counts as one. Rounds that ended with no answer add
+        /// nothing. 0 when no probe was needed.
+        hops: u32,
         /// Probes sent.
         requests: u32,
     },

@@ -182,7 +182,13 @@ pub enum Payload {
     /// Lookup probe: "send me the contacts you know closest to the envelope's `lookup` target".
     FindNode,
     /// Answer to the probe with the envelope's `id`: the closest contacts known to the answerer.
-    Nodes(Vec<NodeId>),
+    Nodes {
+        /// Link traversals the probe made to reach the answerer (a server relay counts as one), so
+        /// that the origin can report a lookup's link traversals, not only its rounds.
+        probe_hops: u32,
+        /// The closest contacts known to the answerer, at most `lookup_k`.
+        nodes: Vec<NodeId>,
+    },
 }
 
 impl Payload {

@@ -136,6 +136,7 @@ pub mod frame;
 mod node;
 mod peer_book;
 mod route;
+mod signature;
 
 pub use config::Config;
 pub use event::{
@@ -144,3 +145,4 @@ pub use event::{
 };
 pub use kademlia_core::{Instant, NodeId};
 pub use node::Node;
+pub use signature::SignatureCheck;

@@ -11,7 +11,6 @@ use rand::RngExt as _;
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 
-use crate::Config;
 use crate::event::{
     DirectFailure, DirectId, DisconnectReason, Error, Event, HelloError, MessageRef, Output,
     QueryId, ServerInput, Stats,
@@ -21,6 +20,7 @@ use crate::frame::{
 };
 use crate::peer_book::{Backoff, PeerBook};
 use crate::route;
+use crate::{Config, SignatureCheck};
 
 /// Room a routed envelope and its payload header take around application data.
 const ROUTED_OVERHEAD: usize = 1024;
@@ -93,6 +93,10 @@ struct Lookup {
     found: BTreeSet<(kademlia_core::Distance, NodeId)>,
     /// Ids already probed toward (as `dst`).
     probed: BTreeSet<NodeId>,
+    /// Link traversals of the rounds before this one (see [`Event::LookupFinished`]'s `hops`).
+    hops: u32,
+    /// Link traversals (probe and answer) of the last answer of this round.
+    round_hops: u32,
 }
 
 /// A p2pmesh node: link selection, framing, the hello handshake, routing over the partial mesh, and the
@@ -105,7 +109,7 @@ pub struct Node {
     local: NodeId,
     rng: ChaCha8Rng,
     kad: kademlia_core::Node,
-    gossip: gossip_core::Node,
+    gossip: gossip_core::Node<Identity, SignatureCheck>,
     links: BTreeMap<NodeId, Link>,
     book: PeerBook,
     backoff: Backoff,
@@ -133,13 +137,28 @@ impl Node {
     /// # Panics
     /// If `config` is inconsistent (see the fields of [`Config`]), or the composed cores refuse theirs.
     pub fn new(secret_key: [u8; 32], config: Config, seed: u64) -> Node {
+        Node::with_signature_check(secret_key, config, seed, SignatureCheck::default())
+    }
+
+    /// [`Node::new`] with broadcast-message signatures checked by `check` (see [`SignatureCheck`]: for
+    /// simulators, which may memoize the check across the nodes of one process).
+    ///
+    /// # Panics
+    /// As [`Node::new`].
+    pub fn with_signature_check(
+        secret_key: [u8; 32],
+        config: Config,
+        seed: u64,
+        check: SignatureCheck,
+    ) -> Node {
         config.check();
         let identity = Identity::from_secret_bytes(&secret_key);
         let local = identity.id();
         let kad =
             kademlia_core::Node::new(local, config.kademlia.clone(), seed ^ 0x6b61_645f_6b61_6400);
-        let gossip = gossip_core::Node::new(
+        let gossip = gossip_core::Node::with_verifier(
             identity.clone(),
+            check,
             config.gossip.clone(),
             seed ^ 0x676f_7373_6970_0000,
         );
@@ -219,7 +238,7 @@ impl Node {
     }
 
     /// The composed gossip node.
-    pub fn gossip(&self) -> &gossip_core::Node {
+    pub fn gossip(&self) -> &gossip_core::Node<Identity, SignatureCheck> {
         &self.gossip
     }
 
@@ -351,6 +370,7 @@ impl Node {
                 peers,
                 rounds: 0,
                 requests: 0,
+                hops: 0,
             }));
             return QueryId(id);
         }
@@ -364,6 +384,8 @@ impl Node {
                 outstanding: BTreeSet::new(),
                 found: BTreeSet::new(),
                 probed: BTreeSet::new(),
+                hops: 0,
+                round_hops: 0,
             },
         );
         self.lookup_round(now, id);
@@ -1280,7 +1302,9 @@ impl Node {
                 let target = r.lookup.unwrap_or(r.dst);
                 self.answer_probe(now, &r, target, via_server);
             }
-            Payload::Nodes(nodes) => self.on_nodes(now, r.id, r.src, nodes),
+            Payload::Nodes { probe_hops, nodes } => {
+                self.on_nodes(now, r.id, r.src, nodes, probe_hops.saturating_add(hops));
+            }
         }
     }
 
@@ -1444,7 +1468,14 @@ impl Node {
         }
         self.stats.probes_answered += 1;
         let nodes = self.closest_known(&target, self.config.lookup_k);
-        self.reply(now, r, r.id, &Payload::Nodes(nodes), via_server);
+        let probe_hops = r.hops() + u32::from(via_server);
+        self.reply(
+            now,
+            r,
+            r.id,
+            &Payload::Nodes { probe_hops, nodes },
+            via_server,
+        );
     }
 
     fn lookup_round(&mut self, now: Instant, id: u64) {
@@ -1452,6 +1483,7 @@ impl Node {
             return;
         };
         l.round += 1;
+        l.hops = l.hops.saturating_add(core::mem::take(&mut l.round_hops));
         l.deadline = now + self.config.lookup_round_timeout;
         let target = l.target;
         let last_round = l.round >= self.config.lookup_max_rounds;
@@ -1492,7 +1524,7 @@ impl Node {
         }
     }
 
-    fn on_nodes(&mut self, now: Instant, probe: u64, from: NodeId, nodes: Vec<NodeId>) {
+    fn on_nodes(&mut self, now: Instant, probe: u64, from: NodeId, nodes: Vec<NodeId>, hops: u32) {
         let Some(id) = self.probes.remove(&probe) else {
             return;
         };
@@ -1501,6 +1533,7 @@ impl Node {
             return;
         };
         l.outstanding.remove(&probe);
+        l.round_hops = hops;
         let target = l.target;
         for p in nodes.into_iter().take(k).chain(core::iter::once(from)) {
             l.found.insert((p.distance(&target), p));
@@ -1544,6 +1577,7 @@ impl Node {
             peers: l.found.into_iter().map(|e| e.1).collect(),
             rounds: l.round,
             requests: l.requests,
+            hops: l.hops.saturating_add(l.round_hops),
         }));
     }
 

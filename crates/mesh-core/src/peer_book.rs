@@ -89,15 +89,25 @@ impl PeerBook {
         n: usize,
         mut skip: impl FnMut(&NodeId) -> bool,
     ) -> Vec<NodeId> {
-        let mut all: Vec<NodeId> = self
+        // Distances computed once (not per comparison) and `skip` asked only until `n` are found: this
+        // runs every maintenance tick on every node. Distinct ids have distinct distances, so the
+        // unstable sort gives the one order there is.
+        let mut all: Vec<(kademlia_core::Distance, NodeId)> = self
             .buckets
             .values()
-            .flat_map(|b| b.iter().map(|(p, _)| *p))
-            .filter(|p| !skip(p))
+            .flat_map(|b| b.iter().map(|(p, _)| (p.distance(target), *p)))
             .collect();
-        all.sort_by_key(|p| p.distance(target));
-        all.truncate(n);
-        all
+        all.sort_unstable();
+        let mut out = Vec::with_capacity(n.min(all.len()));
+        for (_, p) in all {
+            if out.len() >= n {
+                break;
+            }
+            if !skip(&p) {
+                out.push(p);
+            }
+        }
+        out
     }
 
     /// A random known peer, drawn bucket-uniformly (so its distance follows the harmonic distribution of

@@ -10,15 +10,28 @@ use kademlia_core::{Distance, NodeId};
 pub type LinkView<'a> = (NodeId, &'a [NodeId], &'a [NodeId]);
 
 /// How good `link` is as the next hop toward `dst`: the distance to `dst` of the link itself or of the
-/// best unvisited node within two more hops behind it.
-fn score(me: &NodeId, dst: &NodeId, link: &LinkView<'_>, visited: &[NodeId]) -> Distance {
+/// best unvisited node within two more hops behind it. `excluded` is sorted: this node and the visited.
+fn score(dst: &NodeId, link: &LinkView<'_>, excluded: &[NodeId]) -> Distance {
     let mut best = link.0.distance(dst);
     for n in link.1.iter().chain(link.2) {
-        if n != me && !visited.contains(n) {
-            best = best.min(n.distance(dst));
+        let d = n.distance(dst);
+        // The cheap comparison first: most candidates are not better than the best so far.
+        if d < best && excluded.binary_search(n).is_err() {
+            best = d;
         }
     }
     best
+}
+
+/// `me` and `visited`, sorted and deduplicated, for [`score`]'s binary searches (every routed message
+/// scores ~5 links × ~30 candidates against a path of up to `hop_limit` nodes).
+fn excluded(me: &NodeId, visited: &[NodeId]) -> Vec<NodeId> {
+    let mut out = Vec::with_capacity(visited.len() + 1);
+    out.extend_from_slice(visited);
+    out.push(*me);
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Links ranked as next hops toward `dst`, best first, skipping visited ones: the link to `dst` itself,
@@ -29,10 +42,11 @@ pub fn ranked(
     links: &[LinkView<'_>],
     visited: &[NodeId],
 ) -> Vec<NodeId> {
+    let excluded = excluded(me, visited);
     let mut scored: Vec<(Distance, NodeId)> = links
         .iter()
         .filter(|l| !visited.contains(&l.0))
-        .map(|l| (score(me, dst, l, visited), l.0))
+        .map(|l| (score(dst, l, &excluded), l.0))
         .collect();
     scored.sort();
     scored.into_iter().map(|(_, id)| id).collect()
@@ -52,10 +66,11 @@ pub fn next_hop(
     if links.iter().any(|l| l.0 == *dst) {
         return Some(*dst);
     }
+    let excluded = excluded(me, visited);
     links
         .iter()
         .filter(|l| !visited.contains(&l.0))
-        .map(|l| (score(me, dst, l, visited), l.0))
+        .map(|l| (score(dst, l, &excluded), l.0))
         .min()
         .map(|(_, id)| id)
 }

@@ -95,6 +95,8 @@ pub enum Event {
         peers: Vec<NodeId>,
         /// Rounds of requests the lookup took.
         rounds: u32,
+        /// Link traversals on the lookup's critical path (probes and answers).
+        hops: u32,
     },
     /// A direct message could not be delivered.
     DirectFailed {

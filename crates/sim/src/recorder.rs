@@ -64,6 +64,8 @@ pub struct LookupRecord {
     pub started: Instant,
     /// End, with rounds and whether the lookup found the target.
     pub finished: Option<(Instant, u32, bool)>,
+    /// Link traversals on the lookup's critical path, when the protocol reports them (`find_node`).
+    pub links: Option<u32>,
 }
 
 /// One direct message.
@@ -149,10 +151,19 @@ impl Recorder {
 
     /// A probe lookup finished at `slot`; it succeeded when the target is the closest peer found
     /// (mesh-core's rule).
-    pub fn on_probe(&mut self, now: Instant, slot: u32, query: u64, peers: &[NodeId], rounds: u32) {
+    pub fn on_probe(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        query: u64,
+        peers: &[NodeId],
+        rounds: u32,
+        links: u32,
+    ) {
         if let Some(rec) = find_open(&mut self.probes, slot, query) {
             let found = peers.first() == Some(&rec.target);
             rec.finished = Some((now, rounds, found));
+            rec.links = Some(links);
         }
     }
 

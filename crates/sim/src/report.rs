@@ -1,4 +1,19 @@
 //! What a scenario returns: its measurements, a human table and one JSON object.
+//!
+//! # Lookup figures: what is measured
+//!
+//! - `lookup_*` are the lookup users get, mesh-core's `Node::find_node` (recursive: probes routed toward
+//!   the target, answered by the first node on the way that knows it). `lookup_success`: lookups whose
+//!   closest peer found is the target, over lookups started. `lookup_hops_p50/p99`: **rounds**, one
+//!   round being one wave of up to `lookup_parallelism` (3) probes and the answers to it (0 when the
+//!   target was a link or a link's link). A round is not a hop: `lookup_links_p50/p99` are the **link
+//!   traversals** on the lookup's critical path (per round, the probe and the answer that ended it,
+//!   summed; a server relay counts as one). `lookup_ms_p50/p99`: start to `LookupFinished`, virtual ms.
+//! - `kad_lookup_*` (extra keys) are kademlia-core's iterative lookup (`Node::dht_find_node`, the lookup
+//!   under `get_value`/`put_value`) with its RPCs carried over links or routed over the mesh:
+//!   `kad_lookup_success` counts lookups whose closest answering nodes include the target;
+//!   `kad_lookup_hops_*` are kademlia-core's rounds; `kad_lookup_ms_*` its duration.
+//! - `direct_hops_*` are link traversals of a routed direct message (+1 for a server relay).
 
 use serde_json::{Map, Value, json};
 
@@ -23,26 +38,30 @@ pub struct Report {
     pub latency_ms_p50: Option<f64>,
     /// Publish-to-delivery latency, 99th percentile.
     pub latency_ms_p99: Option<f64>,
-    /// Lookups that found their target, over lookups started.
+    /// `find_node` lookups that found their target, over lookups started (see the module docs).
     pub lookup_success: Option<f64>,
-    /// Rounds a lookup took, median.
+    /// Rounds (probe waves) a `find_node` lookup took, median. Not link traversals: see `lookup_links_*`.
     pub lookup_hops_p50: Option<f64>,
-    /// Rounds a lookup took, 99th percentile.
+    /// Rounds a `find_node` lookup took, 99th percentile.
     pub lookup_hops_p99: Option<f64>,
-    /// Lookup duration, median, ms of virtual time.
+    /// `find_node` duration, median, ms of virtual time.
     pub lookup_ms_p50: Option<f64>,
-    /// Lookup duration, 99th percentile.
+    /// `find_node` duration, 99th percentile.
     pub lookup_ms_p99: Option<f64>,
-    /// mesh-core's routed probe lookups (`find_node`) that found their target (extra key).
-    pub probe_success: Option<f64>,
-    /// Probe rounds, median (extra key).
-    pub probe_hops_p50: Option<f64>,
-    /// Probe rounds, 99th percentile (extra key).
-    pub probe_hops_p99: Option<f64>,
-    /// Probe duration, median, ms (extra key).
-    pub probe_ms_p50: Option<f64>,
-    /// Probe duration, 99th percentile, ms (extra key).
-    pub probe_ms_p99: Option<f64>,
+    /// Link traversals on a finished `find_node`'s critical path (probes and answers), median.
+    pub lookup_links_p50: Option<f64>,
+    /// Link traversals on a finished `find_node`'s critical path, 99th percentile.
+    pub lookup_links_p99: Option<f64>,
+    /// kademlia-core's iterative lookups (`dht_find_node`) that found their target (extra key).
+    pub kad_lookup_success: Option<f64>,
+    /// kademlia-core's rounds of a `dht_find_node`, median (extra key).
+    pub kad_lookup_hops_p50: Option<f64>,
+    /// kademlia-core's rounds of a `dht_find_node`, 99th percentile (extra key).
+    pub kad_lookup_hops_p99: Option<f64>,
+    /// `dht_find_node` duration, median, ms (extra key).
+    pub kad_lookup_ms_p50: Option<f64>,
+    /// `dht_find_node` duration, 99th percentile, ms (extra key).
+    pub kad_lookup_ms_p99: Option<f64>,
     /// Direct messages delivered, over messages sent.
     pub direct_delivery_ratio: Option<f64>,
     /// Link traversals of a delivered direct message, median.
@@ -79,11 +98,13 @@ impl Report {
             lookup_hops_p99: None,
             lookup_ms_p50: None,
             lookup_ms_p99: None,
-            probe_success: None,
-            probe_hops_p50: None,
-            probe_hops_p99: None,
-            probe_ms_p50: None,
-            probe_ms_p99: None,
+            lookup_links_p50: None,
+            lookup_links_p99: None,
+            kad_lookup_success: None,
+            kad_lookup_hops_p50: None,
+            kad_lookup_hops_p99: None,
+            kad_lookup_ms_p50: None,
+            kad_lookup_ms_p99: None,
             direct_delivery_ratio: None,
             direct_hops_p50: None,
             direct_hops_p99: None,
@@ -136,12 +157,21 @@ impl Report {
         m.insert("components".into(), json!(self.components));
         m.insert("wall_s".into(), json!(round4(self.wall_s)));
         m.insert("peak_rss_mb".into(), json!(self.peak_rss_mb));
-        // Extra keys: mesh-core's routed probe lookups (not the Kademlia lookup figures above).
-        m.insert("probe_success".into(), json!(self.probe_success));
-        m.insert("probe_hops_p50".into(), json!(self.probe_hops_p50));
-        m.insert("probe_hops_p99".into(), json!(self.probe_hops_p99));
-        m.insert("probe_ms_p50".into(), json!(self.probe_ms_p50));
-        m.insert("probe_ms_p99".into(), json!(self.probe_ms_p99));
+        // Extra keys: the link traversals of `find_node` (whose rounds are `lookup_hops_*`), and
+        // kademlia-core's iterative lookup over the mesh (`dht_find_node`). See the module docs.
+        m.insert("lookup_links_p50".into(), json!(self.lookup_links_p50));
+        m.insert("lookup_links_p99".into(), json!(self.lookup_links_p99));
+        m.insert("kad_lookup_success".into(), json!(self.kad_lookup_success));
+        m.insert(
+            "kad_lookup_hops_p50".into(),
+            json!(self.kad_lookup_hops_p50),
+        );
+        m.insert(
+            "kad_lookup_hops_p99".into(),
+            json!(self.kad_lookup_hops_p99),
+        );
+        m.insert("kad_lookup_ms_p50".into(), json!(self.kad_lookup_ms_p50));
+        m.insert("kad_lookup_ms_p99".into(), json!(self.kad_lookup_ms_p99));
         Value::Object(m)
     }
 
@@ -171,14 +201,18 @@ impl Report {
                 "lookup_ms p50 / p99",
                 pair(self.lookup_ms_p50, self.lookup_ms_p99),
             ),
-            ("probe_success", opt(&self.probe_success)),
             (
-                "probe_hops p50 / p99",
-                pair(self.probe_hops_p50, self.probe_hops_p99),
+                "lookup_links p50 / p99",
+                pair(self.lookup_links_p50, self.lookup_links_p99),
+            ),
+            ("kad_lookup_success", opt(&self.kad_lookup_success)),
+            (
+                "kad_lookup_hops p50 / p99",
+                pair(self.kad_lookup_hops_p50, self.kad_lookup_hops_p99),
             ),
             (
-                "probe_ms p50 / p99",
-                pair(self.probe_ms_p50, self.probe_ms_p99),
+                "kad_lookup_ms p50 / p99",
+                pair(self.kad_lookup_ms_p50, self.kad_lookup_ms_p99),
             ),
             ("direct_delivery_ratio", opt(&self.direct_delivery_ratio)),
             (
@@ -287,15 +321,17 @@ mod tests {
             "components",
             "wall_s",
             "peak_rss_mb",
-            "probe_success",
-            "probe_hops_p50",
-            "probe_hops_p99",
-            "probe_ms_p50",
-            "probe_ms_p99",
+            "lookup_links_p50",
+            "lookup_links_p99",
+            "kad_lookup_success",
+            "kad_lookup_hops_p50",
+            "kad_lookup_hops_p99",
+            "kad_lookup_ms_p50",
+            "kad_lookup_ms_p99",
         ] {
             assert!(obj.contains_key(key), "{key}");
         }
-        assert_eq!(obj.len(), 25);
+        assert_eq!(obj.len(), 27);
         assert!(obj["rmr"].is_null());
     }
 }

@@ -491,6 +491,7 @@ impl<P: Protocol> Simulation<P> {
             query,
             started: now,
             finished: None,
+            links: None,
         };
         if dht {
             self.recorder.lookups.push(record);
@@ -797,8 +798,13 @@ impl<P: Protocol> Simulation<P> {
                 closest,
                 rounds,
             } => self.recorder.on_dht_lookup(now, slot, id, &closest, rounds),
-            Event::LookupFinished { id, peers, rounds } => {
-                self.recorder.on_probe(now, slot, id, &peers, rounds);
+            Event::LookupFinished {
+                id,
+                peers,
+                rounds,
+                hops,
+            } => {
+                self.recorder.on_probe(now, slot, id, &peers, rounds, hops);
             }
             Event::DirectFailed { id } => self.recorder.on_direct_failed(slot, id),
             Event::PeerConnected { .. } | Event::Other => {}

@@ -1,6 +1,6 @@
-//! 1,000 nodes, 10% crashing without notice after the mesh settles: every Kademlia lookup (`dht_find_node`)
-//! of a live node finds it in few rounds, and every direct message to a node without a link is routed to
-//! it in few hops.
+//! 1,000 nodes, 10% crashing without notice after the mesh settles: every lookup (`find_node`, the
+//! lookup users call; `lookup_*`) of a live node finds it in few rounds and within the time, and
+//! every direct message to a node without a link is routed to it in few hops.
 
 mod common;
 
@@ -21,6 +21,14 @@ fn lookups_and_routed_messages_reach_every_live_node() {
     assert!(
         common::at_most(report.lookup_hops_p99, 6.0),
         "lookup hops p99: {context}"
+    );
+    assert!(
+        common::at_most(report.lookup_ms_p50, 500.0),
+        "lookup ms p50: {context}"
+    );
+    assert!(
+        common::at_most(report.lookup_ms_p99, 2000.0),
+        "lookup ms p99: {context}"
     );
     assert_eq!(
         report.direct_delivery_ratio,
