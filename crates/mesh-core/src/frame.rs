@@ -124,7 +124,10 @@ pub struct Routed {
     pub route: Vec<NodeId>,
     /// The origin's ed25519 public key; its SHA-1 must be `src`.
     pub key: [u8; 32],
-    /// ed25519 signature over [`Routed::signed_bytes`].
+    /// ed25519 signature over [`Routed::signed_bytes`], or empty: a `Data` or `Ack` the origin sends
+    /// straight over the verified link to `dst` (the link authenticates it; never forwarded, never
+    /// through the server). The receiver accepts an empty one only from that link's peer with path
+    /// `[src]`; see `Node::deliver`.
     pub signature: Vec<u8>,
     /// Postcard of a [`Payload`].
     pub body: Vec<u8>,
@@ -345,7 +348,9 @@ impl Frame {
             Kind::Gossip => Frame::Gossip(rest.to_vec()),
             Kind::Direct | Kind::Signal => {
                 let r: Routed = body(rest)?;
-                if r.signature.len() != 64
+                // Empty: unsigned, accepted by the node only straight over the verified link from
+                // its origin (see `Routed::signature`).
+                if !(r.signature.is_empty() || r.signature.len() == 64)
                     || r.path.len() > usize::from(u8::MAX) + 1
                     || r.route.len() > usize::from(u8::MAX) + 1
                 {

@@ -449,7 +449,7 @@ impl Node {
             ServerInput::Relayed { from, payload } => match Frame::decode(&payload) {
                 Ok(Frame::Routed(mut r)) if r.dst == self.local && r.path.last() == Some(&from) => {
                     r.path.push(self.local);
-                    self.deliver(now, r, true);
+                    self.deliver(now, r, None);
                 }
                 Ok(_) => self.stats.dropped_unexpected += 1,
                 Err(_) => self.stats.dropped_malformed += 1,
@@ -647,7 +647,7 @@ impl Node {
                 }
                 r.hops_left = r.hops_left.min(self.config.hop_limit);
                 r.path.push(self.local);
-                self.deliver(now, r, false);
+                self.deliver(now, r, Some(peer));
             }
             Frame::Chunk(c) => {
                 if !allow_chunk {
@@ -1080,8 +1080,9 @@ impl Node {
         id
     }
 
-    /// Signs and sends a routed message from us. `attempt` picks the first hop among the ranked links
-    /// (0 = best); `via_server` sends it through the signaling server at once.
+    /// Sends a routed message from us, signed unless it may go out unsigned (see [`Node::seal`]).
+    /// `attempt` picks the first hop among the ranked links (0 = best); `via_server` sends it through
+    /// the signaling server at once.
     #[allow(clippy::too_many_arguments)]
     fn originate(
         &mut self,
@@ -1096,14 +1097,7 @@ impl Node {
         let Ok(body) = postcard::to_allocvec(payload) else {
             return;
         };
-        let signature = self.identity.sign(&Routed::signed_bytes(
-            &self.local,
-            &dst,
-            id,
-            lookup.as_ref(),
-            &body,
-        ));
-        let r = Routed {
+        let mut r = Routed {
             src: self.local,
             dst,
             id,
@@ -1112,9 +1106,12 @@ impl Node {
             path: alloc::vec![self.local],
             route: Vec::new(),
             key: self.identity.public_key(),
-            signature: signature.to_vec(),
+            signature: Vec::new(),
             body,
         };
+        if !may_go_unsigned(payload) {
+            self.seal(&mut r);
+        }
         self.send_routed(now, r, attempt, via_server);
     }
 
@@ -1131,14 +1128,11 @@ impl Node {
             return;
         };
         let dst = request.src;
-        let signature =
-            self.identity
-                .sign(&Routed::signed_bytes(&self.local, &dst, id, None, &body));
         let mut back = route::simple_path(&request.path);
         back.reverse();
         // back[0] is us.
         let route_rest: Vec<NodeId> = back.into_iter().skip(1).collect();
-        let r = Routed {
+        let mut r = Routed {
             src: self.local,
             dst,
             id,
@@ -1147,10 +1141,36 @@ impl Node {
             path: alloc::vec![self.local],
             route: route_rest,
             key: self.identity.public_key(),
-            signature: signature.to_vec(),
+            signature: Vec::new(),
             body,
         };
+        if !may_go_unsigned(payload) {
+            self.seal(&mut r);
+        }
         self.send_routed(now, r, 0, via_server);
+    }
+
+    /// Signs our own routed message `r` if it is still unsigned.
+    ///
+    /// A `Data` or `Ack` envelope stays unsigned only while it may leave unsigned: from us, straight
+    /// over the verified link to its destination (whose hello bound the key to both DTLS
+    /// fingerprints, so the link itself authenticates us). [`Node::send_routed`] and
+    /// [`Node::via_server`] call this for every other first hop (another link, the server), so an
+    /// unsigned envelope is never forwarded; the receiver enforces the same rule in
+    /// [`Node::deliver`].
+    fn seal(&self, r: &mut Routed) {
+        if r.src == self.local && r.signature.is_empty() {
+            r.signature = self
+                .identity
+                .sign(&Routed::signed_bytes(
+                    &r.src,
+                    &r.dst,
+                    r.id,
+                    r.lookup.as_ref(),
+                    &r.body,
+                ))
+                .to_vec();
+        }
     }
 
     fn up_views(&self) -> Vec<route::LinkView<'_>> {
@@ -1205,6 +1225,10 @@ impl Node {
         match next {
             Some(p) => {
                 r.hops_left -= 1;
+                let direct = p == r.dst && r.path.len() == 1;
+                if !direct {
+                    self.seal(&mut r);
+                }
                 if r.src != self.local {
                     self.stats.routed_forwarded += 1;
                 }
@@ -1223,19 +1247,23 @@ impl Node {
         }
     }
 
-    fn via_server(&mut self, r: Routed) {
+    fn via_server(&mut self, mut r: Routed) {
         if !self.config.server_fallback || r.dst == self.local {
             self.stats.dropped_no_route += 1;
             return;
         }
+        // Through the server: always signed.
+        self.seal(&mut r);
         self.stats.server_fallbacks += 1;
         let to = r.dst;
         let payload = Frame::Routed(r).encode();
         self.emit(Output::Signal { to, payload });
     }
 
-    /// A routed message reached us (its path ends with us).
-    fn deliver(&mut self, now: Instant, r: Routed, via_server: bool) {
+    /// A routed message reached us (its path ends with us), over the verified link to `link` or,
+    /// when `None`, through the server.
+    fn deliver(&mut self, now: Instant, r: Routed, link: Option<NodeId>) {
+        let via_server = link.is_none();
         for p in r.path.iter().rev().take(4) {
             if *p != self.local {
                 self.learn(now, *p);
@@ -1249,13 +1277,26 @@ impl Node {
             }
             return self.send_routed(now, r, 0, false);
         }
-        // Ours: check the signature once, here.
+        // Ours: check the signature once, here. An unsigned envelope is accepted only straight from
+        // its origin over the verified link to it (the link authenticates the origin): src is the
+        // link's peer, the path is exactly [src, us] (no forwarding), not through the server, and only
+        // for a `Data` or `Ack`. Anything else unsigned fails as a bad signature.
+        let unsigned_ok = r.signature.is_empty()
+            && link.is_some_and(|peer| {
+                peer == r.src
+                    && self
+                        .links
+                        .get(&peer)
+                        .is_some_and(|l| l.state == LinkState::Up)
+            })
+            && r.path.as_slice() == [r.src, self.local];
         if NodeId::from_public_key(&r.key) != r.src
-            || !verify(
-                &r.key,
-                &Routed::signed_bytes(&r.src, &r.dst, r.id, r.lookup.as_ref(), &r.body),
-                &r.signature,
-            )
+            || !(unsigned_ok
+                || verify(
+                    &r.key,
+                    &Routed::signed_bytes(&r.src, &r.dst, r.id, r.lookup.as_ref(), &r.body),
+                    &r.signature,
+                ))
         {
             self.stats.dropped_bad_signature += 1;
             return;
@@ -1267,6 +1308,10 @@ impl Node {
                 return;
             }
         };
+        if r.signature.is_empty() && !may_go_unsigned(&payload) {
+            self.stats.dropped_bad_signature += 1;
+            return;
+        }
         self.stats.routed_delivered += 1;
         let hops = r.hops() + u32::from(via_server);
         match payload {
@@ -1777,6 +1822,12 @@ impl Node {
 }
 
 /// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`.
+/// Payloads whose envelope may travel unsigned straight over the verified link to its destination
+/// (see [`Node::seal`] and [`Node::deliver`]).
+fn may_go_unsigned(payload: &Payload) -> bool {
+    matches!(payload, Payload::Data(_) | Payload::Ack)
+}
+
 fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     let Ok(sig) = <[u8; 64]>::try_from(signature) else {
         return false;
@@ -1969,6 +2020,185 @@ mod tests {
                 .any(|o| matches!(o, Output::Event(Event::Message { .. })))
         );
         assert_eq!(n.stats().dropped_bad_signature, 1);
+    }
+
+    /// A routed envelope from `from` to `dst` with this `path`, signed or not.
+    fn envelope(
+        from: &Identity,
+        dst: NodeId,
+        payload: &Payload,
+        path: Vec<NodeId>,
+        signed: bool,
+    ) -> Routed {
+        let body = postcard::to_allocvec(payload).unwrap_or_default();
+        let signature = if signed {
+            from.sign(&Routed::signed_bytes(&from.id(), &dst, 1, None, &body))
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        Routed {
+            src: from.id(),
+            dst,
+            id: 1,
+            lookup: None,
+            hops_left: 8,
+            path,
+            route: Vec::new(),
+            key: from.public_key(),
+            signature,
+            body,
+        }
+    }
+
+    fn messages(out: &[Output]) -> usize {
+        out.iter()
+            .filter(|o| matches!(o, Output::Event(Event::Message { .. })))
+            .count()
+    }
+
+    /// The routed envelopes transmitted on the link to `peer` (unchunked frames only).
+    fn transmitted(out: &[Output], peer: NodeId) -> Vec<Routed> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Transmit { link, bytes } if *link == peer => match Frame::decode(bytes) {
+                    Ok(Frame::Routed(r)) => Some(r),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unsigned_message_straight_from_a_link_neighbour_is_delivered() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        connect(&mut n, &p, now);
+        let r = envelope(
+            &p,
+            n.local_id(),
+            &Payload::Data(b"x".to_vec()),
+            alloc::vec![p.id()],
+            false,
+        );
+        n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+        let out = drain(&mut n);
+        assert_eq!(messages(&out), 1);
+        assert_eq!(n.stats().dropped_bad_signature, 0);
+        // The ack goes straight back over the link, unsigned too.
+        let acks = transmitted(&out, p.id());
+        assert_eq!(acks.len(), 1);
+        assert!(acks[0].signature.is_empty());
+        assert_eq!(acks[0].path, alloc::vec![n.local_id()]);
+        assert_eq!(
+            postcard::from_bytes::<Payload>(&acks[0].body),
+            Ok(Payload::Ack)
+        );
+    }
+
+    #[test]
+    fn unsigned_routed_messages_not_straight_from_a_link_neighbour_are_dropped() {
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        let q = identity(2);
+        let data = Payload::Data(b"x".to_vec());
+        let mut n = node();
+        let me = n.local_id();
+        connect(&mut n, &p, now);
+        let cases: [Routed; 5] = [
+            // src is not the link's peer (claims to come straight from q).
+            envelope(&q, me, &data, alloc::vec![p.id()], false),
+            // forwarded by the neighbour: the path is longer than [src].
+            envelope(&q, me, &data, alloc::vec![q.id(), p.id()], false),
+            envelope(&p, me, &data, alloc::vec![q.id(), p.id()], false),
+            // straight from the neighbour, but a payload that must be signed.
+            envelope(&p, me, &Payload::LinkRequest, alloc::vec![p.id()], false),
+            envelope(
+                &p,
+                me,
+                &Payload::Kad(b"k".to_vec()),
+                alloc::vec![p.id()],
+                false,
+            ),
+        ];
+        for (i, r) in cases.into_iter().enumerate() {
+            n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+            let out = drain(&mut n);
+            assert_eq!(messages(&out), 0, "case {i}");
+            assert_eq!(n.stats().dropped_bad_signature, i as u64 + 1, "case {i}");
+        }
+        // Through the server, even from the link's own peer with path [src].
+        let r = envelope(&p, me, &data, alloc::vec![p.id()], false);
+        n.handle_server(
+            now,
+            ServerInput::Relayed {
+                from: p.id(),
+                payload: Frame::Routed(r).encode(),
+            },
+        );
+        let out = drain(&mut n);
+        assert_eq!(messages(&out), 0);
+        assert_eq!(n.stats().dropped_bad_signature, 6);
+    }
+
+    #[test]
+    fn routed_messages_to_non_neighbours_stay_signed() {
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        let q = identity(2);
+        let mut n = node();
+        let me = n.local_id();
+        connect(&mut n, &p, now);
+        // A signed message from a non-neighbour, forwarded by p, is delivered.
+        let r = envelope(
+            &q,
+            me,
+            &Payload::Data(b"x".to_vec()),
+            alloc::vec![q.id(), p.id()],
+            true,
+        );
+        n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+        let out = drain(&mut n);
+        assert_eq!(messages(&out), 1);
+        assert_eq!(n.stats().dropped_bad_signature, 0);
+        // Its ack leaves through p toward q: signed.
+        let acks = transmitted(&out, p.id());
+        assert_eq!(acks.len(), 1);
+        let a = &acks[0];
+        assert!(verify(
+            &a.key,
+            &Routed::signed_bytes(&a.src, &a.dst, a.id, None, &a.body),
+            &a.signature
+        ));
+        // Our own send: straight to the neighbour unsigned, toward a non-neighbour signed.
+        let Ok(_) = n.send(now, p.id(), b"to p".to_vec()) else {
+            panic!("send to p");
+        };
+        let sent = transmitted(&drain(&mut n), p.id());
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].signature.is_empty());
+        let Ok(_) = n.send(now, q.id(), b"to q".to_vec()) else {
+            panic!("send to q");
+        };
+        let out = drain(&mut n);
+        let mut sent = transmitted(&out, p.id());
+        sent.extend(out.iter().filter_map(|o| match o {
+            Output::Signal { payload, .. } => match Frame::decode(payload) {
+                Ok(Frame::Routed(r)) => Some(r),
+                _ => None,
+            },
+            _ => None,
+        }));
+        assert_eq!(sent.len(), 1);
+        let s = &sent[0];
+        assert_eq!(s.dst, q.id());
+        assert!(verify(
+            &s.key,
+            &Routed::signed_bytes(&s.src, &s.dst, s.id, None, &s.body),
+            &s.signature
+        ));
     }
 
     #[test]
