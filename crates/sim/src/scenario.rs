@@ -159,6 +159,14 @@ fn scenario_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ 0x5ce7_a210_0000_0001)
 }
 
+/// `fraction` of the `nodes` node indices, distinct, in random order.
+fn pick_victims(nodes: usize, fraction: f64, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let mut victims: Vec<u32> = (0..nodes as u32).collect();
+    shuffle(&mut victims, rng);
+    victims.truncate((fraction * nodes as f64).round() as usize);
+    victims
+}
+
 fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
     for i in (1..v.len()).rev() {
         let j = rng.random_range(0..=i);
@@ -312,9 +320,7 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
     let t0 = sim.now();
     let phase = interval * MESSAGES;
     // Crashes at random times during the broadcasts, distinct victims.
-    let mut victims: Vec<u32> = (0..args.nodes as u32).collect();
-    shuffle(&mut victims, &mut rng);
-    victims.truncate((crash * args.nodes as f64).round() as usize);
+    let victims = pick_victims(args.nodes, crash, &mut rng);
     let mut plan: Vec<(Instant, Option<u32>, u32)> = victims
         .iter()
         .map(|&v| (t0 + phase.mul_f64(rng.random::<f64>()), Some(v), 0))
@@ -432,9 +438,7 @@ fn lookup<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
     let mut sim = new_sim::<P>(args, loss, node_config);
     join_all(&mut sim, args.nodes);
 
-    let mut victims: Vec<u32> = (0..args.nodes as u32).collect();
-    shuffle(&mut victims, &mut rng);
-    victims.truncate((crash * args.nodes as f64).round() as usize);
+    let victims = pick_victims(args.nodes, crash, &mut rng);
     for &v in &victims {
         sim.crash(v);
     }
@@ -606,9 +610,7 @@ fn partition<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
     let mut sim = new_sim::<P>(args, loss, node_config);
     join_all(&mut sim, args.nodes);
 
-    let mut victims: Vec<u32> = (0..args.nodes as u32).collect();
-    shuffle(&mut victims, &mut rng);
-    victims.truncate((crash * args.nodes as f64).round() as usize);
+    let victims = pick_victims(args.nodes, crash, &mut rng);
     for &v in &victims {
         sim.crash(v);
     }
