@@ -106,9 +106,31 @@ pub struct Config {
     /// without reshaping the tree. Default `false` (the first-copy tree with hop-based parent swaps);
     /// mesh-core turns it on.
     pub rooted_tree: bool,
-    /// With `rooted_tree`, how often a node re-sends its tree advertisement on every link (frames may be
-    /// lost). Default 2 s.
+    /// With `rooted_tree`, the number of rooted trees, each with its own root (tree `i` orders ids with
+    /// their first byte offset by `i * 256 / trees`, so each tree's root is another node). The origin of
+    /// a message picks the tree whose root is fewest hops away and the message travels on it: its last
+    /// delivery is then at most that distance plus the tree's height, where one tree shared by every
+    /// origin costs up to twice its height. Each TREE frame carries one entry per tree. At most
+    /// [`MAX_TREES`](crate::wire::MAX_TREES). Default 1.
+    pub trees: usize,
+    /// With `rooted_tree`, how often a node re-sends its tree advertisements on every link (frames may
+    /// be lost; a change is told at once). Default 5 s.
     pub tree_refresh_interval: Duration,
+    /// With `rooted_tree`, how long a node whose parent stopped offering the root (its link went
+    /// down, or it follows another root) refuses any path to that root longer than the one it had, so
+    /// that the paths its own subtree still advertises through it are cleared first: no routing loop,
+    /// no counting to the hop bound. Also how long a tree must have kept its root and parent before
+    /// this node publishes on it, when a settled tree exists. Default 2 s: longer than a change takes
+    /// to cross a subtree.
+    pub tree_hold_down: Duration,
+    /// With `rooted_tree`, the hold-down of a node whose parent was the root itself: the root may be
+    /// gone, and its other neighbors may notice later (link failure detection is not simultaneous);
+    /// until they have, their subtrees still offer the root. Default 6 s.
+    pub tree_root_hold_down: Duration,
+    /// With `rooted_tree`, how long a change of this node's places waits before it is told to the
+    /// links, so that several changes in a row (a new root's advertisements arriving over several
+    /// links) cost one TREE frame per link. Zero: at once. Default 200 ms.
+    pub tree_advert_delay: Duration,
 }
 
 impl Default for Config {
@@ -143,7 +165,11 @@ impl Default for Config {
             network_size: None,
             strategy: Strategy::Plumtree,
             rooted_tree: false,
-            tree_refresh_interval: Duration::from_secs(2),
+            trees: 1,
+            tree_refresh_interval: Duration::from_secs(5),
+            tree_hold_down: Duration::from_secs(2),
+            tree_root_hold_down: Duration::from_secs(6),
+            tree_advert_delay: Duration::from_millis(200),
         }
     }
 }
@@ -178,6 +204,10 @@ impl Config {
         assert!(
             !self.lazy_flush_interval.is_zero(),
             "lazy_flush_interval must not be zero"
+        );
+        assert!(
+            (1..=crate::wire::MAX_TREES).contains(&self.trees),
+            "trees must be between 1 and MAX_TREES"
         );
         assert!(
             !self.tree_refresh_interval.is_zero(),

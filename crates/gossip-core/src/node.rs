@@ -14,7 +14,7 @@ use crate::identity::{Ed25519, Identity, Signer, Verifier};
 use crate::lazy::LazyQueue;
 use crate::message::{MessageId, signed_bytes};
 use crate::seen::{Seen, SeenCache};
-use crate::wire::{self, Announce, Auth, DecodeError, Frame, Message, TreeAdvert};
+use crate::wire::{self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, TreeAdvert};
 
 /// What the node asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +191,10 @@ pub struct Stats {
     pub outputs_dropped: u64,
     /// Links ignored because `max_links` were up, or because the peer is this node.
     pub links_refused: u64,
+    /// Rooted trees: times this node's root or parent in a tree changed.
+    pub tree_changes: u64,
+    /// Rooted trees: hold-downs started (a path to a root lost; see `Config::tree_hold_down`).
+    pub tree_holds: u64,
 }
 
 impl Stats {
@@ -230,14 +234,24 @@ enum Mode {
     Lazy,
 }
 
-/// This node's place in the rooted tree ([`Config::rooted_tree`]).
+/// This node's place in one rooted tree ([`Config::rooted_tree`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Place {
     root: NodeId,
-    /// The root's sequence number (its clock when it last refreshed) as heard through the parent.
-    seq: u64,
     distance: u8,
     parent: Option<NodeId>,
+}
+
+/// A tree's hold-down after its path to `root` was lost or got longer: until `until`, a path to
+/// `root` is taken only if it is at most `feasible` hops (no longer than the one lost). Any longer
+/// path may lead back through this node's own subtree, whose nodes still advertise the lost path;
+/// meanwhile this node advertises what it has instead (another root, or itself), which reaches the
+/// subtree and clears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    root: NodeId,
+    feasible: u8,
+    until: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -248,7 +262,9 @@ struct Retry {
 
 #[derive(Debug, Clone)]
 struct Missing {
-    announcers: VecDeque<NodeId>,
+    /// Announcers with the hops after which they had the message; on rooted trees fewest hops first
+    /// (a GRAFT asks the nearest to the origin), else in the order they announced.
+    announcers: VecDeque<(u8, NodeId)>,
     grafts: u32,
     due: Instant,
 }
@@ -276,15 +292,16 @@ pub struct Node<S = Identity, V = Ed25519> {
     lazy_flush_at: Option<Instant>,
     outputs: VecDeque<Output>,
     stats: Stats,
-    place: Place,
-    // What each link last told us of its place, and what we last told it (rooted tree only).
-    tree_heard: BTreeMap<NodeId, TreeAdvert>,
-    tree_told: BTreeMap<NodeId, TreeAdvert>,
+    // Our place in each rooted tree, and what each link last told us of its places and what we last
+    // told it (rooted trees only; one entry per tree).
+    places: Vec<Place>,
+    holds: Vec<Option<Hold>>,
+    /// When each tree's place last changed its root or parent (an origin prefers settled trees).
+    settled_since: Vec<Instant>,
+    tree_heard: BTreeMap<NodeId, Vec<TreeAdvert>>,
+    tree_told: BTreeMap<NodeId, Vec<TreeAdvert>>,
     tree_refresh_at: Option<Instant>,
-    // The newest sequence number heard of our root, and since when: a root silent for three refresh
-    // intervals is dead, and its adverts up to that number are ignored from then on.
-    root_fresh: (NodeId, u64, Instant),
-    dead_root: Option<(NodeId, u64)>,
+    tree_flush_at: Option<Instant>,
 }
 
 impl<S, V> fmt::Debug for Node<S, V> {
@@ -345,17 +362,20 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             lazy_flush_at: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
-            place: Place {
-                root: id,
-                seq: 0,
-                distance: 0,
-                parent: None,
-            },
+            places: vec![
+                Place {
+                    root: id,
+                    distance: 0,
+                    parent: None,
+                };
+                config.trees
+            ],
+            holds: vec![None; config.trees],
+            settled_since: vec![Instant::ZERO; config.trees],
             tree_heard: BTreeMap::new(),
             tree_told: BTreeMap::new(),
             tree_refresh_at: None,
-            root_fresh: (id, 0, Instant::ZERO),
-            dead_root: None,
+            tree_flush_at: None,
             config,
         }
     }
@@ -381,11 +401,34 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     /// The links messages are pushed to (the tree, as this node sees it), in id order.
+    ///
+    /// With [`Config::rooted_tree`], the links on any of the trees (a parent or a child in one).
     pub fn eager_links(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let rooted = self.rooted();
         self.links
             .iter()
-            .filter(|(_, mode)| **mode == Mode::Eager)
+            .filter(move |(peer, mode)| {
+                if rooted {
+                    (0..self.places.len()).any(|t| self.tree_links(t).any(|p| p == **peer))
+                } else {
+                    **mode == Mode::Eager
+                }
+            })
             .map(|(peer, _)| *peer)
+    }
+
+    /// This node's place in each rooted tree ([`Config::rooted_tree`]): the root it follows, its hops
+    /// to it, and its parent (`None` when it is the root as far as it knows).
+    pub fn tree_places(&self) -> Vec<(NodeId, u8, Option<NodeId>)> {
+        self.places
+            .iter()
+            .map(|p| (p.root, p.distance, p.parent))
+            .collect()
+    }
+
+    /// The tree a message published now would travel on.
+    pub fn next_tree(&self) -> u8 {
+        if self.rooted() { self.pick_tree() } else { 0 }
     }
 
     /// Whether `topic` is subscribed.
@@ -463,7 +506,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.update_tree();
         }
         for missing in self.missing.values_mut() {
-            missing.announcers.retain(|p| *p != peer);
+            missing.announcers.retain(|(_, p)| *p != peer);
         }
         let unacked: Vec<MessageId> = self
             .pending
@@ -506,6 +549,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let signature = self
             .signer
             .sign(&signed_bytes(&self.id, self.seq, self.now, topic, &payload));
+        let tree = if self.rooted() { self.pick_tree() } else { 0 };
         let message = Message {
             id,
             origin: self.id,
@@ -514,6 +558,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             topic: topic.to_owned(),
             payload,
             hops: 0,
+            tree,
             auth: Some(Auth {
                 public_key: self.signer.public_key(),
                 signature,
@@ -531,7 +576,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         );
         let frame = wire::encode(&Frame::Gossip(message));
         self.cache_insert(id, frame.clone(), None);
-        self.disseminate(id, 0, &frame, None);
+        self.disseminate(id, 0, &frame, None, tree);
         Ok(id)
     }
 
@@ -570,9 +615,13 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     self.links.insert(from, Mode::Lazy);
                 }
             }
-            Frame::Tree(advert) => {
+            Frame::Tree(adverts) => {
                 if self.rooted() {
-                    self.tree_heard.insert(from, advert);
+                    if adverts.len() > MAX_TREES {
+                        self.stats.dropped_oversized += 1;
+                        return;
+                    }
+                    self.tree_heard.insert(from, adverts);
                     self.update_tree();
                 }
             }
@@ -604,14 +653,14 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             } else {
                 None
             };
-            let Some(peer) = next else {
+            let Some((hops, peer)) = next else {
                 self.missing.remove(&id);
                 self.stats.grafts_abandoned += 1;
                 continue;
             };
             // Announcers are asked in turn, and asked again, until the attempts run out: a lost GRAFT or
             // answer from the only announcer is then retried too.
-            missing.announcers.push_back(peer);
+            missing.announcers.push_back((hops, peer));
             missing.grafts += 1;
             missing.due = now + self.config.graft_retry_timeout;
             self.missing_due.insert((missing.due, id));
@@ -641,15 +690,20 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
         }
 
+        if self.holds.iter().flatten().any(|h| h.until <= now) {
+            self.update_tree();
+        }
+        if self.tree_flush_at.is_some_and(|at| at <= now) {
+            self.flush_places();
+        }
         if self.tree_refresh_at.is_some_and(|at| at <= now) {
             self.tree_refresh_at = None;
             if self.rooted() && !self.links.is_empty() {
-                // A root bumps its sequence number, and the new number travels down the tree as every
-                // node re-advertises: this both repeats lost tree frames and shows the root alive.
-                if self.place.parent.is_none() {
-                    self.place.seq = now.as_micros();
+                // Every link hears our places again (frames may be lost); a change is told at once.
+                let peers: Vec<NodeId> = self.links.keys().copied().collect();
+                for peer in peers {
+                    self.tell_place(peer, true);
                 }
-                self.update_tree();
                 self.tree_refresh_at = Some(now + self.config.tree_refresh_interval);
             }
         }
@@ -672,6 +726,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.missing_due.first().map(|&(due, _)| due),
             self.lazy_flush_at,
             self.tree_refresh_at,
+            self.tree_flush_at,
+            self.holds.iter().flatten().map(|h| h.until).min(),
             self.seen.next_expiry(),
             self.cache.next_expiry(),
         ]
@@ -782,7 +838,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if forward {
             let frame = wire::encode(&Frame::Gossip(message.clone()));
             self.cache_insert(id, frame.clone(), Some(from));
-            self.disseminate(id, hops, &frame, Some(from));
+            self.disseminate(id, hops, &frame, Some(from), message.tree);
         }
         if self.subscriptions.contains(&message.topic) {
             self.stats.delivered += 1;
@@ -869,6 +925,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if self.links.get(&from) == Some(&Mode::Undecided) {
             self.links.insert(from, Mode::Lazy);
         }
+        let rooted = self.rooted();
         for Announce { id, hops } in announces {
             self.holds(id, from);
             let via_announcer = hops.saturating_add(1);
@@ -879,10 +936,18 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 continue;
             }
             if let Some(missing) = self.missing.get_mut(&id) {
-                if !missing.announcers.contains(&from)
+                if !missing.announcers.iter().any(|(_, p)| *p == from)
                     && missing.announcers.len() < self.config.max_announcers
                 {
-                    missing.announcers.push_back(from);
+                    // On rooted trees the nearest announcer to the origin is asked first, so that a
+                    // repaired delivery is not many hops longer than the tree's; plain Plumtree asks
+                    // in the order announced (its tree follows the GRAFTs).
+                    let at = if rooted {
+                        missing.announcers.partition_point(|(h, _)| *h <= hops)
+                    } else {
+                        missing.announcers.len()
+                    };
+                    missing.announcers.insert(at, (hops, from));
                 }
                 continue;
             }
@@ -894,7 +959,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.missing.insert(
                 id,
                 Missing {
-                    announcers: VecDeque::from([from]),
+                    announcers: VecDeque::from([(hops, from)]),
                     grafts: 0,
                     due,
                 },
@@ -927,18 +992,39 @@ impl<S: Signer, V: Verifier> Node<S, V> {
 
     /// Pushes `frame` to the tree and announces it to the other links, skipping `except` and links known
     /// to hold it. Undecided links are split by the adaptive fanout.
-    fn disseminate(&mut self, id: MessageId, hops: u8, frame: &[u8], except: Option<NodeId>) {
+    fn disseminate(
+        &mut self,
+        id: MessageId,
+        hops: u8,
+        frame: &[u8],
+        except: Option<NodeId>,
+        tree: u8,
+    ) {
         let holders = self.cache.holders(&id);
         let mut eager = Vec::new();
         let mut lazy = Vec::new();
         let mut undecided = Vec::new();
         let flood = self.config.strategy == Strategy::Flood;
+        let on_tree: Vec<NodeId> = if self.rooted() {
+            let tree = usize::from(tree) % self.places.len().max(1);
+            self.tree_links(tree).collect()
+        } else {
+            Vec::new()
+        };
         for (&peer, &mode) in &self.links {
             if Some(peer) == except || holders.contains(&peer) {
                 continue;
             }
             if flood {
                 eager.push(peer);
+                continue;
+            }
+            if self.rooted() {
+                if on_tree.contains(&peer) {
+                    eager.push(peer);
+                } else {
+                    lazy.push(peer);
+                }
                 continue;
             }
             match mode {
@@ -983,86 +1069,126 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.config.rooted_tree && self.config.strategy == Strategy::Plumtree
     }
 
-    /// Recomputes this node's place from what its links told it, sets the link modes to match (the parent
-    /// and the children eager, the rest lazy), and tells the links whose advertisement changed.
+    /// The order of roots in tree `tree`: ids compared with their first byte offset by the tree's
+    /// share of the id space, so that each tree's root (the lowest in its order) is another node.
+    fn tree_key(&self, tree: usize, id: &NodeId) -> [u8; 20] {
+        let mut key = *id.as_bytes();
+        let trees = self.config.trees.max(1);
+        key[0] ^= u8::try_from(tree * 256 / trees).unwrap_or(0);
+        key
+    }
+
+    /// Recomputes this node's place in every tree from what its links told it, and tells the links
+    /// whose advertisement changed.
+    ///
+    /// Loop freedom without sequence numbers: a node that loses its path to a root, or finds only a
+    /// longer one, holds that root down for [`Config::tree_hold_down`] (see [`Hold`]), taking only
+    /// paths no longer than the one it had. What it advertises meanwhile (another root, or itself)
+    /// reaches its subtree, whose nodes do the same, so that no stale path is left when the hold
+    /// ends; a root that is gone then disappears instead of being counted up hop by hop.
     fn update_tree(&mut self) {
         let now = self.now;
-        let refresh = self.config.tree_refresh_interval;
-        // A path whose root sequence number lags the newest heard by more than two refreshes is stale:
-        // it leads through a node cut off from the root (its subtree counts up its distances otherwise).
-        let stale = u64::try_from(refresh.as_micros().saturating_mul(2)).unwrap_or(u64::MAX);
-        let mut best = self.pick_place(stale);
-        if best.parent.is_some() {
-            let (root, seq, since) = self.root_fresh;
-            if root != best.root || best.seq > seq {
-                self.root_fresh = (best.root, best.seq, now);
-            } else if now.saturating_duration_since(since) > refresh * 3 {
-                // The root has been silent too long: forget it, and every path to it.
-                self.dead_root = Some((root, seq.max(best.seq)));
-                best = self.pick_place(stale);
-                self.root_fresh = (best.root, best.seq, now);
+        for tree in 0..self.places.len() {
+            if self.holds[tree].is_some_and(|h| h.until <= now) {
+                self.holds[tree] = None;
             }
+            let old = self.places[tree];
+            let mut new = self.pick_place(tree);
+            // Lost: the parent no longer offers the root (its link is gone, it follows another root
+            // or takes us as its parent) and what is left is worse. A parent that still offers the
+            // root, even over more hops, is followed: it holds itself to the same rule.
+            let parent_offers = old.parent.is_some_and(|p| {
+                self.links.contains_key(&p)
+                    && self
+                        .tree_heard
+                        .get(&p)
+                        .and_then(|h| h.get(tree))
+                        .is_some_and(|a| a.root == old.root && !a.child)
+            });
+            let lost = old.parent.is_some()
+                && !parent_offers
+                && if new.root == old.root {
+                    new.distance > old.distance
+                } else {
+                    self.tree_key(tree, &new.root) > self.tree_key(tree, &old.root)
+                };
+            if lost && self.holds[tree].is_none() {
+                self.stats.tree_holds += 1;
+                // The link to the root itself is lost: the root may be gone, and its other links
+                // may notice later; hold until they have (`tree_root_hold_down`).
+                let hold = if old.distance <= 1 {
+                    self.config.tree_root_hold_down
+                } else {
+                    self.config.tree_hold_down
+                };
+                self.holds[tree] = Some(Hold {
+                    root: old.root,
+                    feasible: old.distance,
+                    until: now + hold,
+                });
+                new = self.pick_place(tree);
+            }
+            if new.root != old.root || new.parent != old.parent {
+                self.settled_since[tree] = now;
+                self.stats.tree_changes += 1;
+            }
+            self.places[tree] = new;
         }
-        if best.parent.is_none() && self.place.parent.is_some() {
-            // We become a root: number our refreshes from now.
-            best.seq = now.as_micros();
+        // Changes are told after `tree_advert_delay`: a node often changes several times in a row
+        // (a new root's wave reaching it over several links), and its links need only the last.
+        if self.config.tree_advert_delay.is_zero() {
+            self.flush_places();
+        } else if self.tree_flush_at.is_none() {
+            self.tree_flush_at = Some(now + self.config.tree_advert_delay);
         }
-        self.place = best;
+    }
+
+    /// Tells every link whose view of our places is out of date.
+    fn flush_places(&mut self) {
+        self.tree_flush_at = None;
         let peers: Vec<NodeId> = self.links.keys().copied().collect();
         for peer in peers {
-            let child = self.tree_heard.get(&peer).is_some_and(|h| h.child);
-            let mode = if child || best.parent == Some(peer) {
-                Mode::Eager
-            } else {
-                Mode::Lazy
-            };
-            self.links.insert(peer, mode);
             self.tell_place(peer, false);
         }
     }
 
-    /// The best place the links offer: the lowest live root, then the fewest hops, then the lowest
-    /// parent id; this node as its own root if none is better.
-    fn pick_place(&self, stale: u64) -> Place {
-        let dead = self.dead_root;
-        let usable = |heard: &TreeAdvert| {
-            !dead.is_some_and(|(root, seq)| heard.root == root && heard.seq <= seq)
-        };
+    /// The best place the links offer in `tree`: the lowest root in the tree's order, then the fewest
+    /// hops, then the lowest parent id; this node as its own root if none is better.
+    ///
+    /// A dead root's paths are not advertised for ever: each node takes one more hop than the
+    /// neighbor it follows, never a child (split horizon) and never beyond `hop_limit / 2` hops, so
+    /// the distances of a root that is gone count up until every path to it passes the bound and the
+    /// next root in the order takes over (every tree path, up to a common ancestor and down, thus
+    /// fits under the hop limit).
+    fn pick_place(&self, tree: usize) -> Place {
         let mut best = Place {
             root: self.id,
-            seq: if self.place.parent.is_none() {
-                self.place.seq
-            } else {
-                self.now.as_micros()
-            },
             distance: 0,
             parent: None,
         };
+        let mut best_key = self.tree_key(tree, &self.id);
         for (peer, heard) in &self.tree_heard {
-            // A child's path to the root runs through us: never take it (split horizon). Distances stop
-            // at half the hop limit: every tree path (up to a common ancestor, then down) then fits
-            // under the hop limit.
-            if heard.child || !self.links.contains_key(peer) || !usable(heard) {
+            let Some(heard) = heard.get(tree) else {
+                continue;
+            };
+            if heard.child || !self.links.contains_key(peer) {
                 continue;
             }
             let distance = heard.distance.saturating_add(1);
             if distance > self.config.hop_limit / 2 {
                 continue;
             }
-            let newest = self
-                .tree_heard
-                .values()
-                .filter(|h| h.root == heard.root && usable(h))
-                .map(|h| h.seq)
-                .max()
-                .unwrap_or(heard.seq);
-            if heard.seq.saturating_add(stale) < newest {
+            if let Some(hold) = self.holds[tree]
+                && hold.root == heard.root
+                && distance > hold.feasible
+            {
                 continue;
             }
-            if (heard.root, distance, Some(*peer)) < (best.root, best.distance, best.parent) {
+            let key = self.tree_key(tree, &heard.root);
+            if (key, distance, Some(*peer)) < (best_key, best.distance, best.parent) {
+                best_key = key;
                 best = Place {
                     root: heard.root,
-                    seq: heard.seq,
                     distance,
                     parent: Some(*peer),
                 };
@@ -1071,19 +1197,58 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         best
     }
 
-    /// Sends `peer` our place if it changed since we last told it (or always, with `again`).
+    /// The links a message on `tree` is pushed to: the parent and the children.
+    fn tree_links(&self, tree: usize) -> impl Iterator<Item = NodeId> + '_ {
+        let parent = self.places.get(tree).and_then(|p| p.parent);
+        self.links.keys().copied().filter(move |peer| {
+            Some(*peer) == parent
+                || self
+                    .tree_heard
+                    .get(peer)
+                    .and_then(|h| h.get(tree))
+                    .is_some_and(|a| a.child)
+        })
+    }
+
+    /// The tree a message we publish travels on: the one whose root is fewest hops away (its last
+    /// delivery is at most that many hops plus the tree's height), among the trees we are part of.
+    ///
+    /// A tree this node's place in changed lately (a root lost, a parent replaced) may be changing
+    /// elsewhere too: settled trees are preferred, the others used only when no tree is settled.
+    fn pick_tree(&self) -> u8 {
+        let settle = self.config.tree_hold_down;
+        let mut best: Option<(bool, u8, usize)> = None;
+        for (tree, place) in self.places.iter().enumerate() {
+            let part = place.parent.is_some() || self.tree_links(tree).next().is_some();
+            if !part {
+                continue;
+            }
+            let unsettled = self.holds[tree].is_some()
+                || self.now.saturating_duration_since(self.settled_since[tree]) < settle;
+            let key = (unsettled, place.distance, tree);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        best.map_or(0, |(_, _, tree)| u8::try_from(tree).unwrap_or(0))
+    }
+
+    /// Sends `peer` our places if they changed since we last told it (or always, with `again`).
     fn tell_place(&mut self, peer: NodeId, again: bool) {
-        let advert = TreeAdvert {
-            root: self.place.root,
-            seq: self.place.seq,
-            distance: self.place.distance,
-            child: self.place.parent == Some(peer),
-        };
-        if !again && self.tree_told.get(&peer) == Some(&advert) {
+        let adverts: Vec<TreeAdvert> = self
+            .places
+            .iter()
+            .map(|p| TreeAdvert {
+                root: p.root,
+                distance: p.distance,
+                child: p.parent == Some(peer),
+            })
+            .collect();
+        if !again && self.tree_told.get(&peer) == Some(&adverts) {
             return;
         }
-        self.tree_told.insert(peer, advert);
-        self.send_frame(peer, &Frame::Tree(advert));
+        self.tree_told.insert(peer, adverts.clone());
+        self.send_frame(peer, &Frame::Tree(adverts));
     }
 
     /// How many of `undecided` links to push to: the seed README's adaptive fanout over the nodes known

@@ -1,16 +1,16 @@
 //! The wire codec: one version byte, then a postcard-encoded [`Frame`].
 //!
 //! ```text
-//! frame    = version:u8 (= 1) body
+//! frame    = version:u8 (= 2) body
 //! body     = postcard(Frame)          variant index as a varint, then the fields in order
 //! Gossip   = 0 Message
 //! Ack      = 1 id:[u8;20]
 //! IHave    = 2 len:varint (id:[u8;20] hops:u8)*
 //! Graft    = 3 len:varint id:[u8;20]*
 //! Prune    = 4
-//! Tree     = 5 root:[u8;20] seq:varint distance:u8 child:bool
+//! Tree     = 5 len:varint (root:[u8;20] distance:u8 child:bool)*     one entry per rooted tree
 //! Message  = id origin:[u8;20] seq:varint timestamp:varint(µs since the epoch) topic:string
-//!            payload:bytes hops:u8 auth:option(public_key:[u8;32] signature:[u8;64])
+//!            payload:bytes hops:u8 tree:u8 auth:option(public_key:[u8;32] signature:[u8;64])
 //! ```
 //!
 //! Decoding never panics; anything that is not exactly one well-formed frame is an error. Bounds (topic,
@@ -23,7 +23,7 @@ use crate::identity::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::message::MessageId;
 
 /// The version byte this crate writes and accepts.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// One unit of the gossip protocol on a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,17 +38,19 @@ pub enum Frame {
     Graft(Vec<MessageId>),
     /// Stop pushing to me eagerly; announce instead.
     Prune,
-    /// The sender's place in the rooted tree ([`Config::rooted_tree`](crate::Config::rooted_tree)).
-    Tree(TreeAdvert),
+    /// The sender's place in each rooted tree ([`Config::rooted_tree`](crate::Config::rooted_tree)),
+    /// one entry per tree in tree order, at most [`MAX_TREES`].
+    Tree(Vec<TreeAdvert>),
 }
 
-/// A node's place in the rooted tree, as told to one link.
+/// Most trees a TREE frame may describe (and [`Config::trees`](crate::Config::trees) may ask for).
+pub const MAX_TREES: usize = 64;
+
+/// A node's place in one rooted tree, as told to one link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeAdvert {
-    /// The root the sender follows (the lowest id it knows a path to).
+    /// The root the sender follows (the lowest it knows a path to, in the tree's order).
     pub root: NodeId,
-    /// The root's sequence number (its clock, in µs, when it last refreshed) as the sender heard it.
-    pub seq: u64,
     /// The sender's hops to that root.
     pub distance: u8,
     /// Whether the receiver is the sender's parent (so the sender is its child).
@@ -72,6 +74,9 @@ pub struct Message {
     pub payload: Vec<u8>,
     /// Hops travelled before this send: 0 when the origin sends it. Not signed (relays change it).
     pub hops: u8,
+    /// The rooted tree the message travels on, chosen by its origin (0 without rooted trees). Not
+    /// signed: a relay that changes it changes only which links carry the message eagerly.
+    pub tree: u8,
     /// The origin's key and signature; `None` only for unsigned compatibility messages.
     pub auth: Option<Auth>,
 }
@@ -170,6 +175,7 @@ mod tests {
             topic: "chat".into(),
             payload: b"hi".to_vec(),
             hops: 2,
+            tree: 1,
             auth: Some(Auth {
                 public_key: [1; 32],
                 signature: core::array::from_fn(|i| i as u8),
@@ -187,12 +193,18 @@ mod tests {
             Frame::Graft(vec![id, id]),
             Frame::Graft(vec![]),
             Frame::Prune,
-            Frame::Tree(TreeAdvert {
-                root: NodeId::hash(b"root"),
-                seq: 1_700_000_000_000_000,
-                distance: 3,
-                child: true,
-            }),
+            Frame::Tree(vec![
+                TreeAdvert {
+                    root: NodeId::hash(b"root"),
+                    distance: 3,
+                    child: true,
+                },
+                TreeAdvert {
+                    root: NodeId::hash(b"other"),
+                    distance: 0,
+                    child: false,
+                },
+            ]),
         ] {
             let bytes = encode(&frame);
             assert_eq!(bytes[0], VERSION);

@@ -14,6 +14,19 @@ pub struct Config {
     /// Of `max_peers`, links kept to random peers picked bucket-uniformly from the peer book (long links
     /// that keep the mesh one small world). The rest go to the XOR-closest peers. Default 2.
     pub random_links: usize,
+    /// Width, in k-buckets, of each close class. The `max_peers - random_links` close links cover one
+    /// class each: class `i` is the buckets `lowest + i * close_spacing` up to the next class, `lowest`
+    /// being the bucket of the closest known peer; long links are drawn from the buckets above. With the
+    /// default 2 and three close links, the close links reach the nearest peer, one of the nearest ~4
+    /// and one of the nearest ~16: spread classes join each small XOR subtree to its siblings at three
+    /// scales, which keeps the mesh's diameter small and gives greedy routing its last hops.
+    /// Default 2.
+    pub close_spacing: usize,
+    /// How long a node with a free slot leaves its last free slot to incoming links before it dials to
+    /// fill it itself. While a mesh forms, nodes that fill every slot with their own choices refuse the
+    /// newcomers that come after them (each refusal a routed request and answer); one slot held open a
+    /// while absorbs them. Default 10 s.
+    pub link_fill_delay: Duration,
     /// Peers the peer book keeps per k-bucket (distance class); the book holds at most
     /// `160 * peer_book_bucket` ids, in practice about `peer_book_bucket * log2(N)`. Default 16.
     pub peer_book_bucket: usize,
@@ -24,6 +37,11 @@ pub struct Config {
     ///
     /// [`Event::PeerTimedOut`]: crate::Event::PeerTimedOut
     pub link_open_timeout: Duration,
+    /// Time the side of a link attempt that asks (the requester, the offerer) waits for the peer's
+    /// signaling before it sends its own again (then twice as long, up to 3 times), and the interval
+    /// at which a hello is sent again until the peer's verifies. Routed messages can be lost; this
+    /// keeps a lost one from stalling the attempt until `link_open_timeout`. Default 2 s.
+    pub signal_retry: Duration,
     /// Interval of the topology maintenance (fill free slots, replace lost links). Default 1 s.
     pub maintenance_interval: Duration,
     /// First delay before redialling after a failed or lost link; doubled per consecutive failure, up to
@@ -95,9 +113,12 @@ impl Default for Config {
         Self {
             max_peers: 5,
             random_links: 2,
+            close_spacing: 2,
+            link_fill_delay: Duration::from_secs(10),
             peer_book_bucket: 16,
             alternatives: 3,
             link_open_timeout: Duration::from_secs(10),
+            signal_retry: Duration::from_secs(2),
             maintenance_interval: Duration::from_secs(1),
             reconnect_backoff: Duration::from_secs(1),
             reconnect_backoff_max: Duration::from_secs(60),
@@ -124,6 +145,7 @@ impl Default for Config {
             kademlia: kademlia_core::Config::default(),
             gossip: gossip_core::Config {
                 rooted_tree: true,
+                trees: 8,
                 hop_limit: 32,
                 ..gossip_core::Config::default()
             },
@@ -138,6 +160,10 @@ impl Config {
         assert!(
             self.random_links <= self.max_peers,
             "Config::random_links must not exceed max_peers"
+        );
+        assert!(
+            self.close_spacing >= 1,
+            "Config::close_spacing must be at least 1"
         );
         assert!(
             self.peer_book_bucket >= 1,
@@ -181,7 +207,8 @@ impl Config {
             !self.maintenance_interval.is_zero()
                 && !self.keepalive_interval.is_zero()
                 && !self.link_open_timeout.is_zero()
-                && !self.reconnect_backoff.is_zero(),
+                && !self.reconnect_backoff.is_zero()
+                && !self.signal_retry.is_zero(),
             "Config intervals must not be zero"
         );
     }

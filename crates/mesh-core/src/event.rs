@@ -288,6 +288,12 @@ pub struct Stats {
     pub rejections: u64,
     /// Lookup probes answered here.
     pub probes_answered: u64,
+    /// Signaling messages sent again (lost, or their answer was; see `Config::signal_retry`).
+    pub signals_resent: u64,
+    /// Duplicate signaling messages received (and not handed to the driver again).
+    pub signal_duplicates: u64,
+    /// Hellos sent again until the peer's verified.
+    pub hellos_resent: u64,
     /// kademlia-core's counters.
     pub kad: kademlia_core::Stats,
     /// gossip-core's counters.

@@ -54,7 +54,33 @@ struct Link {
     last_tx: Instant,
     reassembly: Reassembly,
     next_chunk_msg: u32,
+    /// We make the offer (the lower id's side once a link is decided).
+    initiator: bool,
+    /// Signaling we sent for this attempt (link request, offer, answer, candidates) as (routed id,
+    /// payload), kept to be sent again; at most [`MAX_SENT_SIGNALS`].
+    sent: Vec<(u64, Payload)>,
+    /// Ids of the peer's signaling received for this link, to drop duplicates; at most
+    /// [`MAX_HEARD_SIGNALS`].
+    heard: Vec<u64>,
+    /// When our signaling goes out again if the peer has not answered it yet.
+    resend_at: Option<Instant>,
+    resends: u32,
+    /// When we last sent our signaling again in answer to a duplicate of the peer's.
+    last_echo: Option<Instant>,
+    /// The peer's last signaling came through the server: ours goes back that way.
+    via_server: bool,
+    /// Our hello, sent again until the peer's verifies (a lost hello would stall the link).
+    hello: Option<Hello>,
+    hello_at: Option<Instant>,
 }
+
+/// Times a link attempt's signaling is sent again before `link_open_timeout` decides.
+const SIGNAL_RESENDS: u32 = 3;
+
+/// Signaling messages a link attempt keeps to send again.
+const MAX_SENT_SIGNALS: usize = 16;
+/// Signaling ids a link remembers from its peer.
+const MAX_HEARD_SIGNALS: usize = 16;
 
 impl Link {
     fn new(state: LinkState, now: Instant) -> Self {
@@ -62,6 +88,15 @@ impl Link {
             state,
             since: now,
             fingerprints: None,
+            initiator: false,
+            sent: Vec::new(),
+            heard: Vec::new(),
+            resend_at: None,
+            resends: 0,
+            last_echo: None,
+            via_server: false,
+            hello: None,
+            hello_at: None,
             early_hello: None,
             neighbors: Vec::new(),
             second: Vec::new(),
@@ -72,6 +107,15 @@ impl Link {
             next_chunk_msg: 0,
         }
     }
+}
+
+/// What a link is for, seen from this node (see `Node::role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Covers close class `i`.
+    Close(usize),
+    /// A long link, in a bucket above every close class.
+    Long,
 }
 
 #[derive(Debug)]
@@ -116,11 +160,12 @@ pub struct Node {
     outputs: VecDeque<Output>,
     stats: Stats,
     joined: bool,
-    kad_bootstrapped: bool,
     next_maintenance: Option<Instant>,
     /// Consecutive failed or lost links; delays the next dial (reset by a link coming up).
     failures: u32,
     next_dial: Instant,
+    /// Since when the node has had a free slot (`None` while full).
+    underfull_since: Option<Instant>,
     next_id: u64,
     pending_direct: BTreeMap<u64, PendingDirect>,
     seen_direct: BTreeSet<(NodeId, u64)>,
@@ -174,10 +219,10 @@ impl Node {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             joined: false,
-            kad_bootstrapped: false,
             next_maintenance: None,
             failures: 0,
             next_dial: Instant::ZERO,
+            underfull_since: None,
             next_id: 1,
             pending_direct: BTreeMap::new(),
             seen_direct: BTreeSet::new(),
@@ -494,6 +539,8 @@ impl Node {
             signature: signature.to_vec(),
         };
         link.fingerprints = Some((local_fingerprint, remote_fingerprint));
+        link.hello = Some(hello.clone());
+        link.hello_at = Some(now + self.config.signal_retry / 2);
         let early = link.early_hello.take();
         self.send_frame(now, peer, &Frame::Hello(hello));
         if let Some(h) = early {
@@ -546,7 +593,7 @@ impl Node {
     /// the mesh, or through the server when the mesh has no route.
     pub fn send_signal(&mut self, now: Instant, to: NodeId, payload: Vec<u8>) {
         let id = self.fresh_id();
-        self.originate(now, to, id, None, &Payload::Signal(payload), 0, false);
+        self.send_signaling(now, to, id, Payload::Signal(payload));
         self.pump(now);
     }
 
@@ -597,7 +644,17 @@ impl Node {
                         at(x);
                     }
                 }
-                _ => at(l.since + self.config.link_open_timeout),
+                _ => {
+                    at(l.since + self.config.link_open_timeout);
+                    if let Some(x) = l.resend_at {
+                        at(x);
+                    }
+                    if l.state == LinkState::Open
+                        && let Some(x) = l.hello_at
+                    {
+                        at(x);
+                    }
+                }
             }
         }
         for p in self.pending_direct.values() {
@@ -627,14 +684,31 @@ impl Node {
                     }
                 }
                 _ => {
+                    // The peer is up and our hello has not reached it yet, or its hello was lost:
+                    // nothing is accepted before the hello, but the hellos are sent again until
+                    // both verify (or the link times out).
                     self.stats.dropped_unexpected += 1;
-                    self.fail_hello(now, peer, HelloError::Missing);
                 }
             }
             return;
         }
         match frame {
-            Frame::Hello(_) => self.stats.dropped_unexpected += 1,
+            Frame::Hello(_) => {
+                // The peer sends its hello again: it has not verified ours. Ours goes again, at most
+                // once per `signal_retry / 2`, and so do our neighbor lists, which it dropped.
+                self.stats.dropped_unexpected += 1;
+                let half = self.config.signal_retry / 2;
+                if let Some(link) = self.links.get_mut(&peer)
+                    && link.last_echo.is_none_or(|t| now >= t + half)
+                    && let Some(h) = link.hello.clone()
+                {
+                    link.last_echo = Some(now);
+                    link.announced = None;
+                    self.stats.hellos_resent += 1;
+                    self.send_frame(now, peer, &Frame::Hello(h));
+                    self.announce_neighbors(now);
+                }
+            }
             Frame::Kad(bytes) => self.kad.handle_message(now, peer, &bytes),
             Frame::Gossip(bytes) => self.gossip.handle_message(now, peer, &bytes),
             Frame::Routed(mut r) => {
@@ -769,13 +843,9 @@ impl Node {
         {
             self.announce_neighbors(now);
         }
-        if !self.kad_bootstrapped {
-            self.kad_bootstrapped = true;
-            let contacts = self
-                .book
-                .closest(&self.local, self.config.kademlia.k, |_| false);
-            let _ = self.kad.bootstrap(now, &contacts);
-        }
+        // No Kademlia bootstrap lookup: the server's introductions (the joiner's K XOR-closest, which
+        // it also tells about the joiner) and the links already fill the routing table, and a lookup
+        // of our own id would cost some 40 routed requests and answers per joining node.
     }
 
     /// Tells every up link our up links and their links (its routing then sees three hops through us),
@@ -840,8 +910,10 @@ impl Node {
                 self.stats.link_failures += 1;
             }
         }
-        if matches!(reason, DisconnectReason::Timeout | DisconnectReason::Idle) {
-            // Probably gone: stop proposing it.
+        if reason == DisconnectReason::Idle {
+            // An up link fell silent: probably gone, stop proposing it. A failed attempt only backs
+            // the peer off: across a partition, or after a lost signal, it is still the peer to
+            // link to once it can be reached (a node that forgot every peer would be stuck).
             self.book.remove(&peer);
         }
         if was_up {
@@ -871,63 +943,67 @@ impl Node {
         self.config.max_peers - self.config.random_links
     }
 
-    /// Up links ordered by distance to us, closest first.
-    fn links_by_distance(&self) -> Vec<NodeId> {
-        let mut v = self.links();
-        v.sort_by_key(|p| p.distance(&self.local));
-        v
+    /// What a link to `peer` is for, seen from us, given `lowest`, the bucket of the closest peer we
+    /// know: close class `i` covers the buckets `lowest + i * close_spacing ..` up to the next class;
+    /// every bucket above the close classes is long.
+    fn role(&self, lowest: usize, peer: &NodeId) -> Role {
+        let bucket = self.local.bucket_index(peer).unwrap_or(0);
+        let class = bucket.saturating_sub(lowest) / self.config.close_spacing;
+        if class < self.close_target() {
+            Role::Close(class)
+        } else {
+            Role::Long
+        }
     }
 
-    /// The close set among `candidates`: the closest peer of each of the lowest distinct k-buckets, up to
-    /// `close_target` (then the closest others if there are fewer buckets). One link per low bucket
-    /// joins each small XOR subtree to its sibling, which the last hops of greedy routing need; the
-    /// plain closest peers would form islands of mutually closest nodes.
-    fn close_set(&self, candidates: impl IntoIterator<Item = NodeId>) -> Vec<NodeId> {
-        let ct = self.close_target();
-        let mut v: Vec<NodeId> = candidates
-            .into_iter()
-            .filter(|p| *p != self.local)
-            .collect();
-        v.sort_by_key(|p| p.distance(&self.local));
-        v.dedup();
-        let mut out: Vec<NodeId> = Vec::with_capacity(ct);
-        let mut buckets = BTreeSet::new();
-        for p in &v {
-            if out.len() >= ct {
-                break;
+    /// The first bucket of the long range (above every close class).
+    fn long_from(&self, lowest: usize) -> usize {
+        lowest + self.config.close_spacing * self.close_target()
+    }
+
+    /// Our links (in any state, or only up ones) grouped by role: one list per close class, then the
+    /// long links. `None` before we know any peer.
+    fn coverage(&self, up_only: bool) -> Option<(Vec<Vec<NodeId>>, Vec<NodeId>)> {
+        let lowest = self.book.lowest_bucket()?;
+        let mut close = alloc::vec![Vec::new(); self.close_target()];
+        let mut long = Vec::new();
+        for (p, l) in &self.links {
+            if up_only && l.state != LinkState::Up {
+                continue;
             }
-            if buckets.insert(self.local.bucket_index(p)) {
-                out.push(*p);
+            match self.role(lowest, p) {
+                Role::Close(i) => close[i].push(*p),
+                Role::Long => long.push(*p),
             }
         }
-        for p in &v {
-            if out.len() >= ct {
-                break;
-            }
-            if !out.contains(p) {
-                out.push(*p);
-            }
-        }
-        out
+        Some((close, long))
     }
 
-    /// Whether `candidate` would enter our close set.
-    fn would_be_close(&self, candidate: &NodeId) -> bool {
-        let mut c = self.links();
-        c.push(*candidate);
-        self.close_set(c).contains(candidate)
-    }
-
-    /// Up links beyond `max_peers` are evicted: the closest of those outside the close set (the close
-    /// link that a closer peer displaced), so that the long links stay.
+    /// Up links beyond `max_peers` are evicted, one surplus link at a time: the farthest link of a close
+    /// class that has more than one, else the shortest of the long links beyond `random_links`. Every
+    /// role (close class, long) keeps its links, so a newcomer that filled a gap or came closer than a
+    /// class's link displaces only what is now redundant.
     fn enforce_capacity(&mut self, now: Instant) {
         loop {
-            let ups = self.links_by_distance();
-            if ups.len() <= self.config.max_peers {
+            if self.links().len() <= self.config.max_peers {
                 return;
             }
-            let close = self.close_set(ups.iter().copied());
-            let Some(victim) = ups.iter().find(|p| !close.contains(p)).copied() else {
+            let Some((close, long)) = self.coverage(true) else {
+                return;
+            };
+            let local = self.local;
+            let victim = close
+                .iter()
+                .filter(|class| class.len() > 1)
+                .filter_map(|class| class.iter().max_by_key(|p| p.distance(&local)))
+                .max_by_key(|p| p.distance(&local))
+                .copied()
+                .or_else(|| {
+                    (long.len() > self.config.random_links)
+                        .then(|| long.iter().min_by_key(|p| p.distance(&local)).copied())
+                        .flatten()
+                });
+            let Some(victim) = victim else {
                 return;
             };
             self.evict(now, victim);
@@ -968,12 +1044,43 @@ impl Node {
             .collect()
     }
 
-    /// Whether we accept a link from `peer` (its offer or its link request).
+    /// Whether we accept a link from `peer` (its offer or its link request): while a slot is free; when
+    /// full, if it covers a role we lack (a close class with no link, or a long link short of
+    /// `random_links`), or is closer than our link of its close class (the spec's "a closer peer
+    /// offers": the displaced link is evicted with alternatives). Long links are never displaced.
     fn admits(&self, peer: &NodeId) -> bool {
-        self.joined && (self.links.len() < self.config.max_peers || self.would_be_close(peer))
+        if !self.joined {
+            return false;
+        }
+        if self.links.len() < self.config.max_peers {
+            return true;
+        }
+        let Some(lowest) = self.book.lowest_bucket() else {
+            return true;
+        };
+        let Some((close, long)) = self.coverage(false) else {
+            return true;
+        };
+        // The peer may be closer than anything we knew: its role is then class 0 of the new lowest.
+        let lowest = self
+            .local
+            .bucket_index(peer)
+            .map_or(lowest, |b| b.min(lowest));
+        match self.role(lowest, peer) {
+            Role::Close(i) => {
+                let class = close.get(i).map_or(&[][..], Vec::as_slice);
+                class.is_empty()
+                    || class
+                        .iter()
+                        .all(|p| peer.distance(&self.local) < p.distance(&self.local))
+            }
+            Role::Long => long.len() < self.config.random_links,
+        }
     }
 
-    fn reject(&mut self, now: Instant, peer: NodeId) {
+    /// Refuses `peer`'s link request or offer, with alternatives; through the server when that is how
+    /// the request came (the peer likely has no link yet, so no mesh route reaches it).
+    fn reject(&mut self, now: Instant, peer: NodeId, via_server: bool) {
         self.stats.rejections += 1;
         let alternatives = self.alternatives_for(&peer);
         let id = self.fresh_id();
@@ -984,71 +1091,112 @@ impl Node {
             None,
             &Payload::Rejected(alternatives),
             0,
-            false,
+            via_server,
         );
     }
 
-    /// Fills free link slots: the closest known peers first, then random long links; one upgrade attempt
-    /// at a time when full and a closer peer is known.
+    /// Fills the roles we lack: each close class with the closest known peer in its buckets, the long
+    /// links with peers drawn bucket-uniformly from the buckets above (Kleinberg's harmonic distance
+    /// distribution). While slots are free, as many dials as free slots; when full, one attempt at a
+    /// time, toward a missing role or a peer closer than our closest link (class 0): when it comes up,
+    /// the link it makes redundant is evicted.
     fn maintain(&mut self, now: Instant) {
-        if !self.joined || now < self.next_dial {
+        // The dial backoff paces a node that keeps failing; a node with no link at all dials on
+        // (one attempt per peer per its own backoff), or it could sit alone for a minute.
+        let isolated = !self.links.values().any(|l| l.state == LinkState::Up);
+        if !self.joined || now < self.next_dial && !isolated {
             return;
         }
-        let ct = self.close_target();
+        let Some(lowest) = self.book.lowest_bucket() else {
+            return;
+        };
+        let Some((close, long)) = self.coverage(false) else {
+            return;
+        };
         let pending = self
             .links
             .values()
             .filter(|l| l.state != LinkState::Up)
             .count();
-        let free = self.config.max_peers.saturating_sub(self.links.len());
-        let ups = self.links_by_distance();
-        let close = self.close_set(ups.iter().copied());
-        let random_up = ups.len() - close.len();
-        let local = self.local;
-        let mut dials: Vec<NodeId> = Vec::new();
-        // Close links: the close set of everything we know, minus what we have.
-        let budget = if free > 0 {
-            free
-        } else if pending == 0 {
-            1
-        } else {
-            0
-        };
-        if budget > 0 && ct > 0 {
-            let mut candidates = self.book.closest(&local, 64, |p| {
+        // The last free slot is left to incoming links for `link_fill_delay` before we dial to fill
+        // it: while a mesh forms (or re-forms), a node full of its own choices refuses most newcomers,
+        // and every refusal is a routed request and a routed answer.
+        if self.links.len() >= self.config.max_peers {
+            self.underfull_since = None;
+        } else if self.underfull_since.is_none() {
+            self.underfull_since = Some(now);
+        }
+        let reserve = usize::from(
+            self.underfull_since
+                .is_some_and(|t| now.saturating_duration_since(t) < self.config.link_fill_delay),
+        );
+        let free = self
+            .config
+            .max_peers
+            .saturating_sub(self.links.len() + reserve);
+        let spacing = self.config.close_spacing;
+        let mut wanted: Vec<NodeId> = Vec::new();
+        for (i, class) in close.iter().enumerate() {
+            if !class.is_empty() {
+                continue;
+            }
+            let range = lowest + i * spacing..lowest + (i + 1) * spacing;
+            let pick = self.book.closest_in(range, |p| {
                 self.links.contains_key(p) || !self.backoff.allows(p, now)
             });
-            candidates.extend(ups.iter().copied());
-            for p in self.close_set(candidates) {
-                if dials.len() >= budget {
-                    break;
-                }
-                if !self.links.contains_key(&p) {
-                    dials.push(p);
-                }
+            if let Some(p) = pick {
+                wanted.push(p);
             }
         }
-        let free_after = free.saturating_sub(dials.len());
-        let want_random = self
-            .config
-            .random_links
-            .saturating_sub(random_up)
-            .min(free_after);
-        // Random links from the buckets beyond our close links, so they are long.
-        let min_bucket = close
-            .iter()
-            .filter_map(|p| local.bucket_index(p))
-            .max()
-            .map_or(0, |b| b + 1);
-        for _ in 0..want_random {
-            let pick = self.book.random(&mut self.rng, min_bucket, |p| {
-                self.links.contains_key(p) || !self.backoff.allows(p, now) || dials.contains(p)
+        let long_from = self.long_from(lowest);
+        let mut want_long = self.config.random_links.saturating_sub(long.len());
+        if free > 0 {
+            // Free slots that no close class can fill go to long links too.
+            want_long = want_long.max(free.saturating_sub(wanted.len()));
+        }
+        for _ in 0..want_long {
+            let pick = self.book.random(&mut self.rng, long_from, |p| {
+                self.links.contains_key(p) || !self.backoff.allows(p, now) || wanted.contains(p)
             });
             if let Some(p) = pick {
-                dials.push(p);
+                wanted.push(p);
             }
         }
-        for p in dials {
+        // Slots still free and no role left to fill (a small mesh has no long range, or its classes
+        // are taken): any peer we know will do, rather than a slot left empty.
+        while wanted.len() < free {
+            let pick = self.book.random(&mut self.rng, 0, |p| {
+                self.links.contains_key(p) || !self.backoff.allows(p, now) || wanted.contains(p)
+            });
+            match pick {
+                Some(p) => wanted.push(p),
+                None => break,
+            }
+        }
+        if free > 0 {
+            for p in wanted.into_iter().take(free) {
+                self.dial(now, p);
+            }
+            return;
+        }
+        if pending > 0 {
+            return;
+        }
+        // Full: one attempt toward a peer closer than our closest link. A missing role of a full node
+        // stays missing: the peers that would fill it are full too, and asking them one after another
+        // costs a routed request and a refusal each.
+        let upgrade = {
+            let local = self.local;
+            let nearest_link = close
+                .first()
+                .and_then(|c| c.iter().map(|p| p.distance(&local)).min());
+            self.book
+                .closest_in(lowest..lowest + spacing, |p| {
+                    self.links.contains_key(p) || !self.backoff.allows(p, now)
+                })
+                .filter(|p| nearest_link.is_none_or(|d| p.distance(&local) < d))
+        };
+        if let Some(p) = upgrade {
             self.dial(now, p);
         }
     }
@@ -1058,8 +1206,9 @@ impl Node {
             return;
         }
         if self.local < peer {
-            self.links
-                .insert(peer, Link::new(LinkState::Connecting, now));
+            let mut link = Link::new(LinkState::Connecting, now);
+            link.initiator = true;
+            self.links.insert(peer, link);
             self.emit(Output::Connect {
                 peer,
                 initiator: true,
@@ -1068,8 +1217,74 @@ impl Node {
             self.links
                 .insert(peer, Link::new(LinkState::Requested, now));
             let id = self.fresh_id();
-            self.originate(now, peer, id, None, &Payload::LinkRequest, 0, false);
+            self.send_signaling(now, peer, id, Payload::LinkRequest);
         }
+    }
+
+    /// Sends signaling for the link attempt to `peer` (a link request, or the driver's offer, answer
+    /// or candidate) and keeps it, so that it goes out again when nothing comes back: routed messages
+    /// are lost with the frames that carry them, and a lost one would stall the attempt until
+    /// `link_open_timeout`. The side that asks (the requester, the offerer) sends again after
+    /// `signal_retry` while it has heard nothing from the peer; the other side answers a duplicate
+    /// by sending its own again.
+    fn send_signaling(&mut self, now: Instant, peer: NodeId, id: u64, payload: Payload) {
+        // The peer's signaling came through the server: it likely has no link yet, and a mesh route
+        // would search for it in vain before falling back to the server anyway.
+        let via_server = self.links.get(&peer).is_some_and(|l| l.via_server);
+        self.originate(now, peer, id, None, &payload, 0, via_server);
+        let retry = self.config.signal_retry;
+        if let Some(link) = self.links.get_mut(&peer)
+            && link.state != LinkState::Up
+            && link.sent.len() < MAX_SENT_SIGNALS
+        {
+            link.sent.push((id, payload));
+            let asks =
+                link.state == LinkState::Requested || link.initiator && link.heard.is_empty();
+            if asks && link.resend_at.is_none() {
+                link.resend_at = Some(now + retry);
+            }
+        }
+    }
+
+    /// Sends again every signaling message kept for the attempt to `peer`, through another first hop
+    /// each time.
+    fn resend_signaling(&mut self, now: Instant, peer: NodeId, attempt: usize) {
+        let Some(link) = self.links.get(&peer) else {
+            return;
+        };
+        let sent = link.sent.clone();
+        let via_server = link.via_server;
+        for (id, payload) in sent {
+            self.stats.signals_resent += 1;
+            self.originate(now, peer, id, None, &payload, attempt, via_server);
+        }
+    }
+
+    /// Signaling `id` from `from` arrived: whether it is new (to be acted on). A duplicate means the
+    /// peer has not heard our side: ours goes out again (at most once per `signal_retry / 2`).
+    fn heard_signaling(&mut self, now: Instant, from: NodeId, id: u64, via_server: bool) -> bool {
+        let half = self.config.signal_retry / 2;
+        let Some(link) = self.links.get_mut(&from) else {
+            return true;
+        };
+        link.via_server = via_server;
+        if link.heard.contains(&id) {
+            self.stats.signal_duplicates += 1;
+            let echo = link.state != LinkState::Up
+                && !link.sent.is_empty()
+                && link.last_echo.is_none_or(|t| now >= t + half);
+            if echo {
+                link.last_echo = Some(now);
+                self.resend_signaling(now, from, 1);
+            }
+            return false;
+        }
+        if link.heard.len() >= MAX_HEARD_SIGNALS {
+            link.heard.remove(0);
+        }
+        link.heard.push(id);
+        link.resend_at = None;
+        true
     }
 
     // ------------------------------------------------------------------ routing
@@ -1340,8 +1555,16 @@ impl Node {
                 }
             }
             Payload::Kad(bytes) => self.kad.handle_message(now, r.src, &bytes),
-            Payload::Signal(bytes) => self.on_signal(now, r.src, bytes),
-            Payload::LinkRequest => self.on_link_request(now, r.src),
+            Payload::Signal(bytes) => {
+                if self.heard_signaling(now, r.src, r.id, via_server) {
+                    self.on_signal(now, r.src, r.id, bytes, via_server);
+                }
+            }
+            Payload::LinkRequest => {
+                if self.heard_signaling(now, r.src, r.id, via_server) {
+                    self.on_link_request(now, r.src, r.id, via_server);
+                }
+            }
             Payload::Rejected(alternatives) => self.on_rejected(now, r.src, alternatives),
             Payload::FindNode => {
                 let target = r.lookup.unwrap_or(r.dst);
@@ -1365,7 +1588,14 @@ impl Node {
 
     // ------------------------------------------------------------------ signaling
 
-    fn on_signal(&mut self, now: Instant, from: NodeId, payload: Vec<u8>) {
+    fn on_signal(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        id: u64,
+        payload: Vec<u8>,
+        via_server: bool,
+    ) {
         match self.links.get_mut(&from).map(|l| l.state) {
             Some(LinkState::Requested) => {
                 // The lower id accepted our request and sends its offer.
@@ -1383,15 +1613,17 @@ impl Node {
                 if from < self.local {
                     // An offer from the lower id.
                     if self.admits(&from) {
-                        self.links
-                            .insert(from, Link::new(LinkState::Connecting, now));
+                        let mut link = Link::new(LinkState::Connecting, now);
+                        link.heard.push(id);
+                        link.via_server = via_server;
+                        self.links.insert(from, link);
                         self.emit(Output::Connect {
                             peer: from,
                             initiator: false,
                         });
                         self.emit(Output::Event(Event::Signal { from, payload }));
                     } else {
-                        self.reject(now, from);
+                        self.reject(now, from, via_server);
                     }
                 } else {
                     // A higher id may not offer (no glare), and late signals of a closed link land here.
@@ -1401,7 +1633,7 @@ impl Node {
         }
     }
 
-    fn on_link_request(&mut self, now: Instant, from: NodeId) {
+    fn on_link_request(&mut self, now: Instant, from: NodeId, id: u64, via_server: bool) {
         if from < self.local {
             self.stats.dropped_unexpected += 1;
             return;
@@ -1410,14 +1642,17 @@ impl Node {
             return;
         }
         if self.admits(&from) {
-            self.links
-                .insert(from, Link::new(LinkState::Connecting, now));
+            let mut link = Link::new(LinkState::Connecting, now);
+            link.initiator = true;
+            link.heard.push(id);
+            link.via_server = via_server;
+            self.links.insert(from, link);
             self.emit(Output::Connect {
                 peer: from,
                 initiator: true,
             });
         } else {
-            self.reject(now, from);
+            self.reject(now, from, via_server);
         }
     }
 
@@ -1442,11 +1677,9 @@ impl Node {
             self.config.max_backoff_entries,
         );
         self.close(now, from, DisconnectReason::Rejected, false);
-        // Refusals pace our dialling like failures do (reset when a link comes up): a full mesh where
-        // most upgrade attempts are refused must not spend its routes on link requests.
-        self.failures = self.failures.saturating_add(1);
-        let delay = self.backoff_delay(self.failures);
-        self.next_dial = now + delay;
+        // A refusal blocks only the refusing peer: it is an answer, not a failure, and a node with free
+        // slots must go on to the alternatives at once (a restarted node would otherwise wait out a
+        // growing backoff while every slot is free). A full node tries one upgrade at a time anyway.
         self.emit(Output::Event(Event::Rejected {
             by: from,
             alternatives,
@@ -1632,6 +1865,8 @@ impl Node {
         let mut timed_out = Vec::new();
         let mut idle = Vec::new();
         let mut ping = Vec::new();
+        let mut resend = Vec::new();
+        let mut hellos = Vec::new();
         let mut expired = 0;
         for (p, l) in self.links.iter_mut() {
             match l.state {
@@ -1648,9 +1883,29 @@ impl Node {
                 _ => {
                     if now.saturating_duration_since(l.since) >= self.config.link_open_timeout {
                         timed_out.push(*p);
+                    } else {
+                        if l.resend_at.is_some_and(|t| t <= now) {
+                            l.resends += 1;
+                            l.resend_at = (l.resends < SIGNAL_RESENDS)
+                                .then(|| now + self.config.signal_retry * (1 << l.resends.min(8)));
+                            resend.push((*p, l.resends as usize));
+                        }
+                        if l.state == LinkState::Open && l.hello_at.is_some_and(|t| t <= now) {
+                            l.hello_at = Some(now + self.config.signal_retry / 2);
+                            if let Some(h) = l.hello.clone() {
+                                hellos.push((*p, h));
+                            }
+                        }
                     }
                 }
             }
+        }
+        for (p, attempt) in resend {
+            self.resend_signaling(now, p, attempt);
+        }
+        for (p, h) in hellos {
+            self.stats.hellos_resent += 1;
+            self.send_frame(now, p, &Frame::Hello(h));
         }
         self.stats.reassembly_dropped += expired as u64;
         for p in timed_out {
@@ -1945,7 +2200,7 @@ mod tests {
                 },
                 HelloError::BadSignature,
             ),
-            (Frame::Ping(1).encode(), HelloError::Missing),
+            (alloc::vec![frame::VERSION, 99], HelloError::Missing),
         ];
         for (bytes, error) in cases {
             let mut n = node();
@@ -2206,33 +2461,48 @@ mod tests {
         let mut n = node();
         let me = n.local_id();
         let now = Instant::from_millis(2);
-        // Candidates sorted by distance to us; keep the links far so that a close one can come in.
-        let mut ids: Vec<Identity> = (1..400).map(identity).collect();
-        ids.sort_by_key(|i| i.id().distance(&me));
-        let closest = ids.remove(0);
-        let farthest = ids.pop().unwrap_or_else(|| identity(9999));
-        // Five far-ish peers from different buckets fill the node.
-        let mut linked = Vec::new();
-        let mut buckets = BTreeSet::new();
-        for i in ids.iter().rev() {
-            if linked.len() == 5 {
-                break;
-            }
-            if buckets.insert(me.bucket_index(&i.id())) {
-                connect(&mut n, i, now);
-                linked.push(i.id());
+        // Peers by bucket, closest first within each.
+        let mut by_bucket: BTreeMap<usize, Vec<Identity>> = BTreeMap::new();
+        for i in (1..3000).map(identity) {
+            if let Some(b) = me.bucket_index(&i.id()) {
+                by_bucket.entry(b).or_default().push(i);
             }
         }
+        for v in by_bucket.values_mut() {
+            v.sort_by_key(|i| i.id().distance(&me));
+        }
+        let count = |b: usize| by_bucket.get(&b).map_or(0, Vec::len);
+        // A lowest bucket `l` with two peers in it and in the other close classes (spacing 2), and
+        // long links above them.
+        let l = (140..=152)
+            .rev()
+            .find(|&l| count(l) >= 2 && count(l + 2) >= 2 && count(l + 4) >= 1 && count(l + 6) >= 2)
+            .unwrap_or(152);
+        let pick = |b: usize, i: usize| by_bucket.get(&b).and_then(|v| v.get(i)).cloned();
+        let (Some(nearest), Some(a), Some(b_near), Some(b_far), Some(c), Some(d), Some(e)) = (
+            pick(l, 0),
+            pick(l, 1),
+            pick(l + 2, 0),
+            pick(l + 2, 1),
+            pick(l + 4, 0),
+            pick(l + 6, 0),
+            pick(l + 6, 1),
+        ) else {
+            panic!("not enough identities around bucket {l}");
+        };
+        // Each close class (buckets l.., l+2.., l+4..) gets one link, and two long links: full.
+        for p in [&a, &b_near, &c, &d, &e] {
+            connect(&mut n, p, now);
+        }
         assert_eq!(n.links().len(), 5);
-        // A farther peer is refused with alternatives.
-        let out = connect(&mut n, &farthest, now);
+        // A peer of a covered class, farther than its link, is refused with alternatives.
+        let out = connect(&mut n, &b_far, now);
         assert!(!out.iter().any(|o| matches!(o, Output::Connect { .. })));
         assert_eq!(n.stats().rejections, 1);
-        // The closest peer gets in; the displaced close link is evicted with alternatives.
-        let out = connect(&mut n, &closest, now);
-        assert!(out.contains(&Output::Event(Event::PeerConnected { peer: closest.id() })));
+        // A peer closer than the link of its class gets in; the displaced link is evicted.
+        let out = connect(&mut n, &nearest, now);
+        assert!(out.contains(&Output::Event(Event::PeerConnected { peer: nearest.id() })));
         assert_eq!(n.links().len(), 5);
-        assert!(n.links().contains(&closest.id()));
         let evicted: Vec<NodeId> = out
             .iter()
             .filter_map(|o| match o {
@@ -2243,21 +2513,131 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted, alloc::vec![a.id()]);
         // The evicted one was told, with up to 3 alternatives, before the close.
         let told = out.iter().any(|o| match o {
-            Output::Transmit { link, bytes } if *link == evicted[0] => {
+            Output::Transmit { link, bytes } if *link == a.id() => {
                 matches!(Frame::decode(bytes), Ok(Frame::Evict(alts)) if alts.len() <= 3)
             }
             _ => false,
         });
         assert!(told);
-        // The long links (the farthest two) survived.
-        let mut by_distance = linked.clone();
-        by_distance.sort_by_key(|p| p.distance(&me));
-        for p in &by_distance[3..] {
-            assert!(n.links().contains(p), "a long link was evicted");
+        // The other classes and the long links kept theirs.
+        for p in [&b_near, &c, &d, &e] {
+            assert!(n.links().contains(&p.id()));
         }
+    }
+
+    /// The routed frames (through the server) in `out`: (addressee, envelope).
+    fn relayed_out(out: &[Output]) -> Vec<(NodeId, Routed)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Signal { to, payload } => match Frame::decode(payload) {
+                    Ok(Frame::Routed(r)) => Some((*to, r)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lost_signaling_is_sent_again_and_duplicates_are_answered_not_repeated() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        // A lower id: we ask it (link request) to make the offer.
+        let p = (1..50)
+            .map(identity)
+            .find(|i| i.id() < n.local_id())
+            .unwrap_or_else(|| identity(1));
+        n.handle_server(now, ServerInput::BootstrapPeers(alloc::vec![p.id()]));
+        n.handle_timeout(now);
+        let first = relayed_out(&drain(&mut n));
+        assert_eq!(
+            first.len(),
+            1,
+            "one link request, through the server (no link yet)"
+        );
+        let (to, request) = &first[0];
+        assert_eq!(*to, p.id());
+        assert_eq!(
+            postcard::from_bytes::<Payload>(&request.body),
+            Ok(Payload::LinkRequest)
+        );
+        // Nothing comes back: after `signal_retry` the same request (same id) goes again.
+        let retry = n.config().signal_retry;
+        n.handle_timeout(now + retry);
+        let again = relayed_out(&drain(&mut n));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1.id, request.id);
+        assert_eq!(n.stats().signals_resent, 1);
+
+        // The peer's offer arrives twice (it did not hear that we got it): the driver sees it once,
+        // and the duplicate makes us send our side again instead.
+        let offer = relayed(&p, n.local_id(), &Payload::Signal(b"offer".to_vec()));
+        let later = now + retry + Duration::from_millis(100);
+        n.handle_server(later, offer.clone());
+        let out = drain(&mut n);
+        let signals = |out: &[Output]| {
+            out.iter()
+                .filter(|o| matches!(o, Output::Event(Event::Signal { .. })))
+                .count()
+        };
+        assert_eq!(signals(&out), 1);
+        assert!(out.contains(&Output::Connect {
+            peer: p.id(),
+            initiator: false
+        }));
+        n.send_signal(later, p.id(), b"answer".to_vec());
+        let answer = relayed_out(&drain(&mut n));
+        assert_eq!(
+            answer.len(),
+            1,
+            "answered through the server, as the offer came"
+        );
+        n.handle_server(later + retry, offer);
+        let out = drain(&mut n);
+        assert_eq!(signals(&out), 0);
+        assert_eq!(n.stats().signal_duplicates, 1);
+        let echoed: Vec<u64> = relayed_out(&out).iter().map(|(_, r)| r.id).collect();
+        assert!(echoed.contains(&answer[0].1.id), "our answer went again");
+    }
+
+    #[test]
+    fn frames_before_the_hello_are_dropped_and_the_hello_is_sent_again() {
+        let mut n = node();
+        let now = Instant::from_millis(2);
+        let p = identity(1);
+        let payload = if p.id() < n.local_id() {
+            Payload::Signal(b"offer".to_vec())
+        } else {
+            Payload::LinkRequest
+        };
+        n.handle_server(now, relayed(&p, n.local_id(), &payload));
+        drain(&mut n);
+        n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+        let hellos = |out: &[Output]| {
+            out.iter()
+                .filter(|o| {
+                    matches!(o, Output::Transmit { link, bytes }
+                        if *link == p.id() && matches!(Frame::decode(bytes), Ok(Frame::Hello(_))))
+                })
+                .count()
+        };
+        assert_eq!(hellos(&drain(&mut n)), 1);
+        // The peer is up (our hello reached it) but its hello was lost: its next frame is dropped,
+        // and the link stays.
+        n.handle_link_data(now, p.id(), &Frame::Ping(7).encode());
+        let out = drain(&mut n);
+        assert_eq!(disconnect_reason(&out, p.id()), None);
+        assert_eq!(n.link_attempts(), alloc::vec![p.id()]);
+        // Our hello goes again until the peer's arrives; then the link is up.
+        let later = now + n.config().signal_retry;
+        n.handle_timeout(later);
+        assert!(hellos(&drain(&mut n)) >= 1);
+        assert_eq!(n.stats().hellos_resent, 1);
+        n.handle_link_data(later, p.id(), &hello(&p, b"it", b"me"));
+        assert_eq!(n.links(), alloc::vec![p.id()]);
     }
 
     #[test]

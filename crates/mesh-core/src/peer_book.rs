@@ -110,6 +110,31 @@ impl PeerBook {
         out
     }
 
+    /// The lowest non-empty bucket (the distance class of the closest known peer), if any peer is known.
+    pub fn lowest_bucket(&self) -> Option<usize> {
+        self.buckets.keys().next().copied()
+    }
+
+    /// The known peer closest to us among buckets `range`, skipping those `skip` rejects.
+    pub fn closest_in(
+        &self,
+        range: core::ops::Range<usize>,
+        mut skip: impl FnMut(&NodeId) -> bool,
+    ) -> Option<NodeId> {
+        // Buckets are distance classes: every peer of a lower bucket is closer than any of a higher one.
+        for (_, bucket) in self.buckets.range(range) {
+            let best = bucket
+                .iter()
+                .map(|(p, _)| *p)
+                .filter(|p| !skip(p))
+                .min_by_key(|p| p.distance(&self.local));
+            if best.is_some() {
+                return best;
+            }
+        }
+        None
+    }
+
     /// A random known peer, drawn bucket-uniformly (so its distance follows the harmonic distribution of
     /// Kleinberg's small worlds), among buckets at or above `min_bucket`, skipping those `skip` rejects.
     pub fn random(
@@ -120,7 +145,7 @@ impl PeerBook {
     ) -> Option<NodeId> {
         let candidates: Vec<Vec<NodeId>> = self
             .buckets
-            .range(min_bucket..ID_BITS)
+            .range(min_bucket.min(ID_BITS)..ID_BITS)
             .map(|(_, b)| {
                 b.iter()
                     .map(|(p, _)| *p)

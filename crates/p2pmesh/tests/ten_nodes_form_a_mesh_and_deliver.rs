@@ -189,12 +189,13 @@ async fn scenario(links: Links) {
     server.stop().await;
 }
 
-/// Known to be flaky (about half the runs): after the crash, two live nodes that each have a free slot
-/// sometimes never link to each other (mesh-core dials only its chosen close/random candidates, and
-/// blocks a refusing peer for 30 s), so a former neighbour stays a link short while a candidate exists.
-/// The WebRTC variant above runs the same steps. Run it with `cargo test -p p2pmesh -- --ignored`.
+/// The same steps over in-memory links. Its old failure (a former neighbour left a link short while a
+/// candidate had a free slot) is fixed: mesh-core now fills a free slot with any peer it knows when no
+/// role of its own is left to fill. Still ignored: about one run in fifteen here (always with both
+/// tests sharing the two cores) did not finish within the 200 s limit, on a step not yet identified.
+/// Run it with `cargo test -p p2pmesh -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: free slots not always filled after a crash (mesh-core link selection)"]
+#[ignore = "about one run in fifteen does not finish (cause not identified); the WebRTC variant runs the same steps"]
 async fn ten_nodes_over_memory_links() {
     scenario(Links::Memory(MemoryNetwork::new())).await;
 }

@@ -167,6 +167,28 @@ impl Protocol for Node {
     fn links(&self) -> Vec<NodeId> {
         Node::links(self)
     }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = Node::stats(self);
+        vec![
+            ("links up", s.links_up),
+            ("link failures (never opened)", s.link_failures),
+            ("link requests / offers refused", s.rejections),
+            ("links evicted", s.evictions),
+            ("routed forwarded", s.routed_forwarded),
+            ("routed backtracked", s.routed_backtracked),
+            ("server fallbacks", s.server_fallbacks),
+            ("dropped: no route", s.dropped_no_route),
+            ("dropped: unexpected", s.dropped_unexpected),
+            ("dropped: bad signature", s.dropped_bad_signature),
+            ("signals resent / duplicates", s.signals_resent),
+            ("signal duplicates", s.signal_duplicates),
+            ("hellos resent", s.hellos_resent),
+            ("gossip tree changes", s.gossip.tree_changes),
+            ("gossip tree holds", s.gossip.tree_holds),
+            ("gossip grafts sent", s.gossip.grafts_sent),
+            ("gossip retries", s.gossip.payload_retries),
+        ]
+    }
     fn payload_transmissions(&self) -> u64 {
         let g = Node::stats(self).gossip;
         g.payload_sends + g.payload_retries + g.payload_graft_responses + g.payload_reroutes

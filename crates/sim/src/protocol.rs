@@ -160,4 +160,8 @@ pub trait Protocol: Sized {
     fn links(&self) -> Vec<NodeId>;
     /// Payload transmissions of broadcast messages so far (eager pushes, retries, graft answers).
     fn payload_transmissions(&self) -> u64;
+    /// Named counters of the node, summed over the live nodes into the report's table. Default: none.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

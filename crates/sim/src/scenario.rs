@@ -212,6 +212,8 @@ fn broadcast_metrics<P: Protocol>(
     let mut delivered = 0u64;
     let mut latencies = Vec::new();
     let mut ldh = 0;
+    let mut per_message_ldh: Vec<f64> = Vec::new();
+    let mut hop_hist = [0u64; 33];
     let mut receivers_after_warmup = 0u64;
     let mut duplicates = 0u64;
     for (i, rec) in sim.recorder.broadcasts.iter().enumerate().skip(first) {
@@ -231,10 +233,18 @@ fn broadcast_metrics<P: Protocol>(
                 delivered += 1;
             }
         }
+        let mut message_ldh = 0;
         for &(_, latency_us, hops) in &rec.deliveries {
             latencies.push(latency_us as f64 / 1000.0);
             ldh = ldh.max(hops);
+            message_ldh = message_ldh.max(hops);
+            let bin = (hops as usize).min(hop_hist.len() - 1);
+            hop_hist[bin] += 1;
         }
+        if !rec.deliveries.is_empty() {
+            per_message_ldh.push(f64::from(message_ldh));
+        }
+
         if i >= WARMUP as usize {
             receivers_after_warmup += rec.deliveries.len() as u64;
         }
@@ -244,7 +254,9 @@ fn broadcast_metrics<P: Protocol>(
     } else {
         delivered as f64 / expected as f64
     });
-    report.ldh = Some(ldh);
+    report.ldh = (!per_message_ldh.is_empty())
+        .then(|| per_message_ldh.iter().sum::<f64>() / per_message_ldh.len() as f64);
+    report.ldh_max = Some(ldh);
     report.latency_ms_p50 = percentile(&mut latencies, 50.0);
     report.latency_ms_p99 = percentile(&mut latencies, 99.0);
     if let Some(before) = payload_before
@@ -255,6 +267,23 @@ fn broadcast_metrics<P: Protocol>(
         report.note("rmr payload transmissions", payload);
         report.note("rmr receivers - 1 (summed)", receivers_after_warmup);
     }
+    report.note(
+        "ldh of each broadcast p50 / p99",
+        format!(
+            "{} / {}",
+            percentile(&mut per_message_ldh, 50.0).unwrap_or(0.0),
+            percentile(&mut per_message_ldh, 99.0).unwrap_or(0.0)
+        ),
+    );
+    let last = hop_hist.iter().rposition(|&c| c > 0).unwrap_or(0);
+    report.note(
+        "deliveries by hops (0..)",
+        hop_hist[..=last]
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     report.note("broadcast expected deliveries", expected);
     report.note("broadcast missed deliveries", expected - delivered);
     report.note("broadcast duplicate deliveries", duplicates);
@@ -305,6 +334,30 @@ fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
         ),
     );
     report.note("stalled timers", s.stalled_timers);
+    report.note("timers run", s.timers_run);
+    for (name, value) in sim.counters() {
+        report.note(&format!("nodes (live, summed): {name}"), value);
+    }
+    let (degree, ecc_p50, ecc_max) = sim.topology(64);
+    report.note(
+        "mesh mean degree; eccentricity p50 / max (64 sampled nodes)",
+        format!("{degree:.2}; {ecc_p50} / {ecc_max}"),
+    );
+    let k = &s.frames_by_kind;
+    report.note(
+        "frames: hello kad direct signal chunk neighbors ping pong evict bye",
+        format!(
+            "{} {} {} {} {} {} {} {} {} {}",
+            k[0], k[1], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10]
+        ),
+    );
+    report.note(
+        "gossip frames: payload ack ihave graft prune tree",
+        format!(
+            "{} {} {} {} {} {}",
+            k[16], k[17], k[18], k[19], k[20], k[21]
+        ),
+    );
 }
 
 fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {

@@ -106,6 +106,11 @@ pub struct NetStats {
     pub stalled_timers: u64,
     /// Events processed.
     pub events: u64,
+    /// Frames delivered, by mesh frame kind (the second byte); gossip frames by gossip frame kind
+    /// at 16 + kind.
+    pub frames_by_kind: [u64; 24],
+    /// Timer events that ran a node's `handle_timeout`.
+    pub timers_run: u64,
 }
 
 /// The driver's peer connection towards one peer (what a WebRTC `RTCPeerConnection` is to a real driver).
@@ -337,6 +342,7 @@ impl<P: Protocol> Simulation<P> {
         });
         self.ids.push(id);
         self.by_id.insert(id, slot);
+
         let topic = self.config.topic.clone();
         if let Some(node) = self.slots[slot as usize].node.as_mut() {
             node.subscribe(&topic);
@@ -364,6 +370,7 @@ impl<P: Protocol> Simulation<P> {
     /// server drops it after the detection delay, every event on its way to it is lost.
     pub fn crash(&mut self, slot: u32) {
         let now = self.now();
+
         let s = &mut self.slots[slot as usize];
         let Some(node) = s.node.take() else {
             return;
@@ -455,6 +462,7 @@ impl<P: Protocol> Simulation<P> {
                 });
         }
         self.recorder.broadcasts[i].origin = slot;
+
         self.recorder.broadcasts[i].published = now;
         let topic = self.config.topic.clone();
         let Some(node) = self.slots[slot as usize].node.as_mut() else {
@@ -599,6 +607,81 @@ impl<P: Protocol> Simulation<P> {
         roots.sort_unstable();
         roots.dedup();
         roots.len()
+    }
+
+    /// The final mesh's shape, over verified links between live nodes: mean degree, and the
+    /// eccentricity (largest hop distance to any reachable live node) of up to `samples` live nodes
+    /// spread evenly over the slots, as (median, largest). Deterministic.
+    pub fn topology(&self, samples: usize) -> (f64, u32, u32) {
+        let n = self.slots.len();
+        let links: Vec<Vec<u32>> = self
+            .slots
+            .iter()
+            .map(|s| {
+                s.node
+                    .as_ref()
+                    .map(|node| {
+                        node.links()
+                            .iter()
+                            .filter_map(|id| self.slot_of(id))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        // A link counts when both ends list it.
+        let adj: Vec<Vec<u32>> = (0..n)
+            .map(|a| {
+                links[a]
+                    .iter()
+                    .copied()
+                    .filter(|&b| self.is_live(b) && links[b as usize].contains(&(a as u32)))
+                    .collect()
+            })
+            .collect();
+        let live = self.live_slots();
+        if live.is_empty() {
+            return (0.0, 0, 0);
+        }
+        let degree =
+            live.iter().map(|&s| adj[s as usize].len()).sum::<usize>() as f64 / live.len() as f64;
+        let step = (live.len() / samples.max(1)).max(1);
+        let mut eccs: Vec<u32> = Vec::new();
+        let mut dist = vec![u32::MAX; n];
+        for &src in live.iter().step_by(step) {
+            dist.iter_mut().for_each(|d| *d = u32::MAX);
+            dist[src as usize] = 0;
+            let mut queue = std::collections::VecDeque::from([src]);
+            let mut ecc = 0;
+            while let Some(x) = queue.pop_front() {
+                let d = dist[x as usize];
+                ecc = ecc.max(d);
+                for &y in &adj[x as usize] {
+                    if dist[y as usize] == u32::MAX {
+                        dist[y as usize] = d + 1;
+                        queue.push_back(y);
+                    }
+                }
+            }
+            eccs.push(ecc);
+        }
+        eccs.sort_unstable();
+        (degree, eccs[eccs.len() / 2], eccs[eccs.len() - 1])
+    }
+
+    /// The nodes' own counters ([`Protocol::counters`]) summed over the live nodes, in the order the
+    /// first live node lists them.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<(&'static str, u64)> = Vec::new();
+        for node in self.slots.iter().filter_map(|s| s.node.as_ref()) {
+            for (i, (name, value)) in node.counters().into_iter().enumerate() {
+                match out.get_mut(i) {
+                    Some(e) if e.0 == name => e.1 += value,
+                    _ => out.push((name, value)),
+                }
+            }
+        }
+        out
     }
 
     /// Payload transmissions counted by every node so far, crashed ones included.
@@ -868,6 +951,7 @@ impl<P: Protocol> Simulation<P> {
                 let Some(node) = s.node.as_mut() else {
                     return;
                 };
+                self.stats.timers_run += 1;
                 node.handle_timeout(now);
                 self.drive_inner(slot, true);
             }
@@ -990,6 +1074,13 @@ impl<P: Protocol> Simulation<P> {
                 }
                 self.stats.frames_delivered += 1;
                 self.stats.bytes_delivered += bytes.len() as u64;
+                let kind = match (bytes.get(1), bytes.get(3)) {
+                    (Some(2), Some(&g)) => 16 + usize::from(g.min(7)),
+                    (Some(&k), _) => usize::from(k.min(15)),
+                    (None, _) => 15,
+                };
+                self.stats.frames_by_kind[kind] += 1;
+
                 let peer = self.ids[from as usize];
                 if let Some(node) = self.slots[to as usize].node.as_mut() {
                     node.handle_link_data(now, peer, &bytes);

@@ -361,7 +361,8 @@ fn the_broadcast_scenario_measures_a_flooding_mesh_and_replays() {
     assert_eq!(report.components, Some(1));
     // Flooding sends each message over every link but one: far more than once per receiver.
     assert!(report.rmr.is_some_and(|r| r > 5.0), "{}", report.table());
-    assert!(report.ldh.is_some_and(|h| (2..10).contains(&h)));
+    assert!(report.ldh.is_some_and(|h| (2.0..10.0).contains(&h)));
+    assert!(report.ldh_max.is_some_and(|h| (2..10).contains(&h)));
     let again = run_with::<Flood>(&args, ());
     assert_eq!(report.deterministic(), again.deterministic());
     assert_eq!(

@@ -67,6 +67,7 @@ fn signed(origin: &Identity, seq: u64, timestamp: Instant, payload: &[u8]) -> Me
         topic: TOPIC.into(),
         payload: payload.to_vec(),
         hops: 0,
+        tree: 0,
         auth: Some(Auth {
             public_key: origin.public_key(),
             signature,
@@ -193,7 +194,7 @@ fn forged_and_invalid_messages_are_dropped_and_counted() {
     node.handle_message(t0(), peers[0], &[]);
     node.handle_message(t0(), peers[0], &[wire::VERSION, 200]);
     assert_eq!(node.stats().dropped_malformed, 2);
-    node.handle_message(t0(), peers[0], &[2, 0]);
+    node.handle_message(t0(), peers[0], &[wire::VERSION + 1, 0]);
     assert_eq!(node.stats().dropped_version, 1);
     node.handle_message(t0(), peers[0], &vec![0; node.config().max_frame_len() + 1]);
     assert_eq!(node.stats().dropped_oversized, 1);
@@ -701,45 +702,50 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
         rooted_tree: true,
         ..Config::default()
     };
+    let hold = config.tree_hold_down;
     let (mut node, mut peers) = linked(config);
     peers.sort();
     // Each new link hears our place: we are our own root until told of a lower one.
-    let told: Vec<(NodeId, TreeAdvert)> = sends(&mut node)
+    let told: Vec<(NodeId, Vec<TreeAdvert>)> = sends(&mut node)
         .into_iter()
         .filter_map(|(to, f)| match f {
-            Frame::Tree(advert) => Some((to, advert)),
+            Frame::Tree(adverts) => Some((to, adverts)),
             _ => None,
         })
         .collect();
     assert_eq!(told.len(), 3);
-    assert!(told.iter().all(|(_, a)| a.distance == 0 && !a.child));
+    assert!(
+        told.iter()
+            .all(|(_, a)| a.len() == 1 && a[0].distance == 0 && !a[0].child)
+    );
     assert_eq!(node.eager_links().count(), 0);
 
     let lowest = NodeId::from_bytes([0; 20]);
-    let tell = |node: &mut Node, from: NodeId, distance: u8, child: bool| {
+    let at = |millis: u64| t0() + ms(millis);
+    let tell = |node: &mut Node, now: Instant, from: NodeId, distance: u8, child: bool| {
         let advert = TreeAdvert {
             root: lowest,
-            seq: t0().as_micros(),
             distance,
             child,
         };
-        node.handle_message(t0() + ms(5), from, &wire::encode(&Frame::Tree(advert)));
+        node.handle_message(now, from, &wire::encode(&Frame::Tree(vec![advert])));
     };
-    // Peer 0 is 3 hops from the lowest root, peer 1 only 2: peer 1 is the parent, and hears it.
-    tell(&mut node, peers[0], 3, false);
-    tell(&mut node, peers[1], 2, false);
+    // Peer 0 is 3 hops from the lowest root, peer 1 only 2: peer 1 is the parent, and hears it once
+    // the advertisement delay has passed.
+    tell(&mut node, at(5), peers[0], 3, false);
+    tell(&mut node, at(5), peers[1], 2, false);
+    node.handle_timeout(at(5) + node.config().tree_advert_delay);
     let out = sends(&mut node);
     assert!(out.contains(&(
         peers[1],
-        Frame::Tree(TreeAdvert {
+        Frame::Tree(vec![TreeAdvert {
             root: lowest,
-            seq: t0().as_micros(),
             distance: 3,
             child: true
-        })
+        }])
     )));
     // Peer 2 takes us as its parent: a child.
-    tell(&mut node, peers[2], 4, true);
+    tell(&mut node, at(300), peers[2], 4, true);
     assert_eq!(
         node.eager_links().collect::<Vec<_>>(),
         vec![peers[1], peers[2]]
@@ -749,7 +755,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     // duplicate prunes nothing: the tree does not depend on who sent first.
     let _ = sends(&mut node);
     let message = signed(&identity(20), 1, t0(), b"up");
-    node.handle_message(t0() + ms(10), peers[0], &gossip(&message));
+    node.handle_message(at(310), peers[0], &gossip(&message));
     let pushed: Vec<NodeId> = sends(&mut node)
         .into_iter()
         .filter(|(_, f)| matches!(f, Frame::Gossip(_)))
@@ -758,27 +764,27 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     assert_eq!(pushed, vec![peers[1], peers[2]]);
     let mut copy = message.clone();
     copy.hops = 2;
-    node.handle_message(t0() + ms(20), peers[1], &gossip(&copy));
+    node.handle_message(at(320), peers[1], &gossip(&copy));
     assert_eq!(node.stats().prunes_sent, 0);
     assert_eq!(
         node.eager_links().collect::<Vec<_>>(),
         vec![peers[1], peers[2]]
     );
 
-    // The parent's link goes: the next best (peer 0) becomes the parent.
-    node.handle_peer_down(t0() + ms(30), peers[1]);
+    // The parent's link goes. Peer 0's path (4 hops from us) is longer than the one lost, and may
+    // lead back through our own subtree: it is held down, and meanwhile we root our own tree (our
+    // child keeps us as its parent)...
+    node.handle_peer_down(at(330), peers[1]);
+    assert_eq!(node.stats().tree_holds, 1);
+    assert_eq!(node.eager_links().collect::<Vec<_>>(), vec![peers[2]]);
+    node.handle_timeout(at(330) + node.config().tree_advert_delay);
+    let told = sends(&mut node);
+    assert!(told.iter().any(|(to, f)| *to == peers[0]
+        && matches!(f, Frame::Tree(a) if a[0].root == node.id() && a[0].distance == 0)));
+    // ... until the hold ends: then peer 0 becomes the parent.
+    node.handle_timeout(at(330) + hold);
     assert_eq!(
         node.eager_links().collect::<Vec<_>>(),
         vec![peers[0], peers[2]]
     );
-
-    // The root falls silent (its sequence number stops advancing): after three refresh intervals it
-    // is forgotten, and this node, knowing no other root, roots its own tree (its child stays).
-    for s in 1..=5 {
-        node.handle_timeout(t0() + Duration::from_secs(2 * s) + ms(10));
-    }
-    assert_eq!(node.eager_links().collect::<Vec<_>>(), vec![peers[2]]);
-    let told = sends(&mut node);
-    assert!(told.iter().any(|(to, f)| *to == peers[0]
-        && matches!(f, Frame::Tree(a) if a.root == node.id() && a.distance == 0)));
 }
