@@ -18,8 +18,22 @@ const SIGNATURE_DOMAIN: &[u8] = b"p2pmesh/gossip/signature/v1";
 ///
 /// Never random: every receiver recomputes it from the content and drops a message whose id does not
 /// match, so a duplicate is recognised by id alone, before any signature check.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MessageId([u8; MESSAGE_ID_LEN]);
+
+impl Ord for MessageId {
+    #[inline]
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        kademlia_core::cmp_20(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for MessageId {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl MessageId {
     /// The id made of these raw bytes.

@@ -683,6 +683,13 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 if !self.links.contains_key(&peer) {
                     continue;
                 }
+                // A peer that has shown it holds a message since it was queued (its own IHAVE, a
+                // copy, an ACK) is not told about it: on most lazy links both ends receive the message
+                // within a flush interval of each other, and only the first to flush needs to.
+                let announces: Vec<Announce> = announces
+                    .into_iter()
+                    .filter(|a| !self.cache.holders(&a.id).contains(&peer))
+                    .collect();
                 for chunk in announces.chunks(self.config.max_ids_per_frame) {
                     self.stats.ihaves_sent += 1;
                     self.send_frame(peer, &Frame::IHave(chunk.to_vec()));
@@ -728,8 +735,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.tree_refresh_at,
             self.tree_flush_at,
             self.holds.iter().flatten().map(|h| h.until).min(),
-            self.seen.next_expiry(),
-            self.cache.next_expiry(),
+            // Expiry only bounds memory: it is batched on a coarse tick rather than waking the
+            // node for every message that ages out.
+            self.seen.next_expiry().map(coarse),
+            self.cache.next_expiry().map(coarse),
         ]
         .into_iter()
         .flatten()
@@ -1399,6 +1408,15 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.outputs.push_back(output);
     }
 }
+
+/// `at` rounded up to the next multiple of [`EXPIRY_TICK`] since the epoch.
+fn coarse(at: Instant) -> Instant {
+    let tick = u64::try_from(EXPIRY_TICK.as_micros()).unwrap_or(u64::MAX);
+    Instant::from_micros(at.as_micros().div_ceil(tick).saturating_mul(tick))
+}
+
+/// Granularity of the seen-cache's and the message cache's expiry timers.
+const EXPIRY_TICK: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests;

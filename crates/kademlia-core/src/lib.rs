@@ -104,7 +104,7 @@ pub mod time;
 pub mod wire;
 
 pub use config::Config;
-pub use id::{Distance, ID_BITS, ID_LEN, NodeId, ParseIdError};
+pub use id::{Distance, ID_BITS, ID_LEN, NodeId, ParseIdError, cmp_20};
 pub use kbucket::{Entry, KBucket, RoutingTable};
 pub use node::{Event, Node, Output, Stats};
 pub use query::{QueryEnd, QueryId, QueryResult};

@@ -12,7 +12,8 @@ pub struct Config {
     /// Links this node holds at most, counting links still being set up. Default 5.
     pub max_peers: usize,
     /// Of `max_peers`, links kept to random peers picked bucket-uniformly from the peer book (long links
-    /// that keep the mesh one small world). The rest go to the XOR-closest peers. Default 2.
+    /// that keep the mesh one small world). The rest are close links, one per close class (see
+    /// `close_spacing`). Default 2.
     pub random_links: usize,
     /// Width, in k-buckets, of each close class. The `max_peers - random_links` close links cover one
     /// class each: class `i` is the buckets `lowest + i * close_spacing` up to the next class, `lowest`
@@ -44,6 +45,15 @@ pub struct Config {
     pub signal_retry: Duration,
     /// Interval of the topology maintenance (fill free slots, replace lost links). Default 1 s.
     pub maintenance_interval: Duration,
+    /// Interval of the topology maintenance while every slot holds an up link (only upgrades are left
+    /// to try). A lost link brings the next maintenance back to `maintenance_interval`. Default 5 s.
+    pub full_maintenance_interval: Duration,
+    /// Delay before a change of our links (or of their links) is told to the links (`Neighbors`
+    /// frames), so that several changes in a row cost one frame per link. Default 200 ms.
+    pub announce_delay: Duration,
+    /// Interval at which neighbor lists whose only change is their third level (a link's links' links)
+    /// are sent anyway; changes of the first two levels go out within `announce_delay`. Default 30 s.
+    pub neighbors_refresh_interval: Duration,
     /// First delay before redialling after a failed or lost link; doubled per consecutive failure, up to
     /// `reconnect_backoff_max`, with ±50 % jitter; reset by a successful link. Default 1 s.
     pub reconnect_backoff: Duration,
@@ -52,9 +62,10 @@ pub struct Config {
     /// Peers whose own dial backoff is remembered (failed, refused or evicting peers are not redialled
     /// until their backoff ends); the oldest entry is forgotten beyond this. Default 128.
     pub max_backoff_entries: usize,
-    /// A link that sent nothing for this long sends a ping. Default 5 s.
+    /// A link that sent nothing for this long sends a ping. Default 8 s, the rooted trees' refresh
+    /// interval too (`gossip.tree_refresh_interval`), so that their refresh is the keepalive.
     pub keepalive_interval: Duration,
-    /// A link that received nothing for this long is closed as dead. Default 15 s.
+    /// A link that received nothing for this long is closed as dead. Default 20 s.
     pub link_idle_timeout: Duration,
     /// Largest frame written on a data channel, chunks included. Default 64 KiB - 1 KiB, under the
     /// 64 KiB message limit of WebRTC data channels.
@@ -100,11 +111,13 @@ pub struct Config {
     pub max_outputs: usize,
     /// Configuration of the composed Kademlia node.
     pub kademlia: kademlia_core::Config,
-    /// Configuration of the composed gossip node. Default: gossip-core's, with the rooted tree on
-    /// (`rooted_tree`: one breadth-first broadcast tree for every origin, stable while the links are)
-    /// and a hop limit of 32, so that the tree may be 16 deep (a root's eccentricity on a mesh of
-    /// 5 links per node reaches about 10 at 1,000 nodes and 13 at 10,000) and every path on it fits
-    /// under the limit.
+    /// Configuration of the composed gossip node. Default: gossip-core's, with rooted trees on
+    /// (`rooted_tree`, `trees` 12: breadth-first broadcast trees with different roots, stable while the
+    /// links are; each message travels on the one whose root is nearest its origin) and a hop limit of
+    /// 32, so that a tree may be 16 deep (a root's eccentricity on a mesh of 5 links per node is about
+    /// 7-8 at 1,000 nodes and 10-11 at 10,000) and every path on it fits under the limit; announcements
+    /// are flushed every 250 ms (`lazy_flush_interval`; on settled trees they are rarely needed, and
+    /// most are dropped at flush time because the peer has shown it holds the message).
     pub gossip: gossip_core::Config,
 }
 
@@ -120,11 +133,14 @@ impl Default for Config {
             link_open_timeout: Duration::from_secs(10),
             signal_retry: Duration::from_secs(2),
             maintenance_interval: Duration::from_secs(1),
+            full_maintenance_interval: Duration::from_secs(5),
+            announce_delay: Duration::from_millis(200),
+            neighbors_refresh_interval: Duration::from_secs(30),
             reconnect_backoff: Duration::from_secs(1),
             reconnect_backoff_max: Duration::from_secs(60),
             max_backoff_entries: 128,
-            keepalive_interval: Duration::from_secs(5),
-            link_idle_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(8),
+            link_idle_timeout: Duration::from_secs(20),
             max_frame_bytes: 63 * 1024,
             max_message_bytes: 1024 * 1024,
             max_reassembly_messages: 4,
@@ -145,7 +161,9 @@ impl Default for Config {
             kademlia: kademlia_core::Config::default(),
             gossip: gossip_core::Config {
                 rooted_tree: true,
-                trees: 8,
+                trees: 12,
+                tree_refresh_interval: Duration::from_secs(8),
+                lazy_flush_interval: Duration::from_millis(250),
                 hop_limit: 32,
                 ..gossip_core::Config::default()
             },
@@ -205,6 +223,8 @@ impl Config {
         );
         assert!(
             !self.maintenance_interval.is_zero()
+                && !self.full_maintenance_interval.is_zero()
+                && !self.neighbors_refresh_interval.is_zero()
                 && !self.keepalive_interval.is_zero()
                 && !self.link_open_timeout.is_zero()
                 && !self.reconnect_backoff.is_zero()

@@ -14,7 +14,8 @@ pub enum ServerInput {
     BootstrapPeers(Vec<NodeId>),
     /// A peer joined near this node (`peer_joined`, a targeted introduction).
     PeerJoined(NodeId),
-    /// A peer left (`peer_left`).
+    /// A peer left (`peer_left`), or the server does not know it: a signal to it was refused with
+    /// `unknown_peer` (drivers report both this way).
     PeerLeft(NodeId),
     /// A mesh frame relayed by the server (a `signal` message whose payload is ours), `from` as the server
     /// authenticated it.

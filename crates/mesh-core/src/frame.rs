@@ -27,6 +27,10 @@ pub(crate) const MAX_FINGERPRINT: usize = 256;
 /// Most ids a neighbor list or an alternatives list carries.
 pub(crate) const MAX_ID_LIST: usize = 64;
 
+/// Most ids the third level of a neighbor list carries (links' links' links: up to 4 × 4 × 4 = 64 with
+/// five links each, more around nodes with more links).
+pub(crate) const MAX_THIRD: usize = 256;
+
 /// The kind byte of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -211,6 +215,9 @@ pub struct Neighbors {
     pub links: Vec<NodeId>,
     /// The union of those links' own links (the sender, the receiver and `links` excluded).
     pub second: Vec<NodeId>,
+    /// The union of those links' second levels (ids of the levels above excluded): with it, the
+    /// receiver's routing sees four hops through the sender.
+    pub third: Vec<NodeId>,
 }
 
 /// A slice of a frame longer than the frame limit.
@@ -367,7 +374,10 @@ impl Frame {
             }
             Kind::Neighbors => {
                 let n: Neighbors = body(rest)?;
-                if n.links.len() > MAX_ID_LIST || n.second.len() > MAX_ID_LIST {
+                if n.links.len() > MAX_ID_LIST
+                    || n.second.len() > MAX_ID_LIST
+                    || n.third.len() > MAX_THIRD
+                {
                     return Err(DecodeError::Body);
                 }
                 Frame::Neighbors(n)
@@ -622,6 +632,7 @@ mod tests {
             Frame::Neighbors(Neighbors {
                 links: alloc::vec![id(1), id(2)],
                 second: alloc::vec![id(5)],
+                third: alloc::vec![id(6), id(7)],
             }),
             Frame::Ping(5),
             Frame::Pong(u64::MAX),

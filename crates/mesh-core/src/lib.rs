@@ -4,15 +4,19 @@
 //!
 //! # What it does
 //!
-//! - **Links.** At most [`Config::max_peers`] (default 5): the XOR-closest peers it knows (good for the
-//!   DHT's last hops) and at least [`Config::random_links`] (default 2) long links to peers drawn
-//!   bucket-uniformly from its peer book (Kleinberg's harmonic distribution), so that the mesh stays one
-//!   connected small world. When full and a closer peer offers, the farthest close link is evicted and
-//!   handed up to 3 alternatives (the JavaScript library's `reconnection_data`); a refused peer gets
-//!   alternatives too (`connection_rejected`). The lower id always makes the offer (no glare): the higher
-//!   one asks it to with a routed link request. A link that does not open in time raises
-//!   [`Event::PeerTimedOut`]; a lost link is replaced after an exponential backoff with jitter, reset
-//!   when a link comes up.
+//! - **Links.** At most [`Config::max_peers`] (default 5): close links, one per *close class* of
+//!   k-buckets (the classes start at the bucket of the closest known peer and are
+//!   [`Config::close_spacing`] buckets wide: the nearest peer, one of the ~4 nearest, one of the ~16
+//!   nearest), which serve the DHT's last hops and join each XOR subtree to its siblings, and at least
+//!   [`Config::random_links`] (default 2) long links to peers drawn bucket-uniformly from the buckets
+//!   above (Kleinberg's harmonic distribution), so that the mesh stays one connected small world. When
+//!   full and a peer closer than the link of its class offers, that link is evicted and handed up to 3
+//!   alternatives (the JavaScript library's `reconnection_data`); a peer that fills no missing role is
+//!   refused with alternatives (`connection_rejected`). The lower id always makes the offer (no glare):
+//!   the higher one asks it to with a routed link request. Link signaling is sent again when nothing
+//!   comes back and hellos until they verify (routed messages can be lost). A link that does not open in
+//!   time raises [`Event::PeerTimedOut`]; a lost link is replaced after an exponential backoff with
+//!   jitter, reset when a link comes up.
 //! - **Framing.** Every data-channel message is `[version][kind][postcard body]`; a frame longer than
 //!   [`Config::max_frame_bytes`] is chunked and reassembled in buffers bounded in count, bytes and age
 //!   ([`frame`]).

@@ -16,7 +16,7 @@ use crate::event::{
     QueryId, ServerInput, Stats,
 };
 use crate::frame::{
-    self, ChunkResult, Frame, Hello, MAX_ID_LIST, Neighbors, Payload, Reassembly, Routed,
+    self, ChunkResult, Frame, Hello, MAX_ID_LIST, MAX_THIRD, Neighbors, Payload, Reassembly, Routed,
 };
 use crate::peer_book::{Backoff, PeerBook};
 use crate::route;
@@ -48,6 +48,8 @@ struct Link {
     neighbors: Vec<NodeId>,
     /// The peer's links' links.
     second: Vec<NodeId>,
+    /// The peer's links' links' links.
+    third: Vec<NodeId>,
     /// What we last told this peer, to send only changes.
     announced: Option<Neighbors>,
     last_rx: Instant,
@@ -56,9 +58,9 @@ struct Link {
     next_chunk_msg: u32,
     /// We make the offer (the lower id's side once a link is decided).
     initiator: bool,
-    /// Signaling we sent for this attempt (link request, offer, answer, candidates) as (routed id,
-    /// payload), kept to be sent again; at most [`MAX_SENT_SIGNALS`].
-    sent: Vec<(u64, Payload)>,
+    /// Signaling we sent for this attempt (link request, offer, answer, candidates), sealed, kept to be
+    /// sent again; at most [`MAX_SENT_SIGNALS`].
+    sent: Vec<Routed>,
     /// Ids of the peer's signaling received for this link, to drop duplicates; at most
     /// [`MAX_HEARD_SIGNALS`].
     heard: Vec<u64>,
@@ -100,6 +102,7 @@ impl Link {
             early_hello: None,
             neighbors: Vec::new(),
             second: Vec::new(),
+            third: Vec::new(),
             announced: None,
             last_rx: now,
             last_tx: now,
@@ -166,6 +169,10 @@ pub struct Node {
     next_dial: Instant,
     /// Since when the node has had a free slot (`None` while full).
     underfull_since: Option<Instant>,
+    /// When our neighbor lists go out (see `Node::announce_neighbors`).
+    announce_at: Option<Instant>,
+    /// When lists whose third level changed go out anyway.
+    neighbors_refresh_at: Option<Instant>,
     next_id: u64,
     pending_direct: BTreeMap<u64, PendingDirect>,
     seen_direct: BTreeSet<(NodeId, u64)>,
@@ -223,6 +230,8 @@ impl Node {
             failures: 0,
             next_dial: Instant::ZERO,
             underfull_since: None,
+            announce_at: None,
+            neighbors_refresh_at: None,
             next_id: 1,
             pending_direct: BTreeMap::new(),
             seen_direct: BTreeSet::new(),
@@ -389,7 +398,7 @@ impl Node {
     }
 
     /// Finds the peers closest to `target`, fast: probes routed greedily over the mesh toward the target,
-    /// answered by the first node that knows it (see DECISIONS-DRAFT.md). Ends with
+    /// answered by the first node that knows it (docs/decisions.md §9). Ends with
     /// [`Event::LookupFinished`].
     pub fn find_node(&mut self, now: Instant, target: NodeId) -> QueryId {
         let id = self.fresh_id();
@@ -488,8 +497,14 @@ impl Node {
                 }
             }
             ServerInput::PeerLeft(p) => {
+                // Gone from the server (it left, or the server does not know it: a signal to it
+                // bounced). An attempt to link to it cannot finish: it frees its slot now. An up link
+                // stays (the mesh may outlive a server connection).
                 self.book.remove(&p);
                 self.kad.handle_peer_down(now, p);
+                if self.links.get(&p).is_some_and(|l| l.state != LinkState::Up) {
+                    self.close(now, p, DisconnectReason::PeerLeft, false);
+                }
             }
             ServerInput::Relayed { from, payload } => match Frame::decode(&payload) {
                 Ok(Frame::Routed(mut r)) if r.dst == self.local && r.path.last() == Some(&from) => {
@@ -604,13 +619,29 @@ impl Node {
         self.link_timers(now);
         self.direct_timers(now);
         self.lookup_timers(now);
+        if self.announce_at.is_some_and(|t| t <= now) {
+            self.send_neighbors(now);
+        }
+        if self.neighbors_refresh_at.is_none_or(|t| t <= now) && self.joined {
+            // Lists that changed only in their third level go out now (unchanged ones are not sent).
+            self.neighbors_refresh_at = Some(now + self.config.neighbors_refresh_interval);
+            if self.announce_at.is_none() {
+                self.send_neighbors(now);
+            }
+        }
         if self.next_maintenance.is_some_and(|t| t <= now) {
             self.maintain(now);
-            let jitter = self
-                .rng
-                .random_range(0..=self.config.maintenance_interval.as_micros() as u64 / 10);
-            self.next_maintenance =
-                Some(now + self.config.maintenance_interval + Duration::from_micros(jitter));
+            // A node whose slots are all up has little to do: it looks again less often (a lost link
+            // or a new introduction brings the next look forward).
+            let full = self.links.len() >= self.config.max_peers
+                && self.links.values().all(|l| l.state == LinkState::Up);
+            let interval = if full {
+                self.config.full_maintenance_interval
+            } else {
+                self.config.maintenance_interval
+            };
+            let jitter = self.rng.random_range(0..=interval.as_micros() as u64 / 10);
+            self.next_maintenance = Some(now + interval + Duration::from_micros(jitter));
         }
         self.pump(now);
     }
@@ -633,6 +664,14 @@ impl Node {
             at(x);
         }
         if let Some(x) = self.next_maintenance {
+            at(x);
+        }
+        if let Some(x) = self.announce_at {
+            at(x);
+        }
+        if self.joined
+            && let Some(x) = self.neighbors_refresh_at
+        {
             at(x);
         }
         for l in self.links.values() {
@@ -752,6 +791,11 @@ impl Node {
                     .into_iter()
                     .filter(|p| *p != peer && *p != local)
                     .collect();
+                let third: Vec<NodeId> = n
+                    .third
+                    .into_iter()
+                    .filter(|p| *p != peer && *p != local)
+                    .collect();
                 for p in &links {
                     self.learn(now, *p);
                 }
@@ -760,9 +804,13 @@ impl Node {
                     changed = link.neighbors != links;
                     link.neighbors = links;
                     link.second = second;
+                    link.third = third;
                 }
                 if changed {
-                    // Our own announcement's second level changed.
+                    // The second level of our own lists changed: told soon. A change of the third
+                    // level only (the peer's second) waits for the next announcement or refresh: it
+                    // would otherwise travel three hops on every change, and routing tolerates a
+                    // slightly stale fourth hop.
                     self.announce_neighbors(now);
                 }
             }
@@ -850,7 +898,17 @@ impl Node {
 
     /// Tells every up link our up links and their links (its routing then sees three hops through us),
     /// when that changed since we last told it.
+    /// Tells the links our neighbor lists after `announce_delay`: a node's links and their links often
+    /// change several times in a row (a mesh forming, a link replaced), and each link needs only the
+    /// last lists.
     fn announce_neighbors(&mut self, now: Instant) {
+        if self.announce_at.is_none() {
+            self.announce_at = Some(now + self.config.announce_delay);
+        }
+    }
+
+    fn send_neighbors(&mut self, now: Instant) {
+        self.announce_at = None;
         let ups = self.links();
         for p in &ups {
             let links: Vec<NodeId> = ups
@@ -859,20 +917,31 @@ impl Node {
                 .copied()
                 .take(MAX_ID_LIST)
                 .collect();
-            let mut second: BTreeSet<NodeId> = BTreeSet::new();
+            // Sorted vectors rather than sets: this runs for every link on every change.
+            let mut second: Vec<NodeId> = Vec::new();
+            let mut third: Vec<NodeId> = Vec::new();
             for q in &links {
                 if let Some(l) = self.links.get(q) {
-                    second.extend(l.neighbors.iter().copied());
+                    second.extend_from_slice(&l.neighbors);
+                    third.extend_from_slice(&l.second);
                 }
             }
-            second.remove(p);
-            second.remove(&self.local);
-            for q in &links {
-                second.remove(q);
-            }
+            let mut above: Vec<NodeId> = links.clone();
+            above.push(*p);
+            above.push(self.local);
+            above.sort_unstable();
+            second.sort_unstable();
+            second.dedup();
+            second.retain(|x| above.binary_search(x).is_err());
+            third.sort_unstable();
+            third.dedup();
+            third.retain(|x| above.binary_search(x).is_err() && second.binary_search(x).is_err());
+            second.truncate(MAX_ID_LIST);
+            third.truncate(MAX_THIRD);
             let announcement = Neighbors {
                 links,
-                second: second.into_iter().take(MAX_ID_LIST).collect(),
+                second,
+                third,
             };
             let Some(link) = self.links.get_mut(p) else {
                 continue;
@@ -892,6 +961,10 @@ impl Node {
             return;
         };
         let was_up = link.state == LinkState::Up;
+        if self.joined {
+            let soon = now + self.config.maintenance_interval;
+            self.next_maintenance = Some(self.next_maintenance.map_or(soon, |t| t.min(soon)));
+        }
         if !by_driver && link.state != LinkState::Requested {
             self.emit(Output::Disconnect { peer, reason });
         }
@@ -1231,13 +1304,17 @@ impl Node {
         // The peer's signaling came through the server: it likely has no link yet, and a mesh route
         // would search for it in vain before falling back to the server anyway.
         let via_server = self.links.get(&peer).is_some_and(|l| l.via_server);
-        self.originate(now, peer, id, None, &payload, 0, via_server);
+        let Some(envelope) = self.envelope(peer, id, None, &payload) else {
+            return;
+        };
+        self.send_routed(now, envelope.clone(), 0, via_server);
         let retry = self.config.signal_retry;
         if let Some(link) = self.links.get_mut(&peer)
             && link.state != LinkState::Up
             && link.sent.len() < MAX_SENT_SIGNALS
         {
-            link.sent.push((id, payload));
+            // Kept signed: sending it again costs no signature.
+            link.sent.push(envelope);
             let asks =
                 link.state == LinkState::Requested || link.initiator && link.heard.is_empty();
             if asks && link.resend_at.is_none() {
@@ -1254,9 +1331,9 @@ impl Node {
         };
         let sent = link.sent.clone();
         let via_server = link.via_server;
-        for (id, payload) in sent {
+        for envelope in sent {
             self.stats.signals_resent += 1;
-            self.originate(now, peer, id, None, &payload, attempt, via_server);
+            self.send_routed(now, envelope, attempt, via_server);
         }
     }
 
@@ -1309,9 +1386,20 @@ impl Node {
         attempt: usize,
         via_server: bool,
     ) {
-        let Ok(body) = postcard::to_allocvec(payload) else {
-            return;
-        };
+        if let Some(r) = self.envelope(dst, id, lookup, payload) {
+            self.send_routed(now, r, attempt, via_server);
+        }
+    }
+
+    /// A routed envelope from us, signed unless it may go out unsigned (see [`Node::seal`]).
+    fn envelope(
+        &self,
+        dst: NodeId,
+        id: u64,
+        lookup: Option<NodeId>,
+        payload: &Payload,
+    ) -> Option<Routed> {
+        let body = postcard::to_allocvec(payload).ok()?;
         let mut r = Routed {
             src: self.local,
             dst,
@@ -1327,7 +1415,7 @@ impl Node {
         if !may_go_unsigned(payload) {
             self.seal(&mut r);
         }
-        self.send_routed(now, r, attempt, via_server);
+        Some(r)
     }
 
     /// Sends a reply retracing the simple path of `request` backwards.
@@ -1392,7 +1480,12 @@ impl Node {
         self.links
             .iter()
             .filter(|(_, l)| l.state == LinkState::Up)
-            .map(|(p, l)| (*p, l.neighbors.as_slice(), l.second.as_slice()))
+            .map(|(p, l)| route::LinkView {
+                peer: *p,
+                links: &l.neighbors,
+                second: &l.second,
+                third: &l.third,
+            })
             .collect()
     }
 
@@ -1419,7 +1512,7 @@ impl Node {
             } else {
                 r.route.clear();
                 let views = self.up_views();
-                if attempt > 0 && r.path.len() == 1 && !views.iter().any(|v| v.0 == r.dst) {
+                if attempt > 0 && r.path.len() == 1 && !views.iter().any(|v| v.peer == r.dst) {
                     let ranked = route::ranked(&self.local, &r.dst, &views, &r.path);
                     ranked.get(attempt % ranked.len().max(1)).copied()
                 } else {
@@ -1427,7 +1520,7 @@ impl Node {
                         Some(p) => Some(p),
                         None => {
                             let back = route::parent(&self.local, &r.path)
-                                .filter(|p| views.iter().any(|v| v.0 == *p));
+                                .filter(|p| views.iter().any(|v| v.peer == *p));
                             if back.is_some() {
                                 self.stats.routed_backtracked += 1;
                             }
@@ -1671,15 +1764,25 @@ impl Node {
         for p in &alternatives {
             self.learn(now, *p);
         }
+        // Each refusal from the same peer blocks it twice as long (30 s, 60 s, ... up to 8 min): a
+        // full peer that keeps refusing is asked less and less often.
+        let refusals = self.backoff.failures(&from).min(4);
         self.backoff.block(
             from,
-            now + self.config.reconnect_backoff_max / 2,
+            now + (self.config.reconnect_backoff_max / 2) * (1 << refusals),
             self.config.max_backoff_entries,
         );
         self.close(now, from, DisconnectReason::Rejected, false);
-        // A refusal blocks only the refusing peer: it is an answer, not a failure, and a node with free
-        // slots must go on to the alternatives at once (a restarted node would otherwise wait out a
-        // growing backoff while every slot is free). A full node tries one upgrade at a time anyway.
+        // A refusal blocks the refusing peer. It paces the node's dialling only when the node is
+        // well linked (at most one slot to fill): a node short of links must go on to the
+        // alternatives at once (a restarted node used to wait out a growing backoff while every slot
+        // was free), but one that only tops up its last slot in a full mesh should not ask peer after
+        // full peer.
+        if self.links().len() + 1 >= self.config.max_peers {
+            self.failures = self.failures.saturating_add(1);
+            let delay = self.backoff_delay(self.failures);
+            self.next_dial = now + delay;
+        }
         self.emit(Output::Event(Event::Rejected {
             by: from,
             alternatives,

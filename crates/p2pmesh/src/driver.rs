@@ -19,7 +19,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 use transport::{
-    ClientMessage, LinkConnector, LinkEvent, PeerId, Role, SignalingTransport, TransportEvent,
+    ClientMessage, ErrorCode, LinkConnector, LinkEvent, PeerId, Role, SignalingTransport,
+    TransportEvent,
 };
 
 use crate::event::{Event, Message};
@@ -366,7 +367,16 @@ where
                 code,
                 message,
                 peer_id,
-            } => debug!(?code, %message, ?peer_id, "signaling server error"),
+            } => {
+                debug!(?code, %message, ?peer_id, "signaling server error");
+                // A signal to a peer the server does not know: it left. The node stops proposing
+                // it, and an attempt to link to it frees its slot at once.
+                if code == Some(ErrorCode::UnknownPeer)
+                    && let Some(peer) = peer_id.as_ref().and_then(node_id)
+                {
+                    self.node.handle_server(now, ServerInput::PeerLeft(peer));
+                }
+            }
             TransportEvent::Signal { from, signal } => {
                 let (Some(from), Some(payload)) = (node_id(&from), wire::decode_frame(&signal))
                 else {

@@ -545,6 +545,19 @@ fn lookup<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
     let mut hops = delivered;
     report.direct_hops_p50 = percentile(&mut hops, 50.0);
     report.direct_hops_p99 = percentile(&mut hops, 99.0);
+    let mut hist = [0u64; 34];
+    for h in &hops {
+        hist[(*h as usize).min(hist.len() - 1)] += 1;
+    }
+    let last = hist.iter().rposition(|&c| c > 0).unwrap_or(0);
+    report.note(
+        "direct deliveries by link traversals (0..)",
+        hist[..=last]
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     report.components = Some(sim.components());
     report.note("loss", loss);
     report.note("crashed (at once, after settling)", victims.len());

@@ -951,6 +951,16 @@ impl<P: Protocol> Simulation<P> {
                 let Some(node) = s.node.as_mut() else {
                     return;
                 };
+                // The deadline this wake-up was for may have moved later since (an ACK cancelled a
+                // retransmission, say): then the node is not woken early, only rescheduled (the
+                // contract allows early calls; skipping them changes nothing but the cost).
+                if let Some(at) = node.poll_timeout()
+                    && at > now
+                {
+                    s.timer = Some(at);
+                    self.queue.schedule(at, Ev::Timer { slot });
+                    return;
+                }
                 self.stats.timers_run += 1;
                 node.handle_timeout(now);
                 self.drive_inner(slot, true);
@@ -1006,11 +1016,24 @@ impl<P: Protocol> Simulation<P> {
                 self.drive(slot);
             }
             Ev::Relay { from, to, payload } => {
-                let target = self
-                    .slot_of(&to)
-                    .filter(|&t| self.is_live(t) && self.server.is_joined(t));
+                let known = self.slot_of(&to).filter(|&t| self.server.is_joined(t));
+                let target = known.filter(|&t| self.is_live(t));
                 let Some(target) = target else {
                     self.stats.signals_dropped += 1;
+                    if known.is_none() {
+                        // The server does not know the addressee: like the real one, it says so
+                        // (`unknown_peer`), and the driver tells its node the peer left.
+                        let at = now + self.net.server_latency(from);
+                        let incarnation = self.slots[from as usize].incarnation;
+                        self.queue.schedule(
+                            at,
+                            Ev::FromServer {
+                                slot: from,
+                                incarnation,
+                                input: ServerInput::PeerLeft(to),
+                            },
+                        );
+                    }
                     return;
                 };
                 self.stats.signals_relayed += 1;

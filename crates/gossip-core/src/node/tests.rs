@@ -413,7 +413,7 @@ fn a_redundant_copy_prunes_its_link_and_lazy_links_get_batched_announcements() {
     node.handle_message(t0() + ms(10), peers[0], &gossip(&second));
     node.handle_message(t0() + ms(11), peers[0], &gossip(&third));
     let _ = outputs(&mut node);
-    node.handle_timeout(t0() + ms(200));
+    node.handle_timeout(t0() + ms(300));
     let ihaves: Vec<(NodeId, Frame)> = sends(&mut node)
         .into_iter()
         .filter(|(_, f)| matches!(f, Frame::IHave(_)))
