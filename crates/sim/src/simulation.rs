@@ -14,6 +14,13 @@ use crate::queue::EventQueue;
 use crate::recorder::{self, BroadcastRecord, DirectRecord, LookupRecord, Recorder};
 use crate::server::Server;
 
+/// The node counters ([`Protocol::counters`]) a progress line shows, summed over the live nodes.
+const PROGRESS_COUNTERS: [&str; 4] = [
+    "links up",
+    "links evicted",
+    "gossip tree changes",
+    "gossip tree holds",
+];
 /// A fast, deterministic hasher for ids and slots (ids are already uniformly random bytes).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IdHasher(u64);
@@ -543,13 +550,21 @@ impl<P: Protocol> Simulation<P> {
                 && at >= *next
             {
                 *next = at + *every;
+                let wall = wall.elapsed().as_secs_f64();
+                let counters: Vec<String> = self
+                    .counters()
+                    .into_iter()
+                    .filter(|(name, _)| PROGRESS_COUNTERS.contains(name))
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
                 eprintln!(
-                    "sim: t={:.0}s events={} queued={} live={} wall={:.1}s",
+                    "sim: t={:.0}s events={} queued={} live={} wall={wall:.1}s frames={} {}",
                     (at - self.config.start).as_secs_f64(),
                     self.queue.processed(),
                     self.queue.len(),
                     self.slots.iter().filter(|s| s.node.is_some()).count(),
-                    wall.elapsed().as_secs_f64()
+                    self.stats.frames_sent,
+                    counters.join(" ")
                 );
             }
         }
