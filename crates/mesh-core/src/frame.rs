@@ -31,6 +31,9 @@ pub(crate) const MAX_ID_LIST: usize = 64;
 /// five links each, more around nodes with more links).
 pub(crate) const MAX_THIRD: usize = 256;
 
+/// Most ids the sampled fourth level of a neighbor list carries: one per value of an id's first byte.
+pub(crate) const MAX_FOURTH: usize = 256;
+
 /// The kind byte of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -218,6 +221,10 @@ pub struct Neighbors {
     /// The union of those links' second levels (ids of the levels above excluded): with it, the
     /// receiver's routing sees four hops through the sender.
     pub third: Vec<NodeId>,
+    /// A sample of those links' third levels (ids of the levels above excluded): the lowest id of each
+    /// value of the first byte, sorted. It lets the receiver's routing see, five hops through the
+    /// sender, a node in almost every 1/256 of the id space.
+    pub fourth: Vec<NodeId>,
 }
 
 /// A slice of a frame longer than the frame limit.
@@ -377,6 +384,7 @@ impl Frame {
                 if n.links.len() > MAX_ID_LIST
                     || n.second.len() > MAX_ID_LIST
                     || n.third.len() > MAX_THIRD
+                    || n.fourth.len() > MAX_FOURTH
                 {
                     return Err(DecodeError::Body);
                 }
@@ -633,6 +641,7 @@ mod tests {
                 links: alloc::vec![id(1), id(2)],
                 second: alloc::vec![id(5)],
                 third: alloc::vec![id(6), id(7)],
+                fourth: alloc::vec![id(8)],
             }),
             Frame::Ping(5),
             Frame::Pong(u64::MAX),

@@ -16,7 +16,8 @@ use crate::event::{
     QueryId, ServerInput, Stats,
 };
 use crate::frame::{
-    self, ChunkResult, Frame, Hello, MAX_ID_LIST, MAX_THIRD, Neighbors, Payload, Reassembly, Routed,
+    self, ChunkResult, Frame, Hello, MAX_FOURTH, MAX_ID_LIST, MAX_THIRD, Neighbors, Payload,
+    Reassembly, Routed,
 };
 use crate::peer_book::{Backoff, PeerBook};
 use crate::route;
@@ -50,6 +51,8 @@ struct Link {
     second: Vec<NodeId>,
     /// The peer's links' links' links.
     third: Vec<NodeId>,
+    /// A sample of the next level (see [`Neighbors::fourth`]).
+    fourth: Vec<NodeId>,
     /// What we last told this peer, to send only changes.
     announced: Option<Neighbors>,
     last_rx: Instant,
@@ -103,6 +106,7 @@ impl Link {
             neighbors: Vec::new(),
             second: Vec::new(),
             third: Vec::new(),
+            fourth: Vec::new(),
             announced: None,
             last_rx: now,
             last_tx: now,
@@ -796,6 +800,11 @@ impl Node {
                     .into_iter()
                     .filter(|p| *p != peer && *p != local)
                     .collect();
+                let fourth: Vec<NodeId> = n
+                    .fourth
+                    .into_iter()
+                    .filter(|p| *p != peer && *p != local)
+                    .collect();
                 for p in &links {
                     self.learn(now, *p);
                 }
@@ -805,6 +814,7 @@ impl Node {
                     link.neighbors = links;
                     link.second = second;
                     link.third = third;
+                    link.fourth = fourth;
                 }
                 if changed {
                     // The second level of our own lists changed: told soon. A change of the third
@@ -920,10 +930,12 @@ impl Node {
             // Sorted vectors rather than sets: this runs for every link on every change.
             let mut second: Vec<NodeId> = Vec::new();
             let mut third: Vec<NodeId> = Vec::new();
+            let mut fourth: Vec<NodeId> = Vec::new();
             for q in &links {
                 if let Some(l) = self.links.get(q) {
                     second.extend_from_slice(&l.neighbors);
                     third.extend_from_slice(&l.second);
+                    fourth.extend_from_slice(&l.third);
                 }
             }
             let mut above: Vec<NodeId> = links.clone();
@@ -936,12 +948,32 @@ impl Node {
             third.sort_unstable();
             third.dedup();
             third.retain(|x| above.binary_search(x).is_err() && second.binary_search(x).is_err());
+            // The lowest id of each first byte that no level above holds: a sample spread over the id
+            // space, which is what greedy routing needs from far away. One pass over the sorted list;
+            // the exclusion is checked only until a byte has its id.
+            fourth.sort_unstable();
+            let mut last_byte = None;
+            fourth.retain(|x| {
+                let byte = x.as_bytes()[0];
+                if last_byte == Some(byte) {
+                    return false;
+                }
+                let keep = above.binary_search(x).is_err()
+                    && second.binary_search(x).is_err()
+                    && third.binary_search(x).is_err();
+                if keep {
+                    last_byte = Some(byte);
+                }
+                keep
+            });
+            fourth.truncate(MAX_FOURTH);
             second.truncate(MAX_ID_LIST);
             third.truncate(MAX_THIRD);
             let announcement = Neighbors {
                 links,
                 second,
                 third,
+                fourth,
             };
             let Some(link) = self.links.get_mut(p) else {
                 continue;
@@ -1485,6 +1517,7 @@ impl Node {
                 links: &l.neighbors,
                 second: &l.second,
                 third: &l.third,
+                fourth: &l.fourth,
             })
             .collect()
     }
