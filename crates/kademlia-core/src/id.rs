@@ -21,20 +21,11 @@ pub const ID_BITS: usize = ID_LEN * 8;
 pub struct NodeId([u8; ID_LEN]);
 
 /// Lexicographic order of two 20-byte strings (ids, distances, message ids), compared as big-endian
-/// words: the same order as the bytes', without a call to `memcmp` (ids are compared in every map of
-/// every node).
+/// words (a 128-bit and a 32-bit one): the same order as the bytes', without a call to `memcmp` (ids
+/// are compared in every map of every node).
 #[inline]
 pub fn cmp_20(a: &[u8; ID_LEN], b: &[u8; ID_LEN]) -> core::cmp::Ordering {
-    let word = |x: &[u8; ID_LEN], i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&x[i..i + 8]);
-        u64::from_be_bytes(w)
-    };
-    let tail = |x: &[u8; ID_LEN]| u32::from_be_bytes([x[16], x[17], x[18], x[19]]);
-    word(a, 0)
-        .cmp(&word(b, 0))
-        .then_with(|| word(a, 8).cmp(&word(b, 8)))
-        .then_with(|| tail(a).cmp(&tail(b)))
+    words(a).cmp(&words(b))
 }
 
 impl Ord for NodeId {
@@ -188,6 +179,7 @@ impl FromStr for NodeId {
 }
 
 /// The 160 bits as a big-endian 128-bit high part and 32-bit low part.
+#[inline]
 fn words(bytes: &[u8; ID_LEN]) -> (u128, u32) {
     let mut hi = [0u8; 16];
     let mut lo = [0u8; 4];

@@ -114,6 +114,16 @@ impl Link {
             next_chunk_msg: 0,
         }
     }
+
+    /// Whether a repeat from the peer may be answered by sending ours again now: at most once per
+    /// `every` (a duplicate hello or signaling message each asks for it). Counts the answer as sent.
+    fn echo_due(&mut self, now: Instant, every: Duration) -> bool {
+        if self.last_echo.is_some_and(|t| now < t + every) {
+            return false;
+        }
+        self.last_echo = Some(now);
+        true
+    }
 }
 
 /// What a link is for, seen from this node (see `Node::role`).
@@ -742,10 +752,9 @@ impl Node {
                 self.stats.dropped_unexpected += 1;
                 let half = self.config.signal_retry / 2;
                 if let Some(link) = self.links.get_mut(&peer)
-                    && link.last_echo.is_none_or(|t| now >= t + half)
                     && let Some(h) = link.hello.clone()
+                    && link.echo_due(now, half)
                 {
-                    link.last_echo = Some(now);
                     link.announced = None;
                     self.stats.hellos_resent += 1;
                     self.send_frame(now, peer, &Frame::Hello(h));
@@ -785,26 +794,15 @@ impl Node {
             }
             Frame::Neighbors(n) => {
                 let local = self.local;
-                let links: Vec<NodeId> = n
-                    .links
-                    .into_iter()
-                    .filter(|p| *p != peer && *p != local)
-                    .collect();
-                let second: Vec<NodeId> = n
-                    .second
-                    .into_iter()
-                    .filter(|p| *p != peer && *p != local)
-                    .collect();
-                let third: Vec<NodeId> = n
-                    .third
-                    .into_iter()
-                    .filter(|p| *p != peer && *p != local)
-                    .collect();
-                let fourth: Vec<NodeId> = n
-                    .fourth
-                    .into_iter()
-                    .filter(|p| *p != peer && *p != local)
-                    .collect();
+                // Neither end of this link is a hop beyond it.
+                let beyond = |mut ids: Vec<NodeId>| {
+                    ids.retain(|p| *p != peer && *p != local);
+                    ids
+                };
+                let links = beyond(n.links);
+                let second = beyond(n.second);
+                let third = beyond(n.third);
+                let fourth = beyond(n.fourth);
                 for p in &links {
                     self.learn(now, *p);
                 }
@@ -906,8 +904,6 @@ impl Node {
         // of our own id would cost some 40 routed requests and answers per joining node.
     }
 
-    /// Tells every up link our up links and their links (its routing then sees three hops through us),
-    /// when that changed since we last told it.
     /// Tells the links our neighbor lists after `announce_delay`: a node's links and their links often
     /// change several times in a row (a mesh forming, a link replaced), and each link needs only the
     /// last lists.
@@ -917,6 +913,9 @@ impl Node {
         }
     }
 
+    /// Tells every up link our up links, their links, theirs and a sample of the level after (its
+    /// routing then sees four hops through us, and a fifth in part), when that changed since we last
+    /// told it.
     fn send_neighbors(&mut self, now: Instant) {
         self.announce_at = None;
         let ups = self.links();
@@ -1379,11 +1378,9 @@ impl Node {
         link.via_server = via_server;
         if link.heard.contains(&id) {
             self.stats.signal_duplicates += 1;
-            let echo = link.state != LinkState::Up
-                && !link.sent.is_empty()
-                && link.last_echo.is_none_or(|t| now >= t + half);
+            let echo =
+                link.state != LinkState::Up && !link.sent.is_empty() && link.echo_due(now, half);
             if echo {
-                link.last_echo = Some(now);
                 self.resend_signaling(now, from, 1);
             }
             return false;
@@ -2282,15 +2279,21 @@ mod tests {
         .encode()
     }
 
-    /// Brings a link from `peer` up at `n` through the inbound path (offer or link request).
-    fn connect(n: &mut Node, peer: &Identity, now: Instant) -> Vec<Output> {
+    /// `peer` asks `n` for a link through the server, the way its id allows (an offer from a lower id,
+    /// a link request from a higher one); `n`'s outputs.
+    fn inbound_attempt(n: &mut Node, peer: &Identity, now: Instant) -> Vec<Output> {
         let payload = if peer.id() < n.local_id() {
             Payload::Signal(b"offer".to_vec())
         } else {
             Payload::LinkRequest
         };
         n.handle_server(now, relayed(peer, n.local_id(), &payload));
-        let mut out = drain(n);
+        drain(n)
+    }
+
+    /// Brings a link from `peer` up at `n` through the inbound path (offer or link request).
+    fn connect(n: &mut Node, peer: &Identity, now: Instant) -> Vec<Output> {
+        let mut out = inbound_attempt(n, peer, now);
         if !out.iter().any(|o| matches!(o, Output::Connect { .. })) {
             return out;
         }
@@ -2340,13 +2343,7 @@ mod tests {
         ];
         for (bytes, error) in cases {
             let mut n = node();
-            let payload = if p.id() < n.local_id() {
-                Payload::Signal(b"offer".to_vec())
-            } else {
-                Payload::LinkRequest
-            };
-            n.handle_server(now, relayed(&p, n.local_id(), &payload));
-            drain(&mut n);
+            inbound_attempt(&mut n, &p, now);
             n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
             drain(&mut n);
             n.handle_link_data(now, p.id(), &bytes);
@@ -2744,13 +2741,7 @@ mod tests {
         let mut n = node();
         let now = Instant::from_millis(2);
         let p = identity(1);
-        let payload = if p.id() < n.local_id() {
-            Payload::Signal(b"offer".to_vec())
-        } else {
-            Payload::LinkRequest
-        };
-        n.handle_server(now, relayed(&p, n.local_id(), &payload));
-        drain(&mut n);
+        inbound_attempt(&mut n, &p, now);
         n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
         let hellos = |out: &[Output]| {
             out.iter()
@@ -2814,13 +2805,7 @@ mod tests {
         let mut n = node();
         let now = Instant::from_millis(2);
         let p = identity(1);
-        let payload = if p.id() < n.local_id() {
-            Payload::Signal(b"offer".to_vec())
-        } else {
-            Payload::LinkRequest
-        };
-        n.handle_server(now, relayed(&p, n.local_id(), &payload));
-        drain(&mut n);
+        inbound_attempt(&mut n, &p, now);
         let later = now + n.config().link_open_timeout;
         n.handle_timeout(later);
         let out = drain(&mut n);

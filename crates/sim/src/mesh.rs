@@ -180,7 +180,7 @@ impl Protocol for Node {
             ("dropped: no route", s.dropped_no_route),
             ("dropped: unexpected", s.dropped_unexpected),
             ("dropped: bad signature", s.dropped_bad_signature),
-            ("signals resent / duplicates", s.signals_resent),
+            ("signals resent", s.signals_resent),
             ("signal duplicates", s.signal_duplicates),
             ("hellos resent", s.hellos_resent),
             ("gossip tree changes", s.gossip.tree_changes),

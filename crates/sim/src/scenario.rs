@@ -213,7 +213,6 @@ fn broadcast_metrics<P: Protocol>(
     let mut latencies = Vec::new();
     let mut ldh = 0;
     let mut per_message_ldh: Vec<f64> = Vec::new();
-    let mut hop_hist = [0u64; 33];
     let mut receivers_after_warmup = 0u64;
     let mut duplicates = 0u64;
     for (i, rec) in sim.recorder.broadcasts.iter().enumerate().skip(first) {
@@ -238,8 +237,6 @@ fn broadcast_metrics<P: Protocol>(
             latencies.push(latency_us as f64 / 1000.0);
             ldh = ldh.max(hops);
             message_ldh = message_ldh.max(hops);
-            let bin = (hops as usize).min(hop_hist.len() - 1);
-            hop_hist[bin] += 1;
         }
         if !rec.deliveries.is_empty() {
             per_message_ldh.push(f64::from(message_ldh));
@@ -275,18 +272,31 @@ fn broadcast_metrics<P: Protocol>(
             percentile(&mut per_message_ldh, 99.0).unwrap_or(0.0)
         ),
     );
-    let last = hop_hist.iter().rposition(|&c| c > 0).unwrap_or(0);
-    report.note(
-        "deliveries by hops (0..)",
-        hop_hist[..=last]
+    let hops = sim.recorder.broadcasts.iter().skip(first).flat_map(|rec| {
+        rec.deliveries
             .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+            .map(|&(_, _, hops)| usize::try_from(hops).unwrap_or(usize::MAX))
+    });
+    report.note("deliveries by hops (0..)", histogram(hops, 33));
     report.note("broadcast expected deliveries", expected);
     report.note("broadcast missed deliveries", expected - delivered);
     report.note("broadcast duplicate deliveries", duplicates);
+}
+
+/// Counts of `values` in `bins` bins (the last one takes every larger value), as one line of counts
+/// from 0 up to the last non-empty bin.
+fn histogram(values: impl IntoIterator<Item = usize>, bins: usize) -> String {
+    let mut hist = vec![0u64; bins.max(1)];
+    let last_bin = hist.len() - 1;
+    for v in values {
+        hist[v.min(last_bin)] += 1;
+    }
+    let last = hist.iter().rposition(|&c| c > 0).unwrap_or(0);
+    hist[..=last]
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
@@ -545,18 +555,9 @@ fn lookup<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
     let mut hops = delivered;
     report.direct_hops_p50 = percentile(&mut hops, 50.0);
     report.direct_hops_p99 = percentile(&mut hops, 99.0);
-    let mut hist = [0u64; 34];
-    for h in &hops {
-        hist[(*h as usize).min(hist.len() - 1)] += 1;
-    }
-    let last = hist.iter().rposition(|&c| c > 0).unwrap_or(0);
     report.note(
         "direct deliveries by link traversals (0..)",
-        hist[..=last]
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
+        histogram(hops.iter().map(|&h| h as usize), 34),
     );
     report.components = Some(sim.components());
     report.note("loss", loss);

@@ -577,19 +577,9 @@ impl<P: Protocol> Simulation<P> {
         self.run_until(until);
     }
 
-    /// Connected components of the live nodes over verified links (a link counts when both ends list
-    /// it). Isolated live nodes are components of their own.
-    pub fn components(&self) -> usize {
-        let n = self.slots.len();
-        let mut parent: Vec<u32> = (0..n as u32).collect();
-        fn find(parent: &mut [u32], mut x: u32) -> u32 {
-            while parent[x as usize] != x {
-                let up = parent[parent[x as usize] as usize];
-                parent[x as usize] = up;
-                x = up;
-            }
-            x
-        }
+    /// The mesh of live nodes, by slot: each slot's verified links to live nodes, a link counting when
+    /// both ends list it.
+    fn mutual_links(&self) -> Vec<Vec<u32>> {
         let links: Vec<Vec<u32>> = self
             .slots
             .iter()
@@ -605,13 +595,35 @@ impl<P: Protocol> Simulation<P> {
                     .unwrap_or_default()
             })
             .collect();
-        for (a, peers) in links.iter().enumerate() {
+        (0..self.slots.len())
+            .map(|a| {
+                links[a]
+                    .iter()
+                    .copied()
+                    .filter(|&b| self.is_live(b) && links[b as usize].contains(&(a as u32)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Connected components of the live nodes over verified links (a link counts when both ends list
+    /// it). Isolated live nodes are components of their own.
+    pub fn components(&self) -> usize {
+        let n = self.slots.len();
+        let mut parent: Vec<u32> = (0..n as u32).collect();
+        fn find(parent: &mut [u32], mut x: u32) -> u32 {
+            while parent[x as usize] != x {
+                let up = parent[parent[x as usize] as usize];
+                parent[x as usize] = up;
+                x = up;
+            }
+            x
+        }
+        for (a, peers) in self.mutual_links().iter().enumerate() {
             for &b in peers {
-                if self.is_live(b) && links[b as usize].contains(&(a as u32)) {
-                    let (ra, rb) = (find(&mut parent, a as u32), find(&mut parent, b));
-                    if ra != rb {
-                        parent[ra as usize] = rb;
-                    }
+                let (ra, rb) = (find(&mut parent, a as u32), find(&mut parent, b));
+                if ra != rb {
+                    parent[ra as usize] = rb;
                 }
             }
         }
@@ -629,31 +641,7 @@ impl<P: Protocol> Simulation<P> {
     /// spread evenly over the slots, as (median, largest). Deterministic.
     pub fn topology(&self, samples: usize) -> (f64, u32, u32) {
         let n = self.slots.len();
-        let links: Vec<Vec<u32>> = self
-            .slots
-            .iter()
-            .map(|s| {
-                s.node
-                    .as_ref()
-                    .map(|node| {
-                        node.links()
-                            .iter()
-                            .filter_map(|id| self.slot_of(id))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect();
-        // A link counts when both ends list it.
-        let adj: Vec<Vec<u32>> = (0..n)
-            .map(|a| {
-                links[a]
-                    .iter()
-                    .copied()
-                    .filter(|&b| self.is_live(b) && links[b as usize].contains(&(a as u32)))
-                    .collect()
-            })
-            .collect();
+        let adj = self.mutual_links();
         let live = self.live_slots();
         if live.is_empty() {
             return (0.0, 0, 0);
