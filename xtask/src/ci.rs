@@ -5,7 +5,7 @@ use std::process::Command;
 use crate::util::{cargo, output, run};
 
 /// The sans-IO cores: no tokio in their normal dependency tree, and they build for the browser.
-const CORES: &[&str] = &["kademlia-core", "gossip-core", "mesh-core"];
+const CORES: &[&str] = &["p2pmesh-base", "kademlia-core", "gossip-core", "mesh-core"];
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 

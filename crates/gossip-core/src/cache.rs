@@ -3,7 +3,7 @@
 use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 
-use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::{Instant, NodeId};
 
 use crate::message::MessageId;
 

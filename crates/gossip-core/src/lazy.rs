@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kademlia_core::NodeId;
+use p2pmesh_base::NodeId;
 
 use crate::wire::Announce;
 

@@ -22,7 +22,7 @@
 //! 5. Ask [`Node::poll_timeout`] when to wake up next, and call [`Node::handle_timeout`] then (or
 //!    later; early is harmless), then drain outputs again.
 //!
-//! **Time.** Every input carries `now`, a [`kademlia_core::Instant`]: microseconds since the Unix epoch,
+//! **Time.** Every input carries `now`, an [`Instant`]: microseconds since the Unix epoch,
 //! so that message timestamps (checked against the replay window) mean the same on every node. The
 //! node never lets its clock run backwards: an earlier `now` than one already seen counts as the later.
 //!
@@ -127,7 +127,7 @@
 //! use std::collections::VecDeque;
 //!
 //! use gossip_core::{Config, Event, Identity, Node, Output};
-//! use kademlia_core::Instant;
+//! use gossip_core::Instant;
 //!
 //! let mut now = Instant::from_millis(1_700_000_000_000);
 //! let mut nodes = vec![
@@ -178,20 +178,24 @@
 
 mod cache;
 mod config;
-mod identity;
+mod event;
 mod lazy;
 mod message;
 mod node;
+mod policy;
 mod seen;
+mod stats;
 pub mod wire;
 
 pub use cache::MessageCache;
 pub use config::{Config, Strategy};
-pub use identity::{
-    Ed25519, Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN, Signer, Verifier, verify,
-};
-pub use kademlia_core::{Instant, NodeId};
+pub use event::{Event, Output, PublishError, SubscribeError};
 pub use lazy::LazyQueue;
 pub use message::{MESSAGE_ID_LEN, MessageId};
-pub use node::{Event, Node, Output, PublishError, Stats, SubscribeError};
+pub use node::Node;
+pub use p2pmesh_base::{
+    Ed25519, Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN, Signer, Verifier, verify,
+};
+pub use p2pmesh_base::{Instant, NodeId};
 pub use seen::{Seen, SeenCache};
+pub use stats::Stats;

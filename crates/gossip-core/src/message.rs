@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::{Instant, NodeId};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
@@ -24,7 +24,7 @@ pub struct MessageId([u8; MESSAGE_ID_LEN]);
 impl Ord for MessageId {
     #[inline]
     fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        kademlia_core::cmp_20(&self.0, &other.0)
+        p2pmesh_base::cmp_20(&self.0, &other.0)
     }
 }
 

@@ -4,255 +4,20 @@ use core::fmt;
 use core::time::Duration;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::{Instant, NodeId};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::cache::MessageCache;
-use crate::config::{Config, Strategy};
-use crate::identity::{Ed25519, Identity, Signer, Verifier};
+use crate::config::Config;
+use crate::event::{Event, Output, PublishError, SubscribeError};
 use crate::lazy::LazyQueue;
 use crate::message::{MessageId, signed_bytes};
+use crate::policy::{Dissemination, Mode, Target};
 use crate::seen::{Seen, SeenCache};
+use crate::stats::Stats;
 use crate::wire::{self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, TreeAdvert};
-
-/// What the node asks its driver to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Send these bytes over the link to `to`.
-    Send {
-        /// The link's peer.
-        to: NodeId,
-        /// One encoded frame.
-        bytes: Vec<u8>,
-    },
-    /// Tell the application something.
-    Event(Event),
-}
-
-/// What the node tells its application.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A message on a subscribed topic arrived, for the first and only time.
-    Delivered {
-        /// Its id.
-        id: MessageId,
-        /// The node that published it (its signature was checked unless unsigned messages are allowed).
-        origin: NodeId,
-        /// Topic.
-        topic: String,
-        /// Application bytes.
-        payload: Vec<u8>,
-        /// Hops it travelled: 1 when it came straight from its origin.
-        hops: u8,
-        /// When the origin published it (the origin's clock).
-        timestamp: Instant,
-        /// The link it arrived on.
-        from: NodeId,
-    },
-    /// A push to `peer` was retransmitted `max_retries` times and never acknowledged: the link may be
-    /// dead though still up (a hint for the layer that manages links).
-    AckTimeout {
-        /// The message.
-        id: MessageId,
-        /// The silent link.
-        peer: NodeId,
-    },
-}
-
-/// Why [`Node::publish`] refused a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PublishError {
-    /// The topic is longer than `Config::max_topic_len`.
-    #[error("topic is {len} bytes, the limit is {max}")]
-    TopicTooLong {
-        /// Its length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The payload is larger than `Config::max_payload_len`.
-    #[error("payload is {len} bytes, the limit is {max}")]
-    PayloadTooLarge {
-        /// Its length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-}
-
-/// Why [`Node::subscribe`] refused a topic.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubscribeError {
-    /// The topic is longer than `Config::max_topic_len`.
-    #[error("topic is {len} bytes, the limit is {max}")]
-    TopicTooLong {
-        /// Its length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// `Config::max_subscriptions` topics are already subscribed.
-    #[error("already subscribed to the maximum of {0} topics")]
-    TooMany(usize),
-}
-
-/// Counters, cumulative since the node was created.
-///
-/// Payload transmissions (every time a message's bytes go out on a link) are
-/// [`Stats::payload_transmissions`]; a simulator computes the relative message redundancy from them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Messages published by this node.
-    pub published: u64,
-    /// New, valid messages accepted (delivered or not).
-    pub accepted: u64,
-    /// [`Event::Delivered`] emitted.
-    pub delivered: u64,
-    /// Copies of already accepted messages received.
-    pub duplicates: u64,
-    /// First eager pushes of a message on a link.
-    pub payload_sends: u64,
-    /// Retransmissions of unacknowledged pushes.
-    pub payload_retries: u64,
-    /// Messages sent in answer to a GRAFT.
-    pub payload_graft_responses: u64,
-    /// Messages sent over other links because the link of an unacknowledged push went down.
-    pub payload_reroutes: u64,
-    /// Frames handed to the driver.
-    pub frames_sent: u64,
-    /// Bytes handed to the driver.
-    pub bytes_sent: u64,
-    /// Frames received from links.
-    pub frames_received: u64,
-    /// ACKs sent.
-    pub acks_sent: u64,
-    /// ACKs that settled a pending push.
-    pub acks_received: u64,
-    /// ACKs (or implicit acknowledgements) for nothing pending: late, duplicated or unsolicited.
-    pub acks_unmatched: u64,
-    /// IHAVE frames sent.
-    pub ihaves_sent: u64,
-    /// IHAVE frames received.
-    pub ihaves_received: u64,
-    /// GRAFT frames sent.
-    pub grafts_sent: u64,
-    /// GRAFT frames received.
-    pub grafts_received: u64,
-    /// GRAFTed ids that were no longer cached.
-    pub graft_misses: u64,
-    /// Announced messages given up on after `max_graft_attempts` GRAFTs (or with no announcer left).
-    pub grafts_abandoned: u64,
-    /// PRUNE frames sent.
-    pub prunes_sent: u64,
-    /// PRUNE frames received.
-    pub prunes_received: u64,
-    /// Times a later copy over a shorter path made its link the message's parent (pruning the first).
-    pub parent_swaps: u64,
-    /// Frames from a peer that is not a link (or is this node).
-    pub dropped_unknown_link: u64,
-    /// Frames over `Config::max_frame_len`, topics, payloads or id lists over their bounds.
-    pub dropped_oversized: u64,
-    /// Frames with an unknown version byte.
-    pub dropped_version: u64,
-    /// Frames that do not decode.
-    pub dropped_malformed: u64,
-    /// Messages whose id is not the hash of their content.
-    pub dropped_id_mismatch: u64,
-    /// Unsigned messages while signatures are required.
-    pub dropped_unsigned: u64,
-    /// Messages whose public key does not hash to their origin.
-    pub dropped_key_mismatch: u64,
-    /// Messages with an invalid signature.
-    pub dropped_bad_signature: u64,
-    /// Messages older than the replay window (or than a forgotten id).
-    pub dropped_too_old: u64,
-    /// Messages timestamped too far in the future.
-    pub dropped_future: u64,
-    /// Messages that travelled more than `hop_limit` hops.
-    pub dropped_hop_limit: u64,
-    /// Pushes given up after `max_retries` retransmissions.
-    pub retries_exhausted: u64,
-    /// Retransmissions abandoned because the message left the cache.
-    pub retries_abandoned: u64,
-    /// Pushes not tracked because `max_pending_acks` was reached.
-    pub pending_overflow: u64,
-    /// Announcements dropped because a link's lazy queue was full.
-    pub lazy_overflow: u64,
-    /// Announced messages not tracked because `max_missing` was reached.
-    pub missing_overflow: u64,
-    /// Ids forgotten by the seen-cache to stay within its count bound.
-    pub seen_evicted: u64,
-    /// Messages evicted from the message cache to stay within its bounds.
-    pub cache_evicted: u64,
-    /// Outputs dropped because `max_outputs` were waiting.
-    pub outputs_dropped: u64,
-    /// Links ignored because `max_links` were up, or because the peer is this node.
-    pub links_refused: u64,
-    /// Rooted trees: times this node's root or parent in a tree changed.
-    pub tree_changes: u64,
-    /// Rooted trees: hold-downs started (a path to a root lost; see `Config::tree_hold_down`).
-    pub tree_holds: u64,
-}
-
-impl Stats {
-    /// Every time a message's bytes went out on a link: first pushes, retries, GRAFT answers and
-    /// reroutes.
-    pub fn payload_transmissions(&self) -> u64 {
-        self.payload_sends
-            + self.payload_retries
-            + self.payload_graft_responses
-            + self.payload_reroutes
-    }
-
-    /// Input dropped as invalid, over all reasons.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_unknown_link
-            + self.dropped_oversized
-            + self.dropped_version
-            + self.dropped_malformed
-            + self.dropped_id_mismatch
-            + self.dropped_unsigned
-            + self.dropped_key_mismatch
-            + self.dropped_bad_signature
-            + self.dropped_too_old
-            + self.dropped_future
-            + self.dropped_hop_limit
-    }
-}
-
-/// How a link carries new messages from this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Up, but no message has crossed it yet: the adaptive fanout decides.
-    Undecided,
-    /// Part of the tree: messages are pushed.
-    Eager,
-    /// Off the tree: messages are announced.
-    Lazy,
-}
-
-/// This node's place in one rooted tree ([`Config::rooted_tree`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Place {
-    root: NodeId,
-    distance: u8,
-    parent: Option<NodeId>,
-}
-
-/// A tree's hold-down after its path to `root` was lost or got longer: until `until`, a path to
-/// `root` is taken only if it is at most `feasible` hops (no longer than the one lost). Any longer
-/// path may lead back through this node's own subtree, whose nodes still advertise the lost path;
-/// meanwhile this node advertises what it has instead (another root, or itself), which reaches the
-/// subtree and clears it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Hold {
-    root: NodeId,
-    feasible: u8,
-    until: Instant,
-}
+use p2pmesh_base::{Ed25519, Identity, Signer, Verifier};
 
 #[derive(Debug, Clone, Copy)]
 struct Retry {
@@ -277,6 +42,7 @@ pub struct Node<S = Identity, V = Ed25519> {
     signer: S,
     verifier: V,
     config: Config,
+    policy: Dissemination,
     rng: ChaCha8Rng,
     now: Instant,
     seq: u64,
@@ -342,6 +108,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             id,
             signer,
             verifier,
+            policy: Dissemination::of(&config),
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: Instant::ZERO,
             seq: 0,
@@ -404,7 +171,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     ///
     /// With [`Config::rooted_tree`], the links on any of the trees (a parent or a child in one).
     pub fn eager_links(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let rooted = self.rooted();
+        let rooted = self.policy.keeps_trees();
         self.links
             .iter()
             .filter(move |(peer, mode)| {
@@ -428,7 +195,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
 
     /// The tree a message published now would travel on.
     pub fn next_tree(&self) -> u8 {
-        if self.rooted() { self.pick_tree() } else { 0 }
+        if self.policy.keeps_trees() {
+            self.pick_tree()
+        } else {
+            0
+        }
     }
 
     /// Whether `topic` is subscribed.
@@ -479,16 +250,13 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.links_refused += 1;
             return;
         }
-        if self.rooted() {
-            // The tree, not the first message, decides whether the link is eager.
-            self.links.insert(peer, Mode::Lazy);
+        self.links.insert(peer, self.policy.new_link());
+        if self.policy.keeps_trees() {
             self.update_tree();
             self.tell_place(peer, false);
             if self.tree_refresh_at.is_none() {
                 self.tree_refresh_at = Some(self.now + self.config.tree_refresh_interval);
             }
-        } else {
-            self.links.insert(peer, Mode::Undecided);
         }
     }
 
@@ -502,7 +270,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.lazy.remove(&peer);
         self.tree_heard.remove(&peer);
         self.tree_told.remove(&peer);
-        if self.rooted() {
+        if self.policy.keeps_trees() {
             self.update_tree();
         }
         for missing in self.missing.values_mut() {
@@ -549,7 +317,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let signature = self
             .signer
             .sign(&signed_bytes(&self.id, self.seq, self.now, topic, &payload));
-        let tree = if self.rooted() { self.pick_tree() } else { 0 };
+        let tree = if self.policy.keeps_trees() {
+            self.pick_tree()
+        } else {
+            0
+        };
         let message = Message {
             id,
             origin: self.id,
@@ -611,12 +383,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             Frame::Graft(ids) => self.on_graft(from, ids),
             Frame::Prune => {
                 self.stats.prunes_received += 1;
-                if !self.rooted() {
+                if self.policy.grafts_and_prunes_set_modes() {
                     self.links.insert(from, Mode::Lazy);
                 }
             }
             Frame::Tree(adverts) => {
-                if self.rooted() {
+                if self.policy.keeps_trees() {
                     if adverts.len() > MAX_TREES {
                         self.stats.dropped_oversized += 1;
                         return;
@@ -668,7 +440,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         }
         for (peer, ids) in grafts {
             // Plumtree: the link we pull from joins the tree (unless the rooted tree decides).
-            if !self.rooted() {
+            if self.policy.grafts_and_prunes_set_modes() {
                 self.links.insert(peer, Mode::Eager);
             }
             for chunk in ids.chunks(self.config.max_ids_per_frame) {
@@ -705,7 +477,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         }
         if self.tree_refresh_at.is_some_and(|at| at <= now) {
             self.tree_refresh_at = None;
-            if self.rooted() && !self.links.is_empty() {
+            if self.policy.keeps_trees() && !self.links.is_empty() {
                 // Every link hears our places again (frames may be lost); a change is told at once.
                 let peers: Vec<NodeId> = self.links.keys().copied().collect();
                 for peer in peers {
@@ -743,591 +515,6 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         .into_iter()
         .flatten()
         .min()
-    }
-
-    // ---- input handlers ----
-
-    fn on_gossip(&mut self, from: NodeId, message: Message) {
-        if message.topic.len() > self.config.max_topic_len
-            || message.payload.len() > self.config.max_payload_len
-        {
-            self.stats.dropped_oversized += 1;
-            return;
-        }
-        let id = MessageId::compute(
-            &message.origin,
-            message.seq,
-            &message.topic,
-            &message.payload,
-        );
-        if id != message.id {
-            self.stats.dropped_id_mismatch += 1;
-            return;
-        }
-        // The frame is intact: acknowledge it whatever happens next, so its sender never retransmits a
-        // message this node has or will not take.
-        self.stats.acks_sent += 1;
-        self.send_frame(from, &Frame::Ack(id));
-
-        if let Some(seen) = self.seen.get(&id).copied() {
-            self.stats.duplicates += 1;
-            self.on_duplicate(from, id, seen, message.hops);
-            return;
-        }
-        self.holds(id, from);
-        if message.origin == self.id {
-            // Our own message that the seen-cache forgot: never deliver or relay it again.
-            self.stats.duplicates += 1;
-            return;
-        }
-        let hops = message.hops.saturating_add(1);
-        if hops > self.config.hop_limit {
-            self.stats.dropped_hop_limit += 1;
-            return;
-        }
-        if message.timestamp > self.now + self.config.max_clock_skew {
-            self.stats.dropped_future += 1;
-            return;
-        }
-        if !self.seen.admits(message.timestamp, self.now) {
-            self.stats.dropped_too_old += 1;
-            return;
-        }
-        // Only now, for a message not seen before, the expensive check.
-        match &message.auth {
-            None if self.config.require_signatures => {
-                self.stats.dropped_unsigned += 1;
-                return;
-            }
-            None => {}
-            Some(auth) => {
-                if NodeId::from_public_key(&auth.public_key) != message.origin {
-                    self.stats.dropped_key_mismatch += 1;
-                    return;
-                }
-                let signed = signed_bytes(
-                    &message.origin,
-                    message.seq,
-                    message.timestamp,
-                    &message.topic,
-                    &message.payload,
-                );
-                if !self
-                    .verifier
-                    .verify(&auth.public_key, &signed, &auth.signature)
-                {
-                    self.stats.dropped_bad_signature += 1;
-                    return;
-                }
-            }
-        }
-
-        self.stats.accepted += 1;
-        self.remember(
-            id,
-            Seen {
-                timestamp: message.timestamp,
-                from: Some(from),
-                hops,
-                first_hops: hops,
-            },
-        );
-        // Plumtree: the link that delivered a message first is a tree edge (unless the rooted tree
-        // decides, or the node floods).
-        if self.config.strategy == Strategy::Plumtree && !self.config.rooted_tree {
-            self.links.insert(from, Mode::Eager);
-        }
-        if let Some(missing) = self.missing.remove(&id) {
-            self.missing_due.remove(&(missing.due, id));
-        }
-
-        let forward = hops < self.config.hop_limit;
-        let mut message = message;
-        message.hops = hops;
-        if forward {
-            let frame = wire::encode(&Frame::Gossip(message.clone()));
-            self.cache_insert(id, frame.clone(), Some(from));
-            self.disseminate(id, hops, &frame, Some(from), message.tree);
-        }
-        if self.subscriptions.contains(&message.topic) {
-            self.stats.delivered += 1;
-            self.emit(Output::Event(Event::Delivered {
-                id,
-                origin: message.origin,
-                topic: message.topic,
-                payload: message.payload,
-                hops,
-                timestamp: message.timestamp,
-                from,
-            }));
-        }
-    }
-
-    /// Plumtree cuts the link a second copy came over. Here the cut also shapes the tree by hops, so
-    /// that it approaches a shortest-path tree whatever the latencies, and the last delivery hop stays
-    /// low for every origin:
-    ///
-    /// - a copy from the message's parent is a retransmission (our ACK was lost): nothing to cut;
-    /// - a copy over a strictly shorter path makes its link the parent, and the old parent is pruned;
-    /// - a copy from a peer that received the message later in the tree than we did (more hops), and
-    ///   to which we pushed it too, is left for that peer to judge when our copy reaches it: it will
-    ///   either keep us as its better parent or prune us, and we must not cut the link first;
-    /// - otherwise the sender is pruned.
-    ///
-    /// The hop counts compared are those carried by the copies themselves (each side sends its copy once,
-    /// with the hops it first had), so two peers never both leave the decision to the other.
-    fn on_duplicate(&mut self, from: NodeId, id: MessageId, seen: Seen, sender_hops: u8) {
-        if seen.from == Some(from)
-            || self.config.strategy == Strategy::Flood
-            || self.config.rooted_tree
-        {
-            // A retransmission, or a copy under flooding or on a rooted tree (decided elsewhere):
-            // nothing to cut.
-            self.holds(id, from);
-            return;
-        }
-        let via_sender = sender_hops.saturating_add(1);
-        if sender_hops > seen.first_hops && self.cache.pushed(&id, &from) {
-            // The sender judges once our copy reaches it, so that copy must arrive: a push it has not
-            // acknowledged stays pending (and is retransmitted if it was lost).
-            self.cache.add_holder(&id, from);
-            return;
-        }
-        self.holds(id, from);
-        if let Some(parent) = seen.from
-            && via_sender < seen.hops
-            && self.links.contains_key(&parent)
-        {
-            self.stats.parent_swaps += 1;
-            self.links.insert(from, Mode::Eager);
-            self.prune(parent);
-            self.seen.insert(
-                id,
-                Seen {
-                    from: Some(from),
-                    hops: via_sender,
-                    ..seen
-                },
-            );
-            return;
-        }
-        self.prune(from);
-    }
-
-    fn on_ack(&mut self, from: NodeId, id: MessageId) {
-        if self.untrack(id, from) {
-            self.stats.acks_received += 1;
-        } else {
-            self.stats.acks_unmatched += 1;
-        }
-        self.cache.add_holder(&id, from);
-    }
-
-    fn on_ihave(&mut self, from: NodeId, announces: Vec<Announce>) {
-        if announces.len() > self.config.max_ids_per_frame {
-            self.stats.dropped_oversized += 1;
-            return;
-        }
-        self.stats.ihaves_received += 1;
-        // The peer announces rather than pushes: it sees the link as lazy, and so do we until a message
-        // shows otherwise.
-        if self.links.get(&from) == Some(&Mode::Undecided) {
-            self.links.insert(from, Mode::Lazy);
-        }
-        let rooted = self.rooted();
-        for Announce { id, hops } in announces {
-            self.holds(id, from);
-            let via_announcer = hops.saturating_add(1);
-            if self.seen.contains(&id) {
-                continue;
-            }
-            if via_announcer > self.config.hop_limit {
-                continue;
-            }
-            if let Some(missing) = self.missing.get_mut(&id) {
-                if !missing.announcers.iter().any(|(_, p)| *p == from)
-                    && missing.announcers.len() < self.config.max_announcers
-                {
-                    // On rooted trees the nearest announcer to the origin is asked first, so that a
-                    // repaired delivery is not many hops longer than the tree's; plain Plumtree asks
-                    // in the order announced (its tree follows the GRAFTs).
-                    let at = if rooted {
-                        missing.announcers.partition_point(|(h, _)| *h <= hops)
-                    } else {
-                        missing.announcers.len()
-                    };
-                    missing.announcers.insert(at, (hops, from));
-                }
-                continue;
-            }
-            if self.missing.len() >= self.config.max_missing {
-                self.stats.missing_overflow += 1;
-                continue;
-            }
-            let due = self.now + self.config.graft_timeout;
-            self.missing.insert(
-                id,
-                Missing {
-                    announcers: VecDeque::from([(hops, from)]),
-                    grafts: 0,
-                    due,
-                },
-            );
-            self.missing_due.insert((due, id));
-        }
-    }
-
-    fn on_graft(&mut self, from: NodeId, ids: Vec<MessageId>) {
-        if ids.len() > self.config.max_ids_per_frame {
-            self.stats.dropped_oversized += 1;
-            return;
-        }
-        self.stats.grafts_received += 1;
-        if !self.rooted() {
-            self.links.insert(from, Mode::Eager);
-        }
-        for id in ids {
-            let Some(frame) = self.cache.frame(&id).map(<[u8]>::to_vec) else {
-                self.stats.graft_misses += 1;
-                continue;
-            };
-            self.stats.payload_graft_responses += 1;
-            self.send(from, frame);
-            self.track(id, from);
-        }
-    }
-
-    // ---- dissemination ----
-
-    /// Pushes `frame` to the tree and announces it to the other links, skipping `except` and links known
-    /// to hold it. Undecided links are split by the adaptive fanout.
-    fn disseminate(
-        &mut self,
-        id: MessageId,
-        hops: u8,
-        frame: &[u8],
-        except: Option<NodeId>,
-        tree: u8,
-    ) {
-        let holders = self.cache.holders(&id);
-        let mut eager = Vec::new();
-        let mut lazy = Vec::new();
-        let mut undecided = Vec::new();
-        let flood = self.config.strategy == Strategy::Flood;
-        let on_tree: Vec<NodeId> = if self.rooted() {
-            let tree = usize::from(tree) % self.places.len().max(1);
-            self.tree_links(tree).collect()
-        } else {
-            Vec::new()
-        };
-        for (&peer, &mode) in &self.links {
-            if Some(peer) == except || holders.contains(&peer) {
-                continue;
-            }
-            if flood {
-                eager.push(peer);
-                continue;
-            }
-            if self.rooted() {
-                if on_tree.contains(&peer) {
-                    eager.push(peer);
-                } else {
-                    lazy.push(peer);
-                }
-                continue;
-            }
-            match mode {
-                Mode::Eager => eager.push(peer),
-                Mode::Lazy => lazy.push(peer),
-                Mode::Undecided => undecided.push(peer),
-            }
-        }
-        if !undecided.is_empty() {
-            let push = self.fanout(undecided.len());
-            // A partial Fisher-Yates shuffle picks `push` of them uniformly.
-            for i in 0..push {
-                let j = self.rng.random_range(i..undecided.len());
-                undecided.swap(i, j);
-            }
-            for (i, peer) in undecided.into_iter().enumerate() {
-                if i < push {
-                    self.links.insert(peer, Mode::Eager);
-                    eager.push(peer);
-                } else {
-                    self.links.insert(peer, Mode::Lazy);
-                    lazy.push(peer);
-                }
-            }
-        }
-        for &peer in &eager {
-            self.cache.add_pushed(&id, peer);
-        }
-        for peer in eager {
-            self.stats.payload_sends += 1;
-            self.send(peer, frame.to_vec());
-            self.track(id, peer);
-        }
-        for peer in lazy {
-            self.announce(peer, Announce { id, hops });
-        }
-    }
-
-    // ---- the rooted tree ----
-
-    fn rooted(&self) -> bool {
-        self.config.rooted_tree && self.config.strategy == Strategy::Plumtree
-    }
-
-    /// The order of roots in tree `tree`: ids compared with their first byte offset by the tree's
-    /// share of the id space, so that each tree's root (the lowest in its order) is another node.
-    fn tree_key(&self, tree: usize, id: &NodeId) -> [u8; 20] {
-        let mut key = *id.as_bytes();
-        let trees = self.config.trees.max(1);
-        key[0] ^= u8::try_from(tree * 256 / trees).unwrap_or(0);
-        key
-    }
-
-    /// Recomputes this node's place in every tree from what its links told it, and tells the links
-    /// whose advertisement changed.
-    ///
-    /// Loop freedom without sequence numbers: a node that loses its path to a root, or finds only a
-    /// longer one, holds that root down for [`Config::tree_hold_down`] (see [`Hold`]), taking only
-    /// paths no longer than the one it had. What it advertises meanwhile (another root, or itself)
-    /// reaches its subtree, whose nodes do the same, so that no stale path is left when the hold
-    /// ends; a root that is gone then disappears instead of being counted up hop by hop.
-    fn update_tree(&mut self) {
-        let now = self.now;
-        for tree in 0..self.places.len() {
-            if self.holds[tree].is_some_and(|h| h.until <= now) {
-                self.holds[tree] = None;
-            }
-            let old = self.places[tree];
-            let mut new = self.pick_place(tree);
-            // Lost: the parent no longer offers the root (its link is gone, it follows another root
-            // or takes us as its parent) and what is left is worse. A parent that still offers the
-            // root, even over more hops, is followed: it holds itself to the same rule.
-            let parent_offers = old.parent.is_some_and(|p| {
-                self.links.contains_key(&p)
-                    && self
-                        .tree_heard
-                        .get(&p)
-                        .and_then(|h| h.get(tree))
-                        .is_some_and(|a| a.root == old.root && !a.child)
-            });
-            let lost = old.parent.is_some()
-                && !parent_offers
-                && if new.root == old.root {
-                    new.distance > old.distance
-                } else {
-                    self.tree_key(tree, &new.root) > self.tree_key(tree, &old.root)
-                };
-            if lost && self.holds[tree].is_none() {
-                self.stats.tree_holds += 1;
-                // The link to the root itself is lost: the root may be gone, and its other links
-                // may notice later; hold until they have (`tree_root_hold_down`).
-                let hold = if old.distance <= 1 {
-                    self.config.tree_root_hold_down
-                } else {
-                    self.config.tree_hold_down
-                };
-                self.holds[tree] = Some(Hold {
-                    root: old.root,
-                    feasible: old.distance,
-                    until: now + hold,
-                });
-                new = self.pick_place(tree);
-            }
-            if new.root != old.root || new.parent != old.parent {
-                self.settled_since[tree] = now;
-                self.stats.tree_changes += 1;
-            }
-            self.places[tree] = new;
-        }
-        // Changes are told after `tree_advert_delay`: a node often changes several times in a row
-        // (a new root's wave reaching it over several links), and its links need only the last.
-        if self.config.tree_advert_delay.is_zero() {
-            self.flush_places();
-        } else if self.tree_flush_at.is_none() {
-            self.tree_flush_at = Some(now + self.config.tree_advert_delay);
-        }
-    }
-
-    /// Tells every link whose view of our places is out of date.
-    fn flush_places(&mut self) {
-        self.tree_flush_at = None;
-        let peers: Vec<NodeId> = self.links.keys().copied().collect();
-        for peer in peers {
-            self.tell_place(peer, false);
-        }
-    }
-
-    /// The best place the links offer in `tree`: the lowest root in the tree's order, then the fewest
-    /// hops, then the lowest parent id; this node as its own root if none is better.
-    ///
-    /// A dead root's paths are not advertised for ever: each node takes one more hop than the
-    /// neighbor it follows, never a child (split horizon) and never beyond `hop_limit / 2` hops, so
-    /// the distances of a root that is gone count up until every path to it passes the bound and the
-    /// next root in the order takes over (every tree path, up to a common ancestor and down, thus
-    /// fits under the hop limit).
-    fn pick_place(&self, tree: usize) -> Place {
-        let mut best = Place {
-            root: self.id,
-            distance: 0,
-            parent: None,
-        };
-        let mut best_key = self.tree_key(tree, &self.id);
-        for (peer, heard) in &self.tree_heard {
-            let Some(heard) = heard.get(tree) else {
-                continue;
-            };
-            if heard.child || !self.links.contains_key(peer) {
-                continue;
-            }
-            let distance = heard.distance.saturating_add(1);
-            if distance > self.config.hop_limit / 2 {
-                continue;
-            }
-            if let Some(hold) = self.holds[tree]
-                && hold.root == heard.root
-                && distance > hold.feasible
-            {
-                continue;
-            }
-            let key = self.tree_key(tree, &heard.root);
-            if (key, distance, Some(*peer)) < (best_key, best.distance, best.parent) {
-                best_key = key;
-                best = Place {
-                    root: heard.root,
-                    distance,
-                    parent: Some(*peer),
-                };
-            }
-        }
-        best
-    }
-
-    /// The links a message on `tree` is pushed to: the parent and the children.
-    fn tree_links(&self, tree: usize) -> impl Iterator<Item = NodeId> + '_ {
-        let parent = self.places.get(tree).and_then(|p| p.parent);
-        self.links.keys().copied().filter(move |peer| {
-            Some(*peer) == parent
-                || self
-                    .tree_heard
-                    .get(peer)
-                    .and_then(|h| h.get(tree))
-                    .is_some_and(|a| a.child)
-        })
-    }
-
-    /// The tree a message we publish travels on: the one whose root is fewest hops away (its last
-    /// delivery is at most that many hops plus the tree's height), among the trees we are part of.
-    ///
-    /// A tree this node's place in changed lately (a root lost, a parent replaced) may be changing
-    /// elsewhere too: settled trees are preferred, the others used only when no tree is settled.
-    fn pick_tree(&self) -> u8 {
-        let settle = self.config.tree_hold_down;
-        let mut best: Option<(bool, u8, usize)> = None;
-        for (tree, place) in self.places.iter().enumerate() {
-            let part = place.parent.is_some() || self.tree_links(tree).next().is_some();
-            if !part {
-                continue;
-            }
-            let unsettled = self.holds[tree].is_some()
-                || self.now.saturating_duration_since(self.settled_since[tree]) < settle;
-            let key = (unsettled, place.distance, tree);
-            if best.is_none_or(|b| key < b) {
-                best = Some(key);
-            }
-        }
-        best.map_or(0, |(_, _, tree)| u8::try_from(tree).unwrap_or(0))
-    }
-
-    /// Sends `peer` our places if they changed since we last told it (or always, with `again`).
-    fn tell_place(&mut self, peer: NodeId, again: bool) {
-        let adverts: Vec<TreeAdvert> = self
-            .places
-            .iter()
-            .map(|p| TreeAdvert {
-                root: p.root,
-                distance: p.distance,
-                child: p.parent == Some(peer),
-            })
-            .collect();
-        if !again && self.tree_told.get(&peer) == Some(&adverts) {
-            return;
-        }
-        self.tree_told.insert(peer, adverts.clone());
-        self.send_frame(peer, &Frame::Tree(adverts));
-    }
-
-    /// How many of `undecided` links to push to: the seed README's adaptive fanout over the nodes known
-    /// (links, or the driver's estimate): all up to 5, 80-90% up to 15, 60-70% beyond; at least one.
-    fn fanout(&mut self, undecided: usize) -> usize {
-        let known = self.config.network_size.unwrap_or(self.links.len());
-        let percent = match known {
-            0..=5 => 100,
-            6..=15 => self.rng.random_range(80..=90),
-            _ => self.rng.random_range(60..=70),
-        };
-        (undecided * percent).div_ceil(100).clamp(1, undecided)
-    }
-
-    /// The unacknowledged push of `id` lost its link: send it over every remaining link not known to
-    /// hold it.
-    fn reroute(&mut self, id: MessageId) {
-        let Some(frame) = self.cache.frame(&id).map(<[u8]>::to_vec) else {
-            self.stats.retries_abandoned += 1;
-            return;
-        };
-        let holders = self.cache.holders(&id);
-        let targets: Vec<NodeId> = self
-            .links
-            .keys()
-            .filter(|peer| !holders.contains(peer) && !self.pending.contains_key(&(id, **peer)))
-            .copied()
-            .collect();
-        for peer in targets {
-            self.stats.payload_reroutes += 1;
-            self.send(peer, frame.clone());
-            self.track(id, peer);
-        }
-    }
-
-    fn retry(&mut self, id: MessageId, peer: NodeId) {
-        let Some(retry) = self.pending.get(&(id, peer)).copied() else {
-            return;
-        };
-        self.untrack(id, peer);
-        if !self.links.contains_key(&peer) {
-            return;
-        }
-        if retry.retries >= self.config.max_retries {
-            self.stats.retries_exhausted += 1;
-            self.emit(Output::Event(Event::AckTimeout { id, peer }));
-            return;
-        }
-        let Some(frame) = self.cache.frame(&id).map(<[u8]>::to_vec) else {
-            self.stats.retries_abandoned += 1;
-            return;
-        };
-        self.stats.payload_retries += 1;
-        self.send(peer, frame);
-        let retries = retry.retries + 1;
-        let due = self.now + self.backoff(retries);
-        self.pending.insert((id, peer), Retry { retries, due });
-        self.pending_due.insert((due, id, peer));
-    }
-
-    /// The wait after the `retries`-th retransmission: `retry_initial * retry_factor^retries`, capped.
-    fn backoff(&self, retries: u32) -> Duration {
-        let mut delay = self.config.retry_initial;
-        for _ in 0..retries {
-            delay = delay.saturating_mul(self.config.retry_factor);
-            if delay >= self.config.retry_max_delay {
-                break;
-            }
-        }
-        delay.min(self.config.retry_max_delay)
     }
 
     // ---- bookkeeping ----
@@ -1417,6 +604,12 @@ fn coarse(at: Instant) -> Instant {
 
 /// Granularity of the seen-cache's and the message cache's expiry timers.
 const EXPIRY_TICK: Duration = Duration::from_secs(5);
+
+mod push;
+mod receive;
+mod tree;
+
+use tree::{Hold, Place};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use core::time::Duration;
 // Ordered collections only: a HashMap's seeded iteration order would break determinism.
 use std::collections::{BTreeMap, BTreeSet};
 
-use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::{Instant, NodeId};
 
 use crate::message::MessageId;
 

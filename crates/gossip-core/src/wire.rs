@@ -16,11 +16,11 @@
 //! Decoding never panics; anything that is not exactly one well-formed frame is an error. Bounds (topic,
 //! payload, ids per frame) are checked by the [`Node`](crate::Node), which knows its [`Config`](crate::Config).
 
-use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::{Instant, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use crate::message::MessageId;
+use p2pmesh_base::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// The version byte this crate writes and accepts.
 pub const VERSION: u8 = 2;

@@ -95,18 +95,21 @@
 #![deny(missing_docs)]
 
 pub mod config;
-pub mod id;
 pub mod kbucket;
 pub mod node;
 pub mod query;
 pub mod record;
-pub mod time;
 pub mod wire;
 
 pub use config::Config;
-pub use id::{Distance, ID_BITS, ID_LEN, NodeId, ParseIdError, cmp_20};
 pub use kbucket::{Entry, KBucket, RoutingTable};
 pub use node::{Event, Node, Output, Stats};
+/// Node ids and the XOR metric, from [`p2pmesh_base`].
+pub use p2pmesh_base::id;
+/// Time as an input, from [`p2pmesh_base`].
+pub use p2pmesh_base::time;
+pub use p2pmesh_base::{
+    Distance, Duration, ID_BITS, ID_LEN, Instant, NodeId, ParseIdError, cmp_20,
+};
 pub use query::{QueryEnd, QueryId, QueryResult};
 pub use record::Record;
-pub use time::Instant;

@@ -147,6 +147,6 @@ pub use event::{
     DirectFailure, DirectId, DisconnectReason, Error, Event, HelloError, MessageRef, Output,
     QueryId, ServerInput, Stats,
 };
-pub use kademlia_core::{Instant, NodeId};
 pub use node::Node;
+pub use p2pmesh_base::{Instant, NodeId};
 pub use signature::SignatureCheck;

@@ -5,8 +5,8 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use gossip_core::Identity;
 use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::Identity;
 use rand::RngExt as _;
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
@@ -2220,7 +2220,7 @@ fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     let Ok(sig) = <[u8; 64]>::try_from(signature) else {
         return false;
     };
-    gossip_core::verify(public_key, message, &sig)
+    p2pmesh_base::verify(public_key, message, &sig)
 }
 
 #[cfg(test)]

@@ -2,20 +2,20 @@
 
 use core::fmt;
 
-/// The function a [`Node`](crate::Node) checks broadcast-message signatures with (gossip-core's
-/// [`Verifier`](gossip_core::Verifier)): [`gossip_core::verify`] (strict ed25519) by default.
+/// The function a [`Node`](crate::Node) checks broadcast-message signatures with (the base crate's
+/// [`Verifier`](p2pmesh_base::Verifier)): [`p2pmesh_base::verify`] (strict ed25519) by default.
 ///
 /// A driver has no reason to change it. A simulator that runs thousands of nodes in one process may
-/// plug in a memoizing wrapper of [`gossip_core::verify`]: every node still checks every message and gets
+/// plug in a memoizing wrapper of [`p2pmesh_base::verify`]: every node still checks every message and gets
 /// the same answer, but each distinct (key, message, signature) costs one ed25519 verification per
 /// process instead of one per simulated node (`Node::with_signature_check`). Routed messages and hellos
-/// are verified by mesh-core itself with [`gossip_core::verify`], always.
+/// are verified by mesh-core itself with [`p2pmesh_base::verify`], always.
 #[derive(Clone, Copy)]
 pub struct SignatureCheck(pub fn(&[u8; 32], &[u8], &[u8; 64]) -> bool);
 
 impl Default for SignatureCheck {
     fn default() -> Self {
-        SignatureCheck(gossip_core::verify)
+        SignatureCheck(p2pmesh_base::verify)
     }
 }
 
@@ -25,7 +25,7 @@ impl fmt::Debug for SignatureCheck {
     }
 }
 
-impl gossip_core::Verifier for SignatureCheck {
+impl p2pmesh_base::Verifier for SignatureCheck {
     fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         (self.0)(public_key, message, signature)
     }

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use gossip_core::Instant;
 use gossip_core::{Config, Event, Identity, MessageId, Node, NodeId, Output};
-use kademlia_core::Instant;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

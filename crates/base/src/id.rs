@@ -81,7 +81,8 @@ impl NodeId {
 
     /// The XOR distance as a big-endian (high 128 bits, low 32 bits) pair: ordered like [`Distance`],
     /// and cheaper to compare in the hot loops of lookups.
-    pub(crate) fn distance_key(&self, other: &NodeId) -> (u128, u32) {
+    #[inline]
+    pub fn distance_key(&self, other: &NodeId) -> (u128, u32) {
         let (a_hi, a_lo) = words(&self.0);
         let (b_hi, b_lo) = words(&other.0);
         (a_hi ^ b_hi, a_lo ^ b_lo)

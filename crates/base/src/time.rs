@@ -1,5 +1,7 @@
 //! Time as an input.
 //!
+//! [`Duration`] is `core::time::Duration`, re-exported so that the cores name one crate for time.
+//!
 //! The cores never read a clock. Every input carries `now: Instant`, which the driver supplies. An
 //! [`Instant`] counts microseconds since the Unix epoch, so that timestamps carried in messages (a gossip
 //! message's publish time, a record's expiry) mean the same thing on every node, give or take clock skew.
@@ -9,7 +11,7 @@
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
-use core::time::Duration;
+pub use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 

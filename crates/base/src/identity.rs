@@ -6,9 +6,9 @@
 
 use core::fmt;
 
+use crate::id::NodeId;
 use ed25519_dalek::Signer as _;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
-use kademlia_core::NodeId;
 
 /// Length of an ed25519 secret key in bytes.
 pub const SECRET_KEY_LEN: usize = 32;
@@ -44,7 +44,7 @@ pub trait Verifier {
 
 /// An ed25519 key pair and the node id derived from it.
 ///
-/// The same identity signs gossip messages here and, in mesh-core, the peer hello and direct messages.
+/// The same identity signs gossip messages in gossip-core and, in mesh-core, the peer hello and direct messages.
 /// `Debug` prints the id only, never the secret.
 #[derive(Clone)]
 pub struct Identity {

@@ -1,0 +1,95 @@
+//! Plumtree's tree: PRUNE on duplicates, batched announcements, the adaptive fanout, replay.
+
+use super::*;
+
+#[test]
+fn a_redundant_copy_prunes_its_link_and_lazy_links_get_batched_announcements() {
+    let (mut node, peers) = linked(Config::default());
+    let origin = identity(10);
+    let first = signed(&origin, 1, t0(), b"x");
+    node.handle_message(t0(), peers[0], &gossip(&first));
+    let _ = outputs(&mut node);
+    node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
+    let out = sends(&mut node);
+    assert!(out.contains(&(peers[1], Frame::Prune)), "{out:?}");
+    let mut expected = vec![peers[0], peers[2]];
+    expected.sort();
+    assert_eq!(node.eager_links().collect::<Vec<_>>(), expected);
+
+    // Two messages later, peers[1] gets one IHAVE carrying both ids, on the flush.
+    let second = signed(&origin, 2, t0(), b"y");
+    let third = signed(&origin, 3, t0(), b"z");
+    node.handle_message(t0() + ms(10), peers[0], &gossip(&second));
+    node.handle_message(t0() + ms(11), peers[0], &gossip(&third));
+    let _ = outputs(&mut node);
+    node.handle_timeout(t0() + ms(300));
+    let ihaves: Vec<(NodeId, Frame)> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::IHave(_)))
+        .collect();
+    assert_eq!(
+        ihaves,
+        vec![(
+            peers[1],
+            Frame::IHave(vec![
+                Announce {
+                    id: second.id,
+                    hops: 1
+                },
+                Announce {
+                    id: third.id,
+                    hops: 1
+                },
+            ])
+        )]
+    );
+}
+
+#[test]
+fn adaptive_fanout_follows_the_nodes_known() {
+    let mut node = node(1);
+    for n in 0..20u8 {
+        node.handle_peer_up(t0(), identity(100 + n).id());
+    }
+    node.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    let pushed = node.stats().payload_sends;
+    assert!(
+        (12..=14).contains(&pushed),
+        "60-70% of 20 links, got {pushed}"
+    );
+
+    let mut small = node_with(2, Config::default());
+    for n in 0..5u8 {
+        small.handle_peer_up(t0(), identity(100 + n).id());
+    }
+    small.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    assert_eq!(small.stats().payload_sends, 5, "all links up to five nodes");
+
+    let mut estimated = node_with(3, Config::default());
+    estimated.set_network_size(Some(10));
+    for n in 0..20u8 {
+        estimated.handle_peer_up(t0(), identity(100 + n).id());
+    }
+    estimated
+        .publish(t0(), TOPIC, b"x".to_vec())
+        .expect("valid");
+    let pushed = estimated.stats().payload_sends;
+    assert!(
+        (16..=18).contains(&pushed),
+        "80-90% of 20 links, got {pushed}"
+    );
+}
+
+#[test]
+fn the_same_seed_and_inputs_give_the_same_outputs() {
+    let run = || {
+        let mut node = Node::new(identity(1), Config::default(), 42);
+        for n in 0..30u8 {
+            node.handle_peer_up(t0(), identity(100 + n).id());
+        }
+        node.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+        node.handle_timeout(t0() + Duration::from_secs(2));
+        outputs(&mut node)
+    };
+    assert_eq!(run(), run());
+}

@@ -1,0 +1,156 @@
+//! The other dissemination policies: flooding and the rooted trees.
+
+use super::*;
+
+#[test]
+fn flood_pushes_to_every_link_but_the_sender_and_never_prunes() {
+    let config = Config {
+        strategy: crate::config::Strategy::Flood,
+        network_size: Some(1_000),
+        ..Config::default()
+    };
+    let (mut node, mut peers) = linked(config);
+    peers.sort();
+    // Publishing pushes the full message to every link (no fanout, no announcement).
+    let id = node.publish(t0(), TOPIC, b"mine".to_vec()).expect("valid");
+    let pushed: Vec<NodeId> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == id))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(pushed, peers);
+    assert_eq!(node.stats().payload_sends, 3);
+
+    // A message from peer 0 goes to the two others, not back; its copy from peer 1 is acknowledged
+    // but prunes nothing, and nothing is ever announced.
+    let origin = identity(20);
+    let message = signed(&origin, 1, t0(), b"flood");
+    node.handle_message(t0() + ms(10), peers[0], &gossip(&message));
+    let out = sends(&mut node);
+    let pushed: Vec<NodeId> = out
+        .iter()
+        .filter(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == message.id))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(pushed, peers[1..].to_vec());
+    assert_eq!(node.stats().payload_sends, 5);
+    let mut copy = message.clone();
+    copy.hops = 1;
+    node.handle_message(t0() + ms(20), peers[1], &gossip(&copy));
+    node.handle_timeout(t0() + ms(300));
+    let out = sends(&mut node);
+    assert!(
+        out.iter()
+            .all(|(_, f)| matches!(f, Frame::Ack(_) | Frame::Gossip(_))),
+        "only acks and retries under flooding, got {out:?}"
+    );
+    assert_eq!(node.stats().prunes_sent, 0);
+    assert_eq!(node.stats().ihaves_sent, 0);
+    assert_eq!(node.stats().duplicates, 1);
+    // Pushes are acknowledged and retried like eager pushes: peer 2 never acked.
+    node.handle_message(
+        t0() + ms(30),
+        peers[1],
+        &wire::encode(&Frame::Ack(message.id)),
+    );
+    node.handle_timeout(t0() + ms(600));
+    let retried: Vec<NodeId> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == message.id))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(retried, vec![peers[2]]);
+}
+
+#[test]
+fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
+    let config = Config {
+        rooted_tree: true,
+        ..Config::default()
+    };
+    let hold = config.tree_hold_down;
+    let (mut node, mut peers) = linked(config);
+    peers.sort();
+    // Each new link hears our place: we are our own root until told of a lower one.
+    let told: Vec<(NodeId, Vec<TreeAdvert>)> = sends(&mut node)
+        .into_iter()
+        .filter_map(|(to, f)| match f {
+            Frame::Tree(adverts) => Some((to, adverts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 3);
+    assert!(
+        told.iter()
+            .all(|(_, a)| a.len() == 1 && a[0].distance == 0 && !a[0].child)
+    );
+    assert_eq!(node.eager_links().count(), 0);
+
+    let lowest = NodeId::from_bytes([0; 20]);
+    let at = |millis: u64| t0() + ms(millis);
+    let tell = |node: &mut Node, now: Instant, from: NodeId, distance: u8, child: bool| {
+        let advert = TreeAdvert {
+            root: lowest,
+            distance,
+            child,
+        };
+        node.handle_message(now, from, &wire::encode(&Frame::Tree(vec![advert])));
+    };
+    // Peer 0 is 3 hops from the lowest root, peer 1 only 2: peer 1 is the parent, and hears it once
+    // the advertisement delay has passed.
+    tell(&mut node, at(5), peers[0], 3, false);
+    tell(&mut node, at(5), peers[1], 2, false);
+    node.handle_timeout(at(5) + node.config().tree_advert_delay);
+    let out = sends(&mut node);
+    assert!(out.contains(&(
+        peers[1],
+        Frame::Tree(vec![TreeAdvert {
+            root: lowest,
+            distance: 3,
+            child: true
+        }])
+    )));
+    // Peer 2 takes us as its parent: a child.
+    tell(&mut node, at(300), peers[2], 4, true);
+    assert_eq!(
+        node.eager_links().collect::<Vec<_>>(),
+        vec![peers[1], peers[2]]
+    );
+
+    // A message from the lazy peer 0 goes down the tree only, is announced to nobody else, and a
+    // duplicate prunes nothing: the tree does not depend on who sent first.
+    let _ = sends(&mut node);
+    let message = signed(&identity(20), 1, t0(), b"up");
+    node.handle_message(at(310), peers[0], &gossip(&message));
+    let pushed: Vec<NodeId> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::Gossip(_)))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(pushed, vec![peers[1], peers[2]]);
+    let mut copy = message.clone();
+    copy.hops = 2;
+    node.handle_message(at(320), peers[1], &gossip(&copy));
+    assert_eq!(node.stats().prunes_sent, 0);
+    assert_eq!(
+        node.eager_links().collect::<Vec<_>>(),
+        vec![peers[1], peers[2]]
+    );
+
+    // The parent's link goes. Peer 0's path (4 hops from us) is longer than the one lost, and may
+    // lead back through our own subtree: it is held down, and meanwhile we root our own tree (our
+    // child keeps us as its parent)...
+    node.handle_peer_down(at(330), peers[1]);
+    assert_eq!(node.stats().tree_holds, 1);
+    assert_eq!(node.eager_links().collect::<Vec<_>>(), vec![peers[2]]);
+    node.handle_timeout(at(330) + node.config().tree_advert_delay);
+    let told = sends(&mut node);
+    assert!(told.iter().any(|(to, f)| *to == peers[0]
+        && matches!(f, Frame::Tree(a) if a[0].root == node.id() && a[0].distance == 0)));
+    // ... until the hold ends: then peer 0 becomes the parent.
+    node.handle_timeout(at(330) + hold);
+    assert_eq!(
+        node.eager_links().collect::<Vec<_>>(),
+        vec![peers[0], peers[2]]
+    );
+}

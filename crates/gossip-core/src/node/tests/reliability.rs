@@ -1,0 +1,134 @@
+//! Per-hop reliability: retries with backoff, ACKs, rerouting when a link goes, GRAFT answers.
+
+use super::*;
+
+#[test]
+fn unacknowledged_push_is_retried_with_backoff_then_given_up() {
+    let mut a = node(1);
+    let b = identity(2).id();
+    a.handle_peer_up(t0(), b);
+    let id = a.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    let _ = outputs(&mut a);
+    let mut retries_at = Vec::new();
+    while let Some(at) = a.poll_timeout() {
+        if at > t0() + Duration::from_secs(59) {
+            break;
+        }
+        a.handle_timeout(at);
+        for output in outputs(&mut a) {
+            match output {
+                Output::Send { to, bytes } => {
+                    assert_eq!(
+                        (to, wire::decode(&bytes)),
+                        (
+                            b,
+                            Ok(Frame::Gossip(match wire::decode(&bytes) {
+                                Ok(Frame::Gossip(m)) => m,
+                                other => panic!("a retransmission expected, got {other:?}"),
+                            },))
+                        )
+                    );
+                    retries_at.push((at - t0()).as_millis());
+                }
+                Output::Event(event) => {
+                    assert_eq!(event, Event::AckTimeout { id, peer: b });
+                }
+            }
+        }
+    }
+    assert_eq!(retries_at, vec![500, 1_500, 3_500, 7_500, 15_500]);
+    assert_eq!(a.stats().payload_retries, 5);
+    assert_eq!(a.stats().retries_exhausted, 1);
+    assert_eq!(a.stats().payload_transmissions(), 6);
+}
+
+#[test]
+fn ack_stops_retries() {
+    let mut a = node(1);
+    let b = identity(2).id();
+    a.handle_peer_up(t0(), b);
+    let id = a.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    let _ = outputs(&mut a);
+    a.handle_message(t0() + ms(50), b, &wire::encode(&Frame::Ack(id)));
+    a.handle_timeout(t0() + Duration::from_secs(30));
+    assert_eq!(a.stats().payload_retries, 0);
+    assert_eq!(a.stats().acks_received, 1);
+}
+
+#[test]
+fn a_push_lost_with_its_link_goes_over_the_other_links() {
+    let (mut node, peers) = linked(Config::default());
+    let id = node.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    let _ = outputs(&mut node);
+    // peers[1] acknowledges; peers[0] never does and its link fails.
+    node.handle_message(t0() + ms(30), peers[1], &wire::encode(&Frame::Ack(id)));
+    node.handle_peer_down(t0() + ms(100), peers[0]);
+    node.handle_peer_down(t0() + ms(100), peers[2]);
+    let rerouted = sends(&mut node);
+    assert!(
+        rerouted.is_empty(),
+        "the only remaining link already acknowledged: {rerouted:?}"
+    );
+
+    let (mut node, peers) = linked(Config::default());
+    let id = node.publish(t0(), TOPIC, b"y".to_vec()).expect("valid");
+    let _ = outputs(&mut node);
+    node.handle_message(t0() + ms(30), peers[1], &wire::encode(&Frame::Ack(id)));
+    node.handle_message(t0() + ms(30), peers[2], &wire::encode(&Frame::Ack(id)));
+    let extra = identity(20).id();
+    node.handle_peer_up(t0() + ms(40), extra);
+    node.handle_peer_down(t0() + ms(100), peers[0]);
+    let rerouted = sends(&mut node);
+    assert_eq!(rerouted.len(), 1);
+    assert_eq!(rerouted[0].0, extra);
+    assert!(matches!(&rerouted[0].1, Frame::Gossip(m) if m.id == id));
+    assert_eq!(node.stats().payload_reroutes, 1);
+}
+
+#[test]
+fn an_announcement_without_its_message_is_pulled_by_graft() {
+    let (mut node, peers) = linked(Config::default());
+    let message = signed(&identity(10), 1, t0(), b"x");
+    let announce = Frame::IHave(vec![Announce {
+        id: message.id,
+        hops: 2,
+    }]);
+    node.handle_message(t0(), peers[0], &wire::encode(&announce));
+    node.handle_message(t0() + ms(10), peers[1], &wire::encode(&announce));
+    assert_eq!(node.poll_timeout(), Some(t0() + Duration::from_secs(1)));
+    node.handle_timeout(t0() + Duration::from_secs(1));
+    assert_eq!(
+        sends(&mut node),
+        vec![(peers[0], Frame::Graft(vec![message.id]))]
+    );
+    // No answer: the next announcer is asked.
+    node.handle_timeout(t0() + ms(1_500));
+    assert_eq!(
+        sends(&mut node),
+        vec![(peers[1], Frame::Graft(vec![message.id]))]
+    );
+    let mut answer = message.clone();
+    answer.hops = 2;
+    node.handle_message(t0() + ms(1_600), peers[1], &gossip(&answer));
+    assert_eq!(delivered(&outputs(&mut node)), vec![message.id]);
+    node.handle_timeout(t0() + ms(5_000));
+    assert_eq!(node.stats().grafts_sent, 2);
+}
+
+#[test]
+fn a_graft_is_answered_from_the_cache() {
+    let (mut node, peers) = linked(Config::default());
+    let id = node.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    let _ = outputs(&mut node);
+    let unknown = MessageId::from_bytes([7; 20]);
+    node.handle_message(
+        t0() + ms(5),
+        peers[0],
+        &wire::encode(&Frame::Graft(vec![id, unknown])),
+    );
+    let answers = sends(&mut node);
+    assert_eq!(answers.len(), 1);
+    assert!(matches!(&answers[0], (to, Frame::Gossip(m)) if *to == peers[0] && m.id == id));
+    assert_eq!(node.stats().payload_graft_responses, 1);
+    assert_eq!(node.stats().graft_misses, 1);
+}

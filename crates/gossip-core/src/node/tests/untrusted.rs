@@ -1,0 +1,154 @@
+//! Refused input and the at-most-once delivery properties.
+
+use super::*;
+
+#[test]
+fn publish_and_subscribe_refuse_oversized_input() {
+    let mut node = node(1);
+    let long = "x".repeat(257);
+    assert!(matches!(
+        node.publish(t0(), &long, Vec::new()),
+        Err(PublishError::TopicTooLong { len: 257, max: 256 })
+    ));
+    assert!(matches!(
+        node.publish(t0(), TOPIC, vec![0; 64 * 1024 + 1]),
+        Err(PublishError::PayloadTooLarge { .. })
+    ));
+    assert!(matches!(
+        node.subscribe(&long),
+        Err(SubscribeError::TopicTooLong { .. })
+    ));
+    assert_eq!(node.subscribe(TOPIC), Ok(false));
+}
+
+/// A verifier that counts its calls, to prove duplicates never reach it.
+struct Counting<'a>(&'a Cell<u32>);
+
+impl Verifier for Counting<'_> {
+    fn verify(
+        &self,
+        public_key: &[u8; PUBLIC_KEY_LEN],
+        message: &[u8],
+        signature: &[u8; SIGNATURE_LEN],
+    ) -> bool {
+        self.0.set(self.0.get() + 1);
+        crate::verify(public_key, message, signature)
+    }
+}
+
+#[test]
+fn a_signature_is_verified_once_per_message() {
+    let calls = Cell::new(0);
+    let mut node = Node::with_verifier(identity(1), Counting(&calls), Config::default(), 1);
+    let peers: Vec<NodeId> = (10..13).map(|n| identity(n).id()).collect();
+    for peer in &peers {
+        node.handle_peer_up(t0(), *peer);
+    }
+    let message = signed(&identity(10), 1, t0(), b"x");
+    for peer in peers.iter().chain(&peers) {
+        node.handle_message(t0(), *peer, &gossip(&message));
+    }
+    assert_eq!(calls.get(), 1);
+    assert_eq!(node.stats().duplicates, 5);
+}
+
+// ---- properties ----
+
+fn origins() -> Vec<Identity> {
+    (50..53).map(identity).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the order, duplication and links of the copies, and even with a seen-cache far too small
+    /// for the traffic, each message is delivered at most once.
+    #[test]
+    fn delivered_at_most_once(
+        steps in prop::collection::vec((0usize..12, 0usize..3, 0u64..400), 1..120),
+        max_seen in 1usize..6,
+    ) {
+        let origins = origins();
+        let messages: Vec<Message> = (0..12u64)
+            .map(|i| signed(&origins[(i % 3) as usize], i, t0() + ms(i * 37 % 300), b"p"))
+            .collect();
+        let (mut node, peers) = linked(Config { max_seen, ..Config::default() });
+        let mut now = t0();
+        let mut seen = BTreeSet::new();
+        for (message, link, advance) in steps {
+            now += ms(advance);
+            node.handle_message(now, peers[link], &gossip(&messages[message]));
+            if advance > 300 {
+                node.handle_timeout(now);
+            }
+            for id in delivered(&outputs(&mut node)) {
+                prop_assert!(seen.insert(id), "{id:?} delivered twice");
+            }
+            prop_assert!(node.seen_len() <= max_seen);
+        }
+    }
+
+    /// The seen-cache never holds more than its bound, and never admits what it forgot.
+    #[test]
+    fn seen_cache_stays_bounded(
+        ops in prop::collection::vec((any::<u8>(), 0u64..10_000, any::<bool>()), 1..300),
+        max in 1usize..20,
+    ) {
+        let mut cache = SeenCache::new(max, Duration::from_secs(5));
+        let mut now = t0();
+        for (n, offset, expire) in ops {
+            now += ms(offset / 10);
+            let timestamp = now - ms(offset);
+            let id = MessageId::from_bytes([n; 20]);
+            if !cache.contains(&id) && cache.admits(timestamp, now) {
+                cache.insert(id, Seen { timestamp, from: None, hops: 0, first_hops: 0 });
+            }
+            if expire {
+                cache.expire(now);
+            }
+            prop_assert!(cache.len() <= max);
+            if let Some(floor) = cache.floor() {
+                prop_assert!(!cache.admits(floor, now));
+            }
+        }
+    }
+
+    /// A message whose signed content was changed (even with its id recomputed to match), or that is
+    /// replayed after delivery or after its window, is never delivered.
+    #[test]
+    fn forged_or_replayed_never_delivered(
+        field in 0usize..6,
+        byte in any::<u8>(),
+        replay_after in 0u64..1_000,
+    ) {
+        let (mut node, peers) = linked(Config::default());
+        let origin = identity(10);
+        let genuine = signed(&origin, 7, t0(), b"payload");
+        let mut forged = genuine.clone();
+        match field {
+            0 => forged.payload.push(byte),
+            1 => forged.topic.push(char::from(b'a' + byte % 26)),
+            2 => forged.seq ^= u64::from(byte) | 1,
+            3 => forged.timestamp += ms(u64::from(byte) + 1),
+            4 => if let Some(auth) = forged.auth.as_mut() {
+                auth.signature[usize::from(byte) % SIGNATURE_LEN] ^= 1 << (byte % 8);
+            },
+            _ => {
+                // Someone else's valid signature over the same content.
+                let impostor = signed(&identity(11), 7, t0(), b"payload");
+                forged.auth = impostor.auth;
+            }
+        }
+        forged.id = MessageId::compute(&forged.origin, forged.seq, &forged.topic, &forged.payload);
+        node.handle_message(t0(), peers[0], &gossip(&forged));
+        prop_assert!(delivered(&outputs(&mut node)).is_empty());
+        prop_assert_eq!(node.stats().dropped(), 1);
+
+        node.handle_message(t0(), peers[1], &gossip(&genuine));
+        prop_assert_eq!(delivered(&outputs(&mut node)), vec![genuine.id]);
+        let later = t0() + Duration::from_secs(replay_after);
+        node.handle_timeout(later);
+        node.handle_message(later, peers[2], &gossip(&genuine));
+        prop_assert!(delivered(&outputs(&mut node)).is_empty());
+    }
+}

@@ -1,0 +1,208 @@
+//! The rooted trees ([`Config::rooted_tree`]): each node's place in every tree, the TREE frames that
+//! tell it, the hold-downs that keep them free of loops, and the tree a published message takes.
+
+use super::*;
+
+/// This node's place in one rooted tree ([`Config::rooted_tree`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Place {
+    pub(super) root: NodeId,
+    pub(super) distance: u8,
+    pub(super) parent: Option<NodeId>,
+}
+
+/// A tree's hold-down after its path to `root` was lost or got longer: until `until`, a path to
+/// `root` is taken only if it is at most `feasible` hops (no longer than the one lost). Any longer
+/// path may lead back through this node's own subtree, whose nodes still advertise the lost path;
+/// meanwhile this node advertises what it has instead (another root, or itself), which reaches the
+/// subtree and clears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Hold {
+    pub(super) root: NodeId,
+    pub(super) feasible: u8,
+    pub(super) until: Instant,
+}
+
+impl<S: Signer, V: Verifier> Node<S, V> {
+    /// The order of roots in tree `tree`: ids compared with their first byte offset by the tree's
+    /// share of the id space, so that each tree's root (the lowest in its order) is another node.
+    pub(super) fn tree_key(&self, tree: usize, id: &NodeId) -> [u8; 20] {
+        let mut key = *id.as_bytes();
+        let trees = self.config.trees.max(1);
+        key[0] ^= u8::try_from(tree * 256 / trees).unwrap_or(0);
+        key
+    }
+
+    /// Recomputes this node's place in every tree from what its links told it, and tells the links
+    /// whose advertisement changed.
+    ///
+    /// Loop freedom without sequence numbers: a node that loses its path to a root, or finds only a
+    /// longer one, holds that root down for [`Config::tree_hold_down`] (see [`Hold`]), taking only
+    /// paths no longer than the one it had. What it advertises meanwhile (another root, or itself)
+    /// reaches its subtree, whose nodes do the same, so that no stale path is left when the hold
+    /// ends; a root that is gone then disappears instead of being counted up hop by hop.
+    pub(super) fn update_tree(&mut self) {
+        let now = self.now;
+        for tree in 0..self.places.len() {
+            if self.holds[tree].is_some_and(|h| h.until <= now) {
+                self.holds[tree] = None;
+            }
+            let old = self.places[tree];
+            let mut new = self.pick_place(tree);
+            // Lost: the parent no longer offers the root (its link is gone, it follows another root
+            // or takes us as its parent) and what is left is worse. A parent that still offers the
+            // root, even over more hops, is followed: it holds itself to the same rule.
+            let parent_offers = old.parent.is_some_and(|p| {
+                self.links.contains_key(&p)
+                    && self
+                        .tree_heard
+                        .get(&p)
+                        .and_then(|h| h.get(tree))
+                        .is_some_and(|a| a.root == old.root && !a.child)
+            });
+            let lost = old.parent.is_some()
+                && !parent_offers
+                && if new.root == old.root {
+                    new.distance > old.distance
+                } else {
+                    self.tree_key(tree, &new.root) > self.tree_key(tree, &old.root)
+                };
+            if lost && self.holds[tree].is_none() {
+                self.stats.tree_holds += 1;
+                // The link to the root itself is lost: the root may be gone, and its other links
+                // may notice later; hold until they have (`tree_root_hold_down`).
+                let hold = if old.distance <= 1 {
+                    self.config.tree_root_hold_down
+                } else {
+                    self.config.tree_hold_down
+                };
+                self.holds[tree] = Some(Hold {
+                    root: old.root,
+                    feasible: old.distance,
+                    until: now + hold,
+                });
+                new = self.pick_place(tree);
+            }
+            if new.root != old.root || new.parent != old.parent {
+                self.settled_since[tree] = now;
+                self.stats.tree_changes += 1;
+            }
+            self.places[tree] = new;
+        }
+        // Changes are told after `tree_advert_delay`: a node often changes several times in a row
+        // (a new root's wave reaching it over several links), and its links need only the last.
+        if self.config.tree_advert_delay.is_zero() {
+            self.flush_places();
+        } else if self.tree_flush_at.is_none() {
+            self.tree_flush_at = Some(now + self.config.tree_advert_delay);
+        }
+    }
+
+    /// Tells every link whose view of our places is out of date.
+    pub(super) fn flush_places(&mut self) {
+        self.tree_flush_at = None;
+        let peers: Vec<NodeId> = self.links.keys().copied().collect();
+        for peer in peers {
+            self.tell_place(peer, false);
+        }
+    }
+
+    /// The best place the links offer in `tree`: the lowest root in the tree's order, then the fewest
+    /// hops, then the lowest parent id; this node as its own root if none is better.
+    ///
+    /// A dead root's paths are not advertised for ever: each node takes one more hop than the
+    /// neighbor it follows, never a child (split horizon) and never beyond `hop_limit / 2` hops, so
+    /// the distances of a root that is gone count up until every path to it passes the bound and the
+    /// next root in the order takes over (every tree path, up to a common ancestor and down, thus
+    /// fits under the hop limit).
+    pub(super) fn pick_place(&self, tree: usize) -> Place {
+        let mut best = Place {
+            root: self.id,
+            distance: 0,
+            parent: None,
+        };
+        let mut best_key = self.tree_key(tree, &self.id);
+        for (peer, heard) in &self.tree_heard {
+            let Some(heard) = heard.get(tree) else {
+                continue;
+            };
+            if heard.child || !self.links.contains_key(peer) {
+                continue;
+            }
+            let distance = heard.distance.saturating_add(1);
+            if distance > self.config.hop_limit / 2 {
+                continue;
+            }
+            if let Some(hold) = self.holds[tree]
+                && hold.root == heard.root
+                && distance > hold.feasible
+            {
+                continue;
+            }
+            let key = self.tree_key(tree, &heard.root);
+            if (key, distance, Some(*peer)) < (best_key, best.distance, best.parent) {
+                best_key = key;
+                best = Place {
+                    root: heard.root,
+                    distance,
+                    parent: Some(*peer),
+                };
+            }
+        }
+        best
+    }
+
+    /// The links a message on `tree` is pushed to: the parent and the children.
+    pub(super) fn tree_links(&self, tree: usize) -> impl Iterator<Item = NodeId> + '_ {
+        let parent = self.places.get(tree).and_then(|p| p.parent);
+        self.links.keys().copied().filter(move |peer| {
+            Some(*peer) == parent
+                || self
+                    .tree_heard
+                    .get(peer)
+                    .and_then(|h| h.get(tree))
+                    .is_some_and(|a| a.child)
+        })
+    }
+
+    /// The tree a message we publish travels on: the one whose root is fewest hops away (its last
+    /// delivery is at most that many hops plus the tree's height), among the trees we are part of.
+    ///
+    /// A tree this node's place in changed lately (a root lost, a parent replaced) may be changing
+    /// elsewhere too: settled trees are preferred, the others used only when no tree is settled.
+    pub(super) fn pick_tree(&self) -> u8 {
+        let settle = self.config.tree_hold_down;
+        let mut best: Option<(bool, u8, usize)> = None;
+        for (tree, place) in self.places.iter().enumerate() {
+            let part = place.parent.is_some() || self.tree_links(tree).next().is_some();
+            if !part {
+                continue;
+            }
+            let unsettled = self.holds[tree].is_some()
+                || self.now.saturating_duration_since(self.settled_since[tree]) < settle;
+            let key = (unsettled, place.distance, tree);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        best.map_or(0, |(_, _, tree)| u8::try_from(tree).unwrap_or(0))
+    }
+
+    /// Sends `peer` our places if they changed since we last told it (or always, with `again`).
+    pub(super) fn tell_place(&mut self, peer: NodeId, again: bool) {
+        let adverts: Vec<TreeAdvert> = self
+            .places
+            .iter()
+            .map(|p| TreeAdvert {
+                root: p.root,
+                distance: p.distance,
+                child: p.parent == Some(peer),
+            })
+            .collect();
+        if !again && self.tree_told.get(&peer) == Some(&adverts) {
+            return;
+        }
+        self.tree_told.insert(peer, adverts.clone());
+        self.send_frame(peer, &Frame::Tree(adverts));
+    }
+}
