@@ -140,6 +140,7 @@ impl fmt::Debug for NodeId {
 
 /// Why a string is not a [`NodeId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseIdError {
     /// The string is not 40 characters long.
     #[error("a node id is 40 hex characters, got {0} characters")]

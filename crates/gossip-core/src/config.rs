@@ -191,34 +191,104 @@ impl Config {
         gossip.max(ids)
     }
 
-    /// Panics if a value makes no sense: a caller error, caught at construction.
+    /// Checks the invariants the node relies on: `hop_limit`, `retry_factor`, `max_ids_per_frame`,
+    /// `max_seen`, `max_announcers`, `lazy_flush_interval`, `tree_refresh_interval` and
+    /// `retry_initial` are not zero, and `trees` is between 1 and [`MAX_TREES`](crate::wire::MAX_TREES).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("hop_limit", self.hop_limit == 0),
+            ("retry_factor", self.retry_factor == 0),
+            ("max_ids_per_frame", self.max_ids_per_frame == 0),
+            ("max_seen", self.max_seen == 0),
+            ("max_announcers", self.max_announcers == 0),
+            ("lazy_flush_interval", self.lazy_flush_interval.is_zero()),
+            (
+                "tree_refresh_interval",
+                self.tree_refresh_interval.is_zero(),
+            ),
+            ("retry_initial", self.retry_initial.is_zero()),
+        ];
+        if let Some((field, _)) = positive.into_iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero { field });
+        }
+        if !(1..=crate::wire::MAX_TREES).contains(&self.trees) {
+            return Err(ConfigError::Trees {
+                trees: self.trees,
+                max: crate::wire::MAX_TREES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Panics with [`Config::validate`]'s error if the configuration cannot work (a caller error).
     pub(crate) fn check(&self) {
-        assert!(self.hop_limit >= 1, "hop_limit must be at least 1");
-        assert!(self.retry_factor >= 1, "retry_factor must be at least 1");
-        assert!(
-            self.max_ids_per_frame >= 1,
-            "max_ids_per_frame must be at least 1"
+        if let Err(error) = self.validate() {
+            panic!("{error}");
+        }
+    }
+}
+
+/// Why a [`Config`] cannot work: an invariant the node relies on is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A bound, factor, delay or interval that must be positive is zero.
+    #[error("Config::{field} must not be zero")]
+    Zero {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// `trees` is zero or more than a TREE frame carries.
+    #[error("Config::trees is {trees}, it must be between 1 and {max}")]
+    Trees {
+        /// `trees`.
+        trees: usize,
+        /// [`MAX_TREES`](crate::wire::MAX_TREES).
+        max: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_valid_and_each_broken_invariant_is_named() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let no_hops = Config {
+            hop_limit: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            no_hops.validate(),
+            Err(ConfigError::Zero { field: "hop_limit" })
         );
-        assert!(self.max_seen >= 1, "max_seen must be at least 1");
-        assert!(
-            self.max_announcers >= 1,
-            "max_announcers must be at least 1"
+        let no_flush = Config {
+            lazy_flush_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            no_flush.validate(),
+            Err(ConfigError::Zero {
+                field: "lazy_flush_interval"
+            })
         );
-        assert!(
-            !self.lazy_flush_interval.is_zero(),
-            "lazy_flush_interval must not be zero"
-        );
-        assert!(
-            (1..=crate::wire::MAX_TREES).contains(&self.trees),
-            "trees must be between 1 and MAX_TREES"
-        );
-        assert!(
-            !self.tree_refresh_interval.is_zero(),
-            "tree_refresh_interval must not be zero"
-        );
-        assert!(
-            !self.retry_initial.is_zero(),
-            "retry_initial must not be zero"
-        );
+        for trees in [0, crate::wire::MAX_TREES + 1] {
+            let config = Config {
+                trees,
+                ..Config::default()
+            };
+            assert!(matches!(config.validate(), Err(ConfigError::Trees { .. })));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "retry_initial")]
+    fn a_node_refuses_an_invalid_config() {
+        let config = Config {
+            retry_initial: Duration::ZERO,
+            ..Config::default()
+        };
+        let _ = crate::Node::new(crate::Identity::from_secret_bytes(&[1; 32]), config, 1);
     }
 }

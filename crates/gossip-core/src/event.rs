@@ -6,9 +6,10 @@ use crate::message::MessageId;
 
 /// What the node asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
     /// Send these bytes over the link to `to`.
-    Send {
+    Transmit {
         /// The link's peer.
         to: NodeId,
         /// One encoded frame.
@@ -51,6 +52,7 @@ pub enum Event {
 
 /// Why [`Node::publish`](crate::Node::publish) refused a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The topic is longer than `Config::max_topic_len`.
     #[error("topic is {len} bytes, the limit is {max}")]
@@ -72,6 +74,7 @@ pub enum PublishError {
 
 /// Why [`Node::subscribe`](crate::Node::subscribe) refused a topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// The topic is longer than `Config::max_topic_len`.
     #[error("topic is {len} bytes, the limit is {max}")]

@@ -17,7 +17,7 @@
 //! 3. Feed it inputs: [`Node::handle_message`] for every frame received on a link,
 //!    [`Node::publish`], [`Node::subscribe`], [`Node::unsubscribe`].
 //! 4. After **every** input, drain [`Node::poll_output`] until it returns `None`: send each
-//!    [`Output::Send`] on its link (reliable, ordered channel, one frame per send; the frame is at
+//!    [`Output::Transmit`] on its link (reliable, ordered channel, one frame per send; the frame is at
 //!    most [`Config::max_frame_len`] bytes), and hand each [`Output::Event`] to the application.
 //! 5. Ask [`Node::poll_timeout`] when to wake up next, and call [`Node::handle_timeout`] then (or
 //!    later; early is harmless), then drain outputs again.
@@ -134,7 +134,7 @@
 //!     Node::new(Identity::from_secret_bytes(&[1; 32]), Config::default(), 1),
 //!     Node::new(Identity::from_secret_bytes(&[2; 32]), Config::default(), 2),
 //! ];
-//! let (a, b) = (nodes[0].id(), nodes[1].id());
+//! let (a, b) = (nodes[0].local_id(), nodes[1].local_id());
 //! nodes[0].handle_peer_up(now, b);
 //! nodes[1].handle_peer_up(now, a);
 //! nodes[1].subscribe("chat").expect("a short topic");
@@ -147,16 +147,16 @@
 //!     for node in &mut nodes {
 //!         while let Some(output) = node.poll_output() {
 //!             match output {
-//!                 Output::Send { to, bytes } => in_flight.push_back((node.id(), to, bytes)),
+//!                 Output::Transmit { to, bytes } => in_flight.push_back((node.local_id(), to, bytes)),
 //!                 Output::Event(Event::Delivered { id, payload, .. }) => delivered.push((id, payload)),
-//!                 Output::Event(_) => {}
+//!                 _ => {}
 //!             }
 //!         }
 //!     }
 //!     // 2. Carry one frame over its link (a real driver writes to a data channel and, on the
 //!     //    other side, calls handle_message when the bytes arrive).
 //!     if let Some((from, to, bytes)) = in_flight.pop_front() {
-//!         let receiver = nodes.iter_mut().find(|n| n.id() == to).expect("a known node");
+//!         let receiver = nodes.iter_mut().find(|n| n.local_id() == to).expect("a known node");
 //!         now += std::time::Duration::from_millis(20);
 //!         receiver.handle_message(now, from, &bytes);
 //!         continue;
@@ -188,7 +188,7 @@ mod stats;
 pub mod wire;
 
 pub use cache::MessageCache;
-pub use config::{Config, Strategy};
+pub use config::{Config, ConfigError, Strategy};
 pub use event::{Event, Output, PublishError, SubscribeError};
 pub use lazy::LazyQueue;
 pub use message::{MESSAGE_ID_LEN, MessageId};

@@ -148,7 +148,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     /// This node's id (SHA-1 of its public key).
-    pub fn id(&self) -> NodeId {
+    pub fn local_id(&self) -> NodeId {
         self.id
     }
 
@@ -584,7 +584,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     fn send(&mut self, to: NodeId, bytes: Vec<u8>) {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += bytes.len() as u64;
-        self.emit(Output::Send { to, bytes });
+        self.emit(Output::Transmit { to, bytes });
     }
 
     fn emit(&mut self, output: Output) {

@@ -102,6 +102,7 @@ pub struct Announce {
 
 /// Why bytes are not a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// No bytes at all.
     #[error("empty frame")]

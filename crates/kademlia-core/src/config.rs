@@ -90,39 +90,111 @@ impl Default for Config {
     }
 }
 
+/// Why a [`Config`] cannot work: an invariant the node relies on is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count, timeout or interval that must be positive is zero.
+    #[error("Config::{field} must not be zero")]
+    Zero {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// `max_lookup_candidates` cannot hold the `k` closest plus the `alpha` being asked.
+    #[error("Config::max_lookup_candidates ({candidates}) must be at least k + alpha ({needed})")]
+    TooFewLookupCandidates {
+        /// `max_lookup_candidates`.
+        candidates: usize,
+        /// `k + alpha`.
+        needed: usize,
+    },
+    /// `max_message_bytes` leaves no room for a value of `max_value_bytes`.
+    #[error(
+        "Config::max_message_bytes ({max_message_bytes}) must leave room for a value of max_value_bytes ({needed} bytes)"
+    )]
+    NoRoomForValue {
+        /// `max_message_bytes`.
+        max_message_bytes: usize,
+        /// The smallest `max_message_bytes` that fits such a value.
+        needed: usize,
+    },
+    /// `max_message_bytes` leaves no room for `k` contacts.
+    #[error(
+        "Config::max_message_bytes ({max_message_bytes}) must leave room for k contacts ({needed} bytes)"
+    )]
+    NoRoomForContacts {
+        /// `max_message_bytes`.
+        max_message_bytes: usize,
+        /// The smallest `max_message_bytes` that fits `k` contacts.
+        needed: usize,
+    },
+    /// Records would expire before they are republished.
+    #[error(
+        "Config::republish_interval ({republish_interval:?}) must be shorter than record_ttl ({record_ttl:?})"
+    )]
+    RepublishAfterExpiry {
+        /// `republish_interval`.
+        republish_interval: Duration,
+        /// `record_ttl`.
+        record_ttl: Duration,
+    },
+}
+
 impl Config {
-    /// Panics with a clear message if the configuration cannot work (a caller error).
+    /// Checks the invariants the node relies on: `k`, `alpha`, `max_queries`, `max_outputs`,
+    /// `request_timeout` and `refresh_interval` are not zero, a lookup holds at least `k + alpha`
+    /// candidates, a message fits a value of `max_value_bytes` and `k` contacts, and records are
+    /// republished before they expire.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("k", self.k == 0),
+            ("alpha", self.alpha == 0),
+            ("max_queries", self.max_queries == 0),
+            ("max_outputs", self.max_outputs == 0),
+            ("request_timeout", self.request_timeout.is_zero()),
+            ("refresh_interval", self.refresh_interval.is_zero()),
+        ];
+        if let Some((field, _)) = positive.into_iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero { field });
+        }
+        let needed = self.k.saturating_add(self.alpha);
+        if self.max_lookup_candidates < needed {
+            return Err(ConfigError::TooFewLookupCandidates {
+                candidates: self.max_lookup_candidates,
+                needed,
+            });
+        }
+        let needed = self.max_value_bytes.saturating_add(MESSAGE_OVERHEAD);
+        if self.max_message_bytes < needed {
+            return Err(ConfigError::NoRoomForValue {
+                max_message_bytes: self.max_message_bytes,
+                needed,
+            });
+        }
+        let needed = self
+            .k
+            .saturating_mul(CONTACT_BYTES)
+            .saturating_add(MESSAGE_OVERHEAD);
+        if self.max_message_bytes < needed {
+            return Err(ConfigError::NoRoomForContacts {
+                max_message_bytes: self.max_message_bytes,
+                needed,
+            });
+        }
+        if self.republish_interval >= self.record_ttl {
+            return Err(ConfigError::RepublishAfterExpiry {
+                republish_interval: self.republish_interval,
+                record_ttl: self.record_ttl,
+            });
+        }
+        Ok(())
+    }
+
+    /// Panics with [`Config::validate`]'s error if the configuration cannot work (a caller error).
     pub(crate) fn check(&self) {
-        assert!(self.k >= 1, "Config::k must be at least 1");
-        assert!(self.alpha >= 1, "Config::alpha must be at least 1");
-        assert!(
-            self.max_lookup_candidates >= self.k + self.alpha,
-            "Config::max_lookup_candidates must be at least k + alpha"
-        );
-        assert!(
-            self.max_queries >= 1,
-            "Config::max_queries must be at least 1"
-        );
-        assert!(
-            self.max_outputs >= 1,
-            "Config::max_outputs must be at least 1"
-        );
-        assert!(
-            self.max_message_bytes >= self.max_value_bytes + MESSAGE_OVERHEAD,
-            "Config::max_message_bytes must leave room for a value of max_value_bytes"
-        );
-        assert!(
-            self.max_message_bytes >= self.k * CONTACT_BYTES + MESSAGE_OVERHEAD,
-            "Config::max_message_bytes must leave room for k contacts"
-        );
-        assert!(
-            self.republish_interval < self.record_ttl,
-            "Config::republish_interval must be shorter than record_ttl"
-        );
-        assert!(
-            !self.request_timeout.is_zero() && !self.refresh_interval.is_zero(),
-            "Config timeouts and intervals must not be zero"
-        );
+        if let Err(error) = self.validate() {
+            panic!("{error}");
+        }
     }
 }
 
@@ -132,7 +204,50 @@ mod tests {
 
     #[test]
     fn default_is_consistent() {
+        assert_eq!(Config::default().validate(), Ok(()));
         Config::default().check();
+    }
+
+    #[test]
+    fn each_broken_invariant_is_named() {
+        let zero_k = Config {
+            k: 0,
+            ..Config::default()
+        };
+        assert_eq!(zero_k.validate(), Err(ConfigError::Zero { field: "k" }));
+        let few = Config {
+            max_lookup_candidates: 3,
+            ..Config::default()
+        };
+        assert!(matches!(
+            few.validate(),
+            Err(ConfigError::TooFewLookupCandidates { candidates: 3, .. })
+        ));
+        let big_value = Config {
+            max_value_bytes: 20 * 1024,
+            ..Config::default()
+        };
+        assert!(matches!(
+            big_value.validate(),
+            Err(ConfigError::NoRoomForValue { .. })
+        ));
+        let many_contacts = Config {
+            k: 10_000,
+            max_lookup_candidates: 20_000,
+            ..Config::default()
+        };
+        assert!(matches!(
+            many_contacts.validate(),
+            Err(ConfigError::NoRoomForContacts { .. })
+        ));
+        let late = Config {
+            republish_interval: Config::default().record_ttl,
+            ..Config::default()
+        };
+        assert!(matches!(
+            late.validate(),
+            Err(ConfigError::RepublishAfterExpiry { .. })
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!    or unreachable, [`Node::handle_timeout`] when the deadline from `poll_timeout` is reached, and the
 //!    commands ([`Node::find_node`] and the like), which return a [`QueryId`].
 //! 3. **Drain outputs** after every input: call [`Node::poll_output`] until it returns `None`; deliver
-//!    each [`Output::Send`] to its peer and handle each [`Output::Event`]. A finished command reports
+//!    each [`Output::Transmit`] to its peer and handle each [`Output::Event`]. A finished command reports
 //!    [`Event::QueryFinished`] with its id.
 //! 4. **Ask for the next deadline** with [`Node::poll_timeout`] after every input, and call
 //!    [`Node::handle_timeout`] when it passes.
@@ -61,11 +61,11 @@
 //!     for node in [&mut a, &mut b] {
 //!         while let Some(output) = node.poll_output() {
 //!             match output {
-//!                 Output::Send { to, bytes } => network.push((node.local_id(), to, bytes)),
+//!                 Output::Transmit { to, bytes } => network.push((node.local_id(), to, bytes)),
 //!                 Output::Event(Event::QueryFinished { id, result, .. }) if id == query => {
 //!                     finished = Some(result)
 //!                 }
-//!                 Output::Event(_) => {}
+//!                 _ => {}
 //!             }
 //!         }
 //!     }
@@ -101,7 +101,7 @@ pub mod query;
 pub mod record;
 pub mod wire;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use kbucket::{Entry, KBucket, RoutingTable};
 pub use node::{Event, Node, Output, Stats};
 /// Node ids and the XOR metric, from [`p2pmesh_base`].

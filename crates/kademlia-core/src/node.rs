@@ -13,10 +13,11 @@ use crate::{Config, ID_LEN, Instant, NodeId, QueryEnd, QueryId, QueryResult, Rec
 
 /// Something the driver must do, returned by [`Node::poll_output`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
     /// Deliver `bytes` to the node `to`; it hands them to its own [`Node::handle_message`] with our id
     /// as `from`. Delivery may fail silently: requests time out.
-    Send {
+    Transmit {
         /// The receiver.
         to: NodeId,
         /// The encoded message (see [`wire`](crate::wire)).
@@ -28,6 +29,7 @@ pub enum Output {
 
 /// What a node reports to its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A lookup started by [`Node::find_node`], [`Node::get_value`], [`Node::put_value`] or
     /// [`Node::bootstrap`] ended. (The node's own bucket refreshes and republications report nothing.)
@@ -62,7 +64,7 @@ pub enum Event {
 pub struct Stats {
     /// Messages given to [`Node::handle_message`].
     pub messages_received: u64,
-    /// [`Output::Send`]s queued.
+    /// [`Output::Transmit`]s queued.
     pub messages_sent: u64,
     /// Requests from other nodes answered.
     pub requests_answered: u64,
@@ -484,7 +486,7 @@ impl Node {
             self.stats.outputs_dropped += 1;
             return;
         }
-        if matches!(output, Output::Send { .. }) {
+        if matches!(output, Output::Transmit { .. }) {
             self.stats.messages_sent += 1;
         }
         self.outputs.push_back(output);
@@ -494,7 +496,7 @@ impl Node {
         let bytes = message.encode();
         // Config::check guarantees room for the largest value and the longest contact list.
         debug_assert!(bytes.len() <= self.config.max_message_bytes);
-        self.push_output(Output::Send { to, bytes });
+        self.push_output(Output::Transmit { to, bytes });
     }
 
     fn send_request(&mut self, now: Instant, peer: NodeId, body: Request, purpose: Purpose) {

@@ -1,7 +1,7 @@
 //! The wire codec: what nodes send each other, and its checks.
 //!
 //! A message is one version byte ([`VERSION`], 1) followed by a postcard encoding of [`Message`]. The
-//! driver carries the bytes to the peer named in [`Output::Send`](crate::Output::Send) and hands them
+//! driver carries the bytes to the peer named in [`Output::Transmit`](crate::Output::Transmit) and hands them
 //! to that peer's [`Node::handle_message`](crate::Node::handle_message) with the sender's id, which the
 //! transport has authenticated; ids inside messages are only contacts.
 //!
@@ -84,6 +84,7 @@ pub enum Response {
 
 /// Why bytes are not an acceptable message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Larger than `max_message_bytes`.
     #[error("message of {0} bytes exceeds the limit")]

@@ -105,7 +105,7 @@ impl Net {
     fn after_input(&mut self, i: usize) {
         while let Some(output) = self.nodes[i].poll_output() {
             match output {
-                Output::Send { to, bytes } => {
+                Output::Transmit { to, bytes } => {
                     let Some(&j) = self.index.get(&to) else {
                         panic!("seed {}: node {i} sent to an unknown id {to}", self.seed);
                     };
@@ -128,19 +128,17 @@ impl Net {
                     end,
                     rounds,
                     ..
-                }) => {
-                    if self.running.remove(&(i, id)) {
-                        self.finished.insert(
-                            (i, id),
-                            Finished {
-                                result,
-                                end,
-                                rounds,
-                            },
-                        );
-                    }
+                }) if self.running.remove(&(i, id)) => {
+                    self.finished.insert(
+                        (i, id),
+                        Finished {
+                            result,
+                            end,
+                            rounds,
+                        },
+                    );
                 }
-                Output::Event(_) => {}
+                _ => {}
             }
         }
         let next = self.nodes[i].poll_timeout();

@@ -2153,7 +2153,7 @@ impl Node {
             while let Some(o) = self.kad.poll_output() {
                 progressed = true;
                 match o {
-                    kademlia_core::Output::Send { to, bytes } => {
+                    kademlia_core::Output::Transmit { to, bytes } => {
                         if self
                             .links
                             .get(&to)
@@ -2170,12 +2170,14 @@ impl Node {
                         kademlia_core::Event::PeerRemoved { .. } => {}
                         other => self.emit(Output::Event(Event::Dht(other))),
                     },
+                    // kademlia-core's outputs are non-exhaustive; it has no other output today.
+                    _ => {}
                 }
             }
             while let Some(o) = self.gossip.poll_output() {
                 progressed = true;
                 match o {
-                    gossip_core::Output::Send { to, bytes }
+                    gossip_core::Output::Transmit { to, bytes }
                         if self
                             .links
                             .get(&to)

@@ -78,7 +78,7 @@ impl Sim {
             );
             nodes.push(node);
         }
-        let ids: Vec<NodeId> = nodes.iter().map(Node::id).collect();
+        let ids: Vec<NodeId> = nodes.iter().map(Node::local_id).collect();
         let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut sim = Self {
             seed,
@@ -200,7 +200,7 @@ impl Sim {
             return;
         }
         for output in outputs {
-            if let Output::Send { to, bytes } = output {
+            if let Output::Transmit { to, bytes } = output {
                 let to = self.index[&to];
                 self.frames_sent += 1;
                 if self.rng.random_range(0..1000) < self.loss_per_mille {

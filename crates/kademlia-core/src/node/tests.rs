@@ -24,7 +24,7 @@ fn drain(node: &mut Node) -> (Vec<(NodeId, Message)>, Vec<Event>) {
     let (mut sent, mut events) = (Vec::new(), Vec::new());
     while let Some(o) = node.poll_output() {
         match o {
-            Output::Send { to, bytes } => {
+            Output::Transmit { to, bytes } => {
                 sent.push((to, Message::decode(&bytes, &limits).expect("valid")))
             }
             Output::Event(e) => events.push(e),

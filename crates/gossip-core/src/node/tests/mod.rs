@@ -40,7 +40,7 @@ fn sends<S: Signer, V: Verifier>(node: &mut Node<S, V>) -> Vec<(NodeId, Frame)> 
     outputs(node)
         .into_iter()
         .filter_map(|o| match o {
-            Output::Send { to, bytes } => {
+            Output::Transmit { to, bytes } => {
                 Some((to, wire::decode(&bytes).expect("own frames decode")))
             }
             Output::Event(_) => None,
@@ -101,20 +101,20 @@ mod untrusted;
 fn publish_reaches_a_neighbour_once_with_one_hop() {
     let mut a = node(1);
     let mut b = node(2);
-    a.handle_peer_up(t0(), b.id());
-    b.handle_peer_up(t0(), a.id());
+    a.handle_peer_up(t0(), b.local_id());
+    b.handle_peer_up(t0(), a.local_id());
     let id = a.publish(t0(), TOPIC, b"hi".to_vec()).expect("valid");
     let out = outputs(&mut a);
     assert!(
         delivered(&out).is_empty(),
         "the origin does not deliver to itself"
     );
-    let [Output::Send { to, bytes }] = out.as_slice() else {
+    let [Output::Transmit { to, bytes }] = out.as_slice() else {
         panic!("one push expected, got {out:?}");
     };
-    assert_eq!(*to, b.id());
-    b.handle_message(t0() + ms(10), a.id(), bytes);
-    b.handle_message(t0() + ms(20), a.id(), bytes);
+    assert_eq!(*to, b.local_id());
+    b.handle_message(t0() + ms(10), a.local_id(), bytes);
+    b.handle_message(t0() + ms(20), a.local_id(), bytes);
     let out = outputs(&mut b);
     let events: Vec<&Output> = out
         .iter()
@@ -134,13 +134,13 @@ fn publish_reaches_a_neighbour_once_with_one_hop() {
     };
     assert_eq!(
         (*got, *origin, *hops, payload.as_slice(), *from),
-        (id, a.id(), 1, &b"hi"[..], a.id())
+        (id, a.local_id(), 1, &b"hi"[..], a.local_id())
     );
     assert_eq!(b.stats().duplicates, 1);
     // Both copies are acknowledged; the retransmission is not taken for a cycle.
     let acks = out
         .iter()
-        .filter(|o| matches!(o, Output::Send { bytes, .. } if wire::decode(bytes) == Ok(Frame::Ack(id))))
+        .filter(|o| matches!(o, Output::Transmit { bytes, .. } if wire::decode(bytes) == Ok(Frame::Ack(id))))
         .count();
     assert_eq!(acks, 2);
     assert_eq!(b.stats().prunes_sent, 0);

@@ -146,7 +146,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     node.handle_timeout(at(330) + node.config().tree_advert_delay);
     let told = sends(&mut node);
     assert!(told.iter().any(|(to, f)| *to == peers[0]
-        && matches!(f, Frame::Tree(a) if a[0].root == node.id() && a[0].distance == 0)));
+        && matches!(f, Frame::Tree(a) if a[0].root == node.local_id() && a[0].distance == 0)));
     // ... until the hold ends: then peer 0 becomes the parent.
     node.handle_timeout(at(330) + hold);
     assert_eq!(

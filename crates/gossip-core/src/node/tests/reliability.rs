@@ -17,7 +17,7 @@ fn unacknowledged_push_is_retried_with_backoff_then_given_up() {
         a.handle_timeout(at);
         for output in outputs(&mut a) {
             match output {
-                Output::Send { to, bytes } => {
+                Output::Transmit { to, bytes } => {
                     assert_eq!(
                         (to, wire::decode(&bytes)),
                         (
