@@ -34,11 +34,11 @@ fn run_with(seed: u64, config: Config) -> Outcome {
     for i in 0..BROADCASTS {
         let origin = sim.rng().random_range(0..NODES);
         ids.push(sim.publish(origin, format!("message {i} from {origin}").into_bytes()));
-        let next = sim.now + Duration::from_millis(1_000);
+        let next = sim.now() + Duration::from_millis(1_000);
         sim.run_until(next);
     }
     // Time for the last repairs (retries, GRAFTs).
-    let end = sim.now + Duration::from_secs(30);
+    let end = sim.now() + Duration::from_secs(30);
     sim.run_until(end);
 
     let mut delivered = 0usize;
@@ -79,8 +79,8 @@ fn run_with(seed: u64, config: Config) -> Outcome {
         sim.sum(|s| s.grafts_sent),
         sim.sum(|s| s.prunes_sent),
         sim.sum(|s| s.parent_swaps),
-        sim.frames_sent,
-        sim.frames_lost,
+        sim.frames_sent(),
+        sim.frames_lost(),
     );
     assert_eq!(
         sim.sum(|s| s.dropped()) - sim.sum(|s| s.dropped_unknown_link),

@@ -1,5 +1,6 @@
 //! Nodes that crash in the middle of a broadcast (their links go down at their neighbours one to three
-//! seconds later) do not stop the others from receiving it, nor later broadcasts.
+//! seconds later) do not stop the others from receiving it, nor later broadcasts: with Plumtree (the
+//! default configuration) and with the rooted trees that production uses (mesh-core's default).
 
 mod common;
 
@@ -19,7 +20,7 @@ fn reachable(sim: &Sim, links: &[BTreeSet<usize>], origin: usize) -> BTreeSet<us
     let mut stack = vec![origin];
     while let Some(node) = stack.pop() {
         for &peer in &links[node] {
-            if !sim.crashed[peer] && seen.insert(peer) {
+            if !sim.crashed(peer) && seen.insert(peer) {
                 stack.push(peer);
             }
         }
@@ -40,11 +41,23 @@ fn assert_reached(sim: &Sim, links: &[BTreeSet<usize>], id: MessageId, seed: u64
     );
 }
 
+/// The gossip configuration mesh-core runs by default: twelve rooted breadth-first trees.
+fn rooted() -> Config {
+    Config {
+        rooted_tree: true,
+        trees: 12,
+        tree_refresh_interval: Duration::from_secs(8),
+        lazy_flush_interval: Duration::from_millis(250),
+        hop_limit: 32,
+        ..Config::default()
+    }
+}
+
 fn warm_up(sim: &mut Sim) {
     for i in 0..5 {
         let origin = sim.rng().random_range(0..NODES);
         sim.publish(origin, format!("warm-up {i}").into_bytes());
-        let next = sim.now + Duration::from_secs(1);
+        let next = sim.now() + Duration::from_secs(1);
         sim.run_until(next);
     }
 }
@@ -54,27 +67,36 @@ fn warm_up(sim: &mut Sim) {
 /// and their parents' pushes rerouted.
 #[test]
 fn tree_relays_crashing_on_receipt() {
+    tree_relays_crashing_on_receipt_with(Config::default());
+}
+
+#[test]
+fn tree_relays_crashing_on_receipt_rooted() {
+    tree_relays_crashing_on_receipt_with(rooted());
+}
+
+fn tree_relays_crashing_on_receipt_with(config: Config) {
     for seed in 1..=5 {
-        let mut sim = Sim::new(seed, NODES, DEGREE, Config::default());
+        let mut sim = Sim::new(seed, NODES, DEGREE, config.clone());
         let links = sim.links.clone();
         warm_up(&mut sim);
         let origin = sim.rng().random_range(0..NODES);
         let mut relays: Vec<usize> = (0..NODES).filter(|n| *n != origin).collect();
-        relays.sort_by_key(|n| std::cmp::Reverse(sim.nodes[*n].eager_links().count()));
+        relays.sort_by_key(|n| std::cmp::Reverse(sim.node(*n).eager_links().count()));
         let victims: Vec<usize> = relays.into_iter().take(3).collect();
 
         // Publishing only queues the origin's frames, so the crashes are armed before any relay sees
         // the message.
         let id = sim.publish(origin, b"the one that matters".to_vec());
         for &victim in &victims {
-            sim.crash_on_receipt.insert(victim, id);
+            sim.crash_on_receipt(victim, id);
         }
-        let end = sim.now + Duration::from_secs(20);
+        let end = sim.now() + Duration::from_secs(20);
         sim.run_until(end);
 
         for &victim in &victims {
             assert!(
-                sim.crashed[victim],
+                sim.crashed(victim),
                 "seed {seed}: relay {victim} never got the message"
             );
         }
@@ -82,7 +104,7 @@ fn tree_relays_crashing_on_receipt() {
         let live_receivers = sim.broadcasts[&id]
             .receivers
             .keys()
-            .filter(|n| !sim.crashed[**n])
+            .filter(|n| !sim.crashed(**n))
             .count();
         println!(
             "seed {seed}: crashed relays {victims:?}, delivered to {live_receivers}/{} live nodes, \
@@ -96,14 +118,14 @@ fn tree_relays_crashing_on_receipt() {
         for i in 0..5 {
             let origin = loop {
                 let candidate = sim.rng().random_range(0..NODES);
-                if !sim.crashed[candidate] {
+                if !sim.crashed(candidate) {
                     break candidate;
                 }
             };
             let id = sim.publish(origin, format!("after {i}").into_bytes());
-            let next = sim.now + Duration::from_secs(2);
+            let next = sim.now() + Duration::from_secs(2);
             sim.run_until(next);
-            let end = sim.now + Duration::from_secs(10);
+            let end = sim.now() + Duration::from_secs(10);
             sim.run_until(end);
             assert_reached(
                 &sim,
@@ -119,8 +141,18 @@ fn tree_relays_crashing_on_receipt() {
 /// 5% of the nodes crash at random moments while a broadcast spreads.
 #[test]
 fn random_nodes_crashing_mid_broadcast() {
+    random_nodes_crashing_mid_broadcast_with(Config::default());
+}
+
+/// The same with rooted trees.
+#[test]
+fn random_nodes_crashing_mid_broadcast_rooted() {
+    random_nodes_crashing_mid_broadcast_with(rooted());
+}
+
+fn random_nodes_crashing_mid_broadcast_with(config: Config) {
     for seed in 11..=15 {
-        let mut sim = Sim::new(seed, NODES, DEGREE, Config::default());
+        let mut sim = Sim::new(seed, NODES, DEGREE, config.clone());
         let links = sim.links.clone();
         warm_up(&mut sim);
         let origin = sim.rng().random_range(0..NODES);
@@ -132,13 +164,13 @@ fn random_nodes_crashing_mid_broadcast() {
                 victims.insert(victim);
             }
         }
-        let start = sim.now;
+        let start = sim.now();
         for &victim in &victims {
             let at = start + Duration::from_millis(sim.rng().random_range(0..300));
             sim.run_until(at);
             sim.crash(victim);
         }
-        let end = sim.now + Duration::from_secs(20);
+        let end = sim.now() + Duration::from_secs(20);
         sim.run_until(end);
         assert_reached(&sim, &links, id, seed, "the broadcast");
         println!(

@@ -4,12 +4,12 @@
 //!
 //! Run with `--nocapture` to see the lookup rounds per seed.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kademlia_core::{Config, Event, Instant, Node, NodeId, Output, QueryEnd, QueryId, QueryResult};
-use rand::{RngExt, SeedableRng};
+use netsim::{Core, Engine, NetConfig};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const NODES: usize = 200;
@@ -24,51 +24,54 @@ struct Finished {
     rounds: u32,
 }
 
-/// A message on its way, ordered by delivery time, then by send order.
-struct InFlight {
-    /// Delivery time in microseconds (high 64 bits) and a sequence number (low 64 bits): one integer
-    /// to compare keeps the heap cheap in unoptimized test builds.
-    key: u128,
-    to: usize,
-    from: usize,
-    bytes: Vec<u8>,
+/// A Kademlia node as the engine's core: its sends go over the link to their addressee.
+struct Kad(Node);
+
+impl Core for Kad {
+    type Id = NodeId;
+    type Time = Instant;
+    type Event = Event;
+
+    fn local_id(&self) -> NodeId {
+        self.0.local_id()
+    }
+    fn key(id: &NodeId) -> [u8; 20] {
+        *id.as_bytes()
+    }
+    fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        self.0.handle_message(now, from, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.0.handle_timeout(now);
+    }
+    // Kademlia has no links: it learns of peers from messages and forgets them by timeouts.
+    fn handle_peer_up(&mut self, _: Instant, _: NodeId, _: Vec<u8>, _: Vec<u8>) {}
+    fn handle_peer_down(&mut self, _: Instant, _: NodeId) {}
+    fn poll_output(&mut self) -> Option<netsim::Output<NodeId, Event>> {
+        Some(match self.0.poll_output()? {
+            Output::Transmit { to, bytes } => netsim::Output::Transmit { link: to, bytes },
+            Output::Event(event) => netsim::Output::Event(event),
+            other => panic!("an output this adapter does not know: {other:?}"),
+        })
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
 }
 
-impl PartialEq for InFlight {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for InFlight {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
-/// A network where every node reaches every other directly, with a seeded latency of 10 to 100 ms per
-/// message, driven in virtual time.
+/// A network where every node reaches every other directly (a link between every pair), with a
+/// seeded latency of 10 to 100 ms per pair, on the shared engine.
 struct Net {
     seed: u64,
-    nodes: Vec<Node>,
-    index: BTreeMap<NodeId, usize>,
+    engine: Engine<Kad>,
+    ids: Vec<NodeId>,
     /// Vanished nodes: they get no input, and what is sent to them is lost.
     dead: Vec<bool>,
-    now: Instant,
     rng: ChaCha8Rng,
-    messages: BinaryHeap<Reverse<InFlight>>,
-    /// (deadline, node); entries go stale when a node's deadline changes, and are checked on pop.
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// The deadline last pushed for each node: only that heap entry is live.
-    scheduled: Vec<Option<Instant>>,
-    seq: u64,
     running: BTreeSet<(usize, QueryId)>,
     finished: BTreeMap<(usize, QueryId), Finished>,
+    /// Requests timed out at nodes that vanished since.
+    retired_timeouts: u64,
 }
 
 impl Net {
@@ -76,142 +79,101 @@ impl Net {
         let ids: Vec<NodeId> = (0..NODES)
             .map(|i| NodeId::hash(format!("node-{seed}-{i}")))
             .collect();
-        let nodes = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| Node::new(*id, Config::default(), seed * 1_000_000 + i as u64))
-            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let net_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
+        let server_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
+        let mut engine = Engine::new(
+            Instant::from_millis(1_700_000_000_000),
+            NetConfig::default(),
+            net_rng,
+            server_rng,
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let node = Node::new(*id, Config::default(), seed * 1_000_000 + i as u64);
+            engine.add_node(Kad(node), Vec::new());
+        }
+        for a in 0..NODES as u32 {
+            for b in a + 1..NODES as u32 {
+                engine.link(a, b);
+            }
+        }
         Self {
             seed,
-            nodes,
-            index: ids.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
+            engine,
+            ids,
             dead: vec![false; NODES],
-            now: Instant::from_millis(1_700_000_000_000),
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            messages: BinaryHeap::new(),
-            timers: BinaryHeap::new(),
-            scheduled: vec![None; NODES],
-            seq: 0,
+            rng,
             running: BTreeSet::new(),
             finished: BTreeMap::new(),
+            retired_timeouts: 0,
         }
     }
 
     fn id(&self, i: usize) -> NodeId {
-        self.nodes[i].local_id()
+        self.ids[i]
     }
 
-    /// Drains node `i`'s outputs after an input and schedules its next timeout.
-    fn after_input(&mut self, i: usize) {
-        while let Some(output) = self.nodes[i].poll_output() {
-            match output {
-                Output::Transmit { to, bytes } => {
-                    let Some(&j) = self.index.get(&to) else {
-                        panic!("seed {}: node {i} sent to an unknown id {to}", self.seed);
-                    };
-                    if self.dead[j] {
-                        continue;
-                    }
-                    let latency = Duration::from_millis(self.rng.random_range(10..=100));
-                    self.seq += 1;
-                    let at = (self.now + latency).as_micros();
-                    self.messages.push(Reverse(InFlight {
-                        key: (u128::from(at) << 64) | u128::from(self.seq),
-                        to: j,
-                        from: i,
-                        bytes,
-                    }));
-                }
-                Output::Event(Event::QueryFinished {
-                    id,
-                    result,
-                    end,
-                    rounds,
-                    ..
-                }) if self.running.remove(&(i, id)) => {
-                    self.finished.insert(
-                        (i, id),
-                        Finished {
-                            result,
-                            end,
-                            rounds,
-                        },
-                    );
-                }
-                _ => {}
-            }
+    /// Node `i` vanishes without notice.
+    fn vanish(&mut self, i: usize) {
+        self.dead[i] = true;
+        if let Some(Kad(node)) = self.engine.crash(i as u32) {
+            self.retired_timeouts += node.stats().requests_timed_out;
         }
-        let next = self.nodes[i].poll_timeout();
-        if next != self.scheduled[i] {
-            self.scheduled[i] = next;
-            if let Some(t) = next {
-                self.timers.push(Reverse((t, i)));
+    }
+
+    /// Hands the finished queries the nodes reported to the tracking.
+    fn record(&mut self) {
+        for (_, slot, event) in self.engine.drain_events() {
+            let i = slot as usize;
+            if let Event::QueryFinished {
+                id,
+                result,
+                end,
+                rounds,
+                ..
+            } = event
+                && self.running.remove(&(i, id))
+            {
+                self.finished.insert(
+                    (i, id),
+                    Finished {
+                        result,
+                        end,
+                        rounds,
+                    },
+                );
             }
         }
     }
 
     /// Runs a command on node `i` and tracks the query it starts.
     fn command(&mut self, i: usize, f: impl FnOnce(&mut Node, Instant) -> QueryId) -> QueryId {
-        let q = f(&mut self.nodes[i], self.now);
+        let now = self.engine.now();
+        let Some(Kad(node)) = self.engine.node_mut(i as u32) else {
+            panic!("seed {}: command on vanished node {i}", self.seed);
+        };
+        let q = f(node, now);
         self.running.insert((i, q));
-        self.after_input(i);
+        self.engine.drive(i as u32);
+        self.record();
         q
     }
 
-    /// Processes the next message or timer due by `until`; false when there is none.
+    /// Processes the next event due by `until`; false when there is none.
     fn step(&mut self, until: Instant) -> bool {
-        let next_message = self
-            .messages
-            .peek()
-            .map(|Reverse(m)| Instant::from_micros((m.key >> 64) as u64));
-        let next_timer = self.timers.peek().map(|Reverse(t)| t.0);
-        match (next_message, next_timer) {
-            (Some(m), t) if m <= until && t.is_none_or(|t| m <= t) => {
-                let Some(Reverse(InFlight {
-                    key,
-                    to,
-                    from,
-                    bytes,
-                })) = self.messages.pop()
-                else {
-                    return false;
-                };
-                self.now = self.now.max(Instant::from_micros((key >> 64) as u64));
-                if !self.dead[to] {
-                    let from_id = self.id(from);
-                    self.nodes[to].handle_message(self.now, from_id, &bytes);
-                    self.after_input(to);
-                }
-                true
-            }
-            (_, Some(t)) if t <= until => {
-                let Some(Reverse((at, i))) = self.timers.pop() else {
-                    return false;
-                };
-                // Skip stale entries: the node's deadline moved since this one was pushed.
-                if self.scheduled[i] != Some(at) {
-                    return true;
-                }
-                self.scheduled[i] = None;
-                if !self.dead[i] {
-                    self.now = self.now.max(at);
-                    self.nodes[i].handle_timeout(self.now);
-                    self.after_input(i);
-                }
-                true
-            }
-            _ => false,
-        }
+        let stepped = self.engine.step(until).is_some();
+        self.record();
+        stepped
     }
 
     fn run_until(&mut self, until: Instant) {
         while self.step(until) {}
-        self.now = self.now.max(until);
+        self.engine.advance_to(until);
     }
 
     /// Runs until every tracked query finished; they all must within a minute of virtual time.
     fn run_queries(&mut self) {
-        let limit = self.now + Duration::from_secs(60);
+        let limit = self.engine.now() + Duration::from_secs(60);
         while !self.running.is_empty() {
             assert!(
                 self.step(limit),
@@ -226,7 +188,7 @@ impl Net {
     fn bootstrap_all(&mut self) {
         let known = self.id(0);
         for i in 1..NODES {
-            let at = self.now + Duration::from_millis(50);
+            let at = self.engine.now() + Duration::from_millis(50);
             self.run_until(at);
             self.command(i, |n, now| n.bootstrap(now, &[known]));
         }
@@ -389,7 +351,7 @@ fn lookups_succeed_after_10_percent_vanish() {
         while vanished < NODES / 10 {
             let i = net.rng.random_range(0..NODES);
             if !net.dead[i] {
-                net.dead[i] = true;
+                net.vanish(i);
                 vanished += 1;
             }
         }
@@ -397,7 +359,12 @@ fn lookups_succeed_after_10_percent_vanish() {
         let (median, worst) = median_and_worst(rounds);
         let value_rounds = net.values_found(&values, 10);
         let (v_median, v_worst) = median_and_worst(value_rounds);
-        let timed_out: u64 = net.nodes.iter().map(|n| n.stats().requests_timed_out).sum();
+        let timed_out: u64 = net.retired_timeouts
+            + net
+                .engine
+                .nodes()
+                .map(|Kad(n)| n.stats().requests_timed_out)
+                .sum::<u64>();
         println!(
             "seed {seed}, 10% vanished: find_node rounds median {median} worst {worst}; \
              get_value rounds median {v_median} worst {v_worst}; {timed_out} requests timed out"

@@ -32,7 +32,7 @@ fn formed_mesh(seed_offset: usize) -> Net {
 fn mesh_forms_broadcasts_routes_and_looks_up() {
     let mut net = formed_mesh(0);
     let max_peers = Config::default().max_peers;
-    for (i, n) in net.nodes.iter().enumerate() {
+    for (i, n) in net.live_nodes() {
         let links = n.links();
         assert!(
             links.len() <= max_peers,
@@ -42,7 +42,7 @@ fn mesh_forms_broadcasts_routes_and_looks_up() {
         assert!(!links.is_empty(), "node {i} has no link");
     }
     assert_eq!(net.components(), 1, "the mesh is one component");
-    let stats: Vec<_> = net.nodes.iter().map(|n| n.stats()).collect();
+    let stats: Vec<_> = net.live_nodes().iter().map(|(_, n)| n.stats()).collect();
     assert!(
         stats
             .iter()
@@ -72,12 +72,16 @@ fn mesh_forms_broadcasts_routes_and_looks_up() {
 
     // A direct message to a node that is not a neighbour arrives, over the mesh.
     let from = 3;
-    let links = net.nodes[from].links();
+    let links = net.node(from).links();
     let to = (0..N)
         .find(|&j| j != from && !links.contains(&net.ids[j]))
         .unwrap();
     let to_id = net.ids[to];
-    let fallbacks_before: u64 = net.nodes.iter().map(|n| n.stats().server_fallbacks).sum();
+    let fallbacks_before: u64 = net
+        .live_nodes()
+        .iter()
+        .map(|(_, n)| n.stats().server_fallbacks)
+        .sum();
     net.events.clear();
     let id = net.do_with(from, |n, now| n.send(now, to_id, b"psst".to_vec()).unwrap());
     net.run_for(Duration::from_secs(10));
@@ -97,7 +101,11 @@ fn mesh_forms_broadcasts_routes_and_looks_up() {
         .collect();
     assert_eq!(delivered.len(), 1, "the direct message arrived once");
     assert!(delivered[0] >= 2, "it was routed over the mesh");
-    let fallbacks_after: u64 = net.nodes.iter().map(|n| n.stats().server_fallbacks).sum();
+    let fallbacks_after: u64 = net
+        .live_nodes()
+        .iter()
+        .map(|(_, n)| n.stats().server_fallbacks)
+        .sum();
     assert_eq!(
         fallbacks_before, fallbacks_after,
         "the server was not needed"
@@ -137,14 +145,12 @@ fn mesh_heals_after_crashes() {
         1,
         "the live nodes are one component again"
     );
-    for (i, n) in net.nodes.iter().enumerate() {
-        if !net.dead.contains(&i) {
-            for p in n.links() {
-                assert!(
-                    !net.dead.contains(&net.index_of(&p)),
-                    "node {i} still links a dead node"
-                );
-            }
+    for (i, n) in net.live_nodes() {
+        for p in n.links() {
+            assert!(
+                !net.dead.contains(&net.index_of(&p)),
+                "node {i} still links a dead node"
+            );
         }
     }
 }

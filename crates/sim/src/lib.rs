@@ -1,10 +1,11 @@
 //! A deterministic discrete-event simulator of many p2pmesh nodes.
 //!
-//! One virtual clock, one priority queue of events ordered by `(time, sequence number)`, and around the
-//! nodes everything a real driver has: a signaling server that introduces a joiner to its XOR-closest
-//! peers and a few random ones and relays `signal` messages; a link layer that plays WebRTC (offer,
-//! answer, DTLS fingerprints, data channels with latency and loss, links that die with their node and are
-//! noticed late); partitions; crashes and restarts. Every key, seed and random draw derives from one
+//! The engine is [`netsim`]'s, shared with the cores' scenario tests: one virtual clock, one priority
+//! queue of events ordered by `(time, sequence number)`, and around the nodes everything a real driver
+//! has: a signaling server that introduces a joiner to its XOR-closest peers and a few random ones and
+//! relays `signal` messages; a link layer that plays WebRTC (offer, answer, DTLS fingerprints, data
+//! channels with latency and loss, links that die with their node and are noticed late); partitions;
+//! crashes and restarts. Every key, seed and random draw derives from one
 //! `u64` seed: the same seed gives a byte-identical report, and every failure prints its seed.
 //!
 //! The driver loop, per node and per input, is mesh-core's contract: give the input, drain
@@ -26,19 +27,16 @@
 #![deny(missing_docs)]
 
 pub mod mesh;
-pub mod net;
 pub mod protocol;
-pub mod queue;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
-pub mod server;
 pub mod simulation;
 
 #[cfg(test)]
 mod tests;
 
-pub use net::{NetConfig, Network, Partition};
+pub use netsim::{NetConfig, Network, Partition};
 pub use protocol::{Event, Output, Protocol, ServerInput};
 pub use report::Report;
 pub use scenario::{Scenario, ScenarioArgs, Strategy};

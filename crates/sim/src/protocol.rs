@@ -7,22 +7,7 @@
 use kademlia_core::{Instant, NodeId};
 
 /// A message from the signaling server to a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerInput {
-    /// The answer to a join: peers to start from.
-    BootstrapPeers(Vec<NodeId>),
-    /// A peer joined near this node (targeted introduction, never a broadcast to all).
-    PeerJoined(NodeId),
-    /// A peer left.
-    PeerLeft(NodeId),
-    /// A frame relayed by the server from `from`.
-    Relayed {
-        /// The sender, as the server authenticated it.
-        from: NodeId,
-        /// The relayed bytes.
-        payload: Vec<u8>,
-    },
-}
+pub type ServerInput = netsim::ServerInput<NodeId>;
 
 /// What a node asks its driver to do.
 #[derive(Debug)]

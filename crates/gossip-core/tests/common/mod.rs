@@ -1,29 +1,19 @@
-//! A small deterministic network for many gossip nodes: frames are queued by delivery time, each with a
-//! latency and a loss drawn from one seeded generator, and nodes' timers fire in virtual time.
+//! Many gossip nodes on the shared network engine ([`netsim`]): a fixed random graph of links with
+//! seeded latency (10-100 ms per link) and loss, links that go down at a crashed node's neighbours one
+//! to three seconds later, and nodes' timers in virtual time.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use gossip_core::Instant;
 use gossip_core::{Config, Event, Identity, MessageId, Node, NodeId, Output};
-use rand::{RngExt, SeedableRng};
+use netsim::{Core, Engine, NetConfig};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub const TOPIC: &str = "sim";
-
-enum Ev {
-    Frame {
-        from: usize,
-        to: usize,
-        bytes: Vec<u8>,
-    },
-    PeerDown {
-        at: usize,
-        peer: usize,
-    },
-}
 
 /// What happened to one broadcast.
 #[derive(Debug, Default, Clone)]
@@ -33,30 +23,74 @@ pub struct Broadcast {
     pub receivers: BTreeMap<usize, u8>,
 }
 
+/// A gossip node as the engine's core. It can be armed to crash the moment it accepts a message,
+/// before any of its outputs leave it.
+struct Gossip {
+    node: Node,
+    out: VecDeque<Output>,
+    crash_on: Option<MessageId>,
+    halted: bool,
+}
+
+impl Core for Gossip {
+    type Id = NodeId;
+    type Time = Instant;
+    type Event = Event;
+
+    fn local_id(&self) -> NodeId {
+        self.node.local_id()
+    }
+    fn key(id: &NodeId) -> [u8; 20] {
+        *id.as_bytes()
+    }
+    fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
+        self.node.handle_message(now, from, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.node.handle_timeout(now);
+    }
+    fn handle_peer_up(&mut self, now: Instant, peer: NodeId, _: Vec<u8>, _: Vec<u8>) {
+        self.node.handle_peer_up(now, peer);
+    }
+    fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
+        self.node.handle_peer_down(now, peer);
+    }
+    fn poll_output(&mut self) -> Option<netsim::Output<NodeId, Event>> {
+        if self.out.is_empty() {
+            while let Some(output) = self.node.poll_output() {
+                self.out.push_back(output);
+            }
+            let armed = self.crash_on;
+            if self.out.iter().any(
+                |o| matches!(o, Output::Event(Event::Delivered { id, .. }) if Some(*id) == armed),
+            ) {
+                self.halted = true;
+                self.out.retain(|o| matches!(o, Output::Event(_)));
+            }
+        }
+        Some(match self.out.pop_front()? {
+            Output::Transmit { to, bytes } => netsim::Output::Transmit { link: to, bytes },
+            Output::Event(event) => netsim::Output::Event(event),
+            other => panic!("an output this adapter does not know: {other:?}"),
+        })
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.node.poll_timeout()
+    }
+    fn halted(&self) -> bool {
+        self.halted
+    }
+}
+
 pub struct Sim {
     pub seed: u64,
-    pub nodes: Vec<Node>,
+    engine: Engine<Gossip>,
     pub ids: Vec<NodeId>,
-    index: BTreeMap<NodeId, usize>,
-    pub now: Instant,
-    queue: BTreeMap<(Instant, u64), Ev>,
-    seq: u64,
     rng: ChaCha8Rng,
-    /// Per-mille probability that a frame is lost.
-    pub loss_per_mille: u32,
-    /// One-way latency range in milliseconds.
-    pub latency_ms: (u64, u64),
-    /// How long after a crash the neighbours see the link go down, in milliseconds.
-    pub down_delay_ms: (u64, u64),
-    pub crashed: Vec<bool>,
+    /// The graph as built (crashes do not change it).
     pub links: Vec<BTreeSet<usize>>,
     pub broadcasts: BTreeMap<MessageId, Broadcast>,
-    /// Crash this node the moment it accepts this message, before any of its outputs leave it.
-    pub crash_on_receipt: BTreeMap<usize, MessageId>,
-    pub frames_sent: u64,
-    pub frames_lost: u64,
     pub duplicate_deliveries: u64,
-    next_timeout: Vec<Option<Instant>>,
 }
 
 pub fn start() -> Instant {
@@ -64,42 +98,45 @@ pub fn start() -> Instant {
 }
 
 impl Sim {
-    /// `n` nodes with the default configuration, on a random connected graph of average degree about
-    /// `degree`.
+    /// `n` nodes with this configuration, on a random connected graph of average degree about
+    /// `degree`; 1% of the frames are lost.
     pub fn new(seed: u64, n: usize, degree: usize, config: Config) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut nodes = Vec::with_capacity(n);
+        let net = NetConfig {
+            loss: 0.01,
+            detect_min: Duration::from_secs(1),
+            detect_max: Duration::from_secs(3),
+            ..NetConfig::default()
+        };
+        let net_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
+        let server_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
+        let mut engine = Engine::new(start(), net, net_rng, server_rng);
+        let mut ids = Vec::with_capacity(n);
         for i in 0..n {
             let secret: [u8; 32] = rng.random();
-            let node = Node::new(
+            let mut node = Node::new(
                 Identity::from_secret_bytes(&secret),
                 config.clone(),
                 seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
             );
-            nodes.push(node);
+            node.subscribe(TOPIC).expect("short topic");
+            ids.push(node.local_id());
+            let gossip = Gossip {
+                node,
+                out: VecDeque::new(),
+                crash_on: None,
+                halted: false,
+            };
+            engine.add_node(gossip, Vec::new());
         }
-        let ids: Vec<NodeId> = nodes.iter().map(Node::local_id).collect();
-        let index = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut sim = Self {
             seed,
-            nodes,
+            engine,
             ids,
-            index,
-            now: start(),
-            queue: BTreeMap::new(),
-            seq: 0,
             rng,
-            loss_per_mille: 10,
-            latency_ms: (10, 100),
-            down_delay_ms: (1_000, 3_000),
-            crashed: vec![false; n],
             links: vec![BTreeSet::new(); n],
             broadcasts: BTreeMap::new(),
-            crash_on_receipt: BTreeMap::new(),
-            frames_sent: 0,
-            frames_lost: 0,
             duplicate_deliveries: 0,
-            next_timeout: vec![None; n],
         };
         // A random tree keeps the graph connected; random extra edges bring the degree up.
         for i in 1..n {
@@ -116,28 +153,46 @@ impl Sim {
                 edges += 1;
             }
         }
-        for i in 0..n {
-            sim.nodes[i].subscribe(TOPIC).expect("short topic");
-        }
         sim
     }
 
     fn link(&mut self, a: usize, b: usize) {
         self.links[a].insert(b);
         self.links[b].insert(a);
-        let now = self.now;
-        let (ida, idb) = (self.ids[a], self.ids[b]);
-        self.nodes[a].handle_peer_up(now, idb);
-        self.nodes[b].handle_peer_up(now, ida);
-        self.drain(a);
-        self.drain(b);
+        self.engine.link(a as u32, b as u32);
+        self.record();
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.engine.now()
+    }
+
+    /// Live node `i`.
+    pub fn node(&self, i: usize) -> &Node {
+        &self.engine.node(i as u32).expect("a live node").node
+    }
+
+    /// Whether node `i` crashed.
+    pub fn crashed(&self, i: usize) -> bool {
+        !self.engine.is_live(i as u32)
+    }
+
+    /// Crash `node` the moment it accepts message `id`, before any of its outputs leave it.
+    pub fn crash_on_receipt(&mut self, node: usize, id: MessageId) {
+        if let Some(g) = self.engine.node_mut(node as u32) {
+            g.crash_on = Some(id);
+        }
     }
 
     pub fn publish(&mut self, origin: usize, payload: Vec<u8>) -> MessageId {
-        let now = self.now;
-        let id = self.nodes[origin]
-            .publish(now, TOPIC, payload)
-            .expect("valid message");
+        let now = self.now();
+        let node = &mut self
+            .engine
+            .node_mut(origin as u32)
+            .expect("live origin")
+            .node;
+        let id = node.publish(now, TOPIC, payload).expect("valid message");
         self.broadcasts.insert(
             id,
             Broadcast {
@@ -145,154 +200,55 @@ impl Sim {
                 receivers: BTreeMap::new(),
             },
         );
-        self.drain(origin);
+        self.engine.drive(origin as u32);
+        self.record();
         id
     }
 
     /// Crash `node` now: it stops, and each neighbour sees its link go down after a delay.
     pub fn crash(&mut self, node: usize) {
-        if self.crashed[node] {
-            return;
-        }
-        self.crashed[node] = true;
-        self.next_timeout[node] = None;
-        for peer in self.links[node].clone() {
-            let delay = self
-                .rng
-                .random_range(self.down_delay_ms.0..=self.down_delay_ms.1);
-            let at = self.now + Duration::from_millis(delay);
-            self.schedule(
-                at,
-                Ev::PeerDown {
-                    at: peer,
-                    peer: node,
-                },
-            );
-        }
-    }
-
-    fn schedule(&mut self, at: Instant, ev: Ev) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq), ev);
-    }
-
-    /// Hands node `i`'s outputs to the network.
-    fn drain(&mut self, i: usize) {
-        let mut crash_now = false;
-        let mut outputs = Vec::new();
-        while let Some(output) = self.nodes[i].poll_output() {
-            outputs.push(output);
-        }
-        for output in &outputs {
-            if let Output::Event(Event::Delivered { id, hops, .. }) = output {
-                if let Some(broadcast) = self.broadcasts.get_mut(id)
-                    && broadcast.receivers.insert(i, *hops).is_some()
-                {
-                    self.duplicate_deliveries += 1;
-                }
-                if self.crash_on_receipt.get(&i) == Some(id) {
-                    crash_now = true;
-                }
-            }
-        }
-        if crash_now {
-            self.crash(i);
-            return;
-        }
-        for output in outputs {
-            if let Output::Transmit { to, bytes } = output {
-                let to = self.index[&to];
-                self.frames_sent += 1;
-                if self.rng.random_range(0..1000) < self.loss_per_mille {
-                    self.frames_lost += 1;
-                    continue;
-                }
-                let latency = self.rng.random_range(self.latency_ms.0..=self.latency_ms.1);
-                let at = self.now + Duration::from_millis(latency);
-                self.schedule(at, Ev::Frame { from: i, to, bytes });
-            }
-        }
-        self.next_timeout[i] = self.nodes[i].poll_timeout();
+        self.engine.crash(node as u32);
     }
 
     /// Runs every event and timer due up to `until`.
     pub fn run_until(&mut self, until: Instant) {
-        loop {
-            let next_event = self.queue.first_key_value().map(|(k, _)| k.0);
-            let next_timer = self
-                .next_timeout
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.map(|t| (t, i)))
-                .min();
-            let event_first = match (next_event, next_timer) {
-                (None, None) => break,
-                (Some(e), Some((t, _))) => e <= t,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-            };
-            if event_first {
-                if next_event.is_some_and(|at| at > until) {
-                    break;
-                }
-                let Some(((at, _), ev)) = self.queue.pop_first() else {
-                    break;
-                };
-                self.now = self.now.max(at);
-                self.handle(ev);
-            } else {
-                let Some((at, i)) = next_timer else { break };
-                if at > until {
-                    break;
-                }
-                self.now = self.now.max(at);
-                let now = self.now;
-                self.nodes[i].handle_timeout(now);
-                self.drain(i);
-            }
+        while self.engine.step(until).is_some() {
+            self.record();
         }
-        self.now = self.now.max(until);
+        self.engine.advance_to(until);
     }
 
-    fn handle(&mut self, ev: Ev) {
-        let now = self.now;
-        match ev {
-            Ev::Frame { from, to, bytes } => {
-                // Frames already on the wire when their sender crashed still arrive; frames to a link
-                // its receiver has closed reach the node, which must drop them itself.
-                if self.crashed[to] {
-                    return;
-                }
-                let from_id = self.ids[from];
-                self.nodes[to].handle_message(now, from_id, &bytes);
-                self.drain(to);
-            }
-            Ev::PeerDown { at, peer } => {
-                if self.crashed[at] {
-                    return;
-                }
-                self.links[at].remove(&peer);
-                let peer_id = self.ids[peer];
-                self.nodes[at].handle_peer_down(now, peer_id);
-                self.drain(at);
+    fn record(&mut self) {
+        for (_, slot, event) in self.engine.drain_events() {
+            if let Event::Delivered { id, hops, .. } = event
+                && let Some(broadcast) = self.broadcasts.get_mut(&id)
+                && broadcast.receivers.insert(slot as usize, hops).is_some()
+            {
+                self.duplicate_deliveries += 1;
             }
         }
     }
 
     pub fn live(&self) -> usize {
-        self.crashed.iter().filter(|c| !**c).count()
+        self.engine.live_slots().len()
     }
 
+    pub fn frames_sent(&self) -> u64 {
+        self.engine.stats().frames_sent
+    }
+
+    pub fn frames_lost(&self) -> u64 {
+        self.engine.stats().frames_lost
+    }
+
+    /// Payload transmissions of the live nodes.
     pub fn payload_transmissions(&self) -> u64 {
-        self.nodes
-            .iter()
-            .map(|n| n.stats().payload_transmissions())
-            .sum()
+        self.sum(gossip_core::Stats::payload_transmissions)
     }
 
-    /// Sums a counter over all nodes.
+    /// Sums a counter over the live nodes.
     pub fn sum(&self, f: impl Fn(&gossip_core::Stats) -> u64) -> u64 {
-        self.nodes.iter().map(|n| f(n.stats())).sum()
+        self.engine.nodes().map(|g| f(g.node.stats())).sum()
     }
 
     pub fn rng(&mut self) -> &mut ChaCha8Rng {

@@ -1,12 +1,10 @@
 //! The simulated signaling server's routing: who is joined, and whom a joiner is introduced to.
 //!
-//! As the real server does: a joiner gets its `closest` XOR-closest joined peers plus `random` random
-//! others as bootstrap peers, and each of them is told that the joiner arrived. Never a broadcast to all.
+//! As the real server does: a joiner gets its XOR-closest joined peers plus a few random others as
+//! bootstrap peers ([`p2pmesh_base::introduce`], the one introduction rule), and each of them is told
+//! that the joiner arrived. Never a broadcast to all.
 
-use std::collections::BinaryHeap;
-
-use kademlia_core::{Distance, NodeId};
-use rand::RngExt;
+use p2pmesh_base::introduce::{Key, Rule, Scan, introduce};
 use rand_chacha::ChaCha8Rng;
 
 const NOT_JOINED: u32 = u32::MAX;
@@ -14,21 +12,18 @@ const NOT_JOINED: u32 = u32::MAX;
 /// The joined set and the introduction rule.
 #[derive(Debug)]
 pub struct Server {
-    /// Introductions by XOR distance. Default 20 (Kademlia's K).
-    pub closest: usize,
-    /// Introductions at random. Default 3.
-    pub random: usize,
+    /// How many peers a joiner meets. Default: [`Rule::default`] (20 closest, 3 random).
+    pub rule: Rule,
     joined: Vec<u32>,
     position: Vec<u32>,
     rng: ChaCha8Rng,
 }
 
 impl Server {
-    /// An empty server.
+    /// An empty server; `rng` draws the random introductions.
     pub fn new(rng: ChaCha8Rng) -> Self {
         Self {
-            closest: 20,
-            random: 3,
+            rule: Rule::default(),
             joined: Vec::new(),
             position: Vec::new(),
             rng,
@@ -47,36 +42,15 @@ impl Server {
         self.joined.len()
     }
 
-    /// Join `slot` (whose id is `ids[slot]`): returns the peers to introduce it to, closest first, then
-    /// the random ones. `ids` maps every slot to its current id.
-    pub fn join(&mut self, slot: u32, ids: &[NodeId]) -> Vec<u32> {
+    /// Join `slot`: returns the peers to introduce it to, closest first, then the random ones. `key`
+    /// maps every slot to the 20-byte key of its current id.
+    pub fn join(&mut self, slot: u32, key: impl Fn(u32) -> Key) -> Vec<u32> {
         if self.is_joined(slot) {
             self.leave(slot);
         }
-        let me = ids[slot as usize];
-        // Bounded max-heap of the closest seen so far: O(joined * log closest) per join.
-        let mut heap: BinaryHeap<(Distance, u32)> = BinaryHeap::with_capacity(self.closest + 1);
-        for &other in &self.joined {
-            let d = me.distance(&ids[other as usize]);
-            if heap.len() < self.closest {
-                heap.push((d, other));
-            } else if heap.peek().is_some_and(|top| d < top.0) {
-                heap.pop();
-                heap.push((d, other));
-            }
-        }
-        let mut out: Vec<u32> = heap.into_sorted_vec().into_iter().map(|(_, s)| s).collect();
-        let candidates = self.joined.len().saturating_sub(out.len());
-        let want = self.random.min(candidates);
-        let mut attempts = 0;
-        let chosen_closest = out.len();
-        while out.len() < chosen_closest + want && attempts < 64 {
-            attempts += 1;
-            let pick = self.joined[self.rng.random_range(0..self.joined.len())];
-            if !out.contains(&pick) {
-                out.push(pick);
-            }
-        }
+        let me = key(slot);
+        let members = Scan::new(&self.joined, |&s: &u32| key(s));
+        let out = introduce(&members, &me, self.rule, &mut self.rng);
         let index = slot as usize;
         if self.position.len() <= index {
             self.position.resize(index + 1, NOT_JOINED);
@@ -106,23 +80,28 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p2pmesh_base::introduce::distance;
     use rand::SeedableRng;
 
-    fn ids(n: u32) -> Vec<NodeId> {
-        (0..n).map(|i| NodeId::hash(i.to_be_bytes())).collect()
+    fn key(slot: u32) -> Key {
+        let mut k = [0u8; 20];
+        for (i, chunk) in k.chunks_mut(8).enumerate() {
+            let word = crate::net::mix64(u64::from(slot) ^ (i as u64) << 40).to_be_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        k
     }
 
     #[test]
     fn introduces_the_closest_and_a_few_random() {
-        let ids = ids(200);
         let mut server = Server::new(ChaCha8Rng::seed_from_u64(7));
         for slot in 0..199 {
-            server.join(slot, &ids);
+            server.join(slot, key);
         }
-        let intro = server.join(199, &ids);
+        let intro = server.join(199, key);
         assert_eq!(intro.len(), 23);
         let mut by_distance: Vec<u32> = (0..199).collect();
-        by_distance.sort_by_key(|&s| ids[199].distance(&ids[s as usize]));
+        by_distance.sort_by_key(|&s| distance(&key(199), &key(s)));
         assert_eq!(&intro[..20], &by_distance[..20]);
         for extra in &intro[20..] {
             assert!(!intro[..20].contains(extra));
@@ -132,14 +111,13 @@ mod tests {
 
     #[test]
     fn small_networks_and_leaving() {
-        let ids = ids(5);
         let mut server = Server::new(ChaCha8Rng::seed_from_u64(7));
-        assert!(server.join(0, &ids).is_empty());
-        assert_eq!(server.join(1, &ids), vec![0]);
-        server.join(2, &ids);
+        assert!(server.join(0, key).is_empty());
+        assert_eq!(server.join(1, key), vec![0]);
+        server.join(2, key);
         server.leave(0);
         assert!(!server.is_joined(0));
-        let intro = server.join(3, &ids);
+        let intro = server.join(3, key);
         assert_eq!(intro.len(), 2);
         assert!(!intro.contains(&0));
         server.leave(3);

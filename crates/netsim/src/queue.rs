@@ -1,4 +1,4 @@
-//! The event queue: a virtual clock and a priority queue of events.
+//! The event queue: a virtual clock and a priority queue of events, over any time type `T`.
 //!
 //! Events are ordered by `(time, sequence number)`: two events scheduled for the same instant run in the
 //! order they were scheduled, so a run never depends on the heap's internal layout.
@@ -6,31 +6,29 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use kademlia_core::Instant;
-
 /// One scheduled event.
 #[derive(Debug)]
-struct Entry<E> {
-    time: Instant,
+struct Entry<T, E> {
+    time: T,
     seq: u64,
     event: E,
 }
 
-impl<E> PartialEq for Entry<E> {
+impl<T: Ord, E> PartialEq for Entry<T, E> {
     fn eq(&self, other: &Self) -> bool {
         self.time == other.time && self.seq == other.seq
     }
 }
 
-impl<E> Eq for Entry<E> {}
+impl<T: Ord, E> Eq for Entry<T, E> {}
 
-impl<E> PartialOrd for Entry<E> {
+impl<T: Ord, E> PartialOrd for Entry<T, E> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> Ord for Entry<E> {
+impl<T: Ord, E> Ord for Entry<T, E> {
     // Reversed: `BinaryHeap` is a max-heap and the earliest event must come out first.
     fn cmp(&self, other: &Self) -> Ordering {
         other
@@ -42,16 +40,16 @@ impl<E> Ord for Entry<E> {
 
 /// A virtual clock and the events scheduled after it.
 #[derive(Debug)]
-pub struct EventQueue<E> {
-    now: Instant,
+pub struct EventQueue<T, E> {
+    now: T,
     next_seq: u64,
-    heap: BinaryHeap<Entry<E>>,
+    heap: BinaryHeap<Entry<T, E>>,
     processed: u64,
 }
 
-impl<E> EventQueue<E> {
+impl<T: Copy + Ord, E> EventQueue<T, E> {
     /// An empty queue whose clock reads `start`.
-    pub fn new(start: Instant) -> Self {
+    pub fn new(start: T) -> Self {
         Self {
             now: start,
             next_seq: 0,
@@ -61,12 +59,12 @@ impl<E> EventQueue<E> {
     }
 
     /// The virtual time: that of the last event popped (or the start).
-    pub fn now(&self) -> Instant {
+    pub fn now(&self) -> T {
         self.now
     }
 
     /// Schedule `event` at `time`; a time in the past is moved to now (the clock never runs backwards).
-    pub fn schedule(&mut self, time: Instant, event: E) {
+    pub fn schedule(&mut self, time: T, event: E) {
         let time = time.max(self.now);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -74,12 +72,12 @@ impl<E> EventQueue<E> {
     }
 
     /// Time of the next event, if any.
-    pub fn peek_time(&self) -> Option<Instant> {
+    pub fn peek_time(&self) -> Option<T> {
         self.heap.peek().map(|e| e.time)
     }
 
     /// Pop the next event if it is due at or before `until`, advancing the clock to its time.
-    pub fn pop_until(&mut self, until: Instant) -> Option<(Instant, E)> {
+    pub fn pop_until(&mut self, until: T) -> Option<(T, E)> {
         if self.heap.peek()?.time > until {
             return None;
         }
@@ -90,7 +88,7 @@ impl<E> EventQueue<E> {
     }
 
     /// Move the clock forward to `time` (no event may be due before it).
-    pub fn advance_to(&mut self, time: Instant) {
+    pub fn advance_to(&mut self, time: T) {
         debug_assert!(self.peek_time().is_none_or(|t| t >= time));
         self.now = self.now.max(time);
     }
@@ -114,6 +112,7 @@ impl<E> EventQueue<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Millis as Instant;
 
     #[test]
     fn earliest_first_and_fifo_among_equals() {

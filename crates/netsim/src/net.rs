@@ -2,7 +2,6 @@
 
 use core::time::Duration;
 
-use kademlia_core::Instant;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -43,37 +42,37 @@ impl Default for NetConfig {
 
 /// A cut between two sets of nodes, from `start` until `end`.
 #[derive(Debug, Clone)]
-pub struct Partition {
+pub struct Partition<T> {
     /// The side of each node slot (`true`: side A); slots beyond the vector are on side B.
     pub side_a: Vec<bool>,
     /// When the cut starts.
-    pub start: Instant,
+    pub start: T,
     /// When it heals.
-    pub end: Instant,
+    pub end: T,
 }
 
-impl Partition {
+impl<T: Copy + Ord> Partition<T> {
     fn side(&self, slot: u32) -> bool {
         self.side_a.get(slot as usize).copied().unwrap_or(false)
     }
 
     /// Whether this cut separates `a` and `b` at `now`.
-    pub fn separates(&self, now: Instant, a: u32, b: u32) -> bool {
+    pub fn separates(&self, now: T, a: u32, b: u32) -> bool {
         now >= self.start && now < self.end && self.side(a) != self.side(b)
     }
 }
 
 /// The network: fixed per-pair latencies (a hash of the pair, so no table), loss, partitions.
 #[derive(Debug)]
-pub struct Network {
+pub struct Network<T> {
     config: NetConfig,
     salt: u64,
     rng: ChaCha8Rng,
-    partitions: Vec<Partition>,
+    partitions: Vec<Partition<T>>,
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed hash of a 64-bit word.
-pub(crate) fn mix64(mut z: u64) -> u64 {
+pub fn mix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -89,7 +88,7 @@ fn between(min: Duration, max: Duration, hash: u64) -> Duration {
     Duration::from_micros(lo + hash % (hi - lo + 1))
 }
 
-impl Network {
+impl<T: Copy + Ord> Network<T> {
     /// A network with this configuration; `rng` draws losses and detection delays.
     pub fn new(config: NetConfig, mut rng: ChaCha8Rng) -> Self {
         let salt = rand::Rng::next_u64(&mut rng);
@@ -147,12 +146,12 @@ impl Network {
     }
 
     /// Add a partition.
-    pub fn add_partition(&mut self, partition: Partition) {
+    pub fn add_partition(&mut self, partition: Partition<T>) {
         self.partitions.push(partition);
     }
 
     /// Whether `a` and `b` can reach each other at `now`.
-    pub fn reachable(&self, now: Instant, a: u32, b: u32) -> bool {
+    pub fn reachable(&self, now: T, a: u32, b: u32) -> bool {
         !self.partitions.iter().any(|p| p.separates(now, a, b))
     }
 }
@@ -160,11 +159,13 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Millis as Instant;
     use rand::SeedableRng;
 
     #[test]
     fn latency_is_symmetric_fixed_and_in_range() {
-        let net = Network::new(NetConfig::default(), ChaCha8Rng::seed_from_u64(1));
+        let net: Network<Instant> =
+            Network::new(NetConfig::default(), ChaCha8Rng::seed_from_u64(1));
         for a in 0..50u32 {
             for b in 0..50u32 {
                 let l = net.link_latency(a, b);
@@ -182,7 +183,7 @@ mod tests {
             loss: 0.1,
             ..NetConfig::default()
         };
-        let mut net = Network::new(config, ChaCha8Rng::seed_from_u64(2));
+        let mut net: Network<Instant> = Network::new(config, ChaCha8Rng::seed_from_u64(2));
         let lost = (0..100_000).filter(|_| net.lost()).count();
         assert!((9_000..11_000).contains(&lost), "{lost}");
     }
