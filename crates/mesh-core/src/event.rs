@@ -295,6 +295,14 @@ pub struct Stats {
     pub signal_duplicates: u64,
     /// Hellos sent again until the peer's verified.
     pub hellos_resent: u64,
+    /// gossip-core sends to a peer whose link was not up (any more) when they came out: not sent
+    /// (gossip-core hears of the link going down and resends elsewhere).
+    pub gossip_sends_unlinked: u64,
+    /// gossip-core's ack timeouts (a payload to a peer never acknowledged), counted on its link.
+    pub gossip_ack_timeouts: u64,
+    /// gossip-core events of a kind this version does not know (gossip-core's events are
+    /// `#[non_exhaustive]`).
+    pub gossip_events_unmapped: u64,
     /// kademlia-core's counters.
     pub kad: kademlia_core::Stats,
     /// gossip-core's counters.

@@ -137,10 +137,17 @@ extern crate alloc;
 pub mod config;
 pub mod event;
 pub mod frame;
+mod link;
+mod lookup;
 mod node;
 mod peer_book;
 mod route;
+mod router;
 mod signature;
+#[cfg(test)]
+mod test_support;
+mod timer;
+mod topology;
 
 pub use config::Config;
 pub use event::{

@@ -1,0 +1,235 @@
+//! The probe lookup part ([`Node::find_node`](crate::Node::find_node)): each lookup is a pure state
+//! machine, like kademlia-core's query. It says which probes to send in a round
+//! ([`Lookups::next_round`]), takes the answers ([`Lookups::handle_nodes`]) and its round deadline
+//! ([`Lookups::handle_timeout`]), and ends with a [`Finished`] report. The composer sends the probes.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use kademlia_core::{Instant, NodeId};
+
+use crate::Config;
+
+#[derive(Debug)]
+struct Lookup {
+    target: NodeId,
+    round: u32,
+    requests: u32,
+    deadline: Instant,
+    outstanding: BTreeSet<u64>,
+    /// Closest ids named by answers, bounded by `lookup_k`.
+    found: BTreeSet<(kademlia_core::Distance, NodeId)>,
+    /// Ids already probed toward (as `dst`).
+    probed: BTreeSet<NodeId>,
+    /// Link traversals of the rounds before this one (see [`Finished::hops`]).
+    hops: u32,
+    /// Link traversals (probe and answer) of the last answer of this round.
+    round_hops: u32,
+}
+
+/// A probe to send: routed toward `dst`, as probe `probe`, through the `attempt`-th ranked first link
+/// (or through the server when `via_server`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Probe {
+    pub(crate) probe: u64,
+    pub(crate) dst: NodeId,
+    pub(crate) attempt: usize,
+    pub(crate) via_server: bool,
+}
+
+/// A lookup that ended (becomes [`Event::LookupFinished`](crate::Event::LookupFinished)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finished {
+    pub(crate) id: u64,
+    pub(crate) target: NodeId,
+    pub(crate) peers: Vec<NodeId>,
+    pub(crate) rounds: u32,
+    pub(crate) requests: u32,
+    pub(crate) hops: u32,
+}
+
+/// What a lookup does after an answer or a deadline.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Wait for more answers.
+    Wait,
+    /// Start the next round: call [`Lookups::next_round`].
+    NextRound,
+    /// It ended.
+    Finished(Finished),
+}
+
+/// The running lookups and the probes they wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Lookups {
+    lookups: BTreeMap<u64, Lookup>,
+    /// Probe id -> lookup id.
+    probes: BTreeMap<u64, u64>,
+}
+
+impl Lookups {
+    /// Number of running lookups.
+    pub(crate) fn len(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Starts lookup `id` of `target`; its first round comes from [`Lookups::next_round`].
+    pub(crate) fn start(&mut self, now: Instant, id: u64, target: NodeId) {
+        self.lookups.insert(
+            id,
+            Lookup {
+                target,
+                round: 0,
+                requests: 0,
+                deadline: now,
+                outstanding: BTreeSet::new(),
+                found: BTreeSet::new(),
+                probed: BTreeSet::new(),
+                hops: 0,
+                round_hops: 0,
+            },
+        );
+    }
+
+    /// The round deadline of lookup `id`.
+    pub(crate) fn deadline(&self, id: u64) -> Option<Instant> {
+        self.lookups.get(&id).map(|l| l.deadline)
+    }
+
+    /// The target of lookup `id`.
+    pub(crate) fn target(&self, id: u64) -> Option<NodeId> {
+        self.lookups.get(&id).map(|l| l.target)
+    }
+
+    /// The next round of lookup `id`, or its end after `lookup_max_rounds`.
+    fn advance(&mut self, id: u64, config: &Config) -> Step {
+        match self.lookups.get(&id) {
+            None => Step::Wait,
+            Some(l) if l.round >= config.lookup_max_rounds => {
+                self.finish(id).map_or(Step::Wait, Step::Finished)
+            }
+            Some(_) => Step::NextRound,
+        }
+    }
+
+    /// Starts the next round of lookup `id`: the probes to send, each with an id from `fresh_id`.
+    /// Round 1 goes toward the target itself through different first links; later rounds toward the
+    /// closest ids found so far that we have not probed yet (a different path into the target's
+    /// neighborhood); the last round, or any round of a node with no link (`have_links`), asks the
+    /// target through the server.
+    pub(crate) fn next_round(
+        &mut self,
+        now: Instant,
+        id: u64,
+        local: NodeId,
+        have_links: bool,
+        mut fresh_id: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Vec<Probe> {
+        let Some(l) = self.lookups.get_mut(&id) else {
+            return Vec::new();
+        };
+        l.round += 1;
+        l.hops = l.hops.saturating_add(core::mem::take(&mut l.round_hops));
+        l.deadline = now + config.lookup_round_timeout;
+        let target = l.target;
+        let last_round = l.round >= config.lookup_max_rounds;
+        let round = l.round;
+        let mut dsts: Vec<NodeId> = Vec::new();
+        if round == 1 {
+            dsts.extend(core::iter::repeat_n(target, config.lookup_parallelism));
+        } else {
+            for (_, p) in l.found.iter() {
+                if dsts.len() >= config.lookup_parallelism {
+                    break;
+                }
+                if *p != local && !l.probed.contains(p) {
+                    dsts.push(*p);
+                }
+            }
+            if dsts.is_empty() {
+                dsts.push(target);
+            }
+        }
+        let server = (last_round && round > 1 || !have_links) && config.server_fallback;
+        if server {
+            dsts = alloc::vec![target];
+        }
+        let mut probes = Vec::with_capacity(dsts.len());
+        for (attempt, dst) in dsts.into_iter().enumerate() {
+            let probe = fresh_id();
+            l.outstanding.insert(probe);
+            l.requests += 1;
+            l.probed.insert(dst);
+            self.probes.insert(probe, id);
+            probes.push(Probe {
+                probe,
+                dst,
+                attempt,
+                via_server: server,
+            });
+        }
+        probes
+    }
+
+    /// Probe `probe` was answered by `from` with `nodes`, `hops` link traversals there and back.
+    /// Returns the lookup's id, the ids it now holds (for the peer book) and what it does next.
+    pub(crate) fn handle_nodes(
+        &mut self,
+        probe: u64,
+        from: NodeId,
+        nodes: Vec<NodeId>,
+        hops: u32,
+        config: &Config,
+    ) -> Option<(u64, Vec<NodeId>, Step)> {
+        let id = self.probes.remove(&probe)?;
+        let k = config.lookup_k;
+        let l = self.lookups.get_mut(&id)?;
+        l.outstanding.remove(&probe);
+        l.round_hops = hops;
+        let target = l.target;
+        for p in nodes.into_iter().take(k).chain(core::iter::once(from)) {
+            l.found.insert((p.distance(&target), p));
+        }
+        while l.found.len() > k {
+            l.found.pop_last();
+        }
+        let found = l.found.first().is_some_and(|e| e.1 == target);
+        let idle = l.outstanding.is_empty();
+        let known = l.found.iter().map(|e| e.1).collect();
+        let step = if found {
+            self.finish(id).map_or(Step::Wait, Step::Finished)
+        } else if idle {
+            self.advance(id, config)
+        } else {
+            Step::Wait
+        };
+        Some((id, known, step))
+    }
+
+    /// Lookup `id`'s round deadline passed: its outstanding probes are forgotten, and it goes on.
+    pub(crate) fn handle_timeout(&mut self, id: u64, config: &Config) -> Step {
+        if let Some(l) = self.lookups.get_mut(&id) {
+            for p in core::mem::take(&mut l.outstanding) {
+                self.probes.remove(&p);
+            }
+        }
+        self.advance(id, config)
+    }
+
+    /// Ends lookup `id`.
+    pub(crate) fn finish(&mut self, id: u64) -> Option<Finished> {
+        let l = self.lookups.remove(&id)?;
+        for p in &l.outstanding {
+            self.probes.remove(p);
+        }
+        Some(Finished {
+            id,
+            target: l.target,
+            peers: l.found.into_iter().map(|e| e.1).collect(),
+            rounds: l.round,
+            requests: l.requests,
+            hops: l.hops.saturating_add(l.round_hops),
+        })
+    }
+}

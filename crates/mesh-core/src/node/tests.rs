@@ -1,0 +1,479 @@
+//! The composer's behaviour through its public inputs and outputs (fixtures in
+//! `crate::test_support`).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::Identity;
+
+use crate::event::{DirectId, DisconnectReason, Event, HelloError, Output, ServerInput};
+use crate::frame::{self, Frame, Payload, Routed};
+use crate::router::verify;
+use crate::test_support::*;
+
+#[test]
+fn a_valid_hello_brings_the_link_up() {
+    let mut n = node();
+    let p = identity(1);
+    let out = connect(&mut n, &p, Instant::from_millis(2));
+    assert!(out.contains(&Output::Event(Event::PeerConnected { peer: p.id() })));
+    assert_eq!(n.links(), alloc::vec![p.id()]);
+}
+
+#[test]
+fn bad_hellos_close_the_link_with_a_reason() {
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    let other = identity(2);
+    let cases: [(Vec<u8>, HelloError); 4] = [
+        (hello(&other, b"it", b"me"), HelloError::WrongKey),
+        (
+            hello(&p, b"it", b"someone-else"),
+            HelloError::WrongFingerprint,
+        ),
+        (
+            {
+                let mut h = hello(&p, b"it", b"me");
+                let last = h.len() - 1;
+                h[last] ^= 1;
+                h
+            },
+            HelloError::BadSignature,
+        ),
+        (alloc::vec![frame::VERSION, 99], HelloError::Missing),
+    ];
+    for (bytes, error) in cases {
+        let mut n = node();
+        inbound_attempt(&mut n, &p, now);
+        n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+        drain(&mut n);
+        n.handle_link_data(now, p.id(), &bytes);
+        let out = drain(&mut n);
+        assert_eq!(
+            disconnect_reason(&out, p.id()),
+            Some(DisconnectReason::Hello(error)),
+            "{error:?}"
+        );
+        assert!(n.links().is_empty());
+        assert_eq!(n.stats().hello_failures, 1);
+    }
+}
+
+#[test]
+fn garbage_on_links_and_from_the_server_is_counted_not_fatal() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    connect(&mut n, &p, now);
+    for bytes in [&[][..], &[1], &[1, 99], &[1, 3, 0xff, 0xff], &[7, 7, 7]] {
+        n.handle_link_data(now, p.id(), bytes);
+        n.handle_server(
+            now,
+            ServerInput::Relayed {
+                from: p.id(),
+                payload: bytes.to_vec(),
+            },
+        );
+    }
+    n.handle_link_data(now, identity(3).id(), &[1, 7, 0]);
+    drain(&mut n);
+    let s = n.stats();
+    assert!(s.dropped_malformed >= 8, "{s:?}");
+    assert_eq!(s.dropped_unexpected, 1);
+    assert_eq!(n.links(), alloc::vec![p.id()]);
+}
+
+#[test]
+fn a_forged_routed_message_is_dropped() {
+    let mut n = node();
+    let p = identity(1);
+    let ServerInput::Relayed { payload, .. } =
+        relayed(&p, n.local_id(), &Payload::Data(b"x".to_vec()))
+    else {
+        unreachable!()
+    };
+    let Ok(Frame::Routed(mut r)) = Frame::decode(&payload) else {
+        panic!("not routed");
+    };
+    r.body = postcard::to_allocvec(&Payload::Data(b"y".to_vec())).unwrap_or_default();
+    n.handle_server(
+        Instant::from_millis(2),
+        ServerInput::Relayed {
+            from: p.id(),
+            payload: Frame::Routed(r).encode(),
+        },
+    );
+    let out = drain(&mut n);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Event(Event::Message { .. })))
+    );
+    assert_eq!(n.stats().dropped_bad_signature, 1);
+}
+
+#[test]
+fn an_unsigned_message_straight_from_a_link_neighbour_is_delivered() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    connect(&mut n, &p, now);
+    let r = envelope(
+        &p,
+        n.local_id(),
+        &Payload::Data(b"x".to_vec()),
+        alloc::vec![p.id()],
+        false,
+    );
+    n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+    let out = drain(&mut n);
+    assert_eq!(messages(&out), 1);
+    assert_eq!(n.stats().dropped_bad_signature, 0);
+    // The ack goes straight back over the link, unsigned too.
+    let acks = transmitted(&out, p.id());
+    assert_eq!(acks.len(), 1);
+    assert!(acks[0].signature.is_empty());
+    assert_eq!(acks[0].path, alloc::vec![n.local_id()]);
+    assert_eq!(
+        postcard::from_bytes::<Payload>(&acks[0].body),
+        Ok(Payload::Ack)
+    );
+}
+
+#[test]
+fn unsigned_routed_messages_not_straight_from_a_link_neighbour_are_dropped() {
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    let q = identity(2);
+    let data = Payload::Data(b"x".to_vec());
+    let mut n = node();
+    let me = n.local_id();
+    connect(&mut n, &p, now);
+    let cases: [Routed; 5] = [
+        // src is not the link's peer (claims to come straight from q).
+        envelope(&q, me, &data, alloc::vec![p.id()], false),
+        // forwarded by the neighbour: the path is longer than [src].
+        envelope(&q, me, &data, alloc::vec![q.id(), p.id()], false),
+        envelope(&p, me, &data, alloc::vec![q.id(), p.id()], false),
+        // straight from the neighbour, but a payload that must be signed.
+        envelope(&p, me, &Payload::LinkRequest, alloc::vec![p.id()], false),
+        envelope(
+            &p,
+            me,
+            &Payload::Kad(b"k".to_vec()),
+            alloc::vec![p.id()],
+            false,
+        ),
+    ];
+    for (i, r) in cases.into_iter().enumerate() {
+        n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+        let out = drain(&mut n);
+        assert_eq!(messages(&out), 0, "case {i}");
+        assert_eq!(n.stats().dropped_bad_signature, i as u64 + 1, "case {i}");
+    }
+    // Through the server, even from the link's own peer with path [src].
+    let r = envelope(&p, me, &data, alloc::vec![p.id()], false);
+    n.handle_server(
+        now,
+        ServerInput::Relayed {
+            from: p.id(),
+            payload: Frame::Routed(r).encode(),
+        },
+    );
+    let out = drain(&mut n);
+    assert_eq!(messages(&out), 0);
+    assert_eq!(n.stats().dropped_bad_signature, 6);
+}
+
+#[test]
+fn routed_messages_to_non_neighbours_stay_signed() {
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    let q = identity(2);
+    let mut n = node();
+    let me = n.local_id();
+    connect(&mut n, &p, now);
+    // A signed message from a non-neighbour, forwarded by p, is delivered.
+    let r = envelope(
+        &q,
+        me,
+        &Payload::Data(b"x".to_vec()),
+        alloc::vec![q.id(), p.id()],
+        true,
+    );
+    n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+    let out = drain(&mut n);
+    assert_eq!(messages(&out), 1);
+    assert_eq!(n.stats().dropped_bad_signature, 0);
+    // Its ack leaves through p toward q: signed.
+    let acks = transmitted(&out, p.id());
+    assert_eq!(acks.len(), 1);
+    let a = &acks[0];
+    assert!(verify(
+        &a.key,
+        &Routed::signed_bytes(&a.src, &a.dst, a.id, None, &a.body),
+        &a.signature
+    ));
+    // Our own send: straight to the neighbour unsigned, toward a non-neighbour signed.
+    let Ok(_) = n.send(now, p.id(), b"to p".to_vec()) else {
+        panic!("send to p");
+    };
+    let sent = transmitted(&drain(&mut n), p.id());
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].signature.is_empty());
+    let Ok(_) = n.send(now, q.id(), b"to q".to_vec()) else {
+        panic!("send to q");
+    };
+    let out = drain(&mut n);
+    let mut sent = transmitted(&out, p.id());
+    sent.extend(out.iter().filter_map(|o| match o {
+        Output::Signal { payload, .. } => match Frame::decode(payload) {
+            Ok(Frame::Routed(r)) => Some(r),
+            _ => None,
+        },
+        _ => None,
+    }));
+    assert_eq!(sent.len(), 1);
+    let s = &sent[0];
+    assert_eq!(s.dst, q.id());
+    assert!(verify(
+        &s.key,
+        &Routed::signed_bytes(&s.src, &s.dst, s.id, None, &s.body),
+        &s.signature
+    ));
+}
+
+#[test]
+fn full_node_evicts_for_a_closer_peer_and_refuses_a_farther_one() {
+    let mut n = node();
+    let me = n.local_id();
+    let now = Instant::from_millis(2);
+    // Peers by bucket, closest first within each.
+    let mut by_bucket: BTreeMap<usize, Vec<Identity>> = BTreeMap::new();
+    for i in (1..3000).map(identity) {
+        if let Some(b) = me.bucket_index(&i.id()) {
+            by_bucket.entry(b).or_default().push(i);
+        }
+    }
+    for v in by_bucket.values_mut() {
+        v.sort_by_key(|i| i.id().distance(&me));
+    }
+    let count = |b: usize| by_bucket.get(&b).map_or(0, Vec::len);
+    // A lowest bucket `l` with two peers in it and in the other close classes (spacing 2), and
+    // long links above them.
+    let l = (140..=152)
+        .rev()
+        .find(|&l| count(l) >= 2 && count(l + 2) >= 2 && count(l + 4) >= 1 && count(l + 6) >= 2)
+        .unwrap_or(152);
+    let pick = |b: usize, i: usize| by_bucket.get(&b).and_then(|v| v.get(i)).cloned();
+    let (Some(nearest), Some(a), Some(b_near), Some(b_far), Some(c), Some(d), Some(e)) = (
+        pick(l, 0),
+        pick(l, 1),
+        pick(l + 2, 0),
+        pick(l + 2, 1),
+        pick(l + 4, 0),
+        pick(l + 6, 0),
+        pick(l + 6, 1),
+    ) else {
+        panic!("not enough identities around bucket {l}");
+    };
+    // Each close class (buckets l.., l+2.., l+4..) gets one link, and two long links: full.
+    for p in [&a, &b_near, &c, &d, &e] {
+        connect(&mut n, p, now);
+    }
+    assert_eq!(n.links().len(), 5);
+    // A peer of a covered class, farther than its link, is refused with alternatives.
+    let out = connect(&mut n, &b_far, now);
+    assert!(!out.iter().any(|o| matches!(o, Output::Connect { .. })));
+    assert_eq!(n.stats().rejections, 1);
+    // A peer closer than the link of its class gets in; the displaced link is evicted.
+    let out = connect(&mut n, &nearest, now);
+    assert!(out.contains(&Output::Event(Event::PeerConnected { peer: nearest.id() })));
+    assert_eq!(n.links().len(), 5);
+    let evicted: Vec<NodeId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Disconnect {
+                peer,
+                reason: DisconnectReason::Evicted,
+            } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evicted, alloc::vec![a.id()]);
+    // The evicted one was told, with up to 3 alternatives, before the close.
+    let told = out.iter().any(|o| match o {
+        Output::Transmit { link, bytes } if *link == a.id() => {
+            matches!(Frame::decode(bytes), Ok(Frame::Evict(alts)) if alts.len() <= 3)
+        }
+        _ => false,
+    });
+    assert!(told);
+    // The other classes and the long links kept theirs.
+    for p in [&b_near, &c, &d, &e] {
+        assert!(n.links().contains(&p.id()));
+    }
+}
+
+#[test]
+fn lost_signaling_is_sent_again_and_duplicates_are_answered_not_repeated() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    // A lower id: we ask it (link request) to make the offer.
+    let p = (1..50)
+        .map(identity)
+        .find(|i| i.id() < n.local_id())
+        .unwrap_or_else(|| identity(1));
+    n.handle_server(now, ServerInput::BootstrapPeers(alloc::vec![p.id()]));
+    n.handle_timeout(now);
+    let first = relayed_out(&drain(&mut n));
+    assert_eq!(
+        first.len(),
+        1,
+        "one link request, through the server (no link yet)"
+    );
+    let (to, request) = &first[0];
+    assert_eq!(*to, p.id());
+    assert_eq!(
+        postcard::from_bytes::<Payload>(&request.body),
+        Ok(Payload::LinkRequest)
+    );
+    // Nothing comes back: after `signal_retry` the same request (same id) goes again.
+    let retry = n.config().signal_retry;
+    n.handle_timeout(now + retry);
+    let again = relayed_out(&drain(&mut n));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.id, request.id);
+    assert_eq!(n.stats().signals_resent, 1);
+
+    // The peer's offer arrives twice (it did not hear that we got it): the driver sees it once,
+    // and the duplicate makes us send our side again instead.
+    let offer = relayed(&p, n.local_id(), &Payload::Signal(b"offer".to_vec()));
+    let later = now + retry + Duration::from_millis(100);
+    n.handle_server(later, offer.clone());
+    let out = drain(&mut n);
+    let signals = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Event(Event::Signal { .. })))
+            .count()
+    };
+    assert_eq!(signals(&out), 1);
+    assert!(out.contains(&Output::Connect {
+        peer: p.id(),
+        initiator: false
+    }));
+    n.send_signal(later, p.id(), b"answer".to_vec());
+    let answer = relayed_out(&drain(&mut n));
+    assert_eq!(
+        answer.len(),
+        1,
+        "answered through the server, as the offer came"
+    );
+    n.handle_server(later + retry, offer);
+    let out = drain(&mut n);
+    assert_eq!(signals(&out), 0);
+    assert_eq!(n.stats().signal_duplicates, 1);
+    let echoed: Vec<u64> = relayed_out(&out).iter().map(|(_, r)| r.id).collect();
+    assert!(echoed.contains(&answer[0].1.id), "our answer went again");
+}
+
+#[test]
+fn frames_before_the_hello_are_dropped_and_the_hello_is_sent_again() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    inbound_attempt(&mut n, &p, now);
+    n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+    let hellos = |out: &[Output]| {
+        out.iter()
+            .filter(|o| {
+                matches!(o, Output::Transmit { link, bytes }
+                    if *link == p.id() && matches!(Frame::decode(bytes), Ok(Frame::Hello(_))))
+            })
+            .count()
+    };
+    assert_eq!(hellos(&drain(&mut n)), 1);
+    // The peer is up (our hello reached it) but its hello was lost: its next frame is dropped,
+    // and the link stays.
+    n.handle_link_data(now, p.id(), &Frame::Ping(7).encode());
+    let out = drain(&mut n);
+    assert_eq!(disconnect_reason(&out, p.id()), None);
+    assert_eq!(n.link_attempts(), alloc::vec![p.id()]);
+    // Our hello goes again until the peer's arrives; then the link is up.
+    let later = now + n.config().signal_retry;
+    n.handle_timeout(later);
+    assert!(hellos(&drain(&mut n)) >= 1);
+    assert_eq!(n.stats().hellos_resent, 1);
+    n.handle_link_data(later, p.id(), &hello(&p, b"it", b"me"));
+    assert_eq!(n.links(), alloc::vec![p.id()]);
+}
+
+#[test]
+fn lower_id_initiates() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = (1..50)
+        .map(identity)
+        .find(|i| i.id() > n.local_id())
+        .unwrap_or_else(|| identity(1));
+    n.handle_server(now, ServerInput::BootstrapPeers(alloc::vec![p.id()]));
+    n.handle_timeout(now);
+    let out = drain(&mut n);
+    if n.local_id() < p.id() {
+        assert!(out.contains(&Output::Connect {
+            peer: p.id(),
+            initiator: true
+        }));
+    }
+    // An offer from a higher id is not accepted (the lower id offers).
+    let q = (1..50)
+        .map(identity)
+        .find(|i| i.id() > n.local_id() && i.id() != p.id())
+        .unwrap_or_else(|| identity(2));
+    n.handle_server(
+        now,
+        relayed(&q, n.local_id(), &Payload::Signal(b"offer".to_vec())),
+    );
+    let out = drain(&mut n);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Connect { peer, .. } if *peer == q.id()))
+    );
+}
+
+#[test]
+fn a_link_that_does_not_open_times_out() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    inbound_attempt(&mut n, &p, now);
+    let later = now + n.config().link_open_timeout;
+    n.handle_timeout(later);
+    let out = drain(&mut n);
+    assert!(out.contains(&Output::Event(Event::PeerTimedOut { peer: p.id() })));
+    assert_eq!(
+        disconnect_reason(&out, p.id()),
+        Some(DisconnectReason::Timeout)
+    );
+}
+
+#[test]
+fn large_frames_are_chunked_on_the_wire() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    connect(&mut n, &p, now);
+    let data = alloc::vec![7u8; 200 * 1024];
+    n.send(now, p.id(), data).unwrap_or(DirectId(0));
+    let out = drain(&mut n);
+    let parts: Vec<&Vec<u8>> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { link, bytes } if *link == p.id() => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert!(parts.len() >= 4);
+    assert!(parts.iter().all(|b| b.len() <= n.config().max_frame_bytes));
+}

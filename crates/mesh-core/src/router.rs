@@ -1,0 +1,357 @@
+//! The router part: routed envelopes (building, sealing, checking), the next-hop decision, direct
+//! messages awaiting acknowledgement with their retry deadlines, and duplicate suppression. It does no
+//! I/O: the composer ([`Node`](crate::Node)) sends what it decides.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use kademlia_core::{Instant, NodeId};
+use p2pmesh_base::Identity;
+
+use crate::Config;
+use crate::event::Error;
+use crate::frame::{Payload, Routed};
+use crate::link::Links;
+use crate::route;
+
+/// Room a routed envelope and its payload header take around application data.
+pub(crate) const ROUTED_OVERHEAD: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) struct PendingDirect {
+    pub(crate) to: NodeId,
+    pub(crate) data: Vec<u8>,
+    pub(crate) attempts: u32,
+    pub(crate) deadline: Instant,
+}
+
+/// What a due direct message needs (see [`Router::handle_direct_timeout`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DirectStep {
+    /// No acknowledgement after the last attempt: it failed.
+    Failed { id: u64, to: NodeId },
+    /// Send it again, as attempt `attempt` (1-based), through the server when `via_server`.
+    Retry {
+        id: u64,
+        to: NodeId,
+        data: Vec<u8>,
+        attempt: u32,
+        via_server: bool,
+    },
+}
+
+/// Where a routed message goes next (see [`Router::next_hop`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// Over the link to this peer.
+    Link(NodeId),
+    /// Over the link back toward the previous node (backtracking).
+    Back(NodeId),
+    /// Nowhere on the mesh.
+    DeadEnd,
+}
+
+/// The router's own state.
+#[derive(Debug)]
+pub(crate) struct Router {
+    local: NodeId,
+    next_id: u64,
+    pending_direct: BTreeMap<u64, PendingDirect>,
+    seen_direct: BTreeSet<(NodeId, u64)>,
+    seen_order: VecDeque<(NodeId, u64)>,
+}
+
+impl Router {
+    pub(crate) fn new(local: NodeId) -> Self {
+        Self {
+            local,
+            next_id: 1,
+            pending_direct: BTreeMap::new(),
+            seen_direct: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+        }
+    }
+
+    /// A new id for a command or an envelope (one sequence for all of them).
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Checks a direct message of `len` bytes may be sent now.
+    pub(crate) fn check_direct(&self, len: usize, config: &Config) -> Result<(), Error> {
+        let max = config
+            .max_message_bytes
+            .saturating_sub(ROUTED_OVERHEAD + usize::from(config.hop_limit) * 21 * 2);
+        if len > max {
+            return Err(Error::TooLarge { len, max });
+        }
+        if self.pending_direct.len() >= config.max_pending_direct {
+            return Err(Error::TooManyPending);
+        }
+        Ok(())
+    }
+
+    /// Tracks direct message `id` until it is acknowledged; returns its retry deadline.
+    pub(crate) fn start_direct(
+        &mut self,
+        now: Instant,
+        id: u64,
+        to: NodeId,
+        data: Vec<u8>,
+        config: &Config,
+    ) -> Instant {
+        let deadline = now + config.direct_retry_timeout;
+        self.pending_direct.insert(
+            id,
+            PendingDirect {
+                to,
+                data,
+                attempts: 1,
+                deadline,
+            },
+        );
+        deadline
+    }
+
+    /// `from` acknowledged direct message `id`: whether it was pending (and now is not).
+    pub(crate) fn handle_ack(&mut self, id: u64, from: NodeId) -> bool {
+        if self.pending_direct.get(&id).is_some_and(|p| p.to == from) {
+            self.pending_direct.remove(&id);
+            return true;
+        }
+        false
+    }
+
+    /// Every pending direct message, removed (the node leaves).
+    pub(crate) fn take_pending(&mut self) -> BTreeMap<u64, PendingDirect> {
+        core::mem::take(&mut self.pending_direct)
+    }
+
+    /// The retry deadline of direct message `id`, if it is pending.
+    pub(crate) fn direct_deadline(&self, id: u64) -> Option<Instant> {
+        self.pending_direct.get(&id).map(|p| p.deadline)
+    }
+
+    /// Direct message `id`'s retry deadline passed: it fails after `direct_attempts`, else goes again.
+    pub(crate) fn handle_direct_timeout(
+        &mut self,
+        now: Instant,
+        id: u64,
+        config: &Config,
+    ) -> Option<DirectStep> {
+        let p = self.pending_direct.get_mut(&id)?;
+        if p.attempts >= config.direct_attempts {
+            let to = p.to;
+            self.pending_direct.remove(&id);
+            return Some(DirectStep::Failed { id, to });
+        }
+        p.attempts += 1;
+        p.deadline = now + config.direct_retry_timeout;
+        let attempt = p.attempts;
+        Some(DirectStep::Retry {
+            id,
+            to: p.to,
+            data: p.data.clone(),
+            attempt,
+            via_server: attempt >= config.direct_attempts && config.server_fallback,
+        })
+    }
+
+    /// Whether direct message `id` from `src` is new; remembers it (at most `max_seen_direct`).
+    pub(crate) fn first_delivery(&mut self, src: NodeId, id: u64, config: &Config) -> bool {
+        if self.seen_direct.contains(&(src, id)) {
+            return false;
+        }
+        self.seen_direct.insert((src, id));
+        self.seen_order.push_back((src, id));
+        while self.seen_order.len() > config.max_seen_direct {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen_direct.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// A routed envelope from us, signed unless it may go out unsigned (see [`Router::seal`]).
+    pub(crate) fn envelope(
+        &self,
+        identity: &Identity,
+        dst: NodeId,
+        id: u64,
+        lookup: Option<NodeId>,
+        payload: &Payload,
+        config: &Config,
+    ) -> Option<Routed> {
+        let body = postcard::to_allocvec(payload).ok()?;
+        let mut r = Routed {
+            src: self.local,
+            dst,
+            id,
+            lookup,
+            hops_left: config.hop_limit,
+            path: alloc::vec![self.local],
+            route: Vec::new(),
+            key: identity.public_key(),
+            signature: Vec::new(),
+            body,
+        };
+        if !may_go_unsigned(payload) {
+            self.seal(identity, &mut r);
+        }
+        Some(r)
+    }
+
+    /// A reply to `request` that retraces its simple path backwards.
+    pub(crate) fn reply_envelope(
+        &self,
+        identity: &Identity,
+        request: &Routed,
+        id: u64,
+        payload: &Payload,
+        config: &Config,
+    ) -> Option<Routed> {
+        let body = postcard::to_allocvec(payload).ok()?;
+        let mut back = route::simple_path(&request.path);
+        back.reverse();
+        // back[0] is us.
+        let route_rest: Vec<NodeId> = back.into_iter().skip(1).collect();
+        let mut r = Routed {
+            src: self.local,
+            dst: request.src,
+            id,
+            lookup: None,
+            hops_left: config.hop_limit,
+            path: alloc::vec![self.local],
+            route: route_rest,
+            key: identity.public_key(),
+            signature: Vec::new(),
+            body,
+        };
+        if !may_go_unsigned(payload) {
+            self.seal(identity, &mut r);
+        }
+        Some(r)
+    }
+
+    /// Signs our own routed message `r` if it is still unsigned.
+    ///
+    /// A `Data` or `Ack` envelope stays unsigned only while it may leave unsigned: from us, straight
+    /// over the verified link to its destination (whose hello bound the key to both DTLS
+    /// fingerprints, so the link itself authenticates us). The composer seals it for every other
+    /// first hop (another link, the server), so an unsigned envelope is never forwarded; the receiver
+    /// enforces the same rule in [`Router::check_delivered`].
+    pub(crate) fn seal(&self, identity: &Identity, r: &mut Routed) {
+        if r.src == self.local && r.signature.is_empty() {
+            r.signature = identity
+                .sign(&Routed::signed_bytes(
+                    &r.src,
+                    &r.dst,
+                    r.id,
+                    r.lookup.as_ref(),
+                    &r.body,
+                ))
+                .to_vec();
+        }
+    }
+
+    /// Where `r` (carrying us last in its path) goes next. An explicit route first, while it runs
+    /// over our up links; else greedy over the links' neighbor lists (`attempt` > 0 picks another
+    /// first hop for our own messages), else back toward the previous node.
+    pub(crate) fn next_hop(&self, links: &Links, r: &mut Routed, attempt: usize) -> Hop {
+        if r.hops_left == 0 {
+            return Hop::DeadEnd;
+        }
+        while r.route.first() == Some(&self.local) {
+            r.route.remove(0);
+        }
+        let explicit = r.route.first().copied().filter(|p| links.is_up(p));
+        if let Some(p) = explicit {
+            r.route.remove(0);
+            return Hop::Link(p);
+        }
+        r.route.clear();
+        let views: Vec<route::LinkView<'_>> = links
+            .iter()
+            .filter(|(_, l)| l.is_up())
+            .map(|(p, l)| route::LinkView {
+                peer: *p,
+                links: &l.neighbors,
+                second: &l.second,
+                third: &l.third,
+                fourth: &l.fourth,
+            })
+            .collect();
+        if attempt > 0 && r.path.len() == 1 && !views.iter().any(|v| v.peer == r.dst) {
+            let ranked = route::ranked(&self.local, &r.dst, &views, &r.path);
+            return ranked
+                .get(attempt % ranked.len().max(1))
+                .copied()
+                .map_or(Hop::DeadEnd, Hop::Link);
+        }
+        if let Some(p) = route::next_hop(&self.local, &r.dst, &views, &r.path) {
+            return Hop::Link(p);
+        }
+        route::parent(&self.local, &r.path)
+            .filter(|p| views.iter().any(|v| v.peer == *p))
+            .map_or(Hop::DeadEnd, Hop::Back)
+    }
+
+    /// Checks a routed message addressed to us, which came over the verified link to `link` or (when
+    /// `None`) through the server, and decodes its payload. An unsigned envelope is accepted only
+    /// straight from its origin over the verified link to it (the link authenticates the origin): src
+    /// is the link's peer, the path is exactly [src, us] (no forwarding), not through the server, and
+    /// only for a `Data` or `Ack`. Anything else unsigned fails as a bad signature.
+    pub(crate) fn check_delivered(
+        &self,
+        links: &Links,
+        r: &Routed,
+        link: Option<NodeId>,
+    ) -> Result<Payload, Rejected> {
+        let unsigned_ok = r.signature.is_empty()
+            && link.is_some_and(|peer| peer == r.src && links.is_up(&peer))
+            && r.path.as_slice() == [r.src, self.local];
+        if NodeId::from_public_key(&r.key) != r.src || !(unsigned_ok || signed_by_src(r)) {
+            return Err(Rejected::BadSignature);
+        }
+        let payload: Payload = postcard::from_bytes(&r.body).map_err(|_| Rejected::Malformed)?;
+        if r.signature.is_empty() && !may_go_unsigned(&payload) {
+            return Err(Rejected::BadSignature);
+        }
+        Ok(payload)
+    }
+}
+
+/// Why a routed message for us was dropped (see [`Router::check_delivered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    /// Its key or signature does not verify.
+    BadSignature,
+    /// Its payload does not decode.
+    Malformed,
+}
+
+/// Whether `r` carries a valid signature of its origin (whose key hashes to `src`).
+pub(crate) fn signed_by_src(r: &Routed) -> bool {
+    NodeId::from_public_key(&r.key) == r.src
+        && verify(
+            &r.key,
+            &Routed::signed_bytes(&r.src, &r.dst, r.id, r.lookup.as_ref(), &r.body),
+            &r.signature,
+        )
+}
+
+/// Payloads whose envelope may travel unsigned straight over the verified link to its destination
+/// (see [`Router::seal`] and [`Router::check_delivered`]).
+pub(crate) fn may_go_unsigned(payload: &Payload) -> bool {
+    matches!(payload, Payload::Data(_) | Payload::Ack)
+}
+
+/// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`.
+pub(crate) fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(sig) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    p2pmesh_base::verify(public_key, message, &sig)
+}
