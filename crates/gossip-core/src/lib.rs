@@ -28,9 +28,15 @@
 //!
 //! **Untrusted input.** Anything malformed, oversized, unexpected, unsigned, badly signed, too old, from
 //! the future, or over the hop limit is dropped and counted in [`Stats`], never a panic. Panics are
-//! reserved for a caller breaking this contract (an inconsistent [`Config`]).
+//! reserved for a caller breaking this contract (an inconsistent [`Config`], which
+//! [`Config::validate`] reports as a [`ConfigError`] beforehand).
 //!
 //! # How a message travels
+//!
+//! Plumtree, the rooted trees and flooding share everything below (ids, signatures, the seen-cache,
+//! acknowledgements, retries, announcements and GRAFTs) and differ only in a handful of decisions (who
+//! gets a push, what a new link starts as, whether duplicates and GRAFTs reshape the tree): one
+//! dissemination policy, fixed by [`Config::strategy`] and [`Config::rooted_tree`], answers them.
 //!
 //! - **Identity and integrity.** A message's id is SHA-1 of (origin, sequence number, topic, payload);
 //!   the origin signs that content plus its timestamp with ed25519 and sends its public key along.

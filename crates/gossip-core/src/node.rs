@@ -90,7 +90,8 @@ impl<S: Signer> Node<S, Ed25519> {
     ///
     /// # Panics
     /// If `config` is inconsistent (a zero hop limit, retry factor, id list bound, seen bound, announcer
-    /// bound, flush interval or retry delay).
+    /// bound, flush interval or retry delay, or a tree count out of range): [`Config::validate`] tells
+    /// which beforehand, as an error.
     pub fn new(signer: S, config: Config, seed: u64) -> Self {
         Self::with_verifier(signer, Ed25519, config, seed)
     }

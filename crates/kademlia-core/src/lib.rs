@@ -31,8 +31,9 @@
 //! records of `max_value_bytes` each, `max_published` own records, `max_outputs` outputs; outstanding
 //! requests follow from `max_queries`. Bytes from the network are checked ([`wire`]): a malformed,
 //! oversized or unexpected message, or a response from the wrong peer or to no request, is dropped and
-//! counted in [`Stats`], never a panic. Panics are kept for caller errors (an unusable `Config`, a value
-//! larger than `max_value_bytes`), each documented on its method.
+//! counted in [`Stats`], never a panic. Panics are kept for caller errors (an unusable `Config`, which
+//! [`Config::validate`] reports as a [`ConfigError`] beforehand; a value larger than `max_value_bytes`),
+//! each documented on its method.
 //!
 //! Verification: a contact enters the routing table only once it has shown it is reachable: it answered
 //! one of our requests, sent us a request (it reached us), or the driver reported it up. Contacts we only

@@ -173,6 +173,7 @@ impl Node {
     /// If `config` cannot work: `k`, `alpha`, `max_queries` or `max_outputs` zero,
     /// `max_lookup_candidates < k + alpha`, `max_message_bytes` too small for a value of
     /// `max_value_bytes` or for `k` contacts, `republish_interval >= record_ttl`, or a zero timeout.
+    /// [`Config::validate`] tells which beforehand, as an error.
     pub fn new(local_id: NodeId, config: Config, seed: u64) -> Self {
         config.check();
         Self {
