@@ -318,8 +318,9 @@ impl Net {
 }
 
 fn median_and_worst(mut rounds: Vec<u32>) -> (u32, u32) {
-    rounds.sort_unstable();
-    (rounds[rounds.len() / 2], rounds[rounds.len() - 1])
+    let median = netsim::percentile(&mut rounds, 50.0).expect("some lookups");
+    let worst = netsim::percentile(&mut rounds, 100.0).expect("some lookups");
+    (median, worst)
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod net;
 pub mod queue;
 pub mod server;
+pub mod stats;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use engine::{Engine, FRAME_KINDS, NetStats};
 pub use net::{NetConfig, Network, Partition, mix64};
 pub use queue::EventQueue;
 pub use server::Server;
+pub use stats::{Sample, percentile};
 
 /// A microsecond clock for the engine's own tests.
 #[cfg(test)]

@@ -262,15 +262,7 @@ fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-/// Nearest-rank percentile (`p` in 0..=100) of unsorted values; `None` when empty.
-pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    Some(values[rank.clamp(1, values.len()) - 1])
-}
+pub use netsim::percentile;
 
 /// Peak resident set of this process in MiB, from `VmHWM` in `/proc/self/status` (Linux only).
 pub fn peak_rss_mb() -> Option<f64> {
@@ -290,16 +282,6 @@ pub fn cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&mut v, 50.0), Some(50.0));
-        assert_eq!(percentile(&mut v, 99.0), Some(99.0));
-        assert_eq!(percentile(&mut v, 100.0), Some(100.0));
-        assert_eq!(percentile(&mut [3.0], 99.0), Some(3.0));
-        assert_eq!(percentile(&mut [], 50.0), None);
-    }
 
     #[test]
     fn json_has_every_key_with_nulls() {

@@ -15,8 +15,8 @@ use crate::protocol::Protocol;
 use crate::report::{Report, cpu_seconds, peak_rss_mb, percentile};
 use crate::simulation::{SimConfig, Simulation};
 
-/// Which scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which scenario (on the command line, its [`Scenario::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// 100 broadcasts over a settled mesh with loss and crashes.
     Broadcast,
@@ -39,22 +39,10 @@ impl Scenario {
             Scenario::Partition => "partition",
         }
     }
-
-    /// Parse a name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Scenario::Broadcast,
-            Scenario::Lookup,
-            Scenario::Churn,
-            Scenario::Partition,
-        ]
-        .into_iter()
-        .find(|x| x.name() == s)
-    }
 }
 
-/// How broadcasts spread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How broadcasts spread (on the command line, its [`Strategy::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Strategy {
     /// Eager push along a tree, lazy announcements elsewhere.
     Plumtree,
@@ -69,13 +57,6 @@ impl Strategy {
             Strategy::Plumtree => "plumtree",
             Strategy::Flood => "flood",
         }
-    }
-
-    /// Parse a name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Strategy::Plumtree, Strategy::Flood]
-            .into_iter()
-            .find(|x| x.name() == s)
     }
 }
 

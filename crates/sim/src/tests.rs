@@ -370,3 +370,17 @@ fn the_broadcast_scenario_measures_a_flooding_mesh_and_replays() {
         again.deterministic().to_json().to_string()
     );
 }
+
+#[test]
+fn command_line_names_are_the_report_names() {
+    use crate::{Scenario, Strategy};
+    use clap::ValueEnum;
+    for s in Scenario::value_variants() {
+        let value = s.to_possible_value().expect("no variant is skipped");
+        assert_eq!(value.get_name(), s.name());
+    }
+    for s in Strategy::value_variants() {
+        let value = s.to_possible_value().expect("no variant is skipped");
+        assert_eq!(value.get_name(), s.name());
+    }
+}

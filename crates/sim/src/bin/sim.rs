@@ -7,9 +7,9 @@ use sim::{Scenario, ScenarioArgs, Strategy};
 #[derive(Parser, Debug)]
 #[command(name = "sim")]
 struct Cli {
-    /// broadcast | lookup | churn | partition
-    #[arg(long, default_value = "broadcast")]
-    scenario: String,
+    /// The scenario.
+    #[arg(long, value_enum, default_value_t = Scenario::Broadcast)]
+    scenario: Scenario,
     /// Nodes at the start.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
@@ -22,9 +22,9 @@ struct Cli {
     /// Fraction of nodes that crash (default: the scenario's).
     #[arg(long)]
     crash: Option<f64>,
-    /// plumtree | flood
-    #[arg(long, default_value = "plumtree")]
-    strategy: String,
+    /// How broadcasts spread.
+    #[arg(long, value_enum, default_value_t = Strategy::Plumtree)]
+    strategy: Strategy,
     /// Also print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -35,24 +35,13 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Some(scenario) = Scenario::parse(&cli.scenario) else {
-        eprintln!(
-            "sim: unknown scenario {:?} (broadcast, lookup, churn, partition)",
-            cli.scenario
-        );
-        return std::process::ExitCode::FAILURE;
-    };
-    let Some(strategy) = Strategy::parse(&cli.strategy) else {
-        eprintln!("sim: unknown strategy {:?} (plumtree, flood)", cli.strategy);
-        return std::process::ExitCode::FAILURE;
-    };
     let args = ScenarioArgs {
-        scenario,
+        scenario: cli.scenario,
         nodes: cli.nodes,
         seed: cli.seed,
         loss: cli.loss,
         crash: cli.crash,
-        strategy,
+        strategy: cli.strategy,
         progress: cli.progress,
     };
     // A panic inside a node or the simulator still names the seed that replays it.
