@@ -83,7 +83,7 @@ fn measure(net: &mut Net, label: &str, count: usize) {
 }
 
 fn totals(net: &Net) {
-    let s: Vec<_> = net.nodes.iter().map(|x| x.stats()).collect();
+    let s: Vec<_> = net.nodes.iter().map(|x| x.stats().clone()).collect();
     let sum = |f: &dyn Fn(&mesh_core::Stats) -> u64| s.iter().map(f).sum::<u64>();
     println!(
         "server_fallbacks {} backtracked {} forwarded {} evictions {} rejections {} link_failures {} links_up {} probes_answered {} no_route {}",

@@ -225,6 +225,7 @@ impl Net {
                     self.events.push((i, e));
                     self.event_times.push(self.now);
                 }
+                other => panic!("the harness does not know this output: {other:?}"),
             }
         }
         self.timers[i] = self.nodes[i].poll_timeout();
@@ -270,7 +271,7 @@ impl Net {
             match ev {
                 Ev::Data { to, from, bytes } => {
                     if !self.dead.contains(&to) {
-                        self.nodes[to].handle_link_data(now, from, &bytes);
+                        self.nodes[to].handle_message(now, from, &bytes);
                         self.drain(to);
                     }
                 }
