@@ -172,66 +172,97 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Panics with a clear message if the configuration cannot work (a caller error, never input).
-    pub(crate) fn check(&self) {
-        assert!(self.max_peers >= 1, "Config::max_peers must be at least 1");
-        assert!(
-            self.random_links <= self.max_peers,
-            "Config::random_links must not exceed max_peers"
-        );
-        assert!(
-            self.close_spacing >= 1,
-            "Config::close_spacing must be at least 1"
-        );
-        assert!(
-            self.peer_book_bucket >= 1,
-            "Config::peer_book_bucket must be at least 1"
-        );
-        assert!(
-            self.max_frame_bytes >= 1024,
-            "Config::max_frame_bytes must be at least 1024"
-        );
-        assert!(
-            self.max_message_bytes >= self.max_frame_bytes,
-            "Config::max_message_bytes must be at least max_frame_bytes"
-        );
-        assert!(
-            self.max_reassembly_bytes >= self.max_message_bytes,
-            "Config::max_reassembly_bytes must hold one message of max_message_bytes"
-        );
-        assert!(
-            self.max_message_bytes / (self.max_frame_bytes - crate::frame::CHUNK_OVERHEAD)
-                < usize::from(u16::MAX),
-            "Config::max_message_bytes needs more than 65535 chunks"
-        );
-        assert!(self.hop_limit >= 1, "Config::hop_limit must be at least 1");
-        assert!(
-            self.lookup_parallelism >= 1,
-            "Config::lookup_parallelism must be at least 1"
-        );
-        assert!(
-            self.lookup_max_rounds >= 1,
-            "Config::lookup_max_rounds must be at least 1"
-        );
-        assert!(
-            self.direct_attempts >= 1,
-            "Config::direct_attempts must be at least 1"
-        );
-        assert!(
-            self.max_outputs >= 1,
-            "Config::max_outputs must be at least 1"
-        );
-        assert!(
-            !self.maintenance_interval.is_zero()
-                && !self.full_maintenance_interval.is_zero()
-                && !self.neighbors_refresh_interval.is_zero()
-                && !self.keepalive_interval.is_zero()
-                && !self.link_open_timeout.is_zero()
-                && !self.reconnect_backoff.is_zero()
-                && !self.signal_retry.is_zero(),
-            "Config intervals must not be zero"
-        );
+    /// Checks the invariants the node relies on. [`Node::new`](crate::Node::new) calls it and panics
+    /// on an error (a configuration is the caller's contract); a builder should call it first and
+    /// report the error.
+    ///
+    /// # Errors
+    /// The first broken invariant, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            ("max_peers", self.max_peers),
+            ("close_spacing", self.close_spacing),
+            ("peer_book_bucket", self.peer_book_bucket),
+            ("hop_limit", usize::from(self.hop_limit)),
+            ("lookup_parallelism", self.lookup_parallelism),
+            ("lookup_max_rounds", self.lookup_max_rounds as usize),
+            ("lookup_k", self.lookup_k),
+            ("direct_attempts", self.direct_attempts as usize),
+            ("max_outputs", self.max_outputs),
+        ];
+        if let Some((field, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(field));
+        }
+        let intervals = [
+            ("maintenance_interval", self.maintenance_interval),
+            ("full_maintenance_interval", self.full_maintenance_interval),
+            (
+                "neighbors_refresh_interval",
+                self.neighbors_refresh_interval,
+            ),
+            ("keepalive_interval", self.keepalive_interval),
+            ("link_idle_timeout", self.link_idle_timeout),
+            ("link_open_timeout", self.link_open_timeout),
+            ("reconnect_backoff", self.reconnect_backoff),
+            ("signal_retry", self.signal_retry),
+            ("direct_retry_timeout", self.direct_retry_timeout),
+            ("lookup_round_timeout", self.lookup_round_timeout),
+        ];
+        if let Some((field, _)) = intervals.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Zero(field));
+        }
+        if self.random_links > self.max_peers {
+            return Err(ConfigError::RandomLinksAboveMaxPeers);
+        }
+        if self.reconnect_backoff_max < self.reconnect_backoff {
+            return Err(ConfigError::BackoffMaxBelowBackoff);
+        }
+        if self.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(ConfigError::FrameTooSmall);
+        }
+        if self.max_message_bytes < self.max_frame_bytes {
+            return Err(ConfigError::MessageBelowFrame);
+        }
+        if self.max_reassembly_bytes < self.max_message_bytes {
+            return Err(ConfigError::ReassemblyBelowMessage);
+        }
+        if self.max_message_bytes / (self.max_frame_bytes - crate::frame::CHUNK_OVERHEAD)
+            >= usize::from(u16::MAX)
+        {
+            return Err(ConfigError::TooManyChunks);
+        }
+        Ok(())
     }
+}
+
+/// The smallest `max_frame_bytes` (a data-channel message must hold a hello and a chunk header).
+const MIN_FRAME_BYTES: usize = 1024;
+
+/// Why a [`Config`] cannot work (see [`Config::validate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count that must be at least 1, or an interval that must not be zero, is zero.
+    #[error("Config::{0} must not be zero")]
+    Zero(&'static str),
+    /// `random_links` exceeds `max_peers`.
+    #[error("Config::random_links must not exceed max_peers")]
+    RandomLinksAboveMaxPeers,
+    /// `reconnect_backoff_max` is below `reconnect_backoff`.
+    #[error("Config::reconnect_backoff_max must be at least reconnect_backoff")]
+    BackoffMaxBelowBackoff,
+    /// `max_frame_bytes` is below 1024.
+    #[error("Config::max_frame_bytes must be at least 1024")]
+    FrameTooSmall,
+    /// `max_message_bytes` is below `max_frame_bytes`.
+    #[error("Config::max_message_bytes must be at least max_frame_bytes")]
+    MessageBelowFrame,
+    /// `max_reassembly_bytes` cannot hold one message of `max_message_bytes`.
+    #[error("Config::max_reassembly_bytes must hold one message of max_message_bytes")]
+    ReassemblyBelowMessage,
+    /// A message of `max_message_bytes` would need more than 65535 chunks.
+    #[error("Config::max_message_bytes needs more than 65535 chunks")]
+    TooManyChunks,
 }
 
 #[cfg(test)]
@@ -240,16 +271,69 @@ mod tests {
 
     #[test]
     fn default_is_consistent() {
-        Config::default().check();
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn broken_invariants_are_named() {
+        let cases = [
+            (
+                Config {
+                    random_links: 6,
+                    ..Config::default()
+                },
+                ConfigError::RandomLinksAboveMaxPeers,
+            ),
+            (
+                Config {
+                    max_peers: 0,
+                    random_links: 0,
+                    ..Config::default()
+                },
+                ConfigError::Zero("max_peers"),
+            ),
+            (
+                Config {
+                    lookup_k: 0,
+                    ..Config::default()
+                },
+                ConfigError::Zero("lookup_k"),
+            ),
+            (
+                Config {
+                    keepalive_interval: Duration::ZERO,
+                    ..Config::default()
+                },
+                ConfigError::Zero("keepalive_interval"),
+            ),
+            (
+                Config {
+                    max_message_bytes: 1000,
+                    max_frame_bytes: 2000,
+                    ..Config::default()
+                },
+                ConfigError::MessageBelowFrame,
+            ),
+            (
+                Config {
+                    reconnect_backoff_max: Duration::from_millis(1),
+                    ..Config::default()
+                },
+                ConfigError::BackoffMaxBelowBackoff,
+            ),
+        ];
+        for (config, error) in cases {
+            assert_eq!(config.validate(), Err(error));
+        }
     }
 
     #[test]
     #[should_panic(expected = "random_links")]
-    fn random_links_beyond_max_peers_is_refused() {
-        Config {
+    fn a_node_refuses_a_broken_config() {
+        let config = Config {
             random_links: 6,
             ..Config::default()
-        }
-        .check();
+        };
+        let _ = crate::Node::new([1; 32], config, 1);
     }
 }

@@ -70,6 +70,7 @@ pub enum DisconnectReason {
 
 /// Why a hello failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum HelloError {
     /// The public key does not hash to the peer id the link was opened for.
     WrongKey,
@@ -92,6 +93,7 @@ pub enum DirectFailure {
 
 /// Something the driver must do, returned by [`Node::poll_output`](crate::Node::poll_output).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
     /// Send `bytes` as one message on the data channel of the link to `link`.
     Transmit {
@@ -130,6 +132,7 @@ pub enum Output {
 
 /// What a node reports to its application.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A link's hello verified: the link is up.
     PeerConnected {
@@ -219,6 +222,7 @@ pub enum Event {
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The data is larger than the node may send.
     #[error("message of {len} bytes exceeds the limit of {max}")]

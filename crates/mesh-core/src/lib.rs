@@ -38,10 +38,12 @@
 //!
 //! 1. Create with [`Node::new`]`(secret_key, config, seed)`: the ed25519 secret key is the identity (the
 //!    id is SHA-1 of the public key); all randomness comes from a ChaCha8 generator seeded by `seed`, so
-//!    the same seed and the same inputs give the same outputs.
+//!    the same seed and the same inputs give the same outputs. A configuration is the caller's
+//!    contract: [`Config::validate`] names what is wrong with one ([`ConfigError`]), and `Node::new`
+//!    panics on a configuration it refuses.
 //! 2. Feed inputs, each with `now` ([`Instant`], microseconds since the Unix epoch, never going back):
 //!    [`Node::handle_server`] for the signaling server's messages, [`Node::handle_link_open`] /
-//!    [`Node::handle_link_data`] / [`Node::handle_link_closed`] for the data channels,
+//!    [`Node::handle_message`] / [`Node::handle_link_closed`] for the data channels,
 //!    [`Node::send_signal`] for the local WebRTC engine's offers, answers and candidates,
 //!    [`Node::handle_timeout`], and the commands ([`Node::join`], [`Node::broadcast`], [`Node::send`],
 //!    [`Node::find_node`], ...).
@@ -51,6 +53,21 @@
 //!    offer from [`Event::Signal`] to its engine and passes its answer back the same way), `Signal`
 //!    through the signaling server (the receiver's driver hands it in as [`ServerInput::Relayed`]).
 //! 4. Then read [`Node::poll_timeout`] and call [`Node::handle_timeout`] when it passes.
+//!
+//! [`Node::stats`] is kept up to date as things happen (its counters include both cores'). Commands
+//! return the id their result carries ([`DirectId`], [`QueryId`], kademlia-core's and gossip-core's
+//! ids); a refused command is an [`Error`], never a panic. [`Output`], [`Event`] and the error enums
+//! are `#[non_exhaustive]`: a driver keeps a catch-all arm.
+//!
+//! # Inside
+//!
+//! [`Node`] is a thin composer. Its parts each own their state, their `handle_*` and their next
+//! deadline: the link (hello, fingerprints, signaling resends, keepalive), the topology (peer book,
+//! admission, eviction, dial plans as pure decisions), the router (envelopes, sealing, forwarding,
+//! pending direct messages, duplicate suppression), the probe lookup (a state machine like
+//! kademlia-core's query), and one timer table keyed by an enum, from which [`Node::poll_timeout`]
+//! reads the earliest deadline. The composer forwards each input to its part and maps every output of
+//! the parts and of both cores explicitly.
 //!
 //! Network input is untrusted: a malformed, oversized or unexpected frame is dropped and counted in
 //! [`Stats`], never a panic. Every buffer, queue and map is bounded by a [`Config`] field. The crate has no
@@ -114,7 +131,7 @@
 //!     }
 //!     for (to, (from, bytes, relayed)) in inputs {
 //!         if let Some(bytes) = bytes {
-//!             nodes[to].handle_link_data(now, from, &bytes);
+//!             nodes[to].handle_message(now, from, &bytes);
 //!         }
 //!         if let Some(payload) = relayed {
 //!             nodes[to].handle_server(now, ServerInput::Relayed { from, payload });
@@ -149,7 +166,7 @@ mod test_support;
 mod timer;
 mod topology;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use event::{
     DirectFailure, DirectId, DisconnectReason, Error, Event, HelloError, MessageRef, Output,
     QueryId, ServerInput, Stats,

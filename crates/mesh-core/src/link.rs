@@ -377,3 +377,94 @@ impl Links {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{bare_routed, id};
+
+    #[test]
+    fn an_up_link_pings_when_quiet_and_goes_idle_when_silent() {
+        let config = Config::default();
+        let start = Instant::from_millis(1_000);
+        let mut link = Link::new(LinkState::Up, start);
+        let ping_at = start + config.keepalive_interval;
+        assert_eq!(
+            link.deadline(&config),
+            ping_at.min(start + config.link_idle_timeout)
+        );
+        let early = link.handle_timeout(ping_at - Duration::from_millis(1), &config);
+        assert!(!early.ping && !early.idle);
+        assert!(link.handle_timeout(ping_at, &config).ping);
+        let silent = link.handle_timeout(start + config.link_idle_timeout, &config);
+        assert!(silent.idle && !silent.ping);
+    }
+
+    #[test]
+    fn requested_signaling_is_resent_with_a_growing_delay_then_the_attempt_times_out() {
+        let config = Config {
+            link_open_timeout: Duration::from_secs(120),
+            ..Config::default()
+        };
+        let start = Instant::from_millis(1_000);
+        let mut link = Link::new(LinkState::Requested, start);
+        link.keep_sent(start, bare_routed(id(1), id(2)), config.signal_retry);
+        let mut at = link.deadline(&config);
+        assert_eq!(at, start + config.signal_retry);
+        let mut attempts = Vec::new();
+        while at < start + config.link_open_timeout {
+            let t = link.handle_timeout(at, &config);
+            attempts.extend(t.resend);
+            at = link.deadline(&config);
+        }
+        assert_eq!(attempts, [1, 2, 3]);
+        assert!(link.handle_timeout(at, &config).open_timed_out);
+    }
+
+    #[test]
+    fn duplicate_signaling_is_echoed_at_most_once_per_half_retry() {
+        let half = Duration::from_millis(500);
+        let now = Instant::from_millis(1_000);
+        let mut link = Link::new(LinkState::Connecting, now);
+        link.keep_sent(now, bare_routed(id(1), id(2)), half * 2);
+        assert_eq!(link.hear(now, 7, false, half), Heard::New);
+        assert_eq!(
+            link.hear(now, 7, true, half),
+            Heard::Duplicate { echo: true }
+        );
+        assert!(link.via_server);
+        assert_eq!(
+            link.hear(now, 7, true, half),
+            Heard::Duplicate { echo: false }
+        );
+        assert_eq!(
+            link.hear(now + half, 7, true, half),
+            Heard::Duplicate { echo: true }
+        );
+    }
+
+    #[test]
+    fn every_mutable_access_marks_the_link_for_the_timer_table() {
+        let config = Config::default();
+        let now = Instant::from_millis(1);
+        let mut links = Links::default();
+        links.insert(id(1), Link::new(LinkState::Up, now));
+        links.insert(id(2), Link::new(LinkState::Requested, now));
+        assert_eq!(links.take_dirty(&config).len(), 2);
+        assert!(links.take_dirty(&config).is_empty());
+        let _ = links.get(&id(1));
+        assert!(links.take_dirty(&config).is_empty());
+        if let Some(l) = links.get_mut(&id(1)) {
+            l.last_tx = now + Duration::from_secs(1);
+        }
+        links.remove(&id(2));
+        let dirty = links.take_dirty(&config);
+        assert_eq!(
+            dirty,
+            [
+                (id(1), links.get(&id(1)).map(|l| l.deadline(&config))),
+                (id(2), None)
+            ]
+        );
+    }
+}

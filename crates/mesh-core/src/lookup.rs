@@ -233,3 +233,106 @@ impl Lookups {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::id;
+
+    fn start(config: &Config) -> (Lookups, Vec<Probe>, u64) {
+        let mut lookups = Lookups::default();
+        let mut next = 100;
+        lookups.start(Instant::from_millis(1), 1, id(9));
+        let probes = lookups.next_round(
+            Instant::from_millis(1),
+            1,
+            id(1),
+            true,
+            || {
+                next += 1;
+                next
+            },
+            config,
+        );
+        (lookups, probes, next)
+    }
+
+    #[test]
+    fn the_first_round_probes_the_target_through_different_first_links() {
+        let config = Config::default();
+        let (lookups, probes, _) = start(&config);
+        assert_eq!(probes.len(), config.lookup_parallelism);
+        assert!(probes.iter().all(|p| p.dst == id(9) && !p.via_server));
+        let attempts: Vec<usize> = probes.iter().map(|p| p.attempt).collect();
+        assert_eq!(attempts, (0..config.lookup_parallelism).collect::<Vec<_>>());
+        assert_eq!(
+            lookups.deadline(1),
+            Some(Instant::from_millis(1) + config.lookup_round_timeout)
+        );
+    }
+
+    #[test]
+    fn an_answer_naming_the_target_finishes_the_lookup() {
+        let config = Config::default();
+        let (mut lookups, probes, _) = start(&config);
+        let (id_, known, step) = lookups
+            .handle_nodes(
+                probes[0].probe,
+                id(7),
+                alloc::vec![id(9), id(8)],
+                4,
+                &config,
+            )
+            .expect("a probe of this lookup");
+        assert_eq!(id_, 1);
+        assert!(known.contains(&id(9)));
+        match step {
+            Step::Finished(f) => {
+                assert_eq!(f.peers[0], id(9));
+                assert_eq!(f.rounds, 1);
+                assert_eq!(f.hops, 4);
+            }
+            other => panic!("expected the end, got {other:?}"),
+        }
+        assert_eq!(lookups.len(), 0);
+        // A late answer to another probe of the finished lookup is ignored.
+        assert!(
+            lookups
+                .handle_nodes(probes[1].probe, id(7), Vec::new(), 1, &config)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_lookup_without_answers_ends_after_its_last_round() {
+        let config = Config::default();
+        let (mut lookups, _, mut next) = start(&config);
+        let mut rounds = 1;
+        loop {
+            match lookups.handle_timeout(1, &config) {
+                Step::NextRound => {
+                    let probes = lookups.next_round(
+                        Instant::from_millis(2),
+                        1,
+                        id(1),
+                        true,
+                        || {
+                            next += 1;
+                            next
+                        },
+                        &config,
+                    );
+                    assert!(!probes.is_empty());
+                    rounds += 1;
+                }
+                Step::Finished(f) => {
+                    assert_eq!(f.rounds, config.lookup_max_rounds);
+                    assert!(f.peers.is_empty());
+                    break;
+                }
+                Step::Wait => panic!("a timed-out lookup never waits"),
+            }
+        }
+        assert_eq!(rounds, config.lookup_max_rounds);
+    }
+}

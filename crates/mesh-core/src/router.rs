@@ -355,3 +355,88 @@ pub(crate) fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) ->
     };
     p2pmesh_base::verify(public_key, message, &sig)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{id, identity};
+
+    #[test]
+    fn a_direct_message_is_retried_then_fails_and_its_deadline_follows() {
+        let config = Config::default();
+        let mut router = Router::new(id(1));
+        let now = Instant::from_millis(1_000);
+        let msg = router.fresh_id();
+        let deadline = router.start_direct(now, msg, id(2), b"x".to_vec(), &config);
+        assert_eq!(router.direct_deadline(msg), Some(deadline));
+        let mut at = deadline;
+        for attempt in 2..=config.direct_attempts {
+            match router.handle_direct_timeout(at, msg, &config) {
+                Some(DirectStep::Retry { attempt: a, .. }) => assert_eq!(a, attempt),
+                other => panic!("expected a retry, got {other:?}"),
+            }
+            at = router.direct_deadline(msg).unwrap_or(at);
+        }
+        assert_eq!(
+            router.handle_direct_timeout(at, msg, &config),
+            Some(DirectStep::Failed { id: msg, to: id(2) })
+        );
+        assert_eq!(router.direct_deadline(msg), None);
+    }
+
+    #[test]
+    fn only_the_addressee_acknowledges() {
+        let config = Config::default();
+        let mut router = Router::new(id(1));
+        let now = Instant::from_millis(1);
+        router.start_direct(now, 5, id(2), Vec::new(), &config);
+        assert!(!router.handle_ack(5, id(3)));
+        assert!(router.handle_ack(5, id(2)));
+        assert!(!router.handle_ack(5, id(2)));
+    }
+
+    #[test]
+    fn duplicates_are_suppressed_within_the_bound() {
+        let config = Config {
+            max_seen_direct: 2,
+            ..Config::default()
+        };
+        let mut router = Router::new(id(1));
+        assert!(router.first_delivery(id(2), 1, &config));
+        assert!(!router.first_delivery(id(2), 1, &config));
+        assert!(router.first_delivery(id(2), 2, &config));
+        assert!(router.first_delivery(id(3), 1, &config));
+        // The oldest was forgotten.
+        assert!(router.first_delivery(id(2), 1, &config));
+    }
+
+    #[test]
+    fn oversized_direct_messages_are_refused() {
+        let config = Config::default();
+        let router = Router::new(id(1));
+        let len = config.max_message_bytes;
+        assert!(matches!(
+            router.check_direct(len, &config),
+            Err(Error::TooLarge { .. })
+        ));
+        assert_eq!(router.check_direct(10, &config), Ok(()));
+    }
+
+    #[test]
+    fn sealed_envelopes_verify_and_data_stays_unsigned_until_sealed() {
+        let config = Config::default();
+        let me = identity(1);
+        let router = Router::new(me.id());
+        let data = router
+            .envelope(&me, id(9), 3, None, &Payload::Data(b"hi".to_vec()), &config)
+            .expect("encodes");
+        assert!(data.signature.is_empty());
+        let mut sealed = data.clone();
+        router.seal(&me, &mut sealed);
+        assert!(signed_by_src(&sealed));
+        let request = router
+            .envelope(&me, id(9), 4, None, &Payload::LinkRequest, &config)
+            .expect("encodes");
+        assert!(signed_by_src(&request));
+    }
+}

@@ -81,7 +81,7 @@ pub(crate) fn connect(n: &mut Node, peer: &Identity, now: Instant) -> Vec<Output
         return out;
     }
     n.handle_link_open(now, peer.id(), b"me".to_vec(), b"it".to_vec());
-    n.handle_link_data(now, peer.id(), &hello(peer, b"it", b"me"));
+    n.handle_message(now, peer.id(), &hello(peer, b"it", b"me"));
     out.extend(drain(n));
     out
 }
@@ -152,4 +152,25 @@ pub(crate) fn relayed_out(out: &[Output]) -> Vec<(NodeId, Routed)> {
             _ => None,
         })
         .collect()
+}
+
+/// A node id whose 20 bytes are all `n`.
+pub(crate) fn id(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 20])
+}
+
+/// An unsigned routed envelope from `src` to `dst` with an empty body.
+pub(crate) fn bare_routed(src: NodeId, dst: NodeId) -> Routed {
+    Routed {
+        src,
+        dst,
+        id: 1,
+        lookup: None,
+        hops_left: 8,
+        path: alloc::vec![src],
+        route: Vec::new(),
+        key: [0; 32],
+        signature: Vec::new(),
+        body: Vec::new(),
+    }
 }

@@ -383,3 +383,72 @@ pub(crate) fn backoff_delay(failures: u32, rng: &mut ChaCha8Rng, config: &Config
     let jittered = exp / 2 + rng.random_range(0..=exp);
     Duration::from_micros(jittered)
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng as _;
+
+    use super::*;
+    use crate::test_support::id;
+
+    #[test]
+    fn admission_needs_a_join_and_takes_anyone_while_a_slot_is_free() {
+        let config = Config::default();
+        let topology = Topology::new(id(1), &config);
+        let links = Links::default();
+        assert!(!topology.admits(&links, false, &id(2), &config));
+        assert!(topology.admits(&links, true, &id(2), &config));
+    }
+
+    #[test]
+    fn the_dial_plan_fills_free_slots_from_the_peer_book() {
+        let config = Config::default();
+        let mut topology = Topology::new(id(0x10), &config);
+        let now = Instant::from_millis(1_000);
+        for n in [0x11, 0x20, 0x40, 0x80, 0x90, 0xa0, 0xc0] {
+            topology.learn(now, id(n));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let links = Links::default();
+        assert!(
+            topology
+                .plan_dials(now, &links, false, &mut rng, &config)
+                .is_empty()
+        );
+        let plan = topology.plan_dials(now, &links, true, &mut rng, &config);
+        // One slot is left to incoming links for `link_fill_delay`.
+        assert_eq!(plan.len(), config.max_peers - 1);
+        assert!(plan.contains(&id(0x11)), "the closest peer fills class 0");
+        let mut unique = plan.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), plan.len());
+    }
+
+    #[test]
+    fn failures_back_off_and_an_idle_link_forgets_its_peer() {
+        let config = Config::default();
+        let mut topology = Topology::new(id(1), &config);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let now = Instant::from_millis(1_000);
+        topology.learn(now, id(2));
+        let failed = topology.handle_link_closed(
+            now,
+            id(2),
+            DisconnectReason::Idle,
+            true,
+            &mut rng,
+            &config,
+        );
+        assert!(
+            !failed,
+            "an up link that fell silent is not a failed attempt"
+        );
+        assert!(topology.next_dial > now);
+        assert!(!topology.backoff.allows(&id(2), now));
+        assert_eq!(topology.book.len(), 0);
+        topology.handle_link_up(now, id(3));
+        assert_eq!(topology.failures, 0);
+        assert_eq!(topology.next_dial, now);
+    }
+}

@@ -295,7 +295,7 @@ where
             }
             Command::Stats(reply) => {
                 let mut stats = self.stats.clone();
-                stats.node = self.node.stats();
+                stats.node = self.node.stats().clone();
                 stats.links = self.links.len();
                 let _ = reply.send(stats);
             }
@@ -428,7 +428,7 @@ where
                 local_fingerprint.into_bytes(),
                 remote_fingerprint.into_bytes(),
             ),
-            LinkEvent::Message(bytes) => self.node.handle_link_data(now, peer, &bytes),
+            LinkEvent::Message(bytes) => self.node.handle_message(now, peer, &bytes),
             LinkEvent::Closed(reason) => {
                 debug!(%peer, %reason, "link closed");
                 self.links.remove(&peer);
@@ -480,6 +480,7 @@ where
                     }
                 }
                 Output::Event(event) => self.handle_node_event(event),
+                other => debug!(?other, "node output not handled by this driver"),
             }
         }
     }
@@ -567,6 +568,7 @@ where
                 self.emit(Event::DirectFailed { id, to, reason });
             }
             NodeEvent::Dht(event) => debug!(?event, "dht query finished"),
+            other => debug!(?other, "node event not handled by this driver"),
         }
     }
 

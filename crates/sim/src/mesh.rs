@@ -83,8 +83,8 @@ impl Protocol for Node {
     ) {
         Node::handle_link_open(self, now, peer, local_fingerprint, remote_fingerprint);
     }
-    fn handle_link_data(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
-        Node::handle_link_data(self, now, peer, bytes);
+    fn handle_message(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
+        Node::handle_message(self, now, peer, bytes);
     }
     fn handle_link_closed(&mut self, now: Instant, peer: NodeId) {
         Node::handle_link_closed(self, now, peer);
@@ -143,6 +143,8 @@ impl Protocol for Node {
                 E::PeerConnected { peer } => Event::PeerConnected { peer },
                 _ => Event::Other,
             }),
+            // An output this simulator does not model.
+            _ => Output::Event(Event::Other),
         })
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -190,7 +192,7 @@ impl Protocol for Node {
         ]
     }
     fn payload_transmissions(&self) -> u64 {
-        let g = Node::stats(self).gossip;
+        let g = &Node::stats(self).gossip;
         g.payload_sends + g.payload_retries + g.payload_graft_responses + g.payload_reroutes
     }
 }

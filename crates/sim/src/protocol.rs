@@ -120,7 +120,7 @@ pub trait Protocol: Sized {
         remote_fingerprint: Vec<u8>,
     );
     /// A frame arrived on a link.
-    fn handle_link_data(&mut self, now: Instant, peer: NodeId, bytes: &[u8]);
+    fn handle_message(&mut self, now: Instant, peer: NodeId, bytes: &[u8]);
     /// A link closed or failed.
     fn handle_link_closed(&mut self, now: Instant, peer: NodeId);
     /// The local WebRTC engine produced signaling data for `to`.

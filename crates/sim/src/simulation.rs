@@ -68,7 +68,7 @@ impl<P: Protocol> Core for Driven<P> {
         *id.as_bytes()
     }
     fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
-        self.0.handle_link_data(now, from, bytes);
+        self.0.handle_message(now, from, bytes);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.0.handle_timeout(now);

@@ -97,7 +97,7 @@ impl Protocol for Flood {
         self.links.insert(peer);
         self.opened_with.push((peer, local, remote));
     }
-    fn handle_link_data(&mut self, _now: Instant, peer: NodeId, bytes: &[u8]) {
+    fn handle_message(&mut self, _now: Instant, peer: NodeId, bytes: &[u8]) {
         if self.seen.insert(bytes[1..].to_vec()) {
             let hops = u32::from(bytes[0]) + 1;
             self.out.push_back(Output::Event(Event::Message {

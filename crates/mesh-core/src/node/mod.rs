@@ -58,7 +58,8 @@ impl Node {
     /// randomness drawn from a ChaCha8 generator seeded with `seed`.
     ///
     /// # Panics
-    /// If `config` is inconsistent (see the fields of [`Config`]), or the composed cores refuse theirs.
+    /// If [`Config::validate`] refuses `config` (a configuration is the caller's contract: check it
+    /// first to report the error instead), or the composed cores refuse theirs.
     pub fn new(secret_key: [u8; 32], config: Config, seed: u64) -> Node {
         Node::with_signature_check(secret_key, config, seed, SignatureCheck::default())
     }
@@ -74,7 +75,9 @@ impl Node {
         seed: u64,
         check: SignatureCheck,
     ) -> Node {
-        config.check();
+        if let Err(e) = config.validate() {
+            panic!("invalid mesh_core::Config: {e}");
+        }
         let identity = Identity::from_secret_bytes(&secret_key);
         let local = identity.id();
         let kad =
@@ -154,12 +157,9 @@ impl Node {
         &self.gossip
     }
 
-    /// The counters, with those of both cores.
-    pub fn stats(&self) -> Stats {
-        let mut s = self.stats.clone();
-        s.kad = *self.kad.stats();
-        s.gossip = self.gossip.stats().clone();
-        s
+    /// The counters, with those of both cores (kept up to date after every input).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     // ------------------------------------------------------------------ commands
@@ -286,17 +286,25 @@ impl Node {
 
     /// Stores `value` under `key` in the DHT (and republishes it); ends with [`Event::Dht`].
     ///
-    /// # Panics
-    /// If `value` is larger than the Kademlia config's `max_value_bytes` (as kademlia-core).
+    /// # Errors
+    /// [`Error::TooLarge`] if `value` is larger than the Kademlia config's `max_value_bytes` (no node
+    /// would accept it).
     pub fn put_value(
         &mut self,
         now: Instant,
         key: NodeId,
         value: Vec<u8>,
-    ) -> kademlia_core::QueryId {
+    ) -> Result<kademlia_core::QueryId, Error> {
+        let max = self.config.kademlia.max_value_bytes;
+        if value.len() > max {
+            return Err(Error::TooLarge {
+                len: value.len(),
+                max,
+            });
+        }
         let id = self.kad.put_value(now, key, value);
         self.flush(now);
-        id
+        Ok(id)
     }
 
     // ------------------------------------------------------------------ inputs
@@ -354,7 +362,7 @@ impl Node {
     }
 
     /// Bytes arrived on the link to `peer` (one data-channel message).
-    pub fn handle_link_data(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
+    pub fn handle_message(&mut self, now: Instant, peer: NodeId, bytes: &[u8]) {
         self.on_link_data(now, peer, bytes);
         self.flush(now);
     }
@@ -425,10 +433,13 @@ impl Node {
 
     // ------------------------------------------------------------------ output
 
-    /// Ends an input: the cores' outputs are carried out and the timer table brought up to date.
+    /// Ends an input: the cores' outputs are carried out, the timer table brought up to date and
+    /// the cores' counters copied into ours.
     fn flush(&mut self, now: Instant) {
         self.pump(now);
         self.sync_timers();
+        self.stats.kad = *self.kad.stats();
+        self.stats.gossip.clone_from(self.gossip.stats());
     }
 
     /// Moves the deadlines that changed since the last input into the timer table.

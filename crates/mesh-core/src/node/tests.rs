@@ -49,7 +49,7 @@ fn bad_hellos_close_the_link_with_a_reason() {
         inbound_attempt(&mut n, &p, now);
         n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
         drain(&mut n);
-        n.handle_link_data(now, p.id(), &bytes);
+        n.handle_message(now, p.id(), &bytes);
         let out = drain(&mut n);
         assert_eq!(
             disconnect_reason(&out, p.id()),
@@ -68,7 +68,7 @@ fn garbage_on_links_and_from_the_server_is_counted_not_fatal() {
     let p = identity(1);
     connect(&mut n, &p, now);
     for bytes in [&[][..], &[1], &[1, 99], &[1, 3, 0xff, 0xff], &[7, 7, 7]] {
-        n.handle_link_data(now, p.id(), bytes);
+        n.handle_message(now, p.id(), bytes);
         n.handle_server(
             now,
             ServerInput::Relayed {
@@ -77,7 +77,7 @@ fn garbage_on_links_and_from_the_server_is_counted_not_fatal() {
             },
         );
     }
-    n.handle_link_data(now, identity(3).id(), &[1, 7, 0]);
+    n.handle_message(now, identity(3).id(), &[1, 7, 0]);
     drain(&mut n);
     let s = n.stats();
     assert!(s.dropped_malformed >= 8, "{s:?}");
@@ -126,7 +126,7 @@ fn an_unsigned_message_straight_from_a_link_neighbour_is_delivered() {
         alloc::vec![p.id()],
         false,
     );
-    n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+    n.handle_message(now, p.id(), &Frame::Routed(r).encode());
     let out = drain(&mut n);
     assert_eq!(messages(&out), 1);
     assert_eq!(n.stats().dropped_bad_signature, 0);
@@ -167,7 +167,7 @@ fn unsigned_routed_messages_not_straight_from_a_link_neighbour_are_dropped() {
         ),
     ];
     for (i, r) in cases.into_iter().enumerate() {
-        n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+        n.handle_message(now, p.id(), &Frame::Routed(r).encode());
         let out = drain(&mut n);
         assert_eq!(messages(&out), 0, "case {i}");
         assert_eq!(n.stats().dropped_bad_signature, i as u64 + 1, "case {i}");
@@ -202,7 +202,7 @@ fn routed_messages_to_non_neighbours_stay_signed() {
         alloc::vec![q.id(), p.id()],
         true,
     );
-    n.handle_link_data(now, p.id(), &Frame::Routed(r).encode());
+    n.handle_message(now, p.id(), &Frame::Routed(r).encode());
     let out = drain(&mut n);
     assert_eq!(messages(&out), 1);
     assert_eq!(n.stats().dropped_bad_signature, 0);
@@ -396,7 +396,7 @@ fn frames_before_the_hello_are_dropped_and_the_hello_is_sent_again() {
     assert_eq!(hellos(&drain(&mut n)), 1);
     // The peer is up (our hello reached it) but its hello was lost: its next frame is dropped,
     // and the link stays.
-    n.handle_link_data(now, p.id(), &Frame::Ping(7).encode());
+    n.handle_message(now, p.id(), &Frame::Ping(7).encode());
     let out = drain(&mut n);
     assert_eq!(disconnect_reason(&out, p.id()), None);
     assert_eq!(n.link_attempts(), alloc::vec![p.id()]);
@@ -405,7 +405,7 @@ fn frames_before_the_hello_are_dropped_and_the_hello_is_sent_again() {
     n.handle_timeout(later);
     assert!(hellos(&drain(&mut n)) >= 1);
     assert_eq!(n.stats().hellos_resent, 1);
-    n.handle_link_data(later, p.id(), &hello(&p, b"it", b"me"));
+    n.handle_message(later, p.id(), &hello(&p, b"it", b"me"));
     assert_eq!(n.links(), alloc::vec![p.id()]);
 }
 

@@ -28,7 +28,7 @@ impl Core for Mesh {
         *id.as_bytes()
     }
     fn handle_message(&mut self, now: Instant, from: NodeId, bytes: &[u8]) {
-        self.0.handle_link_data(now, from, bytes);
+        self.0.handle_message(now, from, bytes);
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.0.handle_timeout(now);
@@ -66,6 +66,7 @@ impl Core for Mesh {
                 netsim::Output::LinkSignal { from, payload }
             }
             Output::Event(event) => netsim::Output::Event(event),
+            other => panic!("the harness does not know this output: {other:?}"),
         })
     }
     fn poll_timeout(&self) -> Option<Instant> {
