@@ -89,6 +89,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
         "build (release)",
         cargo().args([
             "build",
+            "--locked",
             "--quiet",
             "--release",
             "-p",

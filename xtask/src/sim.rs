@@ -39,6 +39,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args([
         "run",
+        "--locked",
         "--quiet",
         "--release",
         "-p",

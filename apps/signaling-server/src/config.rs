@@ -23,11 +23,12 @@ pub struct Config {
     #[arg(long, env = "SIGNALING_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
 
-    /// Messages per second a connection may send on average (token bucket refill rate).
+    /// Messages per second a connection may send on average (the GCRA's refill rate; 0 counts
+    /// as 1).
     #[arg(long, env = "SIGNALING_RATE_PER_SEC", default_value_t = 50)]
     pub rate_per_sec: u32,
 
-    /// Messages a connection may send in a burst (token bucket size).
+    /// Messages a connection may send in a burst (the GCRA's burst; 0 counts as 1).
     #[arg(long, env = "SIGNALING_RATE_BURST", default_value_t = 100)]
     pub rate_burst: u32,
 

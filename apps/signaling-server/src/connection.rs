@@ -1,8 +1,9 @@
 //! One WebSocket connection: its join, its messages, its limits.
 //!
-//! [`serve`] is generic over `Stream + Sink` of WebSocket messages (as in axum's
-//! testing-websockets example), so its logic does not depend on a real socket. One task owns
-//! the socket; other connections reach it only through its bounded outgoing queue.
+//! [`serve`] is generic over a `Sink` and a `Stream` of WebSocket messages (as in axum's
+//! testing-websockets example), so its logic does not depend on a real socket: the tests
+//! drive it over channels. One task owns the socket; other connections reach it only through
+//! its bounded outgoing queue.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,7 +13,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ use transport::{
 
 use crate::Shared;
 use crate::fields::{self, Fields, ParseError};
-use crate::rate::TokenBucket;
+use crate::rate::Limiter;
 
 /// Close codes (RFC 6455 §7.4.1).
 pub(crate) mod close {
@@ -107,7 +107,7 @@ struct Conn {
     nonce: [u8; NONCE_LEN],
     joined: Option<Joined>,
     ever_joined: bool,
-    bucket: TokenBucket,
+    limiter: Limiter,
     strikes: u32,
     tx: mpsc::Sender<Utf8Bytes>,
     replies: Vec<Utf8Bytes>,
@@ -131,15 +131,16 @@ fn error_message(code: ErrorCode, message: String, peer_id: Option<String>) -> S
     }
 }
 
-/// Serve one upgraded connection until it ends.
-pub(crate) async fn serve<S>(mut socket: S, shared: Arc<Shared>)
+/// Serve one upgraded connection (its two halves) until it ends.
+pub(crate) async fn serve<W, R>(mut write: W, mut read: R, shared: Arc<Shared>)
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+    W: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    shared.metrics.clients.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.clients.inc();
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rng().fill_bytes(&mut nonce);
+    shared.fill_random(&mut nonce);
     let (tx, mut rx) = mpsc::channel(shared.config.outgoing_queue.max(1));
     let config = &shared.config;
     let mut conn = Conn {
@@ -147,51 +148,54 @@ where
         nonce,
         joined: None,
         ever_joined: false,
-        bucket: TokenBucket::new(
-            config.rate_per_sec,
-            config.rate_burst,
-            std::time::Instant::now(),
-        ),
+        limiter: Limiter::new(config.rate_per_sec, config.rate_burst),
         strikes: 0,
         tx,
         replies: Vec::new(),
         shared: shared.clone(),
     };
     debug!(conn = id, "connected");
-    let ending = conn.run(&mut socket, &mut rx).await;
+    let ending = conn.run(&mut write, &mut read, &mut rx).await;
     conn.unregister();
     match ending {
         Ending::Gone => {}
         Ending::Close(code, reason) => {
             debug!(conn = id, code, reason, "closing");
-            close_socket(&mut socket, code, reason).await;
+            close_socket(&mut write, &mut read, code, reason).await;
         }
         Ending::Shutdown => {
             let bye = encode(&ServerMessage::Shutdown {
                 message: "the server is shutting down".into(),
             });
-            let _ = socket.send(Message::Text(bye)).await;
-            close_socket(&mut socket, close::GOING_AWAY, "server shutting down").await;
+            let _ = write.send(Message::Text(bye)).await;
+            close_socket(
+                &mut write,
+                &mut read,
+                close::GOING_AWAY,
+                "server shutting down",
+            )
+            .await;
         }
     }
-    shared.metrics.clients.fetch_sub(1, Ordering::Relaxed);
+    shared.metrics.clients.dec();
     debug!(conn = id, "disconnected");
 }
 
 /// Send a close frame, then wait (briefly) for the client's.
-pub(crate) async fn close_socket<S>(socket: &mut S, code: u16, reason: &'static str)
+pub(crate) async fn close_socket<W, R>(write: &mut W, read: &mut R, code: u16, reason: &'static str)
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+    W: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    if write.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        while let Some(Ok(_)) = socket.next().await {}
+        while let Some(Ok(_)) = read.next().await {}
     })
     .await;
 }
@@ -203,9 +207,15 @@ fn is_capacity_error(err: axum::Error) -> bool {
 }
 
 impl Conn {
-    async fn run<S>(&mut self, socket: &mut S, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Ending
+    async fn run<W, R>(
+        &mut self,
+        socket: &mut W,
+        read: &mut R,
+        rx: &mut mpsc::Receiver<Utf8Bytes>,
+    ) -> Ending
     where
-        S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+        W: Sink<Message> + Unpin,
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         let config = self.shared.config.clone();
         let mut shutdown = self.shared.shutdown.clone();
@@ -230,7 +240,7 @@ impl Conn {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return Ending::Shutdown,
-                incoming = socket.next() => {
+                incoming = read.next() => {
                     let Some(incoming) = incoming else { return Ending::Gone };
                     last_seen = Instant::now();
                     match incoming {
@@ -392,9 +402,9 @@ impl Conn {
         self.reply(&message);
     }
 
-    async fn flush_replies<S>(&mut self, socket: &mut S) -> Result<(), axum::Error>
+    async fn flush_replies<W>(&mut self, socket: &mut W) -> Result<(), W::Error>
     where
-        S: Sink<Message, Error = axum::Error> + Unpin,
+        W: Sink<Message> + Unpin,
     {
         if self.replies.is_empty() {
             return Ok(());
@@ -406,7 +416,7 @@ impl Conn {
     }
 
     fn admit(&mut self) -> Admit {
-        if self.bucket.try_take(std::time::Instant::now()) {
+        if self.limiter.try_take() {
             self.strikes = 0;
             return Admit::Yes;
         }
@@ -602,10 +612,9 @@ impl Conn {
         let config = &shared.config;
         let id: Arc<str> = Arc::from(peer_id);
         let room: Arc<str> = Arc::from(room);
-        let mut rng = rand::rng();
         let mut random_key = || {
             let mut key = [0u8; 20];
-            rng.fill_bytes(&mut key);
+            shared.fill_random(&mut key);
             key
         };
         let joined = shared
@@ -626,7 +635,7 @@ impl Conn {
             message: format!("{id} is held by another connection"),
             peer_id: Some(id.to_string()),
         })?;
-        shared.metrics.joins.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.joins.inc();
         debug!(conn = self.id, peer = %id, room = %room, introduced = introductions.peers.len(), "joined");
         let announce = encode(&ServerMessage::PeerJoined {
             peer_id: PeerId::new(&*id),
@@ -743,7 +752,7 @@ impl Conn {
         let queue = registry.route(&joined.room, &to).ok_or_else(not_found)?;
         match queue.try_send(Utf8Bytes::from(text)) {
             Ok(()) => {
-                shared.metrics.relayed.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.relayed.inc();
                 trace!(conn = self.id, kind, to = %to, "relayed");
                 Ok(())
             }
@@ -756,3 +765,6 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

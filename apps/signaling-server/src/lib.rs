@@ -17,7 +17,7 @@
 //! - Rooms: nothing crosses rooms. Introductions are targeted: the joiner's K XOR-closest
 //!   peers and a few random ones (the registry module documents how, and its cost).
 //! - Relays: `from` is always set by the server.
-//! - Limits (see [`Config`]): frame size (close 1009), per-connection token bucket (error,
+//! - Limits (see [`Config`]): frame size (close 1009), per-connection rate limit (GCRA; error,
 //!   then close 1008), maximum clients (`server_full`, close 1013), idle timeout with
 //!   WebSocket pings, join timeout. Every outgoing queue is bounded.
 //! - Every malformed input gets an `error` with a `code`; the connection keeps serving.
@@ -34,8 +34,8 @@ mod registry;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -45,6 +45,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::serve::ListenerExt;
+use futures_util::{SinkExt as _, StreamExt as _};
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha20Rng;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
@@ -70,6 +73,35 @@ pub(crate) struct Shared {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) next_conn: AtomicU64,
+    /// The server's randomness (challenge nonces, random introductions): seeded from the OS
+    /// in [`Server::bind`], from a printed seed in tests.
+    pub(crate) rng: Mutex<ChaCha20Rng>,
+}
+
+impl Shared {
+    /// The state of a server with `config`, its randomness seeded with `seed`; the sender
+    /// starts the shutdown.
+    pub(crate) fn new(config: Config, seed: [u8; 32]) -> (Arc<Self>, watch::Sender<bool>) {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Self {
+            slots: Arc::new(Semaphore::new(config.max_clients)),
+            config,
+            registry: RwLock::new(Registry::default()),
+            metrics: Metrics::default(),
+            shutdown,
+            next_conn: AtomicU64::new(1),
+            rng: Mutex::new(ChaCha20Rng::from_seed(seed)),
+        });
+        (shared, shutdown_tx)
+    }
+
+    /// Fill `bytes` from the server's generator.
+    pub(crate) fn fill_random(&self, bytes: &mut [u8]) {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fill_bytes(bytes);
+    }
 }
 
 /// A bound, not yet running, signaling server.
@@ -92,15 +124,9 @@ impl Server {
     /// Bind the listening socket of `config.addr` (port 0 picks a free port).
     pub async fn bind(config: Config) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr).await?;
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            slots: Arc::new(Semaphore::new(config.max_clients)),
-            config,
-            registry: RwLock::new(Registry::default()),
-            metrics: Metrics::default(),
-            shutdown,
-            next_conn: AtomicU64::new(1),
-        });
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let (shared, shutdown_tx) = Shared::new(config, seed);
         Ok(Self {
             listener,
             shared,
@@ -155,7 +181,7 @@ impl Server {
         let drained = tokio::time::timeout(grace, shared.slots.acquire_many(all)).await;
         if drained.is_err() {
             warn!(
-                open = shared.metrics.clients.load(Ordering::Relaxed),
+                open = shared.metrics.clients.get(),
                 "shutdown grace period over with connections still open"
             );
         }
@@ -198,7 +224,7 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
         )
     };
     let body = shared.metrics.render(joined, rooms, &sizes);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
@@ -212,13 +238,11 @@ async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> R
     let permit = match shared.slots.clone().try_acquire_owned() {
         Ok(permit) if !*shared.shutdown.borrow() => permit,
         _ => {
-            shared
-                .metrics
-                .refused_connections
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.refused_connections.inc();
             shared.metrics.reject(ErrorCode::ServerFull);
             let max = config.max_clients;
-            return ws.on_upgrade(move |mut socket| async move {
+            return ws.on_upgrade(move |socket| async move {
+                let (mut write, mut read) = socket.split();
                 let refusal = connection::encode(&ServerMessage::Error {
                     code: Some(ErrorCode::ServerFull),
                     message: format!(
@@ -226,13 +250,10 @@ async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> R
                     ),
                     peer_id: None,
                 });
-                let _ = futures_util::SinkExt::send(
-                    &mut socket,
-                    axum::extract::ws::Message::Text(refusal),
-                )
-                .await;
+                let _ = write.send(axum::extract::ws::Message::Text(refusal)).await;
                 connection::close_socket(
-                    &mut socket,
+                    &mut write,
+                    &mut read,
                     connection::close::TRY_AGAIN_LATER,
                     "server full",
                 )
@@ -241,7 +262,8 @@ async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> R
         }
     };
     ws.on_upgrade(move |socket| async move {
-        connection::serve(socket, shared).await;
+        let (write, read) = socket.split();
+        connection::serve(write, read, shared).await;
         drop(permit);
     })
 }

@@ -1,107 +1,295 @@
-//! Counters for `GET /metrics` (Prometheus text format).
+//! Counters for `GET /metrics`, encoded by prometheus-client (OpenMetrics text, which
+//! Prometheus scrapes).
+//!
+//! The names: `signaling_clients`, `signaling_joined_clients`, `signaling_joins_total`,
+//! `signaling_relayed_messages_total`, `signaling_refused_connections_total`, `signaling_rooms`,
+//! `signaling_rejected_inputs_total{reason}` and `signaling_room_clients{room}` (prometheus-client
+//! appends `_total` to a counter's registered name).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use transport::ErrorCode;
 
 /// Most rooms listed by `signaling_room_clients` (the largest ones).
 pub(crate) const MAX_ROOMS_LISTED: usize = 1000;
 
-/// The server's counters.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    pub(crate) clients: AtomicI64,
-    pub(crate) joins: AtomicU64,
-    pub(crate) relayed: AtomicU64,
-    pub(crate) refused_connections: AtomicU64,
-    rejected: [AtomicU64; 32],
+/// The content type of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The label of `signaling_rejected_inputs_total`: the error code's wire name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
 }
 
-fn index(code: ErrorCode) -> usize {
-    ErrorCode::ALL
-        .iter()
-        .position(|c| *c == code)
-        .unwrap_or(ErrorCode::ALL.len())
-        .min(31)
+/// The label of `signaling_room_clients`. Room names are `[A-Za-z0-9._-]`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomLabel {
+    room: String,
+}
+
+/// The server's counters, and the registry that encodes them.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) clients: Gauge,
+    pub(crate) joins: Counter,
+    pub(crate) relayed: Counter,
+    pub(crate) refused_connections: Counter,
+    rejected: Family<Reason, Counter>,
+    /// Set from the registry at each scrape.
+    joined: Gauge,
+    rooms: Gauge,
+    room_clients: Family<RoomLabel, Gauge>,
+    registry: Registry,
+    /// Serialises scrapes: each sets the scrape-time gauges, then encodes them.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Self {
+            clients: Gauge::default(),
+            joins: Counter::default(),
+            relayed: Counter::default(),
+            refused_connections: Counter::default(),
+            rejected: Family::default(),
+            joined: Gauge::default(),
+            rooms: Gauge::default(),
+            room_clients: Family::default(),
+            registry: Registry::default(),
+            scrape: Mutex::new(()),
+        };
+        // Every code is listed from the start, at 0, so that a rate over it is defined.
+        for code in ErrorCode::ALL {
+            let _ = metrics.rejected.get_or_create(&Reason {
+                reason: code.as_str(),
+            });
+        }
+        let mut metrics = metrics;
+        let registry = &mut metrics.registry;
+        registry.register(
+            "signaling_clients",
+            "Connected WebSocket clients",
+            metrics.clients.clone(),
+        );
+        registry.register(
+            "signaling_joined_clients",
+            "Clients holding a peer id",
+            metrics.joined.clone(),
+        );
+        registry.register("signaling_joins", "Successful joins", metrics.joins.clone());
+        registry.register(
+            "signaling_relayed_messages",
+            "Messages relayed from one peer to another",
+            metrics.relayed.clone(),
+        );
+        registry.register(
+            "signaling_refused_connections",
+            "Connections refused because the server was full",
+            metrics.refused_connections.clone(),
+        );
+        registry.register(
+            "signaling_rooms",
+            "Rooms with at least one member",
+            metrics.rooms.clone(),
+        );
+        registry.register(
+            "signaling_rejected_inputs",
+            "Inputs answered with an error, by code",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "signaling_room_clients",
+            format!("Members per room (the {MAX_ROOMS_LISTED} largest rooms)"),
+            metrics.room_clients.clone(),
+        );
+        metrics
+    }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
     pub(crate) fn reject(&self, code: ErrorCode) {
-        self.rejected[index(code)].fetch_add(1, Ordering::Relaxed);
+        self.rejected
+            .get_or_create(&Reason {
+                reason: code.as_str(),
+            })
+            .inc();
     }
 
+    /// The text of one scrape, with the registry's figures of this moment.
     pub(crate) fn render(
         &self,
         joined: usize,
         rooms: usize,
-        room_sizes: &[(std::sync::Arc<str>, usize)],
+        room_sizes: &[(Arc<str>, usize)],
     ) -> String {
-        let mut out = String::with_capacity(2048 + room_sizes.len() * 48);
-        let mut gauge = |name: &str, help: &str, kind: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        gauge(
-            "signaling_clients",
-            "Connected WebSocket clients.",
-            "gauge",
-            self.clients.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            "signaling_joined_clients",
-            "Clients holding a peer id.",
-            "gauge",
-            joined.to_string(),
-        );
-        gauge(
-            "signaling_joins_total",
-            "Successful joins.",
-            "counter",
-            self.joins.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            "signaling_relayed_messages_total",
-            "Messages relayed from one peer to another.",
-            "counter",
-            self.relayed.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            "signaling_refused_connections_total",
-            "Connections refused because the server was full.",
-            "counter",
-            self.refused_connections.load(Ordering::Relaxed).to_string(),
-        );
-        gauge(
-            "signaling_rooms",
-            "Rooms with at least one member.",
-            "gauge",
-            rooms.to_string(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP signaling_rejected_inputs_total Inputs answered with an error, by code.\n\
-             # TYPE signaling_rejected_inputs_total counter"
-        );
-        for code in ErrorCode::ALL {
-            let _ = writeln!(
-                out,
-                "signaling_rejected_inputs_total{{reason=\"{}\"}} {}",
-                code.as_str(),
-                self.rejected[index(*code)].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP signaling_room_clients Members per room (the {MAX_ROOMS_LISTED} largest rooms).\n\
-             # TYPE signaling_room_clients gauge"
-        );
-        // Room names are `[A-Za-z0-9._-]`, so they need no escaping in a label.
+        let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.joined.set(gauge_value(joined));
+        self.rooms.set(gauge_value(rooms));
+        self.room_clients.clear();
         for (room, size) in room_sizes {
-            let _ = writeln!(out, "signaling_room_clients{{room=\"{room}\"}} {size}");
+            self.room_clients
+                .get_or_create(&RoomLabel {
+                    room: room.to_string(),
+                })
+                .set(gauge_value(*size));
+        }
+        let mut out = String::with_capacity(2048 + room_sizes.len() * 48);
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(%err, "could not encode the metrics");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// One parsed scrape: `# TYPE` per family, and each sample's value by its full name with labels.
+    struct Scrape {
+        types: HashMap<String, String>,
+        samples: HashMap<String, f64>,
+    }
+
+    /// A strict reader of the OpenMetrics text: every line is a comment of a known kind or
+    /// `name{labels} value`, the text ends with `# EOF`, and every sample belongs to a family
+    /// declared before it.
+    fn parse(text: &str) -> Scrape {
+        let mut types = HashMap::new();
+        let mut samples = HashMap::new();
+        let mut lines = text.lines().peekable();
+        let mut eof = false;
+        while let Some(line) = lines.next() {
+            assert!(!eof, "a line after # EOF: {line}");
+            if line == "# EOF" {
+                eof = true;
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+                types.insert(name.to_owned(), kind.to_owned());
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            assert!(!line.starts_with('#'), "unknown comment {line}");
+            let (series, value) = line.rsplit_once(' ').expect("name value");
+            let name = series.split('{').next().expect("name");
+            let family = types
+                .keys()
+                .find(|f| name == f.as_str() || name == format!("{f}_total"))
+                .unwrap_or_else(|| panic!("{name} has no # TYPE before it"));
+            assert!(!family.is_empty());
+            let labels = &series[name.len()..];
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+            assert!(
+                samples.insert(series.to_owned(), value).is_none(),
+                "twice: {series}"
+            );
+        }
+        assert!(eof, "the text ends with # EOF");
+        Scrape { types, samples }
+    }
+
+    #[test]
+    fn every_metric_keeps_its_name_type_and_value() {
+        let metrics = Metrics::default();
+        metrics.clients.inc();
+        metrics.clients.inc();
+        metrics.clients.dec();
+        metrics.joins.inc_by(3);
+        metrics.relayed.inc_by(7);
+        metrics.refused_connections.inc();
+        metrics.reject(ErrorCode::InvalidJson);
+        metrics.reject(ErrorCode::InvalidJson);
+        let sizes = [(Arc::from("red"), 5), (Arc::from("blue"), 2)];
+        let scrape = parse(&metrics.render(7, 2, &sizes));
+
+        for (family, kind) in [
+            ("signaling_clients", "gauge"),
+            ("signaling_joined_clients", "gauge"),
+            ("signaling_joins", "counter"),
+            ("signaling_relayed_messages", "counter"),
+            ("signaling_refused_connections", "counter"),
+            ("signaling_rooms", "gauge"),
+            ("signaling_rejected_inputs", "counter"),
+            ("signaling_room_clients", "gauge"),
+        ] {
+            assert_eq!(
+                scrape.types.get(family).map(String::as_str),
+                Some(kind),
+                "{family}"
+            );
+        }
+        let value = |series: &str| {
+            scrape
+                .samples
+                .get(series)
+                .copied()
+                .unwrap_or_else(|| panic!("no sample {series}"))
+        };
+        assert_eq!(value("signaling_clients"), 1.0);
+        assert_eq!(value("signaling_joined_clients"), 7.0);
+        assert_eq!(value("signaling_joins_total"), 3.0);
+        assert_eq!(value("signaling_relayed_messages_total"), 7.0);
+        assert_eq!(value("signaling_refused_connections_total"), 1.0);
+        assert_eq!(value("signaling_rooms"), 2.0);
+        assert_eq!(value(r#"signaling_room_clients{room="red"}"#), 5.0);
+        assert_eq!(value(r#"signaling_room_clients{room="blue"}"#), 2.0);
+        assert_eq!(
+            value(r#"signaling_rejected_inputs_total{reason="invalid_json"}"#),
+            2.0
+        );
+        // Every code is listed, at 0 until it happens.
+        for code in ErrorCode::ALL {
+            let series = format!(
+                r#"signaling_rejected_inputs_total{{reason="{}"}}"#,
+                code.as_str()
+            );
+            let expected = if *code == ErrorCode::InvalidJson {
+                2.0
+            } else {
+                0.0
+            };
+            assert_eq!(value(&series), expected, "{series}");
+        }
+    }
+
+    #[test]
+    fn a_room_that_emptied_is_no_longer_listed() {
+        let metrics = Metrics::default();
+        let first = parse(&metrics.render(1, 1, &[(Arc::from("gone"), 1)]));
+        assert!(
+            first
+                .samples
+                .contains_key(r#"signaling_room_clients{room="gone"}"#)
+        );
+        let second = parse(&metrics.render(0, 0, &[]));
+        assert!(
+            !second
+                .samples
+                .keys()
+                .any(|s| s.starts_with("signaling_room_clients")),
+            "{:?}",
+            second.samples.keys()
+        );
+        assert_eq!(second.samples.get("signaling_rooms"), Some(&0.0));
     }
 }

@@ -1,11 +1,12 @@
-//! The per-connection limits: rate (errors, then close 1008), frame size (close 1009),
-//! maximum clients (refused with `server_full`, close 1013), join timeout and idle timeout
-//! (close). Each leaves the server serving everyone else.
+//! The per-connection limits over real sockets: rate (errors, then close 1008), frame size
+//! (close 1009), maximum clients (refused with `server_full`, close 1013). Each leaves the
+//! server serving everyone else. The join and idle timeouts are tested on tokio's paused clock,
+//! beside the connection handler (src/connection/tests.rs).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{Raw, TestServer, http_get, key};
+use common::{Raw, TestServer, http_get};
 use serde_json::json;
 use signaling_server::Config;
 
@@ -114,36 +115,5 @@ async fn a_client_over_the_maximum_is_refused_with_a_reason() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(again.is_some(), "a slot was freed");
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn a_connection_that_never_joins_is_closed_after_the_join_timeout() {
-    let config = Config {
-        join_timeout_secs: 1,
-        ..Config::ephemeral()
-    };
-    let server = TestServer::start(config).await;
-    let mut idle = Raw::connect(&server).await;
-    idle.expect_error("join_timeout").await;
-    assert_eq!(idle.closed().await, Some(1008));
-    let mut joined = Raw::connect(&server).await;
-    joined.join_verified(&key(1), None).await;
-    server.stop().await;
-}
-
-#[tokio::test]
-async fn a_silent_client_is_closed_after_the_idle_timeout() {
-    let config = Config {
-        idle_timeout_secs: 2,
-        ping_interval_secs: 1,
-        ..Config::ephemeral()
-    };
-    let server = TestServer::start(config).await;
-    let mut silent = Raw::connect(&server).await;
-    silent.join_verified(&key(1), None).await;
-    // Not reading means not answering the server's pings (tungstenite answers on read).
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    assert_eq!(silent.closed().await, Some(1000));
     server.stop().await;
 }

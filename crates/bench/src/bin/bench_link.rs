@@ -53,56 +53,42 @@ const STEP_DEADLINE: Duration = Duration::from_secs(30);
 /// `Mesh::send` calls in flight at once in the throughput phase.
 const SENDS_IN_FLIGHT: usize = 4;
 
-/// Options (all `--name value`; `--json` alone).
-#[derive(Debug, Clone)]
+/// The flags of `bench_link` (what `cargo xtask bench-link` passes).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "bench_link",
+    about = "Measure WebRTC links: memory, open time, throughput, broadcast latency"
+)]
 struct Opts {
+    /// Print one JSON object as the last line, after the table.
+    #[arg(long)]
     json: bool,
+    /// Links opened one after the other in the open-time phase.
+    #[arg(long, default_value_t = 60, value_parser = at_least(1))]
     links: usize,
+    /// Adapter link pairs held in the memory phase.
+    #[arg(long, default_value_t = 50)]
     rss_pairs: usize,
+    /// Bytes per message in the throughput phase.
+    #[arg(long, default_value_t = 16 * 1024, value_parser = at_least(16))]
     message_bytes: usize,
+    /// Megabytes (10^6 bytes) sent per throughput run.
+    #[arg(long, default_value_t = 32)]
     mb: usize,
+    /// Interleaved throughput runs (the median of each is reported).
+    #[arg(long, default_value_t = 3, value_parser = at_least(1))]
     runs: usize,
+    /// Mesh nodes in the broadcast phase.
+    #[arg(long, default_value_t = 20, value_parser = at_least(2))]
     nodes: usize,
+    /// Broadcasts measured in the broadcast phase.
+    #[arg(long, default_value_t = 50)]
     broadcasts: usize,
 }
 
-impl Opts {
-    fn parse() -> Res<Self> {
-        let mut opts = Self {
-            json: false,
-            links: 60,
-            rss_pairs: 50,
-            message_bytes: 16 * 1024,
-            mb: 32,
-            runs: 3,
-            nodes: 20,
-            broadcasts: 50,
-        };
-        let mut args = std::env::args().skip(1);
-        while let Some(flag) = args.next() {
-            if flag == "--json" {
-                opts.json = true;
-                continue;
-            }
-            let slot = match flag.as_str() {
-                "--links" => &mut opts.links,
-                "--rss-pairs" => &mut opts.rss_pairs,
-                "--message-bytes" => &mut opts.message_bytes,
-                "--mb" => &mut opts.mb,
-                "--runs" => &mut opts.runs,
-                "--nodes" => &mut opts.nodes,
-                "--broadcasts" => &mut opts.broadcasts,
-                other => return Err(format!("unknown flag {other}").into()),
-            };
-            let value = args.next().ok_or(format!("{flag} needs a value"))?;
-            *slot = value.parse().map_err(|e| format!("{flag} {value}: {e}"))?;
-        }
-        opts.links = opts.links.max(1);
-        opts.runs = opts.runs.max(1);
-        opts.nodes = opts.nodes.max(2);
-        opts.message_bytes = opts.message_bytes.max(16);
-        Ok(opts)
-    }
+/// A `usize` flag of at least `min` (a smaller value is an error, not silently raised).
+fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,7 +746,7 @@ fn verdict(ok: bool) -> &'static str {
 
 #[tokio::main]
 async fn main() -> Res<()> {
-    let opts = Opts::parse()?;
+    let opts = <Opts as clap::Parser>::parse();
     let filter = std::env::var("RUST_LOG")
         .unwrap_or_else(|_| format!("warn,{},rtc=error", webrtc_adapter::QUIET_LOG_DIRECTIVES));
     tracing_subscriber::fmt()
@@ -899,4 +885,47 @@ async fn main() -> Res<()> {
         println!("{json}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Opts;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Opts::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_values_parse() {
+        let opts = Opts::try_parse_from(["bench_link"]).expect("defaults");
+        assert_eq!(
+            (opts.json, opts.links, opts.rss_pairs, opts.message_bytes),
+            (false, 60, 50, 16 * 1024)
+        );
+        assert_eq!(
+            (opts.mb, opts.runs, opts.nodes, opts.broadcasts),
+            (32, 3, 20, 50)
+        );
+        let opts =
+            Opts::try_parse_from(["bench_link", "--json", "--nodes", "5", "--rss-pairs", "0"])
+                .expect("flags");
+        assert!(opts.json);
+        assert_eq!((opts.nodes, opts.rss_pairs), (5, 0));
+    }
+
+    #[test]
+    fn values_under_their_minimum_are_refused() {
+        for args in [
+            ["bench_link", "--nodes", "1"],
+            ["bench_link", "--links", "0"],
+            ["bench_link", "--runs", "0"],
+            ["bench_link", "--message-bytes", "15"],
+            ["bench_link", "--unknown", "1"],
+        ] {
+            assert!(Opts::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
 }
