@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn each_refusal_names_its_setting() {
-        let cases: [(&str, fn(&mut mesh_core::Config)); 6] = [
+        type BreakIt = fn(&mut mesh_core::Config);
+        let cases: [(&str, BreakIt); 6] = [
             ("max_peers", |c| c.max_peers = 0),
             ("random_links", |c| c.random_links = c.max_peers + 1),
             ("max_frame_bytes", |c| c.max_frame_bytes = 10),

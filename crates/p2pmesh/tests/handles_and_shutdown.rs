@@ -178,7 +178,7 @@ async fn a_transport_with_another_id_is_refused() {
 async fn settings_that_cannot_work_are_errors_naming_the_setting() {
     let seed = test_seed("settings_that_cannot_work_are_errors_naming_the_setting");
     let network = MemoryNetwork::new();
-    let cases: [(&str, fn(B) -> B); 7] = [
+    let cases: [(&str, BreakIt); 7] = [
         ("max_peers", |b| b.max_peers(0)),
         ("kademlia_k", |b| b.kademlia_k(0)),
         ("event_capacity", |b| b.event_capacity(0)),
@@ -213,6 +213,9 @@ async fn settings_that_cannot_work_are_errors_naming_the_setting() {
 }
 
 type B = MeshBuilder<p2pmesh::memory::MemoryConnector>;
+
+/// Sets one setting to a value that cannot work.
+type BreakIt = fn(B) -> B;
 
 /// The node's clock is the builder's start time plus tokio's elapsed time: a sender whose clock
 /// starts an hour ahead stamps its broadcasts an hour in the receiver's future, past gossip's 30 s

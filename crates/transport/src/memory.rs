@@ -273,6 +273,9 @@ struct HalfLink {
 
 type Pending = HashMap<(PeerId, PeerId), HalfLink>;
 
+/// Where an end's other half waits: the network's pending map and its key there.
+type Waiting = (Arc<Mutex<Pending>>, (PeerId, PeerId));
+
 /// An in-memory network of peer links: two connectors that `connect` to each other get a
 /// pair of connected [`MemoryLink`]s (no signals are exchanged).
 ///
@@ -388,7 +391,7 @@ pub struct MemoryLink {
     /// Which end this is (0 connected first, 1 second).
     end: usize,
     /// Where this end's other half waits until the peer connects (removed when dropped first).
-    waiting: Option<(Arc<Mutex<Pending>>, (PeerId, PeerId))>,
+    waiting: Option<Waiting>,
     /// `Closed` was returned.
     done: bool,
 }
@@ -410,7 +413,7 @@ impl MemoryLink {
         own: mpsc::Sender<LinkEvent>,
         remote: mpsc::Sender<LinkEvent>,
         (closed, end): (Closed, usize),
-        waiting: Option<(Arc<Mutex<Pending>>, (PeerId, PeerId))>,
+        waiting: Option<Waiting>,
     ) -> Self {
         let sender = MemoryLinkSender {
             remote,
