@@ -109,8 +109,8 @@ pub enum Error {
     /// Reading stdin or writing stdout failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The server URL is not `ws://host:port`.
-    #[error("not a ws:// URL with a host and port: {0}")]
+    /// The server URL is not a `ws://` URL with a host.
+    #[error("not a ws:// URL with a host: {0}")]
     BadUrl(String),
 }
 
@@ -146,8 +146,8 @@ struct HostedServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// The host and port of a `ws://host:port[/path]` URL (parsed by the `url` crate; the port must
-/// be written out).
+/// The host and port of a `ws://host[:port][/path]` URL (parsed by the `url` crate; without a
+/// port, ws's default 80).
 fn server_addr(url: &str) -> Result<(String, u16), Error> {
     let bad = || Error::BadUrl(url.to_owned());
     let parsed = url::Url::parse(url).map_err(|_| bad())?;
@@ -159,7 +159,7 @@ fn server_addr(url: &str) -> Result<(String, u16), Error> {
         url::Host::Ipv4(ip) => ip.to_string(),
         url::Host::Ipv6(ip) => ip.to_string(),
     };
-    let port = parsed.port().ok_or_else(bad)?;
+    let port = parsed.port_or_known_default().ok_or_else(bad)?;
     Ok((host, port))
 }
 
@@ -536,7 +536,10 @@ mod tests {
         );
         assert!(server_addr("http://a:1").is_err());
         assert!(server_addr("wss://a:1").is_err());
-        assert!(server_addr("ws://nohost").is_err());
+        assert_eq!(
+            server_addr("ws://example.org").expect("url"),
+            ("example.org".into(), 80)
+        );
         assert!(server_addr("ws://a:99999").is_err());
         assert!(server_addr("ws://:1").is_err());
         assert!(server_addr("not a url").is_err());

@@ -722,6 +722,15 @@ mod tests {
         assert_eq!(net.pending(), 1);
         drop(early);
         assert_eq!(net.pending(), 0);
+        // Likewise when it closes first (its close once waited in the half for b's next link,
+        // which then opened already closed, while a waited for b's next attempt in turn).
+        let mut early = a
+            .connect(PeerId::new("b"), Role::Initiator)
+            .await
+            .expect("a");
+        early.close().await;
+        drop(early);
+        assert_eq!(net.pending(), 0);
         // b's later link waits for a's next one, and the two open together.
         let mut ba = b
             .connect(PeerId::new("a"), Role::Initiator)
