@@ -109,8 +109,8 @@ pub enum Error {
     /// Reading stdin or writing stdout failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// The server URL is not `ws://host:port`.
-    #[error("not a ws:// URL with a host and port: {0}")]
+    /// The server URL is not a `ws://` URL with a host.
+    #[error("not a ws:// URL with a host: {0}")]
     BadUrl(String),
 }
 
@@ -146,15 +146,21 @@ struct HostedServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// The socket address of a `ws://host:port[/path]` URL.
+/// The host and port of a `ws://host[:port][/path]` URL (parsed by the `url` crate; without a
+/// port, ws's default 80).
 fn server_addr(url: &str) -> Result<(String, u16), Error> {
     let bad = || Error::BadUrl(url.to_owned());
-    let rest = url.strip_prefix("ws://").ok_or_else(bad)?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
-    let port = port.parse().map_err(|_| bad())?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_owned(), port))
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    if parsed.scheme() != "ws" {
+        return Err(bad());
+    }
+    let host = match parsed.host().ok_or_else(bad)? {
+        url::Host::Domain(domain) => domain.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    let port = parsed.port_or_known_default().ok_or_else(bad)?;
+    Ok((host, port))
 }
 
 fn is_local(host: &str) -> bool {
@@ -524,8 +530,19 @@ mod tests {
             server_addr("ws://[::1]:9/x").expect("url"),
             ("::1".into(), 9)
         );
+        assert_eq!(
+            server_addr("ws://LocalHost:80/room?x=1").expect("url"),
+            ("localhost".into(), 80)
+        );
         assert!(server_addr("http://a:1").is_err());
-        assert!(server_addr("ws://nohost").is_err());
+        assert!(server_addr("wss://a:1").is_err());
+        assert_eq!(
+            server_addr("ws://example.org").expect("url"),
+            ("example.org".into(), 80)
+        );
+        assert!(server_addr("ws://a:99999").is_err());
+        assert!(server_addr("ws://:1").is_err());
+        assert!(server_addr("not a url").is_err());
     }
 
     #[test]

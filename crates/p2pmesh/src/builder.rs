@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mesh_core::NodeId;
 use tokio::sync::{broadcast, mpsc};
@@ -39,6 +39,7 @@ pub struct MeshBuilder<C = webrtc_adapter::Connector> {
     limits: Limits,
     join_timeout: Duration,
     seed: Option<u64>,
+    start_time: Option<SystemTime>,
 }
 
 impl MeshBuilder<webrtc_adapter::Connector> {
@@ -55,6 +56,7 @@ impl MeshBuilder<webrtc_adapter::Connector> {
             limits: Limits::default(),
             join_timeout: Duration::from_secs(30),
             seed: None,
+            start_time: None,
         }
     }
 }
@@ -95,17 +97,19 @@ where
         self
     }
 
-    /// Links kept at most (default 5). Also caps the random long links at this number.
+    /// Links kept at most (default 5; at least 1, or [`build`](Self::build) fails). Also caps the
+    /// random long links at this number.
     pub fn max_peers(mut self, max_peers: usize) -> Self {
-        self.config.max_peers = max_peers.max(1);
-        self.config.random_links = self.config.random_links.min(self.config.max_peers);
+        self.config.max_peers = max_peers;
+        self.config.random_links = self.config.random_links.min(max_peers);
         self
     }
 
-    /// Kademlia's K: contacts per bucket, and contacts a lookup answer carries (default 20).
+    /// Kademlia's K: contacts per bucket, and contacts a lookup answer carries (default 20; at
+    /// least 1, or [`build`](Self::build) fails).
     pub fn kademlia_k(mut self, k: usize) -> Self {
-        self.config.kademlia.k = k.max(1);
-        self.config.lookup_k = k.max(1);
+        self.config.kademlia.k = k;
+        self.config.lookup_k = k;
         self
     }
 
@@ -153,6 +157,7 @@ where
             limits: self.limits,
             join_timeout: self.join_timeout,
             seed: self.seed,
+            start_time: self.start_time,
         }
     }
 
@@ -169,23 +174,25 @@ where
         self
     }
 
-    /// Events buffered for each [`Mesh::events`] stream before a slow one lags (default 1024).
+    /// Events buffered for each [`Mesh::events`] stream before a slow one lags (default 1024; at
+    /// least 1, or [`build`](Self::build) fails).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.limits.events = capacity.max(1);
+        self.limits.events = capacity;
         self
     }
 
-    /// Messages buffered for each [`Mesh::subscribe`] stream before a slow one lags (default 1024).
+    /// Messages buffered for each [`Mesh::subscribe`] stream before a slow one lags (default 1024;
+    /// at least 1, or [`build`](Self::build) fails).
     pub fn subscription_capacity(mut self, capacity: usize) -> Self {
-        self.limits.subscription = capacity.max(1);
+        self.limits.subscription = capacity;
         self
     }
 
-    /// Frames queued for each link before further frames for it are dropped (default 256). The
-    /// reliability layers above (gossip acks and retries, direct-message retries) resend what a
-    /// drop loses.
+    /// Frames queued for each link before further frames for it are dropped (default 256; at
+    /// least 1, or [`build`](Self::build) fails). The reliability layers above (gossip acks and
+    /// retries, direct-message retries) resend what a drop loses.
     pub fn link_queue(mut self, frames: usize) -> Self {
-        self.limits.link_queue = frames.max(1);
+        self.limits.link_queue = frames;
         self
     }
 
@@ -199,6 +206,14 @@ where
     /// same inputs give the same choices; useful to reproduce a run.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// The wall-clock time the node's clock starts from (default: the system clock when the mesh is
+    /// built). The node's time is this plus the time tokio's clock has advanced since, so a test on
+    /// tokio's paused clock with a fixed start sees the same times on every run.
+    pub fn start_time(mut self, start: SystemTime) -> Self {
+        self.start_time = Some(start);
         self
     }
 
@@ -218,13 +233,19 @@ where
 
     /// Start the mesh's driver task (in the current tokio runtime) without joining yet: subscribe
     /// and take [`Mesh::events`] first, then [`Mesh::join`].
+    ///
+    /// Fails, without panicking, when a setting cannot work ([`Error::InvalidSetting`] names it),
+    /// outside a tokio runtime, without a signaling transport, or with a transport that holds
+    /// another id.
     pub fn build(mut self) -> Result<Mesh, Error> {
+        crate::config::validate(&self.config)?;
+        self.limits.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let keypair = self.keypair_or_generate()?;
         let local_id = keypair.peer_id();
         let signaling = self.signaling.take().ok_or(Error::NoTransport)?;
         if let Signaling::Transport(t) = &signaling
-            && t.local_id().as_str() != local_id.to_string()
+            && crate::identity::node_id(t.local_id()) != Some(local_id)
         {
             return Err(Error::IdMismatch {
                 mesh: local_id.to_string(),
@@ -254,6 +275,7 @@ where
             events: events_tx,
             limits: self.limits,
             join_timeout: self.join_timeout,
+            start_time: self.start_time,
         });
         runtime.spawn(driver.run());
         Ok(Mesh::new(local_id, commands_tx, events_rx))

@@ -19,14 +19,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 use transport::{
-    ClientMessage, ErrorCode, LinkConnector, LinkEvent, PeerId, Role, SignalingTransport,
-    TransportEvent,
+    ClientMessage, ErrorCode, LinkConnector, LinkEvent, Role, SignalingTransport, TransportEvent,
 };
 
 use crate::event::{Event, Message};
-use crate::link::{self, LinkCommand, LinkReport};
+use crate::identity::{node_id, transport_id};
+use crate::link::{self, LinkQueues, LinkReport};
 use crate::mesh::Command;
-use crate::{Error, Keypair, Stats, wire};
+use crate::{Error, InvalidSetting, Keypair, Stats, wire};
 
 /// The facade's queue bounds (see the builder's setters).
 #[derive(Debug, Clone)]
@@ -43,6 +43,25 @@ pub(crate) struct Limits {
     pub(crate) link_reports: usize,
     /// Messages to and events from the signaling task.
     pub(crate) signaling_queue: usize,
+}
+
+impl Limits {
+    /// Every bound must be at least 1 (a zero-sized tokio channel panics).
+    pub(crate) fn validate(&self) -> Result<(), InvalidSetting> {
+        for (setting, value) in [
+            ("event_capacity", self.events),
+            ("subscription_capacity", self.subscription),
+            ("link_queue", self.link_queue),
+            ("commands", self.commands),
+            ("link_reports", self.link_reports),
+            ("signaling_queue", self.signaling_queue),
+        ] {
+            if value == 0 {
+                return Err(InvalidSetting::new(setting, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
@@ -75,19 +94,19 @@ impl fmt::Debug for Signaling {
     }
 }
 
-/// The clock: wall-clock time read once at start plus the monotonic time elapsed since, so that it
-/// never goes back and still agrees with other nodes' clocks (gossip checks message ages).
+/// The clock: wall-clock time read once at start (or given to the builder) plus tokio's monotonic
+/// time elapsed since, so that it never goes back and still agrees with other nodes' clocks (gossip
+/// checks message ages). On tokio's paused clock with a given start it is fully deterministic.
 struct Clock {
     wall_start: Duration,
     mono_start: tokio::time::Instant,
 }
 
 impl Clock {
-    fn new() -> Self {
+    fn new(start: Option<SystemTime>) -> Self {
+        let start = start.unwrap_or_else(SystemTime::now);
         Self {
-            wall_start: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
+            wall_start: start.duration_since(UNIX_EPOCH).unwrap_or_default(),
             mono_start: tokio::time::Instant::now(),
         }
     }
@@ -103,7 +122,7 @@ impl Clock {
 
 struct LinkHandle {
     id: u64,
-    commands: mpsc::Sender<LinkCommand>,
+    queues: LinkQueues,
 }
 
 enum SignalingState {
@@ -130,6 +149,8 @@ pub(crate) struct Parts<C> {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) limits: Limits,
     pub(crate) join_timeout: Duration,
+    /// The wall-clock start of the node's clock (`None`: now).
+    pub(crate) start_time: Option<SystemTime>,
 }
 
 pub(crate) struct Driver<C> {
@@ -168,7 +189,7 @@ where
         Self {
             node: parts.node,
             keypair: parts.keypair,
-            clock: Clock::new(),
+            clock: Clock::new(parts.start_time),
             connector: parts.connector,
             signaling: SignalingState::Idle(parts.signaling),
             room: parts.room,
@@ -445,7 +466,7 @@ where
                     let sent = self
                         .links
                         .get(&link)
-                        .map(|l| l.commands.try_send(LinkCommand::Send(bytes)));
+                        .map(|l| l.queues.frames.try_send(bytes));
                     match sent {
                         Some(Ok(())) => {}
                         Some(Err(mpsc::error::TrySendError::Full(_))) => {
@@ -465,7 +486,7 @@ where
                 }
                 Output::Signal { to, payload } => {
                     let message = ClientMessage::Signal {
-                        to: PeerId::new(to.to_string()),
+                        to: transport_id(to),
                         from: None,
                         signal: wire::encode_frame(&payload),
                     };
@@ -488,7 +509,7 @@ where
     fn open_link(&mut self, peer: NodeId, initiator: bool) {
         self.next_link_id += 1;
         let id = self.next_link_id;
-        let (commands, commands_rx) = mpsc::channel(self.limits.link_queue);
+        let (queues, inbox) = link::queues(self.limits.link_queue);
         let role = if initiator {
             Role::Initiator
         } else {
@@ -499,11 +520,11 @@ where
             id,
             peer,
             role,
-            commands_rx,
+            inbox,
             self.reports_tx.clone(),
         ));
         // A link being replaced is closed by dropping its sender.
-        self.links.insert(peer, LinkHandle { id, commands });
+        self.links.insert(peer, LinkHandle { id, queues });
     }
 
     fn handle_node_event(&mut self, event: NodeEvent) {
@@ -515,7 +536,7 @@ where
                 };
                 match serde_json::from_slice(&payload) {
                     Ok(signal) => {
-                        if link.commands.try_send(LinkCommand::Signal(signal)).is_err() {
+                        if link.queues.signals.try_send(signal).is_err() {
                             self.stats.signals_dropped += 1;
                         }
                     }
@@ -576,11 +597,6 @@ where
         // No receiver is not an error: nobody listens.
         let _ = self.events.send(event);
     }
-}
-
-/// A signaling peer id as a node id (verified ids are 40 hex characters; others are not nodes).
-fn node_id(peer: &PeerId) -> Option<NodeId> {
-    peer.as_str().parse().ok()
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -38,7 +38,31 @@ pub enum Error {
     /// The join did not complete within the builder's `join_timeout`.
     #[error("joining the signaling server timed out after {0:?}")]
     JoinTimeout(Duration),
+    /// A builder setting cannot work; [`MeshBuilder::build`](crate::MeshBuilder::build) refused it.
+    #[error(transparent)]
+    InvalidSetting(#[from] InvalidSetting),
     /// The node refused the command (message too large, too many pending, ...).
     #[error(transparent)]
     Node(#[from] mesh_core::Error),
+}
+
+/// A setting of [`MeshBuilder`](crate::MeshBuilder) (or of the node's configuration) that cannot
+/// work, and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}`: {requirement}")]
+pub struct InvalidSetting {
+    /// The setting, as the builder or [`mesh_core::Config`] names it (e.g. `max_peers`,
+    /// `gossip.trees`).
+    pub setting: &'static str,
+    /// What it must be.
+    pub requirement: &'static str,
+}
+
+impl InvalidSetting {
+    pub(crate) fn new(setting: &'static str, requirement: &'static str) -> Self {
+        Self {
+            setting,
+            requirement,
+        }
+    }
 }

@@ -57,6 +57,17 @@ impl fmt::Debug for Keypair {
     }
 }
 
+/// A node's id as the transports write it: the verified id of the same 20 bytes.
+pub(crate) fn transport_id(node: NodeId) -> transport::PeerId {
+    transport::PeerId::verified(*node.as_bytes())
+}
+
+/// A transport's peer id as a node id: verified ids are nodes; compatibility ids are not.
+pub(crate) fn node_id(peer: &transport::PeerId) -> Option<NodeId> {
+    peer.as_verified()
+        .map(|id| NodeId::from_bytes(*id.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod config;
 mod driver;
 mod error;
 mod event;
@@ -117,7 +118,7 @@ mod stats;
 pub mod wire;
 
 pub use builder::MeshBuilder;
-pub use error::Error;
+pub use error::{Error, InvalidSetting};
 pub use event::{Event, Events, Message, Subscription};
 pub use identity::Keypair;
 pub use mesh::Mesh;

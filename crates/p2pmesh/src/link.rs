@@ -1,6 +1,13 @@
-//! One task per link: it owns the [`PeerLink`], carries out the driver's commands in order and
-//! reports the link's events to the driver, tagged with the link's id.
+//! One task per link: it owns the [`PeerLink`], reports the link's events to the driver (tagged
+//! with the link's id), feeds it the peer's signals, and sends the driver's frames through the
+//! link's [`LinkSender`].
+//!
+//! Reading and sending run side by side in the task, never one after the other: a send waits
+//! while the peer's queue is full, and the peer's queue drains only while the peer reads. When one
+//! loop did both, two peers that sent to each other at once could each wait in `send` for the
+//! other to read, and neither read again (the hang of `ten_nodes_over_memory_links`).
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +15,7 @@ use mesh_core::NodeId;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::debug;
-use transport::{LinkConnector, LinkEvent, PeerId, PeerLink, Role};
+use transport::{LinkConnector, LinkEvent, LinkSender, PeerLink, Role};
 
 /// Time a closing link has to flush its queue and close.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -18,13 +25,34 @@ const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// buffered.
 const LINGER: Duration = Duration::from_millis(100);
 
-/// What the driver asks a link task.
+/// The driver's ends of a link task's queues. Dropping them closes the link once the queued
+/// frames are sent.
 #[derive(Debug)]
-pub(crate) enum LinkCommand {
-    /// One frame for the data channel.
-    Send(Vec<u8>),
-    /// A signal from the peer for the WebRTC engine.
-    Signal(Value),
+pub(crate) struct LinkQueues {
+    /// Frames for the data channel.
+    pub(crate) frames: mpsc::Sender<Vec<u8>>,
+    /// Signals from the peer for the link's engine.
+    pub(crate) signals: mpsc::Sender<Value>,
+}
+
+/// The task's ends of [`LinkQueues`].
+#[derive(Debug)]
+pub(crate) struct LinkInbox {
+    frames: mpsc::Receiver<Vec<u8>>,
+    signals: mpsc::Receiver<Value>,
+}
+
+/// A link task's two queues, each bounded by `capacity`.
+pub(crate) fn queues(capacity: usize) -> (LinkQueues, LinkInbox) {
+    let (frames, frames_rx) = mpsc::channel(capacity);
+    let (signals, signals_rx) = mpsc::channel(capacity);
+    (
+        LinkQueues { frames, signals },
+        LinkInbox {
+            frames: frames_rx,
+            signals: signals_rx,
+        },
+    )
 }
 
 /// What a link task reports.
@@ -38,21 +66,24 @@ pub(crate) struct LinkReport {
     pub(crate) event: LinkEvent,
 }
 
-/// Runs one link until it closes, or until the driver drops the command sender: then the queued
-/// commands are carried out first (so a leaving node's goodbye goes out) and the link is closed.
+/// Runs one link until it closes, or until the driver drops the queues: then the queued frames are
+/// sent first (so a leaving node's goodbye goes out) and the link is closed.
 pub(crate) async fn run<C>(
     connector: Arc<C>,
     id: u64,
     peer: NodeId,
     role: Role,
-    mut commands: mpsc::Receiver<LinkCommand>,
+    inbox: LinkInbox,
     reports: mpsc::Sender<LinkReport>,
 ) where
     C: LinkConnector + 'static,
     C::Link: 'static,
 {
     let report = |event| LinkReport { id, peer, event };
-    let mut link = match connector.connect(PeerId::new(peer.to_string()), role).await {
+    let mut link = match connector
+        .connect(crate::identity::transport_id(peer), role)
+        .await
+    {
         Ok(link) => link,
         Err(err) => {
             debug!(%peer, %err, "link setup failed");
@@ -62,38 +93,68 @@ pub(crate) async fn run<C>(
             return;
         }
     };
+    let LinkInbox {
+        mut frames,
+        mut signals,
+    } = inbox;
+    let sender = link.sender();
+    let sending = async {
+        while let Some(bytes) = frames.recv().await {
+            if let Err(err) = sender.send(bytes).await {
+                debug!(%peer, %err, "link send failed");
+            }
+        }
+    };
+    // Reads until the link ends (true) or the driver stops listening (false).
+    let reading = read(&mut link, &mut signals, &reports, report);
+    let flushed = {
+        let (sending, reading) = (pin!(sending), pin!(reading));
+        tokio::select! {
+            () = sending => true,
+            ended = reading => !ended,
+        }
+    };
+    if flushed {
+        // The driver dropped the queues and every frame is handed over: linger, still reading so
+        // that the peer's sends never wait on us, then close.
+        let lingering = read(&mut link, &mut signals, &reports, report);
+        let _ = tokio::time::timeout(LINGER, lingering).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, link.close()).await;
+    }
+}
+
+/// Reads the link's events and feeds it the peer's signals; returns true when the link has ended
+/// (its `Closed` reported), false when the report queue is gone.
+async fn read<L: PeerLink>(
+    link: &mut L,
+    signals: &mut mpsc::Receiver<Value>,
+    reports: &mpsc::Sender<LinkReport>,
+    report: impl Fn(LinkEvent) -> LinkReport,
+) -> bool {
+    let mut signals_open = true;
     loop {
         tokio::select! {
-            command = commands.recv() => match command {
-                Some(LinkCommand::Send(bytes)) => {
-                    if let Err(err) = link.send(bytes).await {
-                        debug!(%peer, %err, "link send failed");
-                    }
-                }
-                Some(LinkCommand::Signal(signal)) => {
+            signal = signals.recv(), if signals_open => match signal {
+                Some(signal) => {
                     if let Err(err) = link.handle_signal(signal).await {
-                        debug!(%peer, %err, "link refused a signal");
+                        debug!(peer = %link.peer(), %err, "link refused a signal");
                     }
                 }
-                None => break,
+                None => signals_open = false,
             },
-            event = link.next_event() => match event {
-                Some(LinkEvent::Closed(reason)) => {
-                    let _ = reports.send(report(LinkEvent::Closed(reason))).await;
-                    return;
+            event = link.next_event() => {
+                let (event, last) = match event {
+                    Some(LinkEvent::Closed(reason)) => (LinkEvent::Closed(reason), true),
+                    None => (LinkEvent::Closed("link ended".into()), true),
+                    Some(event) => (event, false),
+                };
+                if reports.send(report(event)).await.is_err() {
+                    return false;
                 }
-                None => {
-                    let _ = reports.send(report(LinkEvent::Closed("link ended".into()))).await;
-                    return;
+                if last {
+                    return true;
                 }
-                Some(event) => {
-                    if reports.send(report(event)).await.is_err() {
-                        break;
-                    }
-                }
-            },
+            }
         }
     }
-    tokio::time::sleep(LINGER).await;
-    let _ = tokio::time::timeout(CLOSE_GRACE, link.close()).await;
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use transport::memory::{MemoryLink, MemoryLinkNetwork, MemorySignalingHub};
+use transport::memory::{MemoryLink, MemoryLinkNetwork, MemoryLinkSender, MemorySignalingHub};
 use transport::{LinkConnector, LinkError, LinkEvent, PeerId, PeerLink, Role};
 
 use crate::{Error, Keypair, Mesh, MeshBuilder};
@@ -44,6 +44,15 @@ impl MemoryNetwork {
         }
     }
 
+    /// An empty network whose links queue `capacity` messages each way (default 1024). A small
+    /// one makes every link's backpressure common: for tests of the driver under load.
+    pub fn with_link_capacity(capacity: usize) -> Self {
+        Self {
+            hub: MemorySignalingHub::new(CAPACITY),
+            links: MemoryLinkNetwork::new(capacity),
+        }
+    }
+
     /// A builder for a new node of this network (a new key pair, already introduced to the hub:
     /// join it before long).
     pub fn builder(&self) -> Result<MeshBuilder<MemoryConnector>, Error> {
@@ -52,7 +61,7 @@ impl MemoryNetwork {
 
     /// A builder for a node of this network with `keypair`.
     pub fn builder_with(&self, keypair: Keypair) -> Result<MeshBuilder<MemoryConnector>, Error> {
-        let id = PeerId::new(keypair.peer_id().to_string());
+        let id = crate::identity::transport_id(keypair.peer_id());
         let signaling = self
             .hub
             .join(id.clone())
@@ -101,12 +110,14 @@ impl LinkConnector for MemoryConnector {
 
 #[async_trait]
 impl PeerLink for MemoryConnectorLink {
+    type Sender = MemoryLinkSender;
+
     fn peer(&self) -> &PeerId {
         self.link.peer()
     }
 
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError> {
-        self.link.send(bytes).await
+    fn sender(&self) -> MemoryLinkSender {
+        self.link.sender()
     }
 
     async fn handle_signal(&mut self, signal: Value) -> Result<(), LinkError> {

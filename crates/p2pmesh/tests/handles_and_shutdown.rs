@@ -1,15 +1,25 @@
 //! The handle's contract, on the in-memory network: dropping the last handle leaves like `leave`
 //! (the neighbour is told), streams end after `leave`, a second `join` is refused, a transport that
 //! holds another id is refused, and a direct message between neighbours arrives on both streams.
+//! Builder settings that cannot work are errors naming the setting; the injected start time is the
+//! node's clock.
+//!
+//! Everything here is in memory, so the tests run on tokio's paused clock: waits cost no real time,
+//! and with the seeded keys and node seeds (printed first; `P2PMESH_TEST_SEED` replays a run) and a
+//! fixed start time each run is the same.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
+
+use common::{node_identity, start_time, test_seed};
 
 use futures_util::StreamExt as _;
 use p2pmesh::memory::MemoryNetwork;
 use p2pmesh::transport::PeerId;
 use p2pmesh::transport::memory::MemorySignalingHub;
-use p2pmesh::{DisconnectReason, Error, Event, Events, Keypair, Mesh, NodeId};
+use p2pmesh::{DisconnectReason, Error, Event, Events, InvalidSetting, Mesh, MeshBuilder, NodeId};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -27,12 +37,27 @@ async fn next_matching(events: &mut Events, f: impl Fn(&Event) -> bool) -> Event
         .expect("event in time")
 }
 
+/// Node `index` of the run of `seed` on `network`: its seeded key pair and node seed, and the fixed
+/// start time.
+fn builder(
+    network: &MemoryNetwork,
+    seed: u64,
+    index: u64,
+) -> MeshBuilder<p2pmesh::memory::MemoryConnector> {
+    let (keypair, node_seed) = node_identity(seed, index);
+    network
+        .builder_with(keypair)
+        .unwrap()
+        .seed(node_seed)
+        .start_time(start_time())
+}
+
 /// Two joined nodes whose link is up on both sides; returns b's event stream too.
-async fn linked_pair(network: &MemoryNetwork) -> (Mesh, Mesh, Events) {
-    let a = network.builder().unwrap().build().expect("a builds");
+async fn linked_pair(network: &MemoryNetwork, seed: u64) -> (Mesh, Mesh, Events) {
+    let a = builder(network, seed, 0).build().expect("a builds");
     let mut a_events = a.events();
     a.join().await.expect("a joins");
-    let b = network.builder().unwrap().build().expect("b builds");
+    let b = builder(network, seed, 1).build().expect("b builds");
     let mut b_events = b.events();
     b.join().await.expect("b joins");
     let (a_id, b_id) = (a.local_id(), b.local_id());
@@ -49,10 +74,11 @@ async fn linked_pair(network: &MemoryNetwork) -> (Mesh, Mesh, Events) {
     (a, b, b_events)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dropping_the_last_handle_leaves_the_mesh() {
+    let seed = test_seed("dropping_the_last_handle_leaves_the_mesh");
     let network = MemoryNetwork::new();
-    let (a, b, mut b_events) = linked_pair(&network).await;
+    let (a, b, mut b_events) = linked_pair(&network, seed).await;
     let a_id = a.local_id();
     let clone = a.clone();
     drop(a);
@@ -74,10 +100,11 @@ async fn dropping_the_last_handle_leaves_the_mesh() {
     b.leave().await.expect("leave");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_leave_streams_end_and_commands_fail() {
+    let seed = test_seed("after_leave_streams_end_and_commands_fail");
     let network = MemoryNetwork::new();
-    let (a, b, _) = linked_pair(&network).await;
+    let (a, b, _) = linked_pair(&network, seed).await;
     let mut a_events = a.events();
     let mut topic = a.subscribe("t").await.expect("subscribe");
     assert_eq!(a.join().await, Err(Error::AlreadyJoined));
@@ -101,10 +128,11 @@ async fn after_leave_streams_end_and_commands_fail() {
     b.leave().await.expect("leave");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn direct_messages_arrive_as_events() {
+    let seed = test_seed("direct_messages_arrive_as_events");
     let network = MemoryNetwork::new();
-    let (a, b, mut b_events) = linked_pair(&network).await;
+    let (a, b, mut b_events) = linked_pair(&network, seed).await;
     let id = a
         .send(b.local_id(), b"direct".to_vec())
         .await
@@ -126,16 +154,100 @@ async fn direct_messages_arrive_as_events() {
     b.leave().await.expect("leave");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_transport_with_another_id_is_refused() {
+    let seed = test_seed("a_transport_with_another_id_is_refused");
     let hub = MemorySignalingHub::new(16);
-    let other = Keypair::generate().unwrap();
+    let (other, _) = node_identity(seed, 0);
+    let (mine, _) = node_identity(seed, 1);
     let transport = hub
-        .join(PeerId::new(other.peer_id().to_string()))
+        .join(PeerId::verified(*other.peer_id().as_bytes()))
         .expect("hub");
+    let result = Mesh::builder().keypair(mine).transport(transport).build();
+    assert!(matches!(result, Err(Error::IdMismatch { .. })));
+    // A compatibility id is never a node's id.
+    let transport = hub.join(PeerId::new("alice")).expect("hub");
     let result = Mesh::builder()
-        .keypair(Keypair::generate().unwrap())
+        .keypair(node_identity(seed, 2).0)
         .transport(transport)
         .build();
     assert!(matches!(result, Err(Error::IdMismatch { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn settings_that_cannot_work_are_errors_naming_the_setting() {
+    let seed = test_seed("settings_that_cannot_work_are_errors_naming_the_setting");
+    let network = MemoryNetwork::new();
+    let cases: [(&str, BreakIt); 7] = [
+        ("max_peers", |b| b.max_peers(0)),
+        ("kademlia_k", |b| b.kademlia_k(0)),
+        ("event_capacity", |b| b.event_capacity(0)),
+        ("subscription_capacity", |b| b.subscription_capacity(0)),
+        ("link_queue", |b| b.link_queue(0)),
+        ("random_links", |b| {
+            b.configure(|c| c.random_links = c.max_peers + 1)
+        }),
+        ("gossip.hop_limit", |b| {
+            b.configure(|c| c.gossip.hop_limit = 0)
+        }),
+    ];
+    for (i, (setting, break_it)) in (0u64..).zip(cases) {
+        let result = break_it(builder(&network, seed, i)).build();
+        match result {
+            Err(Error::InvalidSetting(InvalidSetting { setting: named, .. })) => {
+                assert_eq!(named, setting);
+            }
+            other => panic!("{setting}: expected an invalid-setting error, got {other:?}"),
+        }
+    }
+    // The smallest values that work are taken as given, not clamped.
+    let mesh = builder(&network, seed, 100)
+        .max_peers(1)
+        .kademlia_k(1)
+        .event_capacity(1)
+        .subscription_capacity(1)
+        .link_queue(1)
+        .build()
+        .expect("builds");
+    mesh.leave().await.expect("leave");
+}
+
+type B = MeshBuilder<p2pmesh::memory::MemoryConnector>;
+
+/// Sets one setting to a value that cannot work.
+type BreakIt = fn(B) -> B;
+
+/// The node's clock is the builder's start time plus tokio's elapsed time: a sender whose clock
+/// starts an hour ahead stamps its broadcasts an hour in the receiver's future, past gossip's 30 s
+/// skew allowance, so they are refused; with the same start they arrive.
+#[tokio::test(start_paused = true)]
+async fn the_start_time_given_to_the_builder_is_the_nodes_clock() {
+    let seed = test_seed("the_start_time_given_to_the_builder_is_the_nodes_clock");
+    for (ahead, delivered) in [(Duration::ZERO, true), (Duration::from_secs(3600), false)] {
+        let network = MemoryNetwork::new();
+        let a = builder(&network, seed, 0)
+            .start_time(start_time() + ahead)
+            .build()
+            .expect("a builds");
+        let mut a_events = a.events();
+        a.join().await.expect("a joins");
+        let b = builder(&network, seed, 1).build().expect("b builds");
+        let mut topic = b.subscribe("t").await.expect("subscribe");
+        b.join().await.expect("b joins");
+        let b_id = b.local_id();
+        next_matching(
+            &mut a_events,
+            |e| matches!(e, Event::PeerConnected { peer } if *peer == b_id),
+        )
+        .await;
+        a.broadcast("t", b"tick".to_vec()).await.expect("broadcast");
+        let got = tokio::time::timeout(Duration::from_secs(20), topic.next()).await;
+        match (delivered, got) {
+            (true, Ok(Some(message))) => assert_eq!(&message.data[..], b"tick"),
+            (false, Err(_)) => {}
+            (_, got) => panic!("clock {ahead:?} ahead: unexpected {got:?}"),
+        }
+        a.leave().await.expect("leave");
+        b.leave().await.expect("leave");
+    }
 }

@@ -3,7 +3,7 @@
 //! - [`SignalingTransport`]: a connection to the signaling server, as a driver sees it
 //!   (`send` a [`ClientMessage`], await the next [`TransportEvent`]). The WebSocket
 //!   implementation is the `transport-ws` crate.
-//! - [`LinkConnector`] / [`PeerLink`]: data links to peers set up through signaling (a draft;
+//! - [`LinkConnector`] / [`PeerLink`] / [`LinkSender`]: data links to peers set up through signaling (a draft;
 //!   the WebRTC adapter implements it).
 //! - [`ClientMessage`] / [`ServerMessage`]: the signaling protocol's JSON messages, a superset
 //!   of the JavaScript p2pmesh server's (docs/protocol.md shows each with an example).
@@ -17,12 +17,13 @@ mod message;
 mod peer_id;
 mod signaling;
 
-pub use link::{LinkConnector, LinkError, LinkEvent, PeerLink, Role};
+pub use link::{LinkConnector, LinkError, LinkEvent, LinkSender, PeerLink, Role};
 pub use message::{
     ClientMessage, DEFAULT_ROOM, ErrorCode, JOIN_PROOF_DOMAIN, Join, MAX_ROOM_LEN, NONCE_LEN,
     PROTOCOL_VERSION, PeerInfo, ServerMessage, is_valid_room, join_proof_message,
 };
 pub use peer_id::{
-    HEX_PEER_ID_LEN, MAX_PEER_ID_LEN, PeerId, distance_key, is_compat_id, is_hex_id,
+    CompatId, HEX_PEER_ID_LEN, MAX_PEER_ID_LEN, PeerId, VerifiedId, distance_key, is_compat_id,
+    is_hex_id,
 };
 pub use signaling::{RpcKind, SignalingTransport, TransportError, TransportEvent};

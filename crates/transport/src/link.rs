@@ -53,13 +53,30 @@ pub enum LinkError {
     Setup(String),
 }
 
-/// One link to one peer. Its queues are bounded: `send` waits while the outgoing one is full.
+/// The sending half of a link: cheap to clone, and usable from any task.
+///
+/// Sending is split from [`PeerLink`] on purpose. A send waits while the peer's incoming queue is
+/// full, and that queue drains only while the peer reads its link. If one task both sent and read
+/// (one `&mut` owner for both), two peers that send to each other at once could each wait for the
+/// other to read, and neither would ever read again. With the halves apart, a driver reads
+/// [`PeerLink::next_event`] in one place and sends through a [`LinkSender`] in another, so a
+/// waiting send never stops its own side from reading.
+#[async_trait]
+pub trait LinkSender: Clone + Send + Sync + 'static {
+    /// Send one message (after [`LinkEvent::Open`]); waits while the outgoing queue is full.
+    async fn send(&self, bytes: Vec<u8>) -> Result<(), LinkError>;
+}
+
+/// One link to one peer: its events, its signals and its lifetime. Send through
+/// [`sender`](Self::sender). Its queues are bounded.
 #[async_trait]
 pub trait PeerLink: Send {
+    /// The sending half.
+    type Sender: LinkSender;
     /// The remote peer.
     fn peer(&self) -> &PeerId;
-    /// Send one message (after [`LinkEvent::Open`]).
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError>;
+    /// A sending half of this link (see [`LinkSender`] for why sending is apart).
+    fn sender(&self) -> Self::Sender;
     /// Feed a signal received from the peer through the signaling transport.
     async fn handle_signal(&mut self, signal: Value) -> Result<(), LinkError>;
     /// The next event; `None` after [`LinkEvent::Closed`].

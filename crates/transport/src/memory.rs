@@ -6,15 +6,16 @@
 //! construction; an event that does not fit is dropped, as a real network may drop it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
-    ClientMessage, ErrorCode, LinkConnector, LinkError, LinkEvent, PeerId, PeerLink, Role, RpcKind,
-    SignalingTransport, TransportError, TransportEvent,
+    ClientMessage, ErrorCode, LinkConnector, LinkError, LinkEvent, LinkSender, PeerId, PeerLink,
+    Role, RpcKind, SignalingTransport, TransportError, TransportEvent,
 };
 
 /// How many peers a join is introduced to in the hub.
@@ -259,17 +260,30 @@ impl Drop for MemorySignaling {
     }
 }
 
+/// The state both ends of one in-memory link share: which end closed it, if one did.
+type Closed = Arc<watch::Sender<Option<usize>>>;
+
+/// The second end of a link, waiting in the network until its peer connects.
 struct HalfLink {
     events: mpsc::Receiver<LinkEvent>,
     own: mpsc::Sender<LinkEvent>,
     remote: mpsc::Sender<LinkEvent>,
+    closed: Closed,
 }
+
+type Pending = HashMap<(PeerId, PeerId), HalfLink>;
+
+/// Where an end's other half waits: the network's pending map and its key there.
+type Waiting = (Arc<Mutex<Pending>>, (PeerId, PeerId));
 
 /// An in-memory network of peer links: two connectors that `connect` to each other get a
 /// pair of connected [`MemoryLink`]s (no signals are exchanged).
+///
+/// A link whose end is dropped without [`close`](PeerLink::close) goes silent for the peer, as
+/// a crashed peer does: its sends fail, and it never reports `Closed`.
 #[derive(Clone)]
 pub struct MemoryLinkNetwork {
-    pending: Arc<Mutex<HashMap<(PeerId, PeerId), HalfLink>>>,
+    pending: Arc<Mutex<Pending>>,
     capacity: usize,
 }
 
@@ -282,7 +296,8 @@ impl std::fmt::Debug for MemoryLinkNetwork {
 }
 
 impl MemoryLinkNetwork {
-    /// A network whose link queues hold `capacity` events each.
+    /// A network whose link queues hold `capacity` events each (at least 2: the `Open` and one
+    /// message).
     pub fn new(capacity: usize) -> Self {
         Self {
             pending: Arc::new(Mutex::new(HashMap::new())),
@@ -296,6 +311,11 @@ impl MemoryLinkNetwork {
             network: self.clone(),
             local,
         }
+    }
+
+    /// How many links wait for their peer to connect.
+    pub fn pending(&self) -> usize {
+        lock(&self.pending).len()
     }
 }
 
@@ -327,64 +347,129 @@ impl LinkConnector for MemoryConnector {
             };
             let _ = half.own.try_send(open(&self.local, &peer));
             let _ = half.remote.try_send(open(&peer, &self.local));
-            return Ok(MemoryLink {
+            return Ok(MemoryLink::new(
                 peer,
-                events: half.events,
-                own: half.own,
-                remote: half.remote,
-                open: false,
-                closed: false,
-            });
+                half.events,
+                half.own,
+                half.remote,
+                (half.closed, 1),
+                None,
+            ));
         }
         let (a_tx, a_rx) = mpsc::channel(self.network.capacity);
         let (b_tx, b_rx) = mpsc::channel(self.network.capacity);
+        let closed: Closed = Arc::new(watch::Sender::new(None));
+        let key = (peer.clone(), self.local.clone());
         pending.insert(
-            (peer.clone(), self.local.clone()),
+            key.clone(),
             HalfLink {
                 events: b_rx,
                 own: b_tx.clone(),
                 remote: a_tx.clone(),
+                closed: closed.clone(),
             },
         );
-        Ok(MemoryLink {
+        Ok(MemoryLink::new(
             peer,
-            events: a_rx,
-            own: a_tx,
-            remote: b_tx,
-            open: false,
-            closed: false,
-        })
+            a_rx,
+            a_tx,
+            b_tx,
+            (closed, 0),
+            Some((self.network.pending.clone(), key)),
+        ))
     }
 }
 
 /// One end of an in-memory link.
-#[derive(Debug)]
 pub struct MemoryLink {
     peer: PeerId,
     events: mpsc::Receiver<LinkEvent>,
-    own: mpsc::Sender<LinkEvent>,
+    /// Keeps this end's queue open while the link lives (and carried its `Open`).
+    _own: mpsc::Sender<LinkEvent>,
+    sender: MemoryLinkSender,
+    closed: Closed,
+    /// Which end this is (0 connected first, 1 second).
+    end: usize,
+    /// Where this end's other half waits until the peer connects (removed when dropped first).
+    waiting: Option<Waiting>,
+    /// `Closed` was returned.
+    done: bool,
+}
+
+impl std::fmt::Debug for MemoryLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryLink")
+            .field("peer", &self.peer)
+            .field("end", &self.end)
+            .field("closed", &*self.closed.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryLink {
+    fn new(
+        peer: PeerId,
+        events: mpsc::Receiver<LinkEvent>,
+        own: mpsc::Sender<LinkEvent>,
+        remote: mpsc::Sender<LinkEvent>,
+        (closed, end): (Closed, usize),
+        waiting: Option<Waiting>,
+    ) -> Self {
+        let sender = MemoryLinkSender {
+            remote,
+            open: Arc::new(AtomicBool::new(false)),
+            closed: closed.subscribe(),
+        };
+        Self {
+            peer,
+            events,
+            _own: own,
+            sender,
+            closed,
+            end,
+            waiting,
+            done: false,
+        }
+    }
+}
+
+/// The sending half of a [`MemoryLink`].
+#[derive(Debug, Clone)]
+pub struct MemoryLinkSender {
     remote: mpsc::Sender<LinkEvent>,
-    open: bool,
-    closed: bool,
+    /// The link's `Open` was read.
+    open: Arc<AtomicBool>,
+    closed: watch::Receiver<Option<usize>>,
+}
+
+#[async_trait]
+impl LinkSender for MemoryLinkSender {
+    async fn send(&self, bytes: Vec<u8>) -> Result<(), LinkError> {
+        if self.closed.borrow().is_some() {
+            return Err(LinkError::Closed);
+        }
+        if !self.open.load(Ordering::Acquire) {
+            return Err(LinkError::NotOpen);
+        }
+        let mut closed = self.closed.clone();
+        tokio::select! {
+            biased;
+            sent = self.remote.send(LinkEvent::Message(bytes)) => sent.map_err(|_| LinkError::Closed),
+            _ = closed.wait_for(Option::is_some) => Err(LinkError::Closed),
+        }
+    }
 }
 
 #[async_trait]
 impl PeerLink for MemoryLink {
+    type Sender = MemoryLinkSender;
+
     fn peer(&self) -> &PeerId {
         &self.peer
     }
 
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError> {
-        if self.closed {
-            return Err(LinkError::Closed);
-        }
-        if !self.open {
-            return Err(LinkError::NotOpen);
-        }
-        self.remote
-            .send(LinkEvent::Message(bytes))
-            .await
-            .map_err(|_| LinkError::Closed)
+    fn sender(&self) -> MemoryLinkSender {
+        self.sender.clone()
     }
 
     async fn handle_signal(&mut self, _signal: Value) -> Result<(), LinkError> {
@@ -392,25 +477,51 @@ impl PeerLink for MemoryLink {
     }
 
     async fn next_event(&mut self) -> Option<LinkEvent> {
-        if self.closed {
+        if self.done {
             return None;
         }
-        let event = self.events.recv().await?;
+        let mut closed = self.closed.subscribe();
+        // What was queued before the close is delivered first.
+        let event = tokio::select! {
+            biased;
+            event = self.events.recv() => event?,
+            by = closed.wait_for(Option::is_some) => {
+                let by = by.ok().and_then(|by| *by);
+                LinkEvent::Closed(if by == Some(self.end) { "closed" } else { "closed by peer" }.into())
+            }
+        };
         match &event {
-            LinkEvent::Open { .. } => self.open = true,
-            LinkEvent::Closed(_) => self.closed = true,
+            LinkEvent::Open { .. } => self.sender.open.store(true, Ordering::Release),
+            LinkEvent::Closed(_) => self.done = true,
             LinkEvent::Signal(_) | LinkEvent::Message(_) => {}
         }
         Some(event)
     }
 
     async fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            let _ = self
-                .remote
-                .try_send(LinkEvent::Closed("closed by peer".into()));
-            let _ = self.own.try_send(LinkEvent::Closed("closed".into()));
+        let end = self.end;
+        self.closed.send_if_modified(|closed| {
+            let first = closed.is_none();
+            if first {
+                *closed = Some(end);
+            }
+            first
+        });
+    }
+}
+
+impl Drop for MemoryLink {
+    fn drop(&mut self) {
+        // An end dropped before its peer connected takes its waiting half along, so that a later
+        // link between the two is not paired with it.
+        if let Some((pending, key)) = self.waiting.take() {
+            let mut pending = lock(&pending);
+            if pending
+                .get(&key)
+                .is_some_and(|half| Arc::ptr_eq(&half.closed, &self.closed))
+            {
+                pending.remove(&key);
+            }
         }
     }
 }
@@ -491,12 +602,157 @@ mod tests {
             ba.next_event().await,
             Some(LinkEvent::Open { .. })
         ));
-        ab.send(b"hi".to_vec()).await.expect("send");
+        ab.sender().send(b"hi".to_vec()).await.expect("send");
         assert_eq!(
             ba.next_event().await,
             Some(LinkEvent::Message(b"hi".to_vec()))
         );
         ab.close().await;
         assert!(matches!(ba.next_event().await, Some(LinkEvent::Closed(_))));
+    }
+
+    async fn open_pair(capacity: usize) -> (MemoryLinkNetwork, MemoryLink, MemoryLink) {
+        let net = MemoryLinkNetwork::new(capacity);
+        let mut ab = net
+            .connector(PeerId::new("a"))
+            .connect(PeerId::new("b"), Role::Initiator)
+            .await
+            .expect("a");
+        let mut ba = net
+            .connector(PeerId::new("b"))
+            .connect(PeerId::new("a"), Role::Responder)
+            .await
+            .expect("b");
+        assert!(matches!(
+            ab.next_event().await,
+            Some(LinkEvent::Open { .. })
+        ));
+        assert!(matches!(
+            ba.next_event().await,
+            Some(LinkEvent::Open { .. })
+        ));
+        (net, ab, ba)
+    }
+
+    /// The pattern that hung `ten_nodes_over_memory_links`: both ends send more than the queues
+    /// hold at once. Each side's sends wait on the other's full queue; because sending is a
+    /// separate half, each side keeps reading meanwhile, and all of it arrives.
+    #[tokio::test(start_paused = true)]
+    async fn both_ends_sending_past_the_queue_bound_do_not_deadlock() {
+        const MESSAGES: u32 = 200;
+        let (_net, mut ab, mut ba) = open_pair(4).await;
+        let send_all = |sender: MemoryLinkSender| async move {
+            for i in 0..MESSAGES {
+                sender.send(i.to_be_bytes().to_vec()).await.expect("send");
+            }
+        };
+        let (a_sends, b_sends) = (send_all(ab.sender()), send_all(ba.sender()));
+        async fn read_all(link: &mut MemoryLink) {
+            for i in 0..MESSAGES {
+                assert_eq!(
+                    link.next_event().await,
+                    Some(LinkEvent::Message(i.to_be_bytes().to_vec()))
+                );
+            }
+        }
+        let all = async {
+            tokio::join!(a_sends, b_sends, read_all(&mut ab), read_all(&mut ba));
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("no deadlock");
+    }
+
+    /// The old single-owner shape (one task sends, then reads) wedges both ends once both queues
+    /// are full: this is the hang, reproduced on purpose, and bounded by a timeout.
+    #[tokio::test(start_paused = true)]
+    async fn one_owner_sending_and_reading_wedges_both_ends() {
+        let (_net, mut ab, mut ba) = open_pair(4).await;
+        // Each "task" owns its link and sends 16 messages before it reads anything.
+        async fn one_owner(link: &mut MemoryLink) {
+            let sender = link.sender();
+            for i in 0..16u8 {
+                sender.send(vec![i]).await.expect("send");
+            }
+            while link.next_event().await.is_some() {}
+        }
+        let both = async { tokio::join!(one_owner(&mut ab), one_owner(&mut ba)) };
+        let wedged = tokio::time::timeout(std::time::Duration::from_secs(60), both).await;
+        assert!(wedged.is_err(), "both ends wait for the other to read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_reaches_a_peer_whose_queue_is_full_and_frees_a_waiting_send() {
+        let (_net, mut ab, mut ba) = open_pair(2).await;
+        let sender = ab.sender();
+        sender.send(vec![1]).await.expect("fits");
+        sender.send(vec![2]).await.expect("fits");
+        let blocked = tokio::spawn({
+            let sender = sender.clone();
+            async move { sender.send(vec![3]).await }
+        });
+        tokio::task::yield_now().await;
+        ba.close().await;
+        assert_eq!(blocked.await.expect("task"), Err(LinkError::Closed));
+        // b still reads what was queued, then its own close.
+        assert_eq!(ba.next_event().await, Some(LinkEvent::Message(vec![1])));
+        assert_eq!(ba.next_event().await, Some(LinkEvent::Message(vec![2])));
+        assert_eq!(
+            ba.next_event().await,
+            Some(LinkEvent::Closed("closed".into()))
+        );
+        assert_eq!(ba.next_event().await, None);
+        assert_eq!(
+            ab.next_event().await,
+            Some(LinkEvent::Closed("closed by peer".into()))
+        );
+        assert_eq!(sender.send(vec![4]).await, Err(LinkError::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_end_goes_silent_and_leaves_no_stale_half() {
+        let net = MemoryLinkNetwork::new(8);
+        let a = net.connector(PeerId::new("a"));
+        let b = net.connector(PeerId::new("b"));
+        // a dials, then gives up before b answers: nothing of that attempt stays behind.
+        let early = a
+            .connect(PeerId::new("b"), Role::Initiator)
+            .await
+            .expect("a");
+        assert_eq!(net.pending(), 1);
+        drop(early);
+        assert_eq!(net.pending(), 0);
+        // Likewise when it closes first (its close once waited in the half for b's next link,
+        // which then opened already closed, while a waited for b's next attempt in turn).
+        let mut early = a
+            .connect(PeerId::new("b"), Role::Initiator)
+            .await
+            .expect("a");
+        early.close().await;
+        drop(early);
+        assert_eq!(net.pending(), 0);
+        // b's later link waits for a's next one, and the two open together.
+        let mut ba = b
+            .connect(PeerId::new("a"), Role::Initiator)
+            .await
+            .expect("b");
+        let mut ab = a
+            .connect(PeerId::new("b"), Role::Responder)
+            .await
+            .expect("a");
+        assert!(matches!(
+            ab.next_event().await,
+            Some(LinkEvent::Open { .. })
+        ));
+        assert!(matches!(
+            ba.next_event().await,
+            Some(LinkEvent::Open { .. })
+        ));
+        // A crash (a drop without close) is silent: sends fail, no Closed arrives.
+        let to_a = ba.sender();
+        drop(ab);
+        assert_eq!(to_a.send(vec![1]).await, Err(LinkError::Closed));
+        let silent = tokio::time::timeout(std::time::Duration::from_secs(5), ba.next_event()).await;
+        assert!(silent.is_err(), "{silent:?}");
     }
 }

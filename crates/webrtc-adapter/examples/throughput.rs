@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use transport::{LinkConnector, LinkEvent, PeerId, PeerLink, Role};
+use transport::{LinkConnector, LinkEvent, LinkSender as _, PeerId, PeerLink, Role};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
@@ -72,7 +72,7 @@ async fn adapter_run(config: &Config, size: usize, total: usize) -> Result<f64, 
     let msg = vec![7u8; size];
     let mut sent = 0;
     while sent < total {
-        la.send(msg.clone()).await?;
+        la.sender().send(msg.clone()).await?;
         sent += size;
     }
     receiver.await??;

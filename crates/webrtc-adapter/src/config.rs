@@ -57,12 +57,12 @@ pub struct Config {
     /// data channel before it is closed with reason `"open timeout"`. Default 10 s.
     pub open_timeout: Duration,
     /// Bytes a link's data channel may hold unacknowledged before
-    /// [`send`](transport::PeerLink::send) waits. Default 1 MiB.
+    /// [`send`](transport::LinkSender::send) waits. Default 1 MiB.
     pub send_buffer_limit: usize,
     /// `SO_RCVBUF` / `SO_SNDBUF` for each UDP socket. Default 4 MiB (the kernel caps it at
     /// `net.core.rmem_max`).
     pub socket_buffer_size: usize,
-    /// Largest message [`send`](transport::PeerLink::send) accepts. Default 64 KiB, the
+    /// Largest message [`send`](transport::LinkSender::send) accepts. Default 64 KiB, the
     /// data-channel limit every browser accepts; larger messages must be chunked by the caller.
     pub max_message_size: usize,
     /// Events a link buffers for [`next_event`](transport::PeerLink::next_event) before it

@@ -9,7 +9,7 @@
 //! covers.
 //!
 //! ```no_run
-//! use transport::{LinkConnector, LinkEvent, PeerId, PeerLink, Role};
+//! use transport::{LinkConnector, LinkEvent, LinkSender, PeerId, PeerLink, Role};
 //! use webrtc_adapter::{Config, Connector};
 //!
 //! # async fn run() -> Result<(), transport::LinkError> {
@@ -19,7 +19,7 @@
 //!     match event {
 //!         LinkEvent::Signal(signal) => { /* send `signal` to the peer */ }
 //!         LinkEvent::Open { local_fingerprint, remote_fingerprint } => {
-//!             link.send(b"hello".to_vec()).await?;
+//!             link.sender().send(b"hello".to_vec()).await?;
 //!         }
 //!         LinkEvent::Message(bytes) => { /* a frame from the peer */ }
 //!         LinkEvent::Closed(reason) => break,

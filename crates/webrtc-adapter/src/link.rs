@@ -241,10 +241,10 @@ impl Link {
     }
 }
 
-/// A cloneable handle that sends on a link, for a driver that sends from another task than the
-/// one reading [`next_event`](PeerLink::next_event). A send waits while the channel is full, and
-/// the peer's channel fills when nobody reads it: reading and sending from one task can
-/// deadlock two peers that both send.
+/// The sending half of a [`Link`] ([`PeerLink::sender`]): cloneable, for the task that sends,
+/// apart from the one reading [`next_event`](PeerLink::next_event). A send waits while the
+/// channel is full, and the peer's channel fills when nobody reads it: reading and sending from
+/// one task can deadlock two peers that both send (see [`transport::LinkSender`]).
 #[derive(Clone)]
 pub struct LinkSender {
     dc: Arc<dyn DataChannel>,
@@ -258,9 +258,10 @@ impl std::fmt::Debug for LinkSender {
     }
 }
 
-impl LinkSender {
-    /// Sends one message; see [`PeerLink::send`] on [`Link`].
-    pub async fn send(&self, bytes: Vec<u8>) -> Result<(), LinkError> {
+#[async_trait]
+impl transport::LinkSender for LinkSender {
+    /// Waits while the channel holds more than `send_buffer_limit` unacknowledged bytes.
+    async fn send(&self, bytes: Vec<u8>) -> Result<(), LinkError> {
         match self.shared.state.load(Ordering::Acquire) {
             CONNECTING => return Err(LinkError::NotOpen),
             CLOSED => return Err(LinkError::Closed),
@@ -281,26 +282,20 @@ impl LinkSender {
     }
 }
 
-impl Link {
-    /// A handle to send on this link from another task.
-    pub fn sender(&self) -> LinkSender {
+#[async_trait]
+impl PeerLink for Link {
+    type Sender = LinkSender;
+
+    fn peer(&self) -> &PeerId {
+        &self.peer
+    }
+
+    fn sender(&self) -> LinkSender {
         LinkSender {
             dc: self.dc.clone(),
             shared: self.shared.clone(),
             max_message_size: self.max_message_size,
         }
-    }
-}
-
-#[async_trait]
-impl PeerLink for Link {
-    fn peer(&self) -> &PeerId {
-        &self.peer
-    }
-
-    /// Waits while the channel holds more than `send_buffer_limit` unacknowledged bytes.
-    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), LinkError> {
-        self.sender().send(bytes).await
     }
 
     async fn handle_signal(&mut self, signal: Value) -> Result<(), LinkError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::time::timeout;
-use transport::{LinkConnector, LinkError, LinkEvent, PeerId, PeerLink, Role};
+use transport::{LinkConnector, LinkError, LinkEvent, LinkSender as _, PeerId, PeerLink, Role};
 use webrtc_adapter::{Config, Connector, Link};
 
 const GUARD: Duration = Duration::from_secs(20);
@@ -94,9 +94,9 @@ async fn a_link_opens_carries_messages_both_ways_and_closes() {
 
     // One big message each way.
     let big: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
-    a.send(big.clone()).await.expect("a sends 64 KiB");
+    a.sender().send(big.clone()).await.expect("a sends 64 KiB");
     assert_eq!(next(&mut b).await, LinkEvent::Message(big.clone()));
-    b.send(big.clone()).await.expect("b sends 64 KiB");
+    b.sender().send(big.clone()).await.expect("b sends 64 KiB");
     assert_eq!(next(&mut a).await, LinkEvent::Message(big));
 
     // Many small ones, in order, both ways at once. In rounds of 250: webrtc 0.21 delivers a
@@ -109,12 +109,18 @@ async fn a_link_opens_carries_messages_both_ways_and_closes() {
         let first = round * BURST;
         let send_a = async {
             for i in first..first + BURST {
-                a.send(i.to_be_bytes().to_vec()).await.expect("a sends");
+                a.sender()
+                    .send(i.to_be_bytes().to_vec())
+                    .await
+                    .expect("a sends");
             }
         };
         let send_b = async {
             for i in first..first + BURST {
-                b.send(i.to_be_bytes().to_vec()).await.expect("b sends");
+                b.sender()
+                    .send(i.to_be_bytes().to_vec())
+                    .await
+                    .expect("b sends");
             }
         };
         tokio::join!(send_a, send_b);
@@ -133,7 +139,7 @@ async fn a_link_opens_carries_messages_both_ways_and_closes() {
     // Closing one side is seen by the other.
     a.close().await;
     assert!(matches!(next(&mut a).await, LinkEvent::Closed(_)));
-    assert_eq!(a.send(vec![1]).await, Err(LinkError::Closed));
+    assert_eq!(a.sender().send(vec![1]).await, Err(LinkError::Closed));
     match next(&mut b).await {
         LinkEvent::Closed(reason) => assert_eq!(reason, "closed by peer"),
         other => panic!("unexpected {other:?}"),
@@ -171,7 +177,7 @@ async fn the_open_timeout_fires_when_the_remote_never_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signals_and_early_sends_are_errors_not_failures() {
     let (mut a, mut b) = pair(Config::loopback()).await;
-    assert_eq!(a.send(vec![1]).await, Err(LinkError::NotOpen));
+    assert_eq!(a.sender().send(vec![1]).await, Err(LinkError::NotOpen));
     for junk in [
         json!(null),
         json!({"type": "bogus"}),
@@ -188,8 +194,14 @@ async fn bad_signals_and_early_sends_are_errors_not_failures() {
     // The link still opens after all that.
     open(&mut a, &mut b).await;
     let too_big = vec![0u8; 64 * 1024 + 1];
-    assert!(matches!(a.send(too_big).await, Err(LinkError::Setup(_))));
-    a.send(b"still fine".to_vec()).await.expect("sends");
+    assert!(matches!(
+        a.sender().send(too_big).await,
+        Err(LinkError::Setup(_))
+    ));
+    a.sender()
+        .send(b"still fine".to_vec())
+        .await
+        .expect("sends");
     assert_eq!(
         next(&mut b).await,
         LinkEvent::Message(b"still fine".to_vec())

@@ -33,7 +33,7 @@ use p2pmesh::{Event, Mesh, NodeId};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use signaling_server::{Config as ServerConfig, Server};
 use tokio::sync::oneshot;
-use transport::{LinkConnector, LinkEvent, PeerId, PeerLink, Role};
+use transport::{LinkConnector, LinkEvent, LinkSender as _, PeerId, PeerLink, Role};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
@@ -299,7 +299,7 @@ async fn adapter_run(config: &Config, size: usize, count: u64) -> Res<f64> {
     });
     let mut la = la;
     for seq in 0..count {
-        la.send(numbered(size, 0, seq)).await?;
+        la.sender().send(numbered(size, 0, seq)).await?;
     }
     let rate = deadline("adapter run", STEP_DEADLINE, async { Ok(receiver.await??) }).await?;
     la.close().await;

@@ -17,6 +17,47 @@ use tokio::task::JoinHandle;
 /// How long a wait may take before the test fails (it only stops a hung test).
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
+/// The seed a test uses when `P2PMESH_TEST_SEED` is not set.
+pub const DEFAULT_SEED: u64 = 11;
+
+/// The wall-clock start every test node's clock is given (2026-01-01 00:00:00 UTC).
+pub const START: Duration = Duration::from_secs(1_767_225_600);
+
+/// The start time to give the builders.
+pub fn start_time() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + START
+}
+
+/// This run's seed: `P2PMESH_TEST_SEED`, or [`DEFAULT_SEED`]. Printed first, so that a failing run
+/// (whose output the test harness shows) says how to replay it.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = std::env::var("P2PMESH_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEED);
+    eprintln!("{test}: seed {seed} (replay with P2PMESH_TEST_SEED={seed})");
+    seed
+}
+
+/// SplitMix64: the stream of numbers a seed stands for.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce5_e4b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Node `index`'s key pair and node seed in the run of `seed`.
+pub fn node_identity(seed: u64, index: u64) -> (Keypair, u64) {
+    let mut state = seed ^ index.wrapping_mul(0xa076_1d64_78bd_642f);
+    let mut secret = [0u8; 32];
+    for chunk in secret.chunks_mut(8) {
+        chunk.copy_from_slice(&splitmix(&mut state).to_le_bytes());
+    }
+    (Keypair::from_secret(secret), splitmix(&mut state))
+}
+
 /// The topic every test node subscribes to.
 pub const TOPIC: &str = "scenario";
 
@@ -82,20 +123,25 @@ pub struct TestNode {
 }
 
 impl TestNode {
-    /// Builds a node (in its own runtime when `crashable`), subscribes it to [`TOPIC`], records
-    /// its events and messages, and joins.
-    pub async fn start(url: &str, links: &Links, crashable: bool) -> Self {
-        let keypair = Keypair::generate().expect("entropy");
+    /// Builds node `index` of the run of `seed` (in its own runtime when `crashable`), subscribes
+    /// it to [`TOPIC`], records its events and messages, and joins.
+    pub async fn start(url: &str, links: &Links, seed: u64, index: u64, crashable: bool) -> Self {
+        let (keypair, node_seed) = node_identity(seed, index);
         let id = keypair.peer_id();
         let (url, links) = (url.to_owned(), links.clone());
         let build = move || -> Mesh {
-            let builder = Mesh::builder().keypair(keypair.clone()).signaling_url(url);
+            let builder = Mesh::builder()
+                .keypair(keypair.clone())
+                .seed(node_seed)
+                .signaling_url(url);
             match links {
                 Links::WebRtc => builder
                     .webrtc_config(p2pmesh::webrtc_adapter::Config::loopback())
                     .build(),
                 Links::Memory(network) => builder
-                    .connector(network.connector(p2pmesh::transport::PeerId::new(id.to_string())))
+                    .connector(
+                        network.connector(p2pmesh::transport::PeerId::verified(*id.as_bytes())),
+                    )
                     .build(),
             }
             .expect("build")
