@@ -231,6 +231,8 @@ impl Config {
         {
             return Err(ConfigError::TooManyChunks);
         }
+        self.gossip.validate()?;
+        self.kademlia.validate()?;
         Ok(())
     }
 }
@@ -239,9 +241,15 @@ impl Config {
 const MIN_FRAME_BYTES: usize = 1024;
 
 /// Why a [`Config`] cannot work (see [`Config::validate`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The embedded gossip-core configuration (`Config::gossip`) cannot work.
+    #[error("Config::gossip: {0}")]
+    Gossip(#[from] gossip_core::ConfigError),
+    /// The embedded kademlia-core configuration (`Config::kademlia`) cannot work.
+    #[error("Config::kademlia: {0}")]
+    Kademlia(#[from] kademlia_core::ConfigError),
     /// A count that must be at least 1, or an interval that must not be zero, is zero.
     #[error("Config::{0} must not be zero")]
     Zero(&'static str),

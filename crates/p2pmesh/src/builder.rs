@@ -234,11 +234,12 @@ where
     /// Start the mesh's driver task (in the current tokio runtime) without joining yet: subscribe
     /// and take [`Mesh::events`] first, then [`Mesh::join`].
     ///
-    /// Fails, without panicking, when a setting cannot work ([`Error::InvalidSetting`] names it),
+    /// Fails, without panicking, when a setting cannot work ([`Error::InvalidConfig`] names a node
+    /// setting, [`Error::InvalidSetting`] a queue bound),
     /// outside a tokio runtime, without a signaling transport, or with a transport that holds
     /// another id.
     pub fn build(mut self) -> Result<Mesh, Error> {
-        crate::config::validate(&self.config)?;
+        self.config.validate()?;
         self.limits.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let keypair = self.keypair_or_generate()?;

@@ -41,6 +41,12 @@ pub enum Error {
     /// A builder setting cannot work; [`MeshBuilder::build`](crate::MeshBuilder::build) refused it.
     #[error(transparent)]
     InvalidSetting(#[from] InvalidSetting),
+    /// The node's configuration (`max_peers`, `kademlia_k`, or what [`MeshBuilder::configure`]
+    /// changed) cannot work; [`MeshBuilder::build`](crate::MeshBuilder::build) refused it.
+    ///
+    /// [`MeshBuilder::configure`]: crate::MeshBuilder::configure
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(#[from] mesh_core::ConfigError),
     /// The node refused the command (message too large, too many pending, ...).
     #[error(transparent)]
     Node(#[from] mesh_core::Error),

@@ -105,7 +105,6 @@
 #![deny(missing_docs)]
 
 mod builder;
-mod config;
 mod driver;
 mod error;
 mod event;

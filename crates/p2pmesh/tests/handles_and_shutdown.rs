@@ -178,26 +178,36 @@ async fn a_transport_with_another_id_is_refused() {
 async fn settings_that_cannot_work_are_errors_naming_the_setting() {
     let seed = test_seed("settings_that_cannot_work_are_errors_naming_the_setting");
     let network = MemoryNetwork::new();
-    let cases: [(&str, BreakIt); 7] = [
-        ("max_peers", |b| b.max_peers(0)),
-        ("kademlia_k", |b| b.kademlia_k(0)),
+    // Queue bounds are the builder's own settings: `InvalidSetting` names them.
+    let limits: [(&str, BreakIt); 3] = [
         ("event_capacity", |b| b.event_capacity(0)),
         ("subscription_capacity", |b| b.subscription_capacity(0)),
         ("link_queue", |b| b.link_queue(0)),
-        ("random_links", |b| {
-            b.configure(|c| c.random_links = c.max_peers + 1)
-        }),
-        ("gossip.hop_limit", |b| {
-            b.configure(|c| c.gossip.hop_limit = 0)
-        }),
     ];
-    for (i, (setting, break_it)) in (0u64..).zip(cases) {
-        let result = break_it(builder(&network, seed, i)).build();
-        match result {
+    for (i, (setting, break_it)) in (0u64..).zip(limits) {
+        match break_it(builder(&network, seed, i)).build() {
             Err(Error::InvalidSetting(InvalidSetting { setting: named, .. })) => {
                 assert_eq!(named, setting);
             }
             other => panic!("{setting}: expected an invalid-setting error, got {other:?}"),
+        }
+    }
+    // The node's settings are checked by mesh-core's `Config::validate` (with gossip-core's and
+    // kademlia-core's inside it): the error names the field.
+    let node: [(&str, BreakIt); 4] = [
+        ("max_peers", |b| b.max_peers(0)),
+        ("lookup_k", |b| b.kademlia_k(0)),
+        ("random_links", |b| {
+            b.configure(|c| c.random_links = c.max_peers + 1)
+        }),
+        ("hop_limit", |b| b.configure(|c| c.gossip.hop_limit = 0)),
+    ];
+    for (i, (setting, break_it)) in (10u64..).zip(node) {
+        match break_it(builder(&network, seed, i)).build() {
+            Err(Error::InvalidConfig(e)) => {
+                assert!(e.to_string().contains(setting), "{setting}: {e}");
+            }
+            other => panic!("{setting}: expected an invalid-configuration error, got {other:?}"),
         }
     }
     // The smallest values that work are taken as given, not clamped.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use p2pmesh_base::introduce::closest_by_scan;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -52,14 +53,14 @@ impl MemorySignalingHub {
             return Err(ErrorCode::IdTaken);
         }
         let key = peer_id.distance_key();
-        let mut others: Vec<(&PeerId, [u8; 20])> =
+        // The server's introduction rule (its closest part: the in-memory hub adds no random peers).
+        let others: Vec<(&PeerId, [u8; 20])> =
             peers.keys().map(|p| (p, p.distance_key())).collect();
-        others.sort_by_key(|(_, k)| xor(k, &key));
-        let introduced: Vec<PeerId> = others
-            .into_iter()
-            .take(MEMORY_BOOTSTRAP_COUNT)
-            .map(|(p, _)| p.clone())
-            .collect();
+        let introduced: Vec<PeerId> =
+            closest_by_scan(&others, |(_, k)| *k, &key, MEMORY_BOOTSTRAP_COUNT)
+                .into_iter()
+                .map(|(p, _)| p.clone())
+                .collect();
         let _ = tx.try_send(TransportEvent::Open {
             peer_id: peer_id.clone(),
             room: crate::DEFAULT_ROOM.to_owned(),
@@ -93,14 +94,6 @@ impl MemorySignalingHub {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-fn xor(a: &[u8; 20], b: &[u8; 20]) -> [u8; 20] {
-    let mut out = [0u8; 20];
-    for i in 0..20 {
-        out[i] = a[i] ^ b[i];
-    }
-    out
 }
 
 /// One peer's connection to a [`MemorySignalingHub`].
