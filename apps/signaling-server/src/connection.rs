@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use p2pmesh_base::introduce::Rule;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
@@ -612,11 +613,14 @@ impl Conn {
         let config = &shared.config;
         let id: Arc<str> = Arc::from(peer_id);
         let room: Arc<str> = Arc::from(room);
-        let mut random_key = || {
-            let mut key = [0u8; 20];
-            shared.fill_random(&mut key);
-            key
+        // The introduction rule: the joiner's closest peers, then a few random ones, each draw a
+        // random key (a draw that hits a peer already chosen is lost; four draws per wanted peer).
+        let rule = Rule {
+            closest: config.bootstrap_closest,
+            random: config.bootstrap_random,
+            attempts: config.bootstrap_random * 4,
         };
+        let mut rng = shared.rng.lock().unwrap_or_else(|e| e.into_inner());
         let joined = shared
             .registry
             .write()
@@ -626,10 +630,10 @@ impl Conn {
                 self.id,
                 room.clone(),
                 self.tx.clone(),
-                config.bootstrap_closest,
-                config.bootstrap_random,
-                &mut random_key,
+                rule,
+                &mut *rng,
             );
+        drop(rng);
         let introductions = joined.map_err(|()| Rejection {
             code: ErrorCode::IdTaken,
             message: format!("{id} is held by another connection"),

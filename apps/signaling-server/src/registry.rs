@@ -20,6 +20,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
+use p2pmesh_base::introduce::{Members, Rule, distance, introduce};
 use tokio::sync::mpsc;
 
 /// Most introductions remembered per member (to tell them when it leaves).
@@ -60,43 +61,21 @@ pub(crate) struct Introductions {
 
 impl Registry {
     /// Register `id` for connection `conn`, unless another connection holds it.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn join(
         &mut self,
         id: Arc<str>,
         conn: u64,
         room: Arc<str>,
         tx: mpsc::Sender<Utf8Bytes>,
-        closest: usize,
-        random: usize,
-        random_key: &mut dyn FnMut() -> Key,
+        rule: Rule,
+        rng: &mut (impl rand::Rng + ?Sized),
     ) -> Result<Introductions, ()> {
         if self.peers.contains_key(&id) {
             return Err(());
         }
         let key = transport::distance_key(&id);
         let room_entry = self.rooms.entry(room.clone()).or_default();
-        let mut peers = Vec::with_capacity(closest + random);
-        xor_closest(&room_entry.members, &key, closest, &mut peers);
-        peers.sort_by_key(|(k, _)| xor(k, &key));
-        let mut peers: Vec<Arc<str>> = peers.into_iter().map(|(_, id)| id).collect();
-        let len = room_entry.members.len();
-        let mut attempts = random * 4;
-        let wanted = (peers.len() + random).min(len);
-        while peers.len() < wanted && attempts > 0 {
-            attempts -= 1;
-            let start = random_key();
-            let pick = room_entry
-                .members
-                .range((Bound::Included((start, 0)), Bound::Unbounded))
-                .next()
-                .or_else(|| room_entry.members.iter().next());
-            if let Some((_, pid)) = pick
-                && !peers.contains(pid)
-            {
-                peers.push(pid.clone());
-            }
-        }
+        let peers = introduce(&RoomMembers(&room_entry.members), &key, rule, rng);
         room_entry.members.insert((key, conn), id.clone());
         let mut queues = Vec::with_capacity(peers.len());
         for p in &peers {
@@ -188,14 +167,6 @@ fn remember(list: &mut VecDeque<Arc<str>>, id: Arc<str>) {
     list.push_back(id);
 }
 
-fn xor(a: &Key, b: &Key) -> Key {
-    let mut out = [0u8; 20];
-    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b.iter())) {
-        *o = x ^ y;
-    }
-    out
-}
-
 fn bit(key: &Key, depth: usize) -> bool {
     key[depth / 8] & (0x80 >> (depth % 8)) != 0
 }
@@ -215,6 +186,36 @@ fn subtree_max(lo: &Key, depth: usize) -> Key {
         set_bit(&mut hi, d);
     }
     hi
+}
+
+/// A room's members as the introduction rule ([`p2pmesh_base::introduce`]) queries them: the closest
+/// by a walk of the key tree (O(K log N)), a random one as the first member at or after a random key
+/// (O(log N)).
+struct RoomMembers<'a>(&'a BTreeMap<(Key, u64), Arc<str>>);
+
+impl Members for RoomMembers<'_> {
+    type Peer = Arc<str>;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn closest(&self, target: &Key, k: usize) -> Vec<Arc<str>> {
+        let mut peers = Vec::with_capacity(k);
+        xor_closest(self.0, target, k, &mut peers);
+        peers.sort_by_key(|(key, _)| distance(key, target));
+        peers.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn pick<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<Arc<str>> {
+        let mut start = [0u8; 20];
+        rng.fill_bytes(&mut start);
+        self.0
+            .range((Bound::Included((start, 0)), Bound::Unbounded))
+            .next()
+            .or_else(|| self.0.iter().next())
+            .map(|(_, id)| id.clone())
+    }
 }
 
 /// Push the `need` members closest to `target` by XOR (unordered) onto `out`.
@@ -301,10 +302,13 @@ mod tests {
                 for k in [1usize, 5, 8] {
                     let mut got = Vec::new();
                     xor_closest(&members, &target, k, &mut got);
-                    let mut got: Vec<Key> =
-                        got.into_iter().map(|(k, _)| xor(&k, &target)).collect();
+                    let mut got: Vec<Key> = got
+                        .into_iter()
+                        .map(|(k, _)| distance(&k, &target))
+                        .collect();
                     got.sort();
-                    let mut all: Vec<Key> = members.keys().map(|(k, _)| xor(k, &target)).collect();
+                    let mut all: Vec<Key> =
+                        members.keys().map(|(k, _)| distance(k, &target)).collect();
                     all.sort();
                     all.truncate(k);
                     assert_eq!(got, all, "n={n} k={k}");
@@ -317,22 +321,27 @@ mod tests {
     fn a_held_id_is_refused_and_only_its_holder_unregisters_it() {
         let mut reg = Registry::default();
         let (tx, _rx) = mpsc::channel(4);
-        let mut rk = || [7u8; 20];
+        let mut rk = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(7);
+        let rule = Rule {
+            closest: 5,
+            random: 3,
+            attempts: 12,
+        };
         let id: Arc<str> = Arc::from("a".repeat(40));
         let room: Arc<str> = Arc::from("default");
         assert!(
-            reg.join(id.clone(), 1, room.clone(), tx.clone(), 5, 3, &mut rk)
+            reg.join(id.clone(), 1, room.clone(), tx.clone(), rule, &mut rk)
                 .is_ok()
         );
         assert!(
-            reg.join(id.clone(), 2, room.clone(), tx.clone(), 5, 3, &mut rk)
+            reg.join(id.clone(), 2, room.clone(), tx.clone(), rule, &mut rk)
                 .is_err()
         );
         assert!(reg.leave(&id, 2).is_empty());
         assert!(reg.route("default", &id).is_some());
         let other: Arc<str> = Arc::from("b".repeat(40));
         let intro = reg
-            .join(other.clone(), 3, room.clone(), tx, 5, 3, &mut rk)
+            .join(other.clone(), 3, room.clone(), tx, rule, &mut rk)
             .expect("join");
         assert_eq!(intro.peers, vec![id.clone()]);
         assert!(reg.route("other-room", &id).is_none());
