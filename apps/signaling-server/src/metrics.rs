@@ -169,9 +169,8 @@ mod tests {
     fn parse(text: &str) -> Scrape {
         let mut types = HashMap::new();
         let mut samples = HashMap::new();
-        let mut lines = text.lines().peekable();
         let mut eof = false;
-        while let Some(line) = lines.next() {
+        for line in text.lines() {
             assert!(!eof, "a line after # EOF: {line}");
             if line == "# EOF" {
                 eof = true;
