@@ -75,6 +75,16 @@ impl Server {
         SigningKey::from_bytes(&secret)
     }
 
+    /// Two clients joined in turn with these keys; `a`'s `peer_joined` for `b` already read.
+    async fn join_pair(&self, a_key: &SigningKey, b_key: &SigningKey) -> (Client, Client) {
+        let mut a = self.connect().await;
+        a.join(a_key).await;
+        let mut b = self.connect().await;
+        b.join(b_key).await;
+        let _ = a.recv().await; // peer_joined
+        (a, b)
+    }
+
     /// A connection served by [`serve`] over two channels; reads the challenge.
     async fn connect(&self) -> Client {
         let (to_server, read) = chan::channel(64);
@@ -234,11 +244,7 @@ async fn joins_with_a_proof_are_introduced_to_each_other() {
 async fn a_relay_reaches_its_addressee_with_from_set_by_the_server() {
     let mut server = Server::new(Config::default(), 2);
     let (a_key, b_key) = (server.key(), server.key());
-    let mut a = server.connect().await;
-    a.join(&a_key).await;
-    let mut b = server.connect().await;
-    b.join(&b_key).await;
-    let _ = a.recv().await; // peer_joined
+    let (mut a, mut b) = server.join_pair(&a_key, &b_key).await;
     a.send(json!({
         "type": "signal",
         "to": id_of(&b_key),
@@ -330,11 +336,7 @@ async fn an_oversized_message_is_answered_then_closed_with_1009() {
 async fn a_leave_tells_the_introduced_peers_and_frees_the_id() {
     let mut server = Server::new(Config::default(), 5);
     let (a_key, b_key) = (server.key(), server.key());
-    let mut a = server.connect().await;
-    a.join(&a_key).await;
-    let mut b = server.connect().await;
-    b.join(&b_key).await;
-    let _ = a.recv().await; // peer_joined
+    let (mut a, mut b) = server.join_pair(&a_key, &b_key).await;
 
     // Only the holder may name its id in a leave.
     a.send(json!({"type": "leave", "peerId": id_of(&b_key)}))
