@@ -96,6 +96,15 @@ impl MemorySignalingHub {
     }
 }
 
+/// The event a relayed Kademlia RPC becomes at its addressee.
+fn rpc_event(from: PeerId, kind: RpcKind, message: Value) -> TransportEvent {
+    TransportEvent::KademliaRpc {
+        from,
+        kind,
+        message,
+    }
+}
+
 /// One peer's connection to a [`MemorySignalingHub`].
 #[derive(Debug)]
 pub struct MemorySignaling {
@@ -148,22 +157,12 @@ impl MemorySignaling {
                     correct_initiator,
                 }],
             ),
-            ClientMessage::KademliaRpcRequest { to, rpc_message } => (
-                to,
-                vec![TransportEvent::KademliaRpc {
-                    from,
-                    kind: RpcKind::Request,
-                    message: rpc_message,
-                }],
-            ),
-            ClientMessage::KademliaRpcResponse { to, rpc_message } => (
-                to,
-                vec![TransportEvent::KademliaRpc {
-                    from,
-                    kind: RpcKind::Response,
-                    message: rpc_message,
-                }],
-            ),
+            ClientMessage::KademliaRpcRequest { to, rpc_message } => {
+                (to, vec![rpc_event(from, RpcKind::Request, rpc_message)])
+            }
+            ClientMessage::KademliaRpcResponse { to, rpc_message } => {
+                (to, vec![rpc_event(from, RpcKind::Response, rpc_message)])
+            }
             ClientMessage::Join(_) | ClientMessage::Leave { .. } | ClientMessage::Ping { .. } => {
                 return Err(());
             }

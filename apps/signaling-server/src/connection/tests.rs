@@ -75,14 +75,16 @@ impl Server {
         SigningKey::from_bytes(&secret)
     }
 
-    /// Two clients joined in turn with these keys; `a`'s `peer_joined` for `b` already read.
-    async fn join_pair(&self, a_key: &SigningKey, b_key: &SigningKey) -> (Client, Client) {
+    /// Two clients with fresh keys joined in turn, `a` then `b`; `a`'s `peer_joined` for `b`
+    /// already read. Returns `(a_key, b_key, a, b)`.
+    async fn join_pair(&mut self) -> (SigningKey, SigningKey, Client, Client) {
+        let (a_key, b_key) = (self.key(), self.key());
         let mut a = self.connect().await;
-        a.join(a_key).await;
+        a.join(&a_key).await;
         let mut b = self.connect().await;
-        b.join(b_key).await;
+        b.join(&b_key).await;
         let _ = a.recv().await; // peer_joined
-        (a, b)
+        (a_key, b_key, a, b)
     }
 
     /// A connection served by [`serve`] over two channels; reads the challenge.
@@ -243,8 +245,7 @@ async fn joins_with_a_proof_are_introduced_to_each_other() {
 #[tokio::test(start_paused = true)]
 async fn a_relay_reaches_its_addressee_with_from_set_by_the_server() {
     let mut server = Server::new(Config::default(), 2);
-    let (a_key, b_key) = (server.key(), server.key());
-    let (mut a, mut b) = server.join_pair(&a_key, &b_key).await;
+    let (a_key, b_key, mut a, mut b) = server.join_pair().await;
     a.send(json!({
         "type": "signal",
         "to": id_of(&b_key),
@@ -335,8 +336,7 @@ async fn an_oversized_message_is_answered_then_closed_with_1009() {
 #[tokio::test(start_paused = true)]
 async fn a_leave_tells_the_introduced_peers_and_frees_the_id() {
     let mut server = Server::new(Config::default(), 5);
-    let (a_key, b_key) = (server.key(), server.key());
-    let (mut a, mut b) = server.join_pair(&a_key, &b_key).await;
+    let (a_key, b_key, mut a, mut b) = server.join_pair().await;
 
     // Only the holder may name its id in a leave.
     a.send(json!({"type": "leave", "peerId": id_of(&b_key)}))
