@@ -429,12 +429,7 @@ async fn a_silent_client_is_closed_at_the_idle_timeout_and_an_answering_one_is_n
         ..Config::default()
     };
     let mut server = Server::new(config, 8);
-    let (silent_key, live_key) = (server.key(), server.key());
-    let mut silent = server.connect().await;
-    silent.join(&silent_key).await;
-    let mut live = server.connect().await;
-    live.join(&live_key).await;
-    let _ = silent.recv().await; // peer_joined
+    let (_, _, mut silent, mut live) = server.join_pair().await;
 
     // The live client answers every ping with a pong, as a WebSocket client does.
     let answering = tokio::spawn(async move {

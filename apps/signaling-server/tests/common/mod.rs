@@ -15,10 +15,19 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use transport::{PeerId, join_proof_message};
+use transport::{PeerId, SignalingTransport, TransportEvent, join_proof_message};
+use transport_ws::WsSignaling;
 
 /// How long a test waits for something that should happen (never a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The transport-ws client's next event, within [`PATIENCE`].
+pub async fn next(t: &mut WsSignaling) -> TransportEvent {
+    tokio::time::timeout(PATIENCE, t.next_event())
+        .await
+        .expect("an event in time")
+        .expect("transport open")
+}
 
 /// A running server.
 pub struct TestServer {
