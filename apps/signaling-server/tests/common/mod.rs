@@ -193,12 +193,17 @@ impl Raw {
 
     /// Expect an `error` with `code`; returns it.
     pub async fn expect_error(&mut self, code: &str) -> Value {
+        self.expect_error_in("expected error", code).await
+    }
+
+    /// [`Raw::expect_error`], its failure messages naming `case`.
+    pub async fn expect_error_in(&mut self, case: &str, code: &str) -> Value {
         let error = self.recv().await;
-        assert_eq!(error["type"], "error", "{error}");
-        assert_eq!(error["code"], code, "{error}");
+        assert_eq!(error["type"], "error", "{case}: {error}");
+        assert_eq!(error["code"], code, "{case}: {error}");
         assert!(
             error["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{error}"
+            "{case}: {error}"
         );
         error
     }
