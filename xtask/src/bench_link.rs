@@ -10,7 +10,7 @@
 //! `broadcast_ms_p99`, and a few more). Targets: open median <= 250 ms, ratio >= 0.9,
 //! <= 400 kB per link, broadcast p99 <= 50 ms; the run reports them and never fails on them.
 
-use crate::util::{cargo, run};
+use crate::util::{cargo_run_release, run};
 
 /// Flags of `cargo xtask bench-link`.
 #[derive(clap::Args, Debug)]
@@ -41,18 +41,7 @@ pub struct Args {
 
 /// Entry point of the `bench-link` task.
 pub fn run_task(args: Args) -> Result<(), String> {
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--locked",
-        "--quiet",
-        "--release",
-        "-p",
-        "bench",
-        "--bin",
-        "bench_link",
-        "--",
-    ]);
+    let mut cmd = cargo_run_release("bench", "bench_link");
     cmd.args(["--links", &args.links.to_string()]);
     cmd.args(["--rss-pairs", &args.rss_pairs.to_string()]);
     cmd.args(["--mb", &args.mb.to_string()]);

@@ -3,7 +3,7 @@
 //! The simulator is a binary of `crates/sim` (`cargo run --release -p sim --bin sim`), so xtask needs no
 //! dependency on it and the simulation runs optimised while xtask itself builds in debug.
 
-use crate::util::{cargo, run};
+use crate::util::{cargo_run_release, run};
 
 /// Flags of `cargo xtask sim`.
 #[derive(clap::Args, Debug)]
@@ -36,18 +36,7 @@ pub struct Args {
 
 /// Entry point of the `sim` task.
 pub fn run_task(args: Args) -> Result<(), String> {
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--locked",
-        "--quiet",
-        "--release",
-        "-p",
-        "sim",
-        "--bin",
-        "sim",
-        "--",
-    ]);
+    let mut cmd = cargo_run_release("sim", "sim");
     cmd.args(["--scenario", &args.scenario]);
     cmd.args(["--nodes", &args.nodes.to_string()]);
     cmd.args(["--seed", &args.seed.to_string()]);

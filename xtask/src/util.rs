@@ -17,6 +17,24 @@ pub fn cargo() -> Command {
     cmd
 }
 
+/// `cargo run --locked --quiet --release -p PACKAGE --bin BIN --`: the caller appends the
+/// binary's arguments.
+pub fn cargo_run_release(package: &str, bin: &str) -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--locked",
+        "--quiet",
+        "--release",
+        "-p",
+        package,
+        "--bin",
+        bin,
+        "--",
+    ]);
+    cmd
+}
+
 /// Run a command to completion; an error names the step that failed.
 pub fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
     eprintln!("\n== {step}: {}", describe(cmd));

@@ -6,18 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PATIENCE, Raw, TestServer, http_get, key};
+use common::{Raw, TestServer, http_get, key, next};
 use serde_json::json;
 use signaling_server::Config;
 use transport::{SignalingTransport, TransportEvent};
 use transport_ws::{Config as WsConfig, Identity, WsSignaling};
-
-async fn next(t: &mut WsSignaling) -> TransportEvent {
-    tokio::time::timeout(PATIENCE, t.next_event())
-        .await
-        .expect("an event in time")
-        .expect("transport open")
-}
 
 #[tokio::test]
 async fn shutdown_tells_clients_and_closes_with_1001() {

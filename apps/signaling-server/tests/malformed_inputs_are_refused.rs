@@ -272,13 +272,7 @@ async fn malformed_inputs_get_their_error_code_and_serving_goes_on() {
                         .await
                 }
             }
-            let error = conn.recv().await;
-            assert_eq!(error["type"], "error", "{case}: {error}");
-            assert_eq!(error["code"], code, "{case}: {error}");
-            assert!(
-                error["message"].as_str().is_some_and(|m| !m.is_empty()),
-                "{case}: {error}"
-            );
+            let error = conn.expect_error_in(case, code).await;
             if code == "unknown_peer" {
                 assert!(
                     error["peerId"].is_string(),

@@ -4,18 +4,11 @@
 
 mod common;
 
-use common::{PATIENCE, TestServer, key};
+use common::{TestServer, key, next};
 use serde_json::json;
 use signaling_server::Config;
 use transport::{ClientMessage, PeerId, RpcKind, SignalingTransport, TransportEvent};
 use transport_ws::{Config as WsConfig, Identity, WsSignaling};
-
-async fn next(t: &mut WsSignaling) -> TransportEvent {
-    tokio::time::timeout(PATIENCE, t.next_event())
-        .await
-        .expect("an event in time")
-        .expect("transport open")
-}
 
 async fn open(server: &TestServer, n: u8) -> WsSignaling {
     let mut t = WsSignaling::connect(WsConfig::new(server.url(), Identity::Keypair(key(n))));

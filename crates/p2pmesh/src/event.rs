@@ -90,6 +90,19 @@ pub enum Event {
     },
 }
 
+/// `Stream` for a handle that reads its boxed `inner` stream.
+macro_rules! stream_of_inner {
+    ($handle:ty, $item:ty) => {
+        impl Stream for $handle {
+            type Item = $item;
+
+            fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<$item>> {
+                self.inner.as_mut().poll_next(cx)
+            }
+        }
+    };
+}
+
 /// The stream of a mesh's [`Event`]s ([`Mesh::events`](crate::Mesh::events)). It ends when the mesh
 /// shuts down. A stream that is not read falls behind and then reports [`Event::Lagged`].
 pub struct Events {
@@ -113,13 +126,7 @@ impl Events {
     }
 }
 
-impl Stream for Events {
-    type Item = Event;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.inner.as_mut().poll_next(cx)
-    }
-}
+stream_of_inner!(Events, Event);
 
 impl fmt::Debug for Events {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,13 +181,7 @@ impl Subscription {
     }
 }
 
-impl Stream for Subscription {
-    type Item = Message;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        self.inner.as_mut().poll_next(cx)
-    }
-}
+stream_of_inner!(Subscription, Message);
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -21,6 +21,29 @@ const NODES: usize = 10;
 /// The builder's default `max_peers`, which these nodes keep.
 const MAX_PEERS: usize = 5;
 
+/// Each node broadcasts `round {round} from {i}`; waits until every node has every other
+/// node's message of that round.
+async fn broadcast_round(nodes: &[TestNode], round: u32, what: &str) {
+    for (i, n) in nodes.iter().enumerate() {
+        n.mesh
+            .broadcast(TOPIC, format!("round {round} from {i}").into_bytes())
+            .await
+            .expect("broadcast");
+    }
+    wait_until(what, || async {
+        nodes.iter().all(|receiver| {
+            let got = receiver.received();
+            nodes.iter().enumerate().all(|(i, sender)| {
+                sender.id == receiver.id
+                    || got
+                        .get(&sender.id)
+                        .is_some_and(|s| s.contains(format!("round {round} from {i}").as_bytes()))
+            })
+        })
+    })
+    .await;
+}
+
 async fn scenario(name: &str, links: Links) {
     init_tracing();
     let seed = test_seed(name);
@@ -50,25 +73,10 @@ async fn scenario(name: &str, links: Links) {
     }
 
     // A broadcast from each node reaches all the others.
-    for (i, n) in nodes.iter().enumerate() {
-        n.mesh
-            .broadcast(TOPIC, format!("round 1 from {i}").into_bytes())
-            .await
-            .expect("broadcast");
-    }
-    wait_until(
+    broadcast_round(
+        &nodes,
+        1,
         "every node receives every other node's broadcast",
-        || async {
-            nodes.iter().all(|receiver| {
-                let got = receiver.received();
-                nodes.iter().enumerate().all(|(i, sender)| {
-                    sender.id == receiver.id
-                        || got
-                            .get(&sender.id)
-                            .is_some_and(|s| s.contains(format!("round 1 from {i}").as_bytes()))
-                })
-            })
-        },
     )
     .await;
     for n in &nodes {
@@ -141,25 +149,10 @@ async fn scenario(name: &str, links: Links) {
     .await;
 
     // Later broadcasts reach every live node.
-    for (i, n) in nodes.iter().enumerate() {
-        n.mesh
-            .broadcast(TOPIC, format!("round 2 from {i}").into_bytes())
-            .await
-            .expect("broadcast");
-    }
-    wait_until(
+    broadcast_round(
+        &nodes,
+        2,
         "after the crash, every live node receives every live broadcast",
-        || async {
-            nodes.iter().all(|receiver| {
-                let got = receiver.received();
-                nodes.iter().enumerate().all(|(i, sender)| {
-                    sender.id == receiver.id
-                        || got
-                            .get(&sender.id)
-                            .is_some_and(|s| s.contains(format!("round 2 from {i}").as_bytes()))
-                })
-            })
-        },
     )
     .await;
 

@@ -96,6 +96,15 @@ impl MemorySignalingHub {
     }
 }
 
+/// The event a relayed Kademlia RPC becomes at its addressee.
+fn rpc_event(from: PeerId, kind: RpcKind, message: Value) -> TransportEvent {
+    TransportEvent::KademliaRpc {
+        from,
+        kind,
+        message,
+    }
+}
+
 /// One peer's connection to a [`MemorySignalingHub`].
 #[derive(Debug)]
 pub struct MemorySignaling {
@@ -148,22 +157,12 @@ impl MemorySignaling {
                     correct_initiator,
                 }],
             ),
-            ClientMessage::KademliaRpcRequest { to, rpc_message } => (
-                to,
-                vec![TransportEvent::KademliaRpc {
-                    from,
-                    kind: RpcKind::Request,
-                    message: rpc_message,
-                }],
-            ),
-            ClientMessage::KademliaRpcResponse { to, rpc_message } => (
-                to,
-                vec![TransportEvent::KademliaRpc {
-                    from,
-                    kind: RpcKind::Response,
-                    message: rpc_message,
-                }],
-            ),
+            ClientMessage::KademliaRpcRequest { to, rpc_message } => {
+                (to, vec![rpc_event(from, RpcKind::Request, rpc_message)])
+            }
+            ClientMessage::KademliaRpcResponse { to, rpc_message } => {
+                (to, vec![rpc_event(from, RpcKind::Response, rpc_message)])
+            }
             ClientMessage::Join(_) | ClientMessage::Leave { .. } | ClientMessage::Ping { .. } => {
                 return Err(());
             }
@@ -579,22 +578,9 @@ mod tests {
         let net = MemoryLinkNetwork::new(8);
         let a = net.connector(PeerId::new("a"));
         let b = net.connector(PeerId::new("b"));
-        let mut ab = a
-            .connect(PeerId::new("b"), Role::Initiator)
-            .await
-            .expect("a");
-        let mut ba = b
-            .connect(PeerId::new("a"), Role::Responder)
-            .await
-            .expect("b");
-        assert!(matches!(
-            ab.next_event().await,
-            Some(LinkEvent::Open { .. })
-        ));
-        assert!(matches!(
-            ba.next_event().await,
-            Some(LinkEvent::Open { .. })
-        ));
+        let mut ab = dial(&a, "b", Role::Initiator).await;
+        let mut ba = dial(&b, "a", Role::Responder).await;
+        both_open(&mut ab, &mut ba).await;
         ab.sender().send(b"hi".to_vec()).await.expect("send");
         assert_eq!(
             ba.next_event().await,
@@ -604,26 +590,28 @@ mod tests {
         assert!(matches!(ba.next_event().await, Some(LinkEvent::Closed(_))));
     }
 
+    /// `from` dials `to`; the link, or a panic naming `to`.
+    async fn dial(from: &MemoryConnector, to: &str, role: Role) -> MemoryLink {
+        from.connect(PeerId::new(to), role)
+            .await
+            .unwrap_or_else(|e| panic!("dial {to}: {e}"))
+    }
+
+    /// Both ends of a link report `Open` first.
+    async fn both_open(ab: &mut MemoryLink, ba: &mut MemoryLink) {
+        for link in [ab, ba] {
+            assert!(matches!(
+                link.next_event().await,
+                Some(LinkEvent::Open { .. })
+            ));
+        }
+    }
+
     async fn open_pair(capacity: usize) -> (MemoryLinkNetwork, MemoryLink, MemoryLink) {
         let net = MemoryLinkNetwork::new(capacity);
-        let mut ab = net
-            .connector(PeerId::new("a"))
-            .connect(PeerId::new("b"), Role::Initiator)
-            .await
-            .expect("a");
-        let mut ba = net
-            .connector(PeerId::new("b"))
-            .connect(PeerId::new("a"), Role::Responder)
-            .await
-            .expect("b");
-        assert!(matches!(
-            ab.next_event().await,
-            Some(LinkEvent::Open { .. })
-        ));
-        assert!(matches!(
-            ba.next_event().await,
-            Some(LinkEvent::Open { .. })
-        ));
+        let mut ab = dial(&net.connector(PeerId::new("a")), "b", Role::Initiator).await;
+        let mut ba = dial(&net.connector(PeerId::new("b")), "a", Role::Responder).await;
+        both_open(&mut ab, &mut ba).await;
         (net, ab, ba)
     }
 
@@ -708,39 +696,20 @@ mod tests {
         let a = net.connector(PeerId::new("a"));
         let b = net.connector(PeerId::new("b"));
         // a dials, then gives up before b answers: nothing of that attempt stays behind.
-        let early = a
-            .connect(PeerId::new("b"), Role::Initiator)
-            .await
-            .expect("a");
+        let early = dial(&a, "b", Role::Initiator).await;
         assert_eq!(net.pending(), 1);
         drop(early);
         assert_eq!(net.pending(), 0);
         // Likewise when it closes first (its close once waited in the half for b's next link,
         // which then opened already closed, while a waited for b's next attempt in turn).
-        let mut early = a
-            .connect(PeerId::new("b"), Role::Initiator)
-            .await
-            .expect("a");
+        let mut early = dial(&a, "b", Role::Initiator).await;
         early.close().await;
         drop(early);
         assert_eq!(net.pending(), 0);
         // b's later link waits for a's next one, and the two open together.
-        let mut ba = b
-            .connect(PeerId::new("a"), Role::Initiator)
-            .await
-            .expect("b");
-        let mut ab = a
-            .connect(PeerId::new("b"), Role::Responder)
-            .await
-            .expect("a");
-        assert!(matches!(
-            ab.next_event().await,
-            Some(LinkEvent::Open { .. })
-        ));
-        assert!(matches!(
-            ba.next_event().await,
-            Some(LinkEvent::Open { .. })
-        ));
+        let mut ba = dial(&b, "a", Role::Initiator).await;
+        let mut ab = dial(&a, "b", Role::Responder).await;
+        both_open(&mut ab, &mut ba).await;
         // A crash (a drop without close) is silent: sends fail, no Closed arrives.
         let to_a = ba.sender();
         drop(ab);

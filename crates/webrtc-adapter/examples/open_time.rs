@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 use transport::{LinkConnector, LinkEvent, PeerId, PeerLink, Role};
 use webrtc_adapter::{Config, Connector, Link};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
 
-fn env_u64(key: &str) -> Option<u64> {
-    std::env::var(key).ok().and_then(|v| v.parse().ok())
-}
+use common::{BoxError, env_u64, init_tracing, summary};
 
 /// Pumps both links until both report `Open`; returns the time from the start.
 async fn open_pair(a_conn: &Connector, b_conn: &Connector) -> Result<Duration, BoxError> {
@@ -62,15 +60,9 @@ async fn close(a: &mut Link, b: &mut Link) {
     b.close().await;
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    init_tracing();
     let _ = webrtc_adapter::init_log_bridge(if std::env::var("RUST_LOG").is_ok() {
         tracing_log::log::LevelFilter::Trace
     } else {
@@ -99,18 +91,11 @@ async fn main() -> Result<(), BoxError> {
             opens.push(res??);
         }
     }
-    opens.sort();
-    let median = opens[opens.len() / 2];
-    let p99 = opens[(opens.len() * 99 / 100).min(opens.len() - 1)];
     println!(
-        "adapter open time over {links} links (parallel {parallel}, check {:?}, wake {:?}): \
-         median {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+        "adapter open time over {links} links (parallel {parallel}, check {:?}, wake {:?}): {}",
         config.ice_check_interval,
         config.setup_wake_interval,
-        ms(median),
-        ms(p99),
-        ms(opens[0]),
-        ms(opens[opens.len() - 1])
+        summary(&mut opens)
     );
     Ok(())
 }

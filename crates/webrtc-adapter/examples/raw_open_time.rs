@@ -20,7 +20,9 @@ use webrtc::peer_connection::{
     RTCIceConnectionState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
 };
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+
+use common::{BoxError, env_u64, init_tracing, ms, summary};
 
 enum Note {
     Candidate(RTCIceCandidateInit),
@@ -51,10 +53,6 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let _ = self.0.try_send(Note::Channel(dc));
     }
-}
-
-fn env_u64(key: &str) -> Option<u64> {
-    std::env::var(key).ok().and_then(|v| v.parse().ok())
 }
 
 async fn build(tx: mpsc::Sender<Note>) -> Result<Arc<dyn PeerConnection>, BoxError> {
@@ -164,15 +162,9 @@ async fn one_link(negotiated: bool) -> Result<Stages, BoxError> {
     Ok(st)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    init_tracing();
     let _ = tracing_log::LogTracer::init();
     let links = env_u64("LINKS").unwrap_or(20) as usize;
     let negotiated = std::env::var("NEGOTIATED").is_ok_and(|v| v == "1");
@@ -193,16 +185,10 @@ async fn main() -> Result<(), BoxError> {
         }
         opens.push(st.open[0].max(st.open[1]));
     }
-    opens.sort();
-    let median = opens[opens.len() / 2];
-    let p99 = opens[(opens.len() * 99 / 100).min(opens.len() - 1)];
     println!(
-        "raw open time over {links} links (check_ms={:?}, negotiated={negotiated}): median {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms",
+        "raw open time over {links} links (check_ms={:?}, negotiated={negotiated}): {}",
         env_u64("CHECK_MS"),
-        ms(median),
-        ms(p99),
-        ms(opens[0]),
-        ms(opens[opens.len() - 1])
+        summary(&mut opens)
     );
     Ok(())
 }

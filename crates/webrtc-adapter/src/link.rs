@@ -176,18 +176,7 @@ impl Link {
         if link.role == Role::Initiator {
             // On failure the handle is dropped here, which ends the task and closes the
             // connection.
-            let offer = link
-                .pc
-                .create_offer(None)
-                .await
-                .map_err(|e| setup_error("create offer", e))?;
-            link.pc
-                .set_local_description(offer.clone())
-                .await
-                .map_err(|e| setup_error("set local offer", e))?;
-            link.pending.push_back(LinkEvent::Signal(
-                Signal::Description(Box::new(offer)).to_json(),
-            ));
+            link.describe_locally().await?;
         }
         Ok(link)
     }
@@ -195,6 +184,32 @@ impl Link {
     /// Whether the data channel is open.
     pub fn is_open(&self) -> bool {
         self.shared.state.load(Ordering::Acquire) == OPEN
+    }
+
+    /// Creates this side's offer (initiator) or answer (responder), sets it as the local
+    /// description and queues it as a signal for the peer.
+    async fn describe_locally(&mut self) -> Result<(), LinkError> {
+        let (created, create, set) = match self.role {
+            Role::Initiator => (
+                self.pc.create_offer(None).await,
+                "create offer",
+                "set local offer",
+            ),
+            Role::Responder => (
+                self.pc.create_answer(None).await,
+                "create answer",
+                "set local answer",
+            ),
+        };
+        let description = created.map_err(|e| setup_error(create, e))?;
+        self.pc
+            .set_local_description(description.clone())
+            .await
+            .map_err(|e| setup_error(set, e))?;
+        self.pending.push_back(LinkEvent::Signal(
+            Signal::Description(Box::new(description)).to_json(),
+        ));
+        Ok(())
     }
 
     async fn apply_description(&mut self, desc: RTCSessionDescription) -> Result<(), LinkError> {
@@ -214,18 +229,7 @@ impl Link {
             .map_err(|e| setup_error("set remote description", e))?;
         self.remote_description_set = true;
         if self.role == Role::Responder {
-            let answer = self
-                .pc
-                .create_answer(None)
-                .await
-                .map_err(|e| setup_error("create answer", e))?;
-            self.pc
-                .set_local_description(answer.clone())
-                .await
-                .map_err(|e| setup_error("set local answer", e))?;
-            self.pending.push_back(LinkEvent::Signal(
-                Signal::Description(Box::new(answer)).to_json(),
-            ));
+            self.describe_locally().await?;
         }
         for candidate in std::mem::take(&mut self.early_candidates) {
             self.add_candidate(candidate).await;

@@ -66,6 +66,15 @@ async fn next(link: &mut Link) -> LinkEvent {
     }
 }
 
+/// The link's next event is `Closed(reason)`, and then its events end.
+async fn closes_with(link: &mut Link, reason: &str) {
+    match next(link).await {
+        LinkEvent::Closed(r) => assert_eq!(r, reason),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(timeout(GUARD, link.next_event()).await.expect("ends"), None);
+}
+
 async fn pair(config: Config) -> (Link, Link) {
     let a = Connector::new(config.clone());
     let b = Connector::new(config);
@@ -107,23 +116,16 @@ async fn a_link_opens_carries_messages_both_ways_and_closes() {
     const BURST: u32 = 250;
     for round in 0..ROUNDS {
         let first = round * BURST;
-        let send_a = async {
-            for i in first..first + BURST {
-                a.sender()
-                    .send(i.to_be_bytes().to_vec())
-                    .await
-                    .expect("a sends");
+        let send_burst = |link: &Link, who: &'static str| {
+            let sender = link.sender();
+            async move {
+                for i in first..first + BURST {
+                    let sent = sender.send(i.to_be_bytes().to_vec()).await;
+                    sent.unwrap_or_else(|e| panic!("{who} sends: {e:?}"));
+                }
             }
         };
-        let send_b = async {
-            for i in first..first + BURST {
-                b.sender()
-                    .send(i.to_be_bytes().to_vec())
-                    .await
-                    .expect("b sends");
-            }
-        };
-        tokio::join!(send_a, send_b);
+        tokio::join!(send_burst(&a, "a"), send_burst(&b, "b"));
         for i in first..first + BURST {
             assert_eq!(
                 next(&mut b).await,
@@ -140,11 +142,7 @@ async fn a_link_opens_carries_messages_both_ways_and_closes() {
     a.close().await;
     assert!(matches!(next(&mut a).await, LinkEvent::Closed(_)));
     assert_eq!(a.sender().send(vec![1]).await, Err(LinkError::Closed));
-    match next(&mut b).await {
-        LinkEvent::Closed(reason) => assert_eq!(reason, "closed by peer"),
-        other => panic!("unexpected {other:?}"),
-    }
-    assert_eq!(timeout(GUARD, b.next_event()).await.expect("ends"), None);
+    closes_with(&mut b, "closed by peer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,11 +165,7 @@ async fn the_open_timeout_fires_when_the_remote_never_answers() {
         .await
         .expect("connects");
     // The offer and candidates go nowhere.
-    match next(&mut a).await {
-        LinkEvent::Closed(reason) => assert_eq!(reason, "open timeout"),
-        other => panic!("unexpected {other:?}"),
-    }
-    assert_eq!(timeout(GUARD, a.next_event()).await.expect("ends"), None);
+    closes_with(&mut a, "open timeout").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,18 @@ impl Server {
         SigningKey::from_bytes(&secret)
     }
 
+    /// Two clients with fresh keys joined in turn, `a` then `b`; `a`'s `peer_joined` for `b`
+    /// already read. Returns `(a_key, b_key, a, b)`.
+    async fn join_pair(&mut self) -> (SigningKey, SigningKey, Client, Client) {
+        let (a_key, b_key) = (self.key(), self.key());
+        let mut a = self.connect().await;
+        a.join(&a_key).await;
+        let mut b = self.connect().await;
+        b.join(&b_key).await;
+        let _ = a.recv().await; // peer_joined
+        (a_key, b_key, a, b)
+    }
+
     /// A connection served by [`serve`] over two channels; reads the challenge.
     async fn connect(&self) -> Client {
         let (to_server, read) = chan::channel(64);
@@ -233,12 +245,7 @@ async fn joins_with_a_proof_are_introduced_to_each_other() {
 #[tokio::test(start_paused = true)]
 async fn a_relay_reaches_its_addressee_with_from_set_by_the_server() {
     let mut server = Server::new(Config::default(), 2);
-    let (a_key, b_key) = (server.key(), server.key());
-    let mut a = server.connect().await;
-    a.join(&a_key).await;
-    let mut b = server.connect().await;
-    b.join(&b_key).await;
-    let _ = a.recv().await; // peer_joined
+    let (a_key, b_key, mut a, mut b) = server.join_pair().await;
     a.send(json!({
         "type": "signal",
         "to": id_of(&b_key),
@@ -329,12 +336,7 @@ async fn an_oversized_message_is_answered_then_closed_with_1009() {
 #[tokio::test(start_paused = true)]
 async fn a_leave_tells_the_introduced_peers_and_frees_the_id() {
     let mut server = Server::new(Config::default(), 5);
-    let (a_key, b_key) = (server.key(), server.key());
-    let mut a = server.connect().await;
-    a.join(&a_key).await;
-    let mut b = server.connect().await;
-    b.join(&b_key).await;
-    let _ = a.recv().await; // peer_joined
+    let (a_key, b_key, mut a, mut b) = server.join_pair().await;
 
     // Only the holder may name its id in a leave.
     a.send(json!({"type": "leave", "peerId": id_of(&b_key)}))
@@ -427,12 +429,7 @@ async fn a_silent_client_is_closed_at_the_idle_timeout_and_an_answering_one_is_n
         ..Config::default()
     };
     let mut server = Server::new(config, 8);
-    let (silent_key, live_key) = (server.key(), server.key());
-    let mut silent = server.connect().await;
-    silent.join(&silent_key).await;
-    let mut live = server.connect().await;
-    live.join(&live_key).await;
-    let _ = silent.recv().await; // peer_joined
+    let (_, _, mut silent, mut live) = server.join_pair().await;
 
     // The live client answers every ping with a pong, as a WebSocket client does.
     let answering = tokio::spawn(async move {

@@ -15,10 +15,19 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use transport::{PeerId, join_proof_message};
+use transport::{PeerId, SignalingTransport, TransportEvent, join_proof_message};
+use transport_ws::WsSignaling;
 
 /// How long a test waits for something that should happen (never a timing assertion).
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The transport-ws client's next event, within [`PATIENCE`].
+pub async fn next(t: &mut WsSignaling) -> TransportEvent {
+    tokio::time::timeout(PATIENCE, t.next_event())
+        .await
+        .expect("an event in time")
+        .expect("transport open")
+}
 
 /// A running server.
 pub struct TestServer {
@@ -184,12 +193,17 @@ impl Raw {
 
     /// Expect an `error` with `code`; returns it.
     pub async fn expect_error(&mut self, code: &str) -> Value {
+        self.expect_error_in("expected error", code).await
+    }
+
+    /// [`Raw::expect_error`], its failure messages naming `case`.
+    pub async fn expect_error_in(&mut self, case: &str, code: &str) -> Value {
         let error = self.recv().await;
-        assert_eq!(error["type"], "error", "{error}");
-        assert_eq!(error["code"], code, "{error}");
+        assert_eq!(error["type"], "error", "{case}: {error}");
+        assert_eq!(error["code"], code, "{case}: {error}");
         assert!(
             error["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{error}"
+            "{case}: {error}"
         );
         error
     }
