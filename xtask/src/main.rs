@@ -21,7 +21,9 @@ struct Cli {
 enum Task {
     /// Every check CI runs: fmt, clippy, tests, docs, the purity of the sans-IO cores.
     Ci(ci::Args),
-    /// Run a deterministic many-node simulator scenario (release build) and print its report.
+    /// Run a deterministic many-node simulator scenario (release build) and print its report; the
+    /// flags are the simulator's (`cargo xtask sim --help` prints them).
+    #[command(disable_help_flag = true)]
     Sim(sim::Args),
     /// Load the signaling server (release build) with N clients and print its throughput,
     /// latency and memory.
