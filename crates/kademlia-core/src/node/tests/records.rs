@@ -170,8 +170,8 @@ fn put_value_stores_at_the_closest_and_republishes() {
 }
 
 /// A GET of `id(77)` on a node that knows only `id(1)`, which names `id(2)` as closer: the node,
-/// the query, the key and the FIND_VALUE now sent to `id(2)`.
-fn get_value_one_hop_away() -> (Node, QueryId, NodeId, Vec<(NodeId, Message)>) {
+/// the query, the key and the id of the FIND_VALUE now sent to `id(2)`.
+fn get_value_one_hop_away() -> (Node, QueryId, NodeId, u64) {
     let mut node = linked(small(), &[1]);
     let key = id(77);
     let q = node.get_value(t(0), key);
@@ -194,26 +194,25 @@ fn get_value_one_hop_away() -> (Node, QueryId, NodeId, Vec<(NodeId, Message)>) {
     );
     let (sent, _) = drain(&mut node);
     assert_eq!(sent[0].0, id(2));
-    (node, q, key, sent)
+    (node, q, key, request_id(&sent[0].1))
+}
+
+/// A record under `key` published by `id(9)`, valid for long.
+fn held(key: NodeId, value: &[u8]) -> Record {
+    Record {
+        key,
+        value: value.to_vec(),
+        publisher: id(9),
+        expires: t(100_000),
+    }
 }
 
 #[test]
 fn a_record_under_another_key_is_refused() {
-    let (mut node, q, key, sent) = get_value_one_hop_away();
+    let (mut node, q, key, rid) = get_value_one_hop_away();
     // A record under another key is not an answer.
-    let wrong = Record {
-        key: id(78),
-        value: vec![],
-        publisher: id(9),
-        expires: t(100_000),
-    };
-    respond(
-        &mut node,
-        t(2),
-        id(2),
-        request_id(&sent[0].1),
-        Response::Value { record: wrong },
-    );
+    let record = held(id(78), &[]);
+    respond(&mut node, t(2), id(2), rid, Response::Value { record });
     assert_eq!(node.stats().dropped_unexpected, 1);
     // id(2) failed, id(1) answered without the value: nothing left to ask.
     let (_, events) = drain(&mut node);
@@ -225,22 +224,12 @@ fn a_record_under_another_key_is_refused() {
 
 #[test]
 fn get_value_found_reports_the_hop_of_the_holder() {
-    let (mut node, q, key, sent) = get_value_one_hop_away();
-    let record = Record {
-        key,
-        value: b"v".to_vec(),
-        publisher: id(9),
-        expires: t(100_000),
+    let (mut node, q, key, rid) = get_value_one_hop_away();
+    let record = held(key, b"v");
+    let answer = Response::Value {
+        record: record.clone(),
     };
-    respond(
-        &mut node,
-        t(2),
-        id(2),
-        request_id(&sent[0].1),
-        Response::Value {
-            record: record.clone(),
-        },
-    );
+    respond(&mut node, t(2), id(2), rid, answer);
     let (_, events) = drain(&mut node);
     assert_eq!(
         events.last(),
