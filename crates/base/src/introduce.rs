@@ -195,6 +195,21 @@ mod tests {
         (0..n).map(key).collect()
     }
 
+    /// The introductions for `target` among `all` (the keys are the peers) by `rule`, drawing from
+    /// `seed`.
+    fn among(all: &[Key], target: &Key, rule: Rule, seed: u64) -> Vec<Key> {
+        let members = Scan::new(all, |k: &Key| *k);
+        introduce(&members, target, rule, &mut ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    fn rule(closest: usize, random: usize, attempts: usize) -> Rule {
+        Rule {
+            closest,
+            random,
+            attempts,
+        }
+    }
+
     #[test]
     fn distance_is_xor() {
         assert_eq!(distance(&[0xf0; 20], &[0x0f; 20]), [0xff; 20]);
@@ -205,9 +220,7 @@ mod tests {
     fn closest_first_then_distinct_random_ones() {
         let all = keys(200);
         let target = key(1_000);
-        let members = Scan::new(&all, |k: &Key| *k);
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let out = introduce(&members, &target, Rule::default(), &mut rng);
+        let out = among(&all, &target, Rule::default(), 7);
         assert_eq!(out.len(), 23);
         let mut by_distance = all.clone();
         by_distance.sort_by_key(|k| distance(k, &target));
@@ -220,46 +233,26 @@ mod tests {
     #[test]
     fn small_sets_give_everyone_once() {
         let all = keys(4);
-        let members = Scan::new(&all, |k: &Key| *k);
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let rule = Rule {
-            closest: 2,
-            random: 5,
-            attempts: 64,
-        };
-        let mut out = introduce(&members, &key(99), rule, &mut rng);
+        let rule = rule(2, 5, 64);
+        let mut out = among(&all, &key(99), rule, 1);
         assert_eq!(out.len(), 4);
         out.sort();
         let mut want = all.clone();
         want.sort();
         assert_eq!(out, want);
-        let none: Vec<Key> = Vec::new();
-        let empty = Scan::new(&none, |k: &Key| *k);
-        assert!(introduce(&empty, &key(1), rule, &mut rng).is_empty());
+        assert!(among(&[], &key(1), rule, 1).is_empty());
     }
 
     #[test]
     fn attempts_bound_the_random_draws() {
-        let all = keys(100);
-        let members = Scan::new(&all, |k: &Key| *k);
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let rule = Rule {
-            closest: 0,
-            random: 50,
-            attempts: 10,
-        };
-        let out = introduce(&members, &key(5), rule, &mut rng);
+        let out = among(&keys(100), &key(5), rule(0, 50, 10), 3);
         assert!(!out.is_empty() && out.len() <= 10, "{}", out.len());
     }
 
     #[test]
     fn same_seed_same_introductions() {
         let all = keys(300);
-        let members = Scan::new(&all, |k: &Key| *k);
-        let run = |seed| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            introduce(&members, &key(777), Rule::default(), &mut rng)
-        };
+        let run = |seed| among(&all, &key(777), Rule::default(), seed);
         assert_eq!(run(9), run(9));
         assert_ne!(run(9)[20..], run(10)[20..]);
     }

@@ -29,16 +29,8 @@ fn reachable(sim: &Sim, links: &[BTreeSet<usize>], origin: usize) -> BTreeSet<us
 }
 
 fn assert_reached(sim: &Sim, links: &[BTreeSet<usize>], id: MessageId, seed: u64, what: &str) {
-    let broadcast = &sim.broadcasts[&id];
-    let missed: Vec<usize> = reachable(sim, links, broadcast.origin)
-        .into_iter()
-        .filter(|n| *n != broadcast.origin && !broadcast.receivers.contains_key(n))
-        .collect();
-    assert!(
-        missed.is_empty(),
-        "seed {seed}: {what} from {} missed live nodes {missed:?}",
-        broadcast.origin
-    );
+    let live = reachable(sim, links, sim.broadcasts[&id].origin);
+    sim.assert_reached(id, live, &format!("seed {seed}: {what} (live nodes)"));
 }
 
 /// The gossip configuration mesh-core runs by default: twelve rooted breadth-first trees.
@@ -53,34 +45,44 @@ fn rooted() -> Config {
     }
 }
 
-fn warm_up(sim: &mut Sim) {
+/// Two tests of one scenario: `$plain` on the default configuration, `$rooted` on [`rooted`].
+macro_rules! on_both_configs {
+    ($scenario:ident: $plain:ident, $rooted:ident) => {
+        #[test]
+        fn $plain() {
+            $scenario(Config::default());
+        }
+
+        #[test]
+        fn $rooted() {
+            $scenario(rooted());
+        }
+    };
+}
+
+/// A network of `seed` on `config` after five warm-up broadcasts: the network, its links, and a
+/// random origin for the next broadcast.
+fn warmed_up(seed: u64, config: &Config) -> (Sim, Vec<BTreeSet<usize>>, usize) {
+    let mut sim = Sim::new(seed, NODES, DEGREE, config.clone());
+    let links = sim.links.clone();
     for i in 0..5 {
         let origin = sim.rng().random_range(0..NODES);
         sim.publish(origin, format!("warm-up {i}").into_bytes());
         let next = sim.now() + Duration::from_secs(1);
         sim.run_until(next);
     }
+    let origin = sim.rng().random_range(0..NODES);
+    (sim, links, origin)
 }
 
-/// The relays with the most tree links crash the moment the message reaches them: they acknowledge
-/// nothing and forward nothing, so their whole subtree must be repaired by announcements and GRAFTs
-/// and their parents' pushes rerouted.
-#[test]
-fn tree_relays_crashing_on_receipt() {
-    tree_relays_crashing_on_receipt_with(Config::default());
-}
-
-#[test]
-fn tree_relays_crashing_on_receipt_rooted() {
-    tree_relays_crashing_on_receipt_with(rooted());
-}
+// The relays with the most tree links crash the moment the message reaches them: they acknowledge
+// nothing and forward nothing, so their whole subtree must be repaired by announcements and GRAFTs
+// and their parents' pushes rerouted.
+on_both_configs!(tree_relays_crashing_on_receipt_with: tree_relays_crashing_on_receipt, tree_relays_crashing_on_receipt_rooted);
 
 fn tree_relays_crashing_on_receipt_with(config: Config) {
     for seed in 1..=5 {
-        let mut sim = Sim::new(seed, NODES, DEGREE, config.clone());
-        let links = sim.links.clone();
-        warm_up(&mut sim);
-        let origin = sim.rng().random_range(0..NODES);
+        let (mut sim, links, origin) = warmed_up(seed, &config);
         let mut relays: Vec<usize> = (0..NODES).filter(|n| *n != origin).collect();
         relays.sort_by_key(|n| std::cmp::Reverse(sim.node(*n).eager_links().count()));
         let victims: Vec<usize> = relays.into_iter().take(3).collect();
@@ -138,24 +140,12 @@ fn tree_relays_crashing_on_receipt_with(config: Config) {
     }
 }
 
-/// 5% of the nodes crash at random moments while a broadcast spreads.
-#[test]
-fn random_nodes_crashing_mid_broadcast() {
-    random_nodes_crashing_mid_broadcast_with(Config::default());
-}
-
-/// The same with rooted trees.
-#[test]
-fn random_nodes_crashing_mid_broadcast_rooted() {
-    random_nodes_crashing_mid_broadcast_with(rooted());
-}
+// 5% of the nodes crash at random moments while a broadcast spreads, on both configurations.
+on_both_configs!(random_nodes_crashing_mid_broadcast_with: random_nodes_crashing_mid_broadcast, random_nodes_crashing_mid_broadcast_rooted);
 
 fn random_nodes_crashing_mid_broadcast_with(config: Config) {
     for seed in 11..=15 {
-        let mut sim = Sim::new(seed, NODES, DEGREE, config.clone());
-        let links = sim.links.clone();
-        warm_up(&mut sim);
-        let origin = sim.rng().random_range(0..NODES);
+        let (mut sim, links, origin) = warmed_up(seed, &config);
         let id = sim.publish(origin, b"spreading".to_vec());
         let mut victims = BTreeSet::new();
         while victims.len() < NODES / 20 {

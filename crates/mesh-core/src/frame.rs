@@ -605,6 +605,16 @@ mod tests {
         NodeId::from_bytes([n; 20])
     }
 
+    /// Slice `index` of `count` of message `msg`: `len` zero bytes.
+    fn chunk(msg: u32, index: u16, count: u16, len: usize) -> Chunk {
+        Chunk {
+            msg,
+            index,
+            count,
+            data: alloc::vec![0; len],
+        }
+    }
+
     fn small_config() -> Config {
         Config {
             max_frame_bytes: 1024,
@@ -708,40 +718,28 @@ mod tests {
         let now = Instant::from_millis(1);
         let mut r = Reassembly::default();
         for msg in 0..5 {
-            let c = Chunk {
-                msg,
-                index: 0,
-                count: 4,
-                data: alloc::vec![0; 900],
-            };
-            assert_eq!(r.push(now, c, &config), ChunkResult::Pending);
+            assert_eq!(
+                r.push(now, chunk(msg, 0, 4, 900), &config),
+                ChunkResult::Pending
+            );
         }
         assert_eq!(r.len(), 2);
         assert_eq!(r.bytes(), 1800);
         // a message whose slices exceed max_message_bytes is dropped
-        let c = Chunk {
-            msg: 99,
-            index: 0,
-            count: 3,
-            data: alloc::vec![0; 9000],
-        };
-        assert_eq!(r.push(now, c, &config), ChunkResult::Invalid);
+        assert_eq!(
+            r.push(now, chunk(99, 0, 3, 9000), &config),
+            ChunkResult::Invalid
+        );
         // too many chunks announced
-        let c = Chunk {
-            msg: 98,
-            index: 0,
-            count: 60000,
-            data: alloc::vec![0; 1],
-        };
-        assert_eq!(r.push(now, c, &config), ChunkResult::Invalid);
+        assert_eq!(
+            r.push(now, chunk(98, 0, 60000, 1), &config),
+            ChunkResult::Invalid
+        );
         // duplicates and inconsistent counts drop the message
-        let c = Chunk {
-            msg: 4,
-            index: 0,
-            count: 4,
-            data: alloc::vec![0; 1],
-        };
-        assert_eq!(r.push(now, c, &config), ChunkResult::Invalid);
+        assert_eq!(
+            r.push(now, chunk(4, 0, 4, 1), &config),
+            ChunkResult::Invalid
+        );
         assert_eq!(r.len(), 1);
         let later = now + config.reassembly_timeout;
         assert_eq!(r.expire(later, &config), 1);

@@ -243,18 +243,23 @@ mod tests {
         let mut lookups = Lookups::default();
         let mut next = 100;
         lookups.start(Instant::from_millis(1), 1, id(9));
-        let probes = lookups.next_round(
-            Instant::from_millis(1),
+        let probes = round(&mut lookups, Instant::from_millis(1), &mut next, config);
+        (lookups, probes, next)
+    }
+
+    /// The next round of lookup 1 from `id(1)` at `now`, probes numbered on from `next`.
+    fn round(lookups: &mut Lookups, now: Instant, next: &mut u64, config: &Config) -> Vec<Probe> {
+        lookups.next_round(
+            now,
             1,
             id(1),
             true,
             || {
-                next += 1;
-                next
+                *next += 1;
+                *next
             },
             config,
-        );
-        (lookups, probes, next)
+        )
     }
 
     #[test]
@@ -311,17 +316,7 @@ mod tests {
         loop {
             match lookups.handle_timeout(1, &config) {
                 Step::NextRound => {
-                    let probes = lookups.next_round(
-                        Instant::from_millis(2),
-                        1,
-                        id(1),
-                        true,
-                        || {
-                            next += 1;
-                            next
-                        },
-                        &config,
-                    );
+                    let probes = round(&mut lookups, Instant::from_millis(2), &mut next, &config);
                     assert!(!probes.is_empty());
                     rounds += 1;
                 }

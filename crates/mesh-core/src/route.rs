@@ -130,85 +130,74 @@ mod tests {
     }
 
     fn view<'a>(peer: NodeId, links: &'a [NodeId], second: &'a [NodeId]) -> LinkView<'a> {
+        levels(peer, [links, second, &[], &[]])
+    }
+
+    /// A link to `peer` with its four levels of known nodes.
+    fn levels(peer: NodeId, [links, second, third, fourth]: [&[NodeId]; 4]) -> LinkView<'_> {
         LinkView {
             peer,
             links,
             second,
-            third: &[],
-            fourth: &[],
+            third,
+            fourth,
         }
+    }
+
+    /// The next hop from `id(0)`, which no message has visited yet, towards `target`.
+    fn from_origin(target: NodeId, links: &[LinkView<'_>]) -> Option<NodeId> {
+        next_hop(&id(0), &target, links, &[])
     }
 
     #[test]
     fn direct_link_wins() {
-        let me = id(0);
-        let links: Vec<LinkView<'_>> =
-            alloc::vec![view(id(0x80), &[], &[]), view(id(0x10), &[], &[])];
-        assert_eq!(next_hop(&me, &id(0x10), &links, &[]), Some(id(0x10)));
+        let links = [view(id(0x80), &[], &[]), view(id(0x10), &[], &[])];
+        assert_eq!(from_origin(id(0x10), &links), Some(id(0x10)));
     }
 
     #[test]
     fn neighbor_of_neighbor_is_used() {
-        let me = id(0);
         let via_a = [id(0x41)];
         // b is closer to the target 0x40 than a, but a's neighbor is the target itself.
-        let links: Vec<LinkView<'_>> =
-            alloc::vec![view(id(0xc0), &via_a, &[]), view(id(0x44), &[], &[])];
-        assert_eq!(next_hop(&me, &id(0x41), &links, &[]), Some(id(0xc0)));
+        let links = [view(id(0xc0), &via_a, &[]), view(id(0x44), &[], &[])];
+        assert_eq!(from_origin(id(0x41), &links), Some(id(0xc0)));
     }
 
     #[test]
     fn second_level_is_used() {
-        let me = id(0);
         let far = [id(0x41)];
-        let links: Vec<LinkView<'_>> =
-            alloc::vec![view(id(0xc0), &[], &far), view(id(0x44), &[], &[])];
-        assert_eq!(next_hop(&me, &id(0x41), &links, &[]), Some(id(0xc0)));
+        let links = [view(id(0xc0), &[], &far), view(id(0x44), &[], &[])];
+        assert_eq!(from_origin(id(0x41), &links), Some(id(0xc0)));
     }
 
     #[test]
     fn third_level_is_used_and_the_sooner_path_wins() {
-        let me = id(0);
         let target = id(0x41);
         let deep = [id(0x41)];
         // Only the third level of 0xc0 reaches the target.
-        let links: Vec<LinkView<'_>> = alloc::vec![
-            LinkView {
-                peer: id(0xc0),
-                links: &[],
-                second: &[],
-                third: &deep,
-                fourth: &[],
-            },
-            view(id(0x44), &[], &[])
+        let links = [
+            levels(id(0xc0), [&[], &[], &deep, &[]]),
+            view(id(0x44), &[], &[]),
         ];
-        assert_eq!(next_hop(&me, &target, &links, &[]), Some(id(0xc0)));
+        assert_eq!(from_origin(target, &links), Some(id(0xc0)));
         // Two links reach the same best node; the one that has it at a lower level is taken, whatever
         // the ids' order.
-        let links: Vec<LinkView<'_>> =
-            alloc::vec![view(id(0x10), &[], &deep), view(id(0x90), &deep, &[])];
-        assert_eq!(next_hop(&me, &target, &links, &[]), Some(id(0x90)));
+        let links = [view(id(0x10), &[], &deep), view(id(0x90), &deep, &[])];
+        assert_eq!(from_origin(target, &links), Some(id(0x90)));
     }
 
     #[test]
     fn sampled_fourth_level_is_used_last() {
-        let me = id(0);
         let target = id(0x41);
         let near = [id(0x40)];
         let exact = [id(0x41)];
-        let far = LinkView {
-            peer: id(0xc0),
-            links: &[],
-            second: &[],
-            third: &[],
-            fourth: &exact,
-        };
+        let far = levels(id(0xc0), [&[], &[], &[], &exact]);
         // Only the fourth level of 0xc0 has the target: it is the way.
-        let links: Vec<LinkView<'_>> = alloc::vec![far, view(id(0x44), &[], &[])];
-        assert_eq!(next_hop(&me, &target, &links, &[]), Some(id(0xc0)));
+        let links = [far, view(id(0x44), &[], &[])];
+        assert_eq!(from_origin(target, &links), Some(id(0xc0)));
         // Closer ids win over sooner ones: 0x41 five hops away beats 0x40 two hops away.
-        let links: Vec<LinkView<'_>> = alloc::vec![view(id(0x90), &near, &[]), far];
-        assert_eq!(next_hop(&me, &target, &links, &[]), Some(id(0xc0)));
+        let links = [view(id(0x90), &near, &[]), far];
+        assert_eq!(from_origin(target, &links), Some(id(0xc0)));
     }
 
     #[test]

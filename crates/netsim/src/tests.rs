@@ -145,6 +145,26 @@ fn engine(seed: u64, net: NetConfig) -> Engine<Flood> {
     )
 }
 
+/// An engine of `seed` with `n` flooding nodes in slots `0..n`, each linked to the next by a fixed
+/// link.
+fn chain(seed: u64, net: NetConfig, n: u32) -> Engine<Flood> {
+    let mut e = engine(seed, net);
+    let slots: Vec<u32> = (0..n)
+        .map(|i| e.add_node(Flood::new(i), Vec::new()))
+        .collect();
+    for w in slots.windows(2) {
+        e.link(w[0], w[1]);
+    }
+    e
+}
+
+/// What `emit` makes the node in `slot` send, then a second of network time.
+fn send_for_a_second(e: &mut Engine<Flood>, slot: u32, emit: impl FnOnce(&mut Flood)) {
+    emit(e.node_mut(slot).expect("live"));
+    e.drive(slot);
+    e.run_for(Duration::from_secs(1));
+}
+
 fn joined(seed: u64, n: u32) -> Engine<Flood> {
     let mut e = engine(seed, NetConfig::default());
     for i in 0..n {
@@ -195,16 +215,9 @@ fn same_seeds_same_run() {
 
 #[test]
 fn fixed_links_carry_frames_with_latency_and_crashes_are_noticed_late() {
-    let mut e = engine(2, NetConfig::default());
-    let slots: Vec<u32> = (0..3)
-        .map(|i| e.add_node(Flood::new(i), Vec::new()))
-        .collect();
-    e.link(slots[0], slots[1]);
-    e.link(slots[1], slots[2]);
+    let mut e = chain(2, NetConfig::default(), 3);
     let t0 = e.now();
-    e.node_mut(0).expect("live").publish(b"x");
-    e.drive(0);
-    e.run_for(Duration::from_secs(1));
+    send_for_a_second(&mut e, 0, |n| n.publish(b"x"));
     let events: Vec<_> = e.drain_events().collect();
     assert_eq!(events.len(), 2);
     for (at, _, _) in &events {
@@ -232,13 +245,7 @@ fn fixed_links_carry_frames_with_latency_and_crashes_are_noticed_late() {
 
 #[test]
 fn partitions_cut_links_and_frames_until_they_heal() {
-    let mut e = engine(3, NetConfig::default());
-    let slots: Vec<u32> = (0..4)
-        .map(|i| e.add_node(Flood::new(i), Vec::new()))
-        .collect();
-    for w in slots.windows(2) {
-        e.link(w[0], w[1]);
-    }
+    let mut e = chain(3, NetConfig::default(), 4);
     let start = e.now() + Duration::from_secs(1);
     e.partition(
         vec![true, true, false, false],
@@ -249,24 +256,15 @@ fn partitions_cut_links_and_frames_until_they_heal() {
     assert_eq!(e.node(1).expect("live").downs.len(), 1);
     assert_eq!(e.node(2).expect("live").downs.len(), 1);
     assert_eq!(e.components(), 2);
-    e.node_mut(0).expect("live").publish(b"y");
-    e.drive(0);
-    e.run_for(Duration::from_secs(1));
+    send_for_a_second(&mut e, 0, |n| n.publish(b"y"));
     let reached: Vec<u32> = e.drain_events().map(|(_, slot, _)| slot).collect();
     assert_eq!(reached, vec![1]);
 }
 
 #[test]
 fn a_halted_node_is_crashed_before_its_frames_leave() {
-    let mut e = engine(4, NetConfig::default());
-    let slots: Vec<u32> = (0..3)
-        .map(|i| e.add_node(Flood::new(i), Vec::new()))
-        .collect();
-    e.link(slots[0], slots[1]);
-    e.link(slots[1], slots[2]);
-    e.node_mut(0).expect("live").flood(None, b"halt");
-    e.drive(0);
-    e.run_for(Duration::from_secs(1));
+    let mut e = chain(4, NetConfig::default(), 3);
+    send_for_a_second(&mut e, 0, |n| n.flood(None, b"halt"));
     assert!(!e.is_live(1));
     assert!(e.is_live(2));
     assert_eq!(e.stats().frames_delivered, 1);
@@ -278,13 +276,8 @@ fn loss_drops_frames() {
         loss: 1.0,
         ..NetConfig::default()
     };
-    let mut e = engine(5, net);
-    let a = e.add_node(Flood::new(0), Vec::new());
-    let b = e.add_node(Flood::new(1), Vec::new());
-    e.link(a, b);
-    e.node_mut(a).expect("live").publish(b"z");
-    e.drive(a);
-    e.run_for(Duration::from_secs(1));
+    let mut e = chain(5, net, 2);
+    send_for_a_second(&mut e, 0, |n| n.publish(b"z"));
     let s = e.stats();
     assert_eq!(
         (s.frames_sent, s.frames_lost, s.frames_delivered),

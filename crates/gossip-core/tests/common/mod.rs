@@ -254,4 +254,24 @@ impl Sim {
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
         &mut self.rng
     }
+
+    /// Asserts that broadcast `id` reached each of `nodes` but its origin; `what` names it in the
+    /// failure.
+    pub fn assert_reached(
+        &self,
+        id: MessageId,
+        nodes: impl IntoIterator<Item = usize>,
+        what: &str,
+    ) {
+        let broadcast = &self.broadcasts[&id];
+        let missed: Vec<usize> = nodes
+            .into_iter()
+            .filter(|n| *n != broadcast.origin && !broadcast.receivers.contains_key(n))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "{what} from {} missed nodes {missed:?}",
+            broadcast.origin
+        );
+    }
 }

@@ -41,3 +41,18 @@ pub fn run(scenario: Scenario) -> (Report, String) {
 pub fn at_most(value: Option<f64>, max: f64) -> bool {
     value.is_some_and(|v| v <= max)
 }
+
+/// Asserts each `(what, value, bound)` of `exact` (`value` is `Some(bound)`) and of `at_most` (`value`
+/// is present and at most `bound`); a failure names `what` and the run's `context`.
+pub fn assert_bounds(
+    context: &str,
+    exact: &[(&str, Option<f64>, f64)],
+    upper: &[(&str, Option<f64>, f64)],
+) {
+    for &(what, value, bound) in exact {
+        assert_eq!(value, Some(bound), "{what}: {context}");
+    }
+    for &(what, value, bound) in upper {
+        assert!(at_most(value, bound), "{what}: {context}");
+    }
+}

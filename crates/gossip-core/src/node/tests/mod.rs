@@ -48,6 +48,18 @@ fn sends<S: Signer, V: Verifier>(node: &mut Node<S, V>) -> Vec<(NodeId, Frame)> 
         .collect()
 }
 
+/// Publishes `payload` on [`TOPIC`] at [`t0`] and drains the outputs: the message's id.
+fn published<S: Signer, V: Verifier>(node: &mut Node<S, V>, payload: &[u8]) -> MessageId {
+    let id = node.publish(t0(), TOPIC, payload.to_vec()).expect("valid");
+    let _ = outputs(node);
+    id
+}
+
+/// `from` acknowledges `id` at `at`.
+fn ack<S: Signer, V: Verifier>(node: &mut Node<S, V>, at: Instant, from: NodeId, id: MessageId) {
+    node.handle_message(at, from, &wire::encode(&Frame::Ack(id)));
+}
+
 fn delivered(outputs: &[Output]) -> Vec<MessageId> {
     outputs
         .iter()

@@ -48,11 +48,7 @@ fn flood_pushes_to_every_link_but_the_sender_and_never_prunes() {
     assert_eq!(node.stats().ihaves_sent, 0);
     assert_eq!(node.stats().duplicates, 1);
     // Pushes are acknowledged and retried like eager pushes: peer 2 never acked.
-    node.handle_message(
-        t0() + ms(30),
-        peers[1],
-        &wire::encode(&Frame::Ack(message.id)),
-    );
+    ack(&mut node, t0() + ms(30), peers[1], message.id);
     node.handle_timeout(t0() + ms(600));
     let retried: Vec<NodeId> = sends(&mut node)
         .into_iter()

@@ -2,13 +2,18 @@
 
 use super::*;
 
-#[test]
-fn unacknowledged_push_is_retried_with_backoff_then_given_up() {
+/// A node with one link, to the returned peer, that has just pushed the returned message over it.
+fn one_push() -> (Node, NodeId, MessageId) {
     let mut a = node(1);
     let b = identity(2).id();
     a.handle_peer_up(t0(), b);
-    let id = a.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
-    let _ = outputs(&mut a);
+    let id = published(&mut a, b"x");
+    (a, b, id)
+}
+
+#[test]
+fn unacknowledged_push_is_retried_with_backoff_then_given_up() {
+    let (mut a, b, id) = one_push();
     let mut retries_at = Vec::new();
     while let Some(at) = a.poll_timeout() {
         if at > t0() + Duration::from_secs(59) {
@@ -44,12 +49,8 @@ fn unacknowledged_push_is_retried_with_backoff_then_given_up() {
 
 #[test]
 fn ack_stops_retries() {
-    let mut a = node(1);
-    let b = identity(2).id();
-    a.handle_peer_up(t0(), b);
-    let id = a.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
-    let _ = outputs(&mut a);
-    a.handle_message(t0() + ms(50), b, &wire::encode(&Frame::Ack(id)));
+    let (mut a, b, id) = one_push();
+    ack(&mut a, t0() + ms(50), b, id);
     a.handle_timeout(t0() + Duration::from_secs(30));
     assert_eq!(a.stats().payload_retries, 0);
     assert_eq!(a.stats().acks_received, 1);
@@ -58,10 +59,9 @@ fn ack_stops_retries() {
 #[test]
 fn a_push_lost_with_its_link_goes_over_the_other_links() {
     let (mut node, peers) = linked(Config::default());
-    let id = node.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
-    let _ = outputs(&mut node);
+    let id = published(&mut node, b"x");
     // peers[1] acknowledges; peers[0] never does and its link fails.
-    node.handle_message(t0() + ms(30), peers[1], &wire::encode(&Frame::Ack(id)));
+    ack(&mut node, t0() + ms(30), peers[1], id);
     node.handle_peer_down(t0() + ms(100), peers[0]);
     node.handle_peer_down(t0() + ms(100), peers[2]);
     let rerouted = sends(&mut node);
@@ -71,10 +71,9 @@ fn a_push_lost_with_its_link_goes_over_the_other_links() {
     );
 
     let (mut node, peers) = linked(Config::default());
-    let id = node.publish(t0(), TOPIC, b"y".to_vec()).expect("valid");
-    let _ = outputs(&mut node);
-    node.handle_message(t0() + ms(30), peers[1], &wire::encode(&Frame::Ack(id)));
-    node.handle_message(t0() + ms(30), peers[2], &wire::encode(&Frame::Ack(id)));
+    let id = published(&mut node, b"y");
+    ack(&mut node, t0() + ms(30), peers[1], id);
+    ack(&mut node, t0() + ms(30), peers[2], id);
     let extra = identity(20).id();
     node.handle_peer_up(t0() + ms(40), extra);
     node.handle_peer_down(t0() + ms(100), peers[0]);
@@ -118,8 +117,7 @@ fn an_announcement_without_its_message_is_pulled_by_graft() {
 #[test]
 fn a_graft_is_answered_from_the_cache() {
     let (mut node, peers) = linked(Config::default());
-    let id = node.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
-    let _ = outputs(&mut node);
+    let id = published(&mut node, b"x");
     let unknown = MessageId::from_bytes([7; 20]);
     node.handle_message(
         t0() + ms(5),

@@ -58,9 +58,7 @@ fn peer_down_fails_its_requests_at_once() {
 fn idle_buckets_are_refreshed() {
     let config = small();
     let interval = config.refresh_interval;
-    let mut node = Node::new(id(0), config, 1);
-    node.handle_peer_up(t(0), id(1));
-    let _ = drain(&mut node);
+    let mut node = linked(config, &[1]);
     let bucket = id(0).bucket_index(&id(1)).expect("not us");
     assert_eq!(node.poll_timeout(), Some(t(0) + interval));
     node.handle_timeout(t(0) + interval);

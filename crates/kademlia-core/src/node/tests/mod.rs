@@ -36,6 +36,26 @@ fn drain(node: &mut Node) -> (Vec<(NodeId, Message)>, Vec<Event>) {
     (sent, events)
 }
 
+/// A node on `config` with the links to `peers` up, its outputs so far drained.
+fn linked(config: Config, peers: &[u32]) -> Node {
+    let mut node = Node::new(id(0), config, 1);
+    for n in peers {
+        node.handle_peer_up(t(0), id(*n));
+    }
+    let _ = drain(&mut node);
+    node
+}
+
+/// A node on [`small`] that knows only `id(1)` and looks `target` up: the node, the query and the
+/// request it sent.
+fn finding(target: NodeId) -> (Node, QueryId, Vec<(NodeId, Message)>) {
+    let mut node = Node::new(id(0), small(), 1);
+    node.add_contact(t(0), id(1));
+    let q = node.find_node(t(0), target);
+    let (sent, _) = drain(&mut node);
+    (node, q, sent)
+}
+
 fn respond(node: &mut Node, now: Instant, from: NodeId, id: u64, body: Response) {
     node.handle_message(now, from, &Message::Response { id, body }.encode());
 }

@@ -115,10 +115,7 @@ fn stored_records_are_bounded_checked_and_expire() {
 fn put_value_stores_at_the_closest_and_republishes() {
     let config = small();
     let republish = config.republish_interval;
-    let mut node = Node::new(id(0), config, 1);
-    node.handle_peer_up(t(0), id(1));
-    node.handle_peer_up(t(0), id(2));
-    let _ = drain(&mut node);
+    let mut node = linked(config, &[1, 2]);
     let key = id(77);
     let q = node.put_value(t(0), key, b"hello".to_vec());
     // Lookup: each contact answers with nothing new.
@@ -172,11 +169,10 @@ fn put_value_stores_at_the_closest_and_republishes() {
     );
 }
 
-#[test]
-fn a_record_under_another_key_is_refused() {
-    let mut node = Node::new(id(0), small(), 1);
-    node.handle_peer_up(t(0), id(1));
-    let _ = drain(&mut node);
+/// A GET of `id(77)` on a node that knows only `id(1)`, which names `id(2)` as closer: the node,
+/// the query, the key and the id of the FIND_VALUE now sent to `id(2)`.
+fn get_value_one_hop_away() -> (Node, QueryId, NodeId, u64) {
+    let mut node = linked(small(), &[1]);
     let key = id(77);
     let q = node.get_value(t(0), key);
     let (sent, _) = drain(&mut node);
@@ -198,20 +194,25 @@ fn a_record_under_another_key_is_refused() {
     );
     let (sent, _) = drain(&mut node);
     assert_eq!(sent[0].0, id(2));
-    // A record under another key is not an answer.
-    let wrong = Record {
-        key: id(78),
-        value: vec![],
+    (node, q, key, request_id(&sent[0].1))
+}
+
+/// A record under `key` published by `id(9)`, valid for long.
+fn held(key: NodeId, value: &[u8]) -> Record {
+    Record {
+        key,
+        value: value.to_vec(),
         publisher: id(9),
         expires: t(100_000),
-    };
-    respond(
-        &mut node,
-        t(2),
-        id(2),
-        request_id(&sent[0].1),
-        Response::Value { record: wrong },
-    );
+    }
+}
+
+#[test]
+fn a_record_under_another_key_is_refused() {
+    let (mut node, q, key, rid) = get_value_one_hop_away();
+    // A record under another key is not an answer.
+    let record = held(id(78), &[]);
+    respond(&mut node, t(2), id(2), rid, Response::Value { record });
     assert_eq!(node.stats().dropped_unexpected, 1);
     // id(2) failed, id(1) answered without the value: nothing left to ask.
     let (_, events) = drain(&mut node);
@@ -223,37 +224,12 @@ fn a_record_under_another_key_is_refused() {
 
 #[test]
 fn get_value_found_reports_the_hop_of_the_holder() {
-    let mut node = Node::new(id(0), small(), 1);
-    node.handle_peer_up(t(0), id(1));
-    let _ = drain(&mut node);
-    let key = id(77);
-    let q = node.get_value(t(0), key);
-    let (sent, _) = drain(&mut node);
-    respond(
-        &mut node,
-        t(1),
-        id(1),
-        request_id(&sent[0].1),
-        Response::Nodes {
-            closer: vec![id(2)],
-        },
-    );
-    let (sent, _) = drain(&mut node);
-    let record = Record {
-        key,
-        value: b"v".to_vec(),
-        publisher: id(9),
-        expires: t(100_000),
+    let (mut node, q, key, rid) = get_value_one_hop_away();
+    let record = held(key, b"v");
+    let answer = Response::Value {
+        record: record.clone(),
     };
-    respond(
-        &mut node,
-        t(2),
-        id(2),
-        request_id(&sent[0].1),
-        Response::Value {
-            record: record.clone(),
-        },
-    );
+    respond(&mut node, t(2), id(2), rid, answer);
     let (_, events) = drain(&mut node);
     assert_eq!(
         events.last(),

@@ -56,10 +56,7 @@ fn requests_are_answered_and_make_the_requester_verified() {
 
 #[test]
 fn unmatched_and_spoofed_responses_are_dropped() {
-    let mut node = Node::new(id(0), small(), 1);
-    node.add_contact(t(0), id(1));
-    let q = node.find_node(t(0), id(99));
-    let (sent, _) = drain(&mut node);
+    let (mut node, q, sent) = finding(id(99));
     assert_eq!(sent.len(), 1);
     let (to, request) = &sent[0];
     assert_eq!(*to, id(1));
@@ -89,10 +86,7 @@ fn unmatched_and_spoofed_responses_are_dropped() {
 
 #[test]
 fn wrong_kind_of_answer_fails_the_request() {
-    let mut node = Node::new(id(0), small(), 1);
-    node.add_contact(t(0), id(1));
-    let _ = node.find_node(t(0), id(99));
-    let (sent, _) = drain(&mut node);
+    let (mut node, _, sent) = finding(id(99));
     respond(
         &mut node,
         t(10),
