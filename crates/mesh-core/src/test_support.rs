@@ -86,6 +86,15 @@ pub(crate) fn connect(n: &mut Node, peer: &Identity, now: Instant) -> Vec<Output
     out
 }
 
+/// A fresh node with one link up to `identity(1)`, at 2 ms: the set-up most tests start from.
+pub(crate) fn linked_to_one() -> (Node, Identity, Instant) {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    connect(&mut n, &p, now);
+    (n, p, now)
+}
+
 pub(crate) fn disconnect_reason(out: &[Output], peer: NodeId) -> Option<DisconnectReason> {
     out.iter().find_map(|o| match o {
         Output::Disconnect { peer: p, reason } if *p == peer => Some(*reason),

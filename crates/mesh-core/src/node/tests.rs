@@ -63,10 +63,7 @@ fn bad_hellos_close_the_link_with_a_reason() {
 
 #[test]
 fn garbage_on_links_and_from_the_server_is_counted_not_fatal() {
-    let mut n = node();
-    let now = Instant::from_millis(2);
-    let p = identity(1);
-    connect(&mut n, &p, now);
+    let (mut n, p, now) = linked_to_one();
     for bytes in [&[][..], &[1], &[1, 99], &[1, 3, 0xff, 0xff], &[7, 7, 7]] {
         n.handle_message(now, p.id(), bytes);
         n.handle_server(
@@ -115,10 +112,7 @@ fn a_forged_routed_message_is_dropped() {
 
 #[test]
 fn an_unsigned_message_straight_from_a_link_neighbour_is_delivered() {
-    let mut n = node();
-    let now = Instant::from_millis(2);
-    let p = identity(1);
-    connect(&mut n, &p, now);
+    let (mut n, p, now) = linked_to_one();
     let r = envelope(
         &p,
         n.local_id(),
@@ -460,10 +454,7 @@ fn a_link_that_does_not_open_times_out() {
 
 #[test]
 fn large_frames_are_chunked_on_the_wire() {
-    let mut n = node();
-    let now = Instant::from_millis(2);
-    let p = identity(1);
-    connect(&mut n, &p, now);
+    let (mut n, p, now) = linked_to_one();
     let data = alloc::vec![7u8; 200 * 1024];
     n.send(now, p.id(), data).unwrap_or(DirectId(0));
     let out = drain(&mut n);
