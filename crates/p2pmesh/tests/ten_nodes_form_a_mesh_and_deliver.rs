@@ -196,17 +196,6 @@ async fn ten_nodes_over_memory_links() {
     .await;
 }
 
-/// The same steps over links that queue only 4 messages each way, so that both ends of a link often
-/// wait in `send` at once: with one loop that both sent and read, such a pair wedged for good.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_nodes_over_tight_memory_links() {
-    scenario(
-        "ten_nodes_over_tight_memory_links",
-        Links::Memory(MemoryNetwork::with_link_capacity(4)),
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_nodes_over_webrtc_on_loopback() {
     scenario("ten_nodes_over_webrtc_on_loopback", Links::WebRtc).await;
