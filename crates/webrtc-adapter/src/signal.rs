@@ -6,16 +6,55 @@
 //! `RTCIceCandidate.toJSON()` give, and the one simple-peer (the JavaScript library's WebRTC
 //! wrapper) sends.
 
+//!
+//! The types here are the adapter's own, so that the native and the browser implementation
+//! read and write the same JSON.
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use webrtc::peer_connection::{RTCIceCandidateInit, RTCSdpType, RTCSessionDescription};
+
+/// Whether a description is an offer or an answer (`pranswer` and `rollback` are not used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    /// The initiator's description.
+    Offer,
+    /// The responder's description.
+    Answer,
+}
+
+/// An SDP offer or answer: `{"type":"offer"|"answer","sdp":".."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// Offer or answer.
+    #[serde(rename = "type")]
+    pub sdp_type: SdpType,
+    /// The SDP text.
+    pub sdp: String,
+}
+
+/// A trickled ICE candidate, in the shape of the browsers' `RTCIceCandidateInit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// The candidate attribute (`candidate:..`, RFC 8839).
+    pub candidate: String,
+    /// The media section's id.
+    pub sdp_mid: Option<String>,
+    /// The media section's index.
+    #[serde(rename = "sdpMLineIndex")]
+    pub sdp_mline_index: Option<u16>,
+    /// The ICE username fragment the candidate belongs to.
+    pub username_fragment: Option<String>,
+}
 
 /// One signaling payload.
 #[derive(Debug, Clone)]
 pub enum Signal {
     /// An SDP offer or answer.
-    Description(Box<RTCSessionDescription>),
+    Description(Description),
     /// A trickled ICE candidate.
-    Candidate(RTCIceCandidateInit),
+    Candidate(Candidate),
     /// The end of the peer's candidates (an empty candidate string), or a payload this side
     /// does not act on (simple-peer's `renegotiate`, `transceiverRequest`).
     Ignored,
@@ -32,20 +71,18 @@ impl Signal {
     pub fn from_json(value: Value) -> Result<Signal, MalformedSignal> {
         let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
-            "offer" | "answer" | "pranswer" => {
-                let desc: RTCSessionDescription = serde_json::from_value(value)
+            "offer" | "answer" => {
+                let desc: Description = serde_json::from_value(value)
                     .map_err(|err| MalformedSignal(err.to_string()))?;
-                if desc.sdp_type == RTCSdpType::Pranswer {
-                    return Err(MalformedSignal("pranswer is not supported".into()));
-                }
-                Ok(Signal::Description(Box::new(desc)))
+                Ok(Signal::Description(desc))
             }
+            "pranswer" => Err(MalformedSignal("pranswer is not supported".into())),
             "candidate" | "" if value.get("candidate").is_some() => {
                 let cand = value
                     .get("candidate")
                     .cloned()
                     .ok_or_else(|| MalformedSignal("no candidate".into()))?;
-                let init: RTCIceCandidateInit =
+                let init: Candidate =
                     serde_json::from_value(cand).map_err(|err| MalformedSignal(err.to_string()))?;
                 if init.candidate.is_empty() {
                     Ok(Signal::Ignored)
@@ -61,7 +98,7 @@ impl Signal {
     /// The payload as JSON, to send to the peer.
     pub fn to_json(&self) -> Value {
         match self {
-            Signal::Description(desc) => serde_json::to_value(&**desc).unwrap_or(Value::Null),
+            Signal::Description(desc) => serde_json::to_value(desc).unwrap_or(Value::Null),
             Signal::Candidate(init) => json!({
                 "type": "candidate",
                 "candidate": serde_json::to_value(init).unwrap_or(Value::Null),
@@ -94,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_candidate_round_trips() {
-        let init = RTCIceCandidateInit {
+        let init = Candidate {
             candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
             sdp_mid: Some("0".into()),
             sdp_mline_index: Some(0),

@@ -16,10 +16,10 @@ use transport::{LinkError, LinkEvent, PeerId, PeerLink, Role};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceConnectionState,
-    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType, RTCSessionDescription,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
 };
 
-use crate::signal::{Signal, sdp_fingerprint};
+use crate::signal::{Candidate, Description, SdpType, Signal, sdp_fingerprint};
 
 /// Capacity of the queue from the connection's event handler to the link task: ICE
 /// candidates (a handful per link) and state changes.
@@ -89,7 +89,7 @@ pub(crate) struct Shared {
 /// A link to one peer: a `webrtc` peer connection with one reliable, ordered data channel
 /// (negotiated out of band as stream 0 on both sides, so no DCEP round trip).
 ///
-/// A task spawned by [`Connector::connect`](crate::Connector) owns the channel's event stream
+/// A task spawned by [`Connector::connect`](super::Connector) owns the channel's event stream
 /// (`poll()`) and the connection's lifetime: it forwards events to
 /// [`next_event`](PeerLink::next_event) through a bounded queue, closes the link when it does
 /// not open within the open timeout, and always calls the connection's `close()` when the link
@@ -107,7 +107,7 @@ pub struct Link {
     /// Dropping it, or a message on it, ends the link task.
     close_tx: mpsc::Sender<()>,
     remote_description_set: bool,
-    early_candidates: Vec<RTCIceCandidateInit>,
+    early_candidates: Vec<Candidate>,
     max_early_candidates: usize,
     max_message_size: usize,
 }
@@ -206,16 +206,24 @@ impl Link {
             .set_local_description(description.clone())
             .await
             .map_err(|e| setup_error(set, e))?;
+        let sdp_type = match self.role {
+            Role::Initiator => SdpType::Offer,
+            Role::Responder => SdpType::Answer,
+        };
         self.pending.push_back(LinkEvent::Signal(
-            Signal::Description(Box::new(description)).to_json(),
+            Signal::Description(Description {
+                sdp_type,
+                sdp: description.sdp,
+            })
+            .to_json(),
         ));
         Ok(())
     }
 
-    async fn apply_description(&mut self, desc: RTCSessionDescription) -> Result<(), LinkError> {
+    async fn apply_description(&mut self, desc: Description) -> Result<(), LinkError> {
         let expected = match self.role {
-            Role::Initiator => RTCSdpType::Answer,
-            Role::Responder => RTCSdpType::Offer,
+            Role::Initiator => SdpType::Answer,
+            Role::Responder => SdpType::Offer,
         };
         if desc.sdp_type != expected || self.remote_description_set {
             return Err(LinkError::Setup(format!(
@@ -223,6 +231,11 @@ impl Link {
                 desc.sdp_type, self.role
             )));
         }
+        let desc = match desc.sdp_type {
+            SdpType::Offer => RTCSessionDescription::offer(desc.sdp),
+            SdpType::Answer => RTCSessionDescription::answer(desc.sdp),
+        }
+        .map_err(|e| setup_error("remote description", e))?;
         self.pc
             .set_remote_description(desc)
             .await
@@ -237,9 +250,9 @@ impl Link {
         Ok(())
     }
 
-    async fn add_candidate(&self, candidate: RTCIceCandidateInit) {
+    async fn add_candidate(&self, candidate: Candidate) {
         // One bad candidate does not fail the link: the others may still connect.
-        if let Err(err) = self.pc.add_ice_candidate(candidate).await {
+        if let Err(err) = self.pc.add_ice_candidate(to_init(candidate)).await {
             tracing::debug!(peer = %self.peer, %err, "remote ICE candidate rejected");
         }
     }
@@ -307,7 +320,7 @@ impl PeerLink for Link {
             return Err(LinkError::Closed);
         }
         match Signal::from_json(signal).map_err(|e| LinkError::Setup(e.to_string()))? {
-            Signal::Description(desc) => self.apply_description(*desc).await,
+            Signal::Description(desc) => self.apply_description(desc).await,
             Signal::Candidate(candidate) if self.remote_description_set => {
                 self.add_candidate(candidate).await;
                 Ok(())
@@ -466,7 +479,7 @@ impl Task {
     async fn note(&mut self, note: Option<Note>) -> Step {
         match note {
             Some(Note::Candidate(init)) => {
-                Step::Forward(LinkEvent::Signal(Signal::Candidate(init).to_json()))
+                Step::Forward(LinkEvent::Signal(Signal::Candidate(from_init(init)).to_json()))
             }
             Some(Note::Wake) => {
                 if self.shared.state.load(Ordering::Acquire) == CONNECTING {
@@ -516,6 +529,27 @@ impl Task {
         let local = self.pc.current_local_description().await?;
         let remote = self.pc.current_remote_description().await?;
         Some((sdp_fingerprint(&local.sdp)?, sdp_fingerprint(&remote.sdp)?))
+    }
+}
+
+/// The shared signal type of a local candidate from the `webrtc` crate.
+fn from_init(init: RTCIceCandidateInit) -> Candidate {
+    Candidate {
+        candidate: init.candidate,
+        sdp_mid: init.sdp_mid,
+        sdp_mline_index: init.sdp_mline_index,
+        username_fragment: init.username_fragment,
+    }
+}
+
+/// A remote candidate as the `webrtc` crate takes it.
+fn to_init(candidate: Candidate) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: candidate.candidate,
+        sdp_mid: candidate.sdp_mid,
+        sdp_mline_index: candidate.sdp_mline_index,
+        username_fragment: candidate.username_fragment,
+        ..Default::default()
     }
 }
 
