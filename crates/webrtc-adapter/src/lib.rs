@@ -1,4 +1,6 @@
-//! p2pmesh's peer-link connector on the [`webrtc`] crate (webrtc-rs 0.21).
+//! p2pmesh's peer-link connector: on the `webrtc` crate (webrtc-rs 0.21) natively, and on the
+//! page's `RTCPeerConnection` (web-sys) in the browser (wasm32). Both have the same names and
+//! the same signals, and they interoperate.
 //!
 //! [`Connector`] implements [`transport::LinkConnector`]: for each peer it builds a `webrtc`
 //! peer connection with one reliable, ordered data channel, and the [`Link`] it returns is a
@@ -28,7 +30,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Choices, and the crate's pitfalls they avoid
+//! # In the browser
+//!
+//! On `wasm32` the same [`Connector`], [`Link`], [`LinkSender`] and [`Config`] drive a browser
+//! `RTCPeerConnection`. Each link is a task on the page's event loop that owns the connection,
+//! its negotiated channel and its callbacks; the handles hold only bounded queues to it, so
+//! they are `Send` as the transport traits require. Local candidates trickle out as they are
+//! gathered; remote ones that come before the remote description are held until it is set.
+//! The `Open` event reports the fingerprints read from the local and remote SDP with
+//! [`sdp_fingerprint`], as natively, so a browser and a native peer sign the same hello.
+//! `send` waits while the channel's `bufferedAmount` is above [`Config::send_buffer_limit`]
+//! (resuming on `bufferedamountlow`). Every connection is closed when its link ends, for
+//! whatever reason, and `live_connections()` (browser only) counts the ones still open:
+//! Chromium refuses more than 500 per page. The socket, mDNS and ICE-timing fields of
+//! [`Config`] are ignored there, and `BufferedRuntime`, `init_log_bridge` and
+//! `QUIET_LOG_DIRECTIVES` exist only natively.
+//!
+//! # Choices, and the crate's pitfalls they avoid (native)
 //!
 //! - The data channel is negotiated out of band (stream id 0, label `p2pmesh`) on both sides,
 //!   so it opens when SCTP does, without the DCEP round trip. A browser peer creates it the
@@ -114,4 +132,3 @@ pub use web::{Connector, Link, LinkSender, live_connections};
 pub const CHANNEL_LABEL: &str = "p2pmesh";
 /// The SCTP stream id of the link's (negotiated) data channel.
 pub const CHANNEL_ID: u16 = 0;
-

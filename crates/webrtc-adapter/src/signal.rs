@@ -170,6 +170,46 @@ mod tests {
         assert!(matches!(Signal::from_json(end), Ok(Signal::Ignored)));
     }
 
+    /// The native side's own types read what this module writes, and the other way round, so
+    /// a native and a browser peer understand each other's signals.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_webrtc_crates_types_read_and_write_the_same_json() {
+        use webrtc::peer_connection::{RTCIceCandidateInit, RTCSdpType, RTCSessionDescription};
+
+        let desc = Signal::Description(Description {
+            sdp_type: SdpType::Answer,
+            sdp: "v=0\r\n".into(),
+        });
+        let theirs: RTCSessionDescription =
+            serde_json::from_value(desc.to_json()).expect("webrtc reads our description");
+        assert_eq!(theirs.sdp_type, RTCSdpType::Answer);
+        assert_eq!(theirs.sdp, "v=0\r\n");
+
+        let init = RTCIceCandidateInit {
+            candidate: "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+            username_fragment: Some("abcd".into()),
+            ..Default::default()
+        };
+        let json =
+            json!({"type": "candidate", "candidate": serde_json::to_value(&init).expect("json")});
+        match Signal::from_json(json) {
+            Ok(Signal::Candidate(ours)) => {
+                assert_eq!(ours.candidate, init.candidate);
+                assert_eq!(ours.sdp_mid.as_deref(), Some("0"));
+                assert_eq!(ours.sdp_mline_index, Some(0));
+                assert_eq!(ours.username_fragment.as_deref(), Some("abcd"));
+                let back: RTCIceCandidateInit =
+                    serde_json::from_value(Signal::Candidate(ours).to_json()["candidate"].clone())
+                        .expect("webrtc reads our candidate");
+                assert_eq!(back, init);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     #[test]
     fn fingerprints_are_read_from_sdp() {
         let sdp = "v=0\r\na=group:BUNDLE 0\r\na=fingerprint:sha-256 AB:CD:01\r\nm=application\r\n";

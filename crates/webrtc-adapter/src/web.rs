@@ -351,7 +351,9 @@ impl Connection {
             dc,
             _callbacks: Vec::with_capacity(8),
         };
-        connection.dc.set_binary_type(RtcDataChannelType::Arraybuffer);
+        connection
+            .dc
+            .set_binary_type(RtcDataChannelType::Arraybuffer);
         connection
             .dc
             .set_buffered_amount_low_threshold(u32::try_from(send_limit(config) / 2).unwrap_or(0));
@@ -378,9 +380,10 @@ impl Connection {
             if text.is_empty() {
                 return;
             }
-            let username_fragment = Reflect::get(&candidate, &JsValue::from_str("usernameFragment"))
-                .ok()
-                .and_then(|value| value.as_string());
+            let username_fragment =
+                Reflect::get(&candidate, &JsValue::from_str("usernameFragment"))
+                    .ok()
+                    .and_then(|value| value.as_string());
             control(
                 &tx,
                 Note::Candidate(Candidate {
@@ -395,24 +398,22 @@ impl Connection {
             .set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
 
         let (tx, pc) = (notes.clone(), self.pc.clone());
-        let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
-            match pc.connection_state() {
+        let on_state =
+            Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| match pc.connection_state() {
                 RtcPeerConnectionState::Failed => control(&tx, Note::End("connection failed")),
                 RtcPeerConnectionState::Closed => control(&tx, Note::End("connection closed")),
                 _ => {}
-            }
-        });
+            });
         self.pc
             .set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
 
         let (tx, pc) = (notes.clone(), self.pc.clone());
-        let on_ice_state = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
-            match pc.ice_connection_state() {
+        let on_ice_state =
+            Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| match pc.ice_connection_state() {
                 RtcIceConnectionState::Failed => control(&tx, Note::End("ICE failed")),
                 RtcIceConnectionState::Closed => control(&tx, Note::End("ICE closed")),
                 _ => {}
-            }
-        });
+            });
         self.pc
             .set_oniceconnectionstatechange(Some(on_ice_state.as_ref().unchecked_ref()));
 
@@ -490,7 +491,10 @@ impl Connection {
             .pc
             .current_remote_description()
             .or_else(|| self.pc.remote_description())?;
-        Some((sdp_fingerprint(&local.sdp())?, sdp_fingerprint(&remote.sdp())?))
+        Some((
+            sdp_fingerprint(&local.sdp())?,
+            sdp_fingerprint(&remote.sdp())?,
+        ))
     }
 }
 

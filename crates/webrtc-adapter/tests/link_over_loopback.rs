@@ -2,6 +2,8 @@
 //!
 //! Timeouts here only stop a hung test; no test asserts how fast anything is.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::time::Duration;
 
 use serde_json::json;

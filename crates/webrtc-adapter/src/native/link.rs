@@ -478,9 +478,9 @@ impl Task {
 
     async fn note(&mut self, note: Option<Note>) -> Step {
         match note {
-            Some(Note::Candidate(init)) => {
-                Step::Forward(LinkEvent::Signal(Signal::Candidate(from_init(init)).to_json()))
-            }
+            Some(Note::Candidate(init)) => Step::Forward(LinkEvent::Signal(
+                Signal::Candidate(from_init(init)).to_json(),
+            )),
             Some(Note::Wake) => {
                 if self.shared.state.load(Ordering::Acquire) == CONNECTING {
                     self.wake_driver().await;
