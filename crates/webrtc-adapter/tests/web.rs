@@ -1,10 +1,12 @@
 //! The browser link (web-sys `RTCPeerConnection`): two connectors in one page of headless
 //! Chromium open links to each other, the test carrying their signals.
 //!
-//! Run from `crates/webrtc-adapter` (where `webdriver.json` gives Chromium its flags):
-//! `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+//! Run: `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 //! CHROMEDRIVER=/usr/bin/chromedriver cargo test --target wasm32-unknown-unknown
-//! -p webrtc-adapter --test web`.
+//! -p webrtc-adapter --test web`, from the workspace root or this crate's directory: cargo runs
+//! the runner in the package's directory, and the runner reads `webdriver.json` (Chromium's
+//! flags for loopback WebRTC) from its working directory, or the file named by
+//! `WASM_BINDGEN_TEST_WEBDRIVER_JSON`. It prints `Try find webdriver.json ... Ok` when found.
 //!
 //! wasm-bindgen-test runs one test at a time, so [`live_connections`] counts only the current
 //! test's connections. Timeouts here only stop a hung test; no test asserts how fast anything is.
@@ -336,5 +338,62 @@ async fn signals_that_do_not_fit_the_role_are_refused() {
         .expect("early candidate held");
     assert!(!responder.is_open());
     drop(responder);
+    no_live_connections().await;
+}
+
+#[wasm_bindgen_test]
+async fn candidates_that_come_before_the_offer_are_kept() {
+    // B gets A's candidates before A's offer, and A never gets B's candidates: the link can
+    // only open if B kept the early ones and added them once the offer was set.
+    let config = Config::default();
+    let mut a = Connector::new(config.clone())
+        .connect(PeerId::new("b0b"), Role::Initiator)
+        .await
+        .expect("connect a");
+    let mut b = Connector::new(config)
+        .connect(PeerId::new("a11ce"), Role::Responder)
+        .await
+        .expect("connect b");
+    let mut offer = None;
+    let mut early = Vec::new();
+    // A gathers its loopback candidates at once; take what it trickles until it is quiet.
+    while let Ok(event) = p2pmesh_rt::timeout(Duration::from_millis(500), a.next_event()).await {
+        match event.expect("a ended") {
+            LinkEvent::Signal(signal) if signal["type"] == "offer" => offer = Some(signal),
+            LinkEvent::Signal(signal) => early.push(signal),
+            other => panic!("a: unexpected {other:?}"),
+        }
+    }
+    assert!(!early.is_empty(), "a trickled candidates");
+    for candidate in early {
+        b.handle_signal(candidate)
+            .await
+            .expect("b holds an early candidate");
+    }
+    b.handle_signal(offer.expect("a offered"))
+        .await
+        .expect("b takes the offer");
+    let (mut a_open, mut b_open) = (false, false);
+    guard("links open", async {
+        while !(a_open && b_open) {
+            tokio::select! {
+                event = a.next_event(), if !a_open => match event.expect("a ended") {
+                    LinkEvent::Signal(signal) => b.handle_signal(signal).await.expect("b"),
+                    LinkEvent::Open { .. } => a_open = true,
+                    other => panic!("a: unexpected {other:?}"),
+                },
+                event = b.next_event(), if !b_open => match event.expect("b ended") {
+                    LinkEvent::Signal(signal) if signal["type"] == "answer" => {
+                        a.handle_signal(signal).await.expect("a takes the answer");
+                    }
+                    LinkEvent::Signal(_) => {}
+                    LinkEvent::Open { .. } => b_open = true,
+                    other => panic!("b: unexpected {other:?}"),
+                },
+            }
+        }
+    })
+    .await;
+    drop((a, b));
     no_live_connections().await;
 }
