@@ -71,6 +71,9 @@ const CLOSED: u8 = 2;
 #[derive(Debug)]
 struct Shared {
     state: AtomicU8,
+    /// The largest message `send` takes: [`Config::max_message_size`], lowered at open to the
+    /// peer's SCTP `max-message-size` if that is smaller.
+    max_message_size: AtomicUsize,
 }
 
 impl Shared {
@@ -152,6 +155,7 @@ impl LinkConnector for Connector {
         let config = self.config.clone();
         let shared = Arc::new(Shared {
             state: AtomicU8::new(CONNECTING),
+            max_message_size: AtomicUsize::new(config.max_message_size),
         });
         let (ready_tx, ready) = oneshot::channel();
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
@@ -177,11 +181,7 @@ impl LinkConnector for Connector {
                 shared: shared.clone(),
                 commands,
                 events,
-                sender: LinkSender {
-                    sends,
-                    shared,
-                    max_message_size: config.max_message_size,
-                },
+                sender: LinkSender { sends, shared },
             }),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(LinkError::Setup("link task ended".into())),
@@ -269,7 +269,6 @@ impl PeerLink for Link {
 pub struct LinkSender {
     sends: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
-    max_message_size: usize,
 }
 
 impl std::fmt::Debug for LinkSender {
@@ -287,12 +286,13 @@ impl transport::LinkSender for LinkSender {
             CLOSED => return Err(LinkError::Closed),
             _ => {}
         }
-        if bytes.len() > self.max_message_size {
+        let max_message_size = self.shared.max_message_size.load(Ordering::Relaxed);
+        if bytes.len() > max_message_size {
             // The same error as the native adapter's.
             return Err(LinkError::Setup(format!(
                 "message of {} bytes exceeds the {} byte limit",
                 bytes.len(),
-                self.max_message_size
+                max_message_size
             )));
         }
         let (reply, result) = oneshot::channel();
@@ -480,6 +480,19 @@ impl Connection {
             on_error,
             on_low,
         ];
+    }
+
+    /// The largest message the peer takes (`pc.sctp.maxMessageSize`, from its SDP's
+    /// `a=max-message-size`); `None` if the browser does not say. Zero or infinity mean no limit.
+    fn peer_max_message_size(&self) -> Option<usize> {
+        let sctp = Reflect::get(&self.pc, &JsValue::from_str("sctp")).ok()?;
+        if sctp.is_null() || sctp.is_undefined() {
+            return None;
+        }
+        let max = Reflect::get(&sctp, &JsValue::from_str("maxMessageSize"))
+            .ok()?
+            .as_f64()?;
+        (max.is_finite() && max >= 1.0).then_some(max as usize)
     }
 
     fn fingerprints(&self) -> Option<(String, String)> {
@@ -690,6 +703,11 @@ impl Actor {
                         .connection
                         .fingerprints()
                         .ok_or("no DTLS fingerprint in the descriptions")?;
+                    if let Some(peer_max) = self.connection.peer_max_message_size() {
+                        self.shared
+                            .max_message_size
+                            .fetch_min(peer_max, Ordering::Relaxed);
+                    }
                     self.shared.set(OPEN);
                     self.outbox.push_back(LinkEvent::Open {
                         local_fingerprint,

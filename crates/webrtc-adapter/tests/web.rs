@@ -397,3 +397,34 @@ async fn candidates_that_come_before_the_offer_are_kept() {
     drop((a, b));
     no_live_connections().await;
 }
+
+#[wasm_bindgen_test]
+async fn a_configured_limit_above_the_peers_is_lowered_to_it() {
+    // Chromium advertises `a=max-message-size:262144`; a larger configured limit must not let
+    // a send through that the browser would refuse.
+    let config = Config {
+        max_message_size: 1 << 20,
+        ..Config::default()
+    };
+    let mut pair = open_pair(config).await;
+    let peer_max = pair
+        .answer_sdp
+        .lines()
+        .find_map(|line| line.trim_end().strip_prefix("a=max-message-size:"))
+        .and_then(|value| value.parse::<usize>().ok())
+        .expect("the answer says its max-message-size");
+    assert!(peer_max < 1 << 20, "{peer_max}");
+    let a_tx = pair.a.sender();
+    let refused = a_tx.send(vec![1; peer_max + 1]).await;
+    assert!(
+        matches!(&refused, Err(LinkError::Setup(reason)) if reason.contains(&peer_max.to_string())),
+        "{refused:?}"
+    );
+    let largest = message(3, peer_max - 4);
+    guard("largest send", a_tx.send(largest.clone()))
+        .await
+        .expect("a sends the peer's largest message");
+    assert_eq!(expect_message(&mut pair.b).await, largest);
+    drop(pair);
+    no_live_connections().await;
+}
