@@ -104,16 +104,14 @@ async fn accept_and_join(listener: &TcpListener, room: &str) -> (ServerSocket, P
 
 /// The client's next JSON message (its text frames only: a browser sends nothing else).
 async fn client_message(ws: &mut ServerSocket) -> ClientMessage {
-    loop {
-        let frame = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a frame within the patience")
-            .expect("the client keeps the connection")
-            .expect("a frame");
-        match frame {
-            Message::Text(text) => return serde_json::from_str(&text).expect("a client message"),
-            other => panic!("expected a text frame, got {other:?}"),
-        }
+    let frame = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("a frame within the patience")
+        .expect("the client keeps the connection")
+        .expect("a frame");
+    match frame {
+        Message::Text(text) => serde_json::from_str(&text).expect("a client message"),
+        other => panic!("expected a text frame, got {other:?}"),
     }
 }
 
