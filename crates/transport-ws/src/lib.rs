@@ -1,12 +1,19 @@
 //! The WebSocket signaling client: [`WsSignaling`] implements
-//! [`transport::SignalingTransport`] over tokio-tungstenite.
+//! [`transport::SignalingTransport`], natively over tokio-tungstenite and in the browser
+//! (wasm32) over the browser's `WebSocket`, with the same API and the same protocol code.
 //!
 //! It connects, proves its id (ed25519 signature over the server's challenge nonce) or, for
 //! a server in compatibility mode, joins with a plain id; then it turns the server's messages
 //! into [`TransportEvent`]s (the JavaScript client's events: open, close, error, signal,
-//! connect_request, bootstrap_peers, kademlia_rpc_message). When the connection is lost it
+//! connect_request, bootstrap_peers, kademlia_rpc_message). It keeps the connection alive with
+//! the protocol's `ping` (answered by `pong`: browsers cannot send WebSocket pings) and takes
+//! a server silent for three keepalive intervals as lost. When the connection is lost it
 //! reconnects with exponential backoff and jitter, joins again and reports
-//! [`TransportEvent::Reconnected`].
+//! [`TransportEvent::Reconnected`]; on [`close`](SignalingTransport::close) it leaves.
+//!
+//! Only the socket differs between the platforms (the private `socket` module); the driver
+//! task runs on [`p2pmesh_rt`] (tokio natively, the browser's event loop in wasm32), and the
+//! [`WsSignaling`] handle holds only channels, so it is `Send` on both.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -31,20 +38,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ed25519_dalek::{Signer as _, SigningKey};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt as _, StreamExt as _};
+use p2pmesh_rt::Instant;
 use rand::RngExt as _;
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use transport::{
     ClientMessage, ErrorCode, Join, NONCE_LEN, PROTOCOL_VERSION, PeerId, RpcKind, ServerMessage,
     SignalingTransport, TransportError, TransportEvent, join_proof_message,
 };
+
+mod socket;
+
+use socket::{Incoming, Socket};
 
 /// How the client proves (or just states) its id.
 #[derive(Clone)]
@@ -92,8 +98,8 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Time allowed to connect and join (default 10 s).
     pub join_timeout: Duration,
-    /// Interval of the client's WebSocket pings (default 20 s); a server silent for three
-    /// intervals is taken as lost.
+    /// Interval of the client's keepalive `ping`s (default 20 s, at least 100 ms); a server
+    /// silent for three intervals is taken as lost.
     pub keepalive: Duration,
 }
 
@@ -131,37 +137,30 @@ impl Config {
     }
 }
 
-enum Command {
-    Send(ClientMessage),
-    Close,
-}
-
 /// A reconnecting WebSocket signaling client.
+///
+/// The handle holds only channels to the driver task (so it is `Send` in the browser too);
+/// dropping it is a [`close`](SignalingTransport::close) that nobody waits for.
 #[derive(Debug)]
 pub struct WsSignaling {
     id: PeerId,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<ClientMessage>,
     events: mpsc::Receiver<TransportEvent>,
     connected: Arc<AtomicBool>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Send(_) => f.write_str("Send"),
-            Self::Close => f.write_str("Close"),
-        }
-    }
+    /// Sending (or dropping) it tells the driver to leave and end.
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<p2pmesh_rt::Task>,
 }
 
 impl WsSignaling {
-    /// Start connecting (in a task of the current tokio runtime). The first event is
+    /// Start connecting, in a task of the current runtime (natively a tokio runtime must be
+    /// running; in the browser the page's event loop). The first event is
     /// [`TransportEvent::Open`] once joined, or errors while it keeps trying.
     pub fn connect(config: Config) -> Self {
         let capacity = config.queue_capacity.max(1);
         let (commands, commands_rx) = mpsc::channel(capacity);
         let (events_tx, events) = mpsc::channel(capacity);
+        let (stop, stop_rx) = oneshot::channel();
         let connected = Arc::new(AtomicBool::new(false));
         let id = config.identity.peer_id();
         let driver = Driver {
@@ -169,13 +168,18 @@ impl WsSignaling {
             commands: commands_rx,
             events: events_tx,
             connected: connected.clone(),
+            stop: Stop {
+                rx: stop_rx,
+                requested: false,
+            },
         };
-        let task = tokio::spawn(driver.run());
+        let task = p2pmesh_rt::spawn(driver.run());
         Self {
             id,
             commands,
             events,
             connected,
+            stop: Some(stop),
             task: Some(task),
         }
     }
@@ -200,7 +204,7 @@ impl SignalingTransport for WsSignaling {
             return Err(TransportError::NotConnected);
         }
         self.commands
-            .send(Command::Send(message))
+            .send(message)
             .await
             .map_err(|_| TransportError::Closed)
     }
@@ -210,22 +214,35 @@ impl SignalingTransport for WsSignaling {
     }
 
     async fn close(&mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = self.commands.send(Command::Close).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        if let Some(mut task) = self.task.take() {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            // The driver's leave and close are bounded by its own timeouts ([`CLOSE_GRACE`]).
+            task.join().await;
             self.connected.store(false, Ordering::Release);
         }
     }
 }
 
-impl Drop for WsSignaling {
-    fn drop(&mut self) {
-        // The driver sees its command queue closed, leaves and closes the socket.
-        let _ = self.commands.try_send(Command::Close);
-    }
+/// How long a closing driver waits to send `leave` and close the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The handle's request to stop (sent, or the handle dropped), awaitable any number of times.
+struct Stop {
+    rx: oneshot::Receiver<()>,
+    requested: bool,
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+impl Stop {
+    /// Completes once the stop is requested (at once if it already was). Cancel-safe.
+    async fn requested(&mut self) {
+        if !self.requested {
+            let _ = (&mut self.rx).await;
+            self.requested = true;
+        }
+    }
+}
 
 /// How a session ended.
 enum End {
@@ -237,11 +254,14 @@ enum End {
     Fatal(String),
 }
 
+/// The task behind a [`WsSignaling`]: it owns the socket and runs the protocol, the same on
+/// every platform.
 struct Driver {
     config: Config,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<ClientMessage>,
     events: mpsc::Sender<TransportEvent>,
     connected: Arc<AtomicBool>,
+    stop: Stop,
 }
 
 /// Errors after which reconnecting with the same configuration cannot succeed.
@@ -258,6 +278,13 @@ fn is_fatal(code: ErrorCode) -> bool {
     )
 }
 
+/// What the handshake learnt: the id held, the room, and events that arrived with the join.
+struct Joined {
+    peer_id: PeerId,
+    room: String,
+    early: Vec<TransportEvent>,
+}
+
 impl Driver {
     async fn run(mut self) {
         let mut attempts: u32 = 0;
@@ -271,8 +298,7 @@ impl Driver {
                 End::Fatal(reason) => {
                     warn!(%reason, "signaling: giving up");
                     let _ = self
-                        .events
-                        .send(TransportEvent::Close {
+                        .emit(TransportEvent::Close {
                             reason,
                             reconnecting: false,
                         })
@@ -284,15 +310,11 @@ impl Driver {
                         ever_joined = true;
                         attempts = 0;
                         info!(%reason, "signaling connection lost; reconnecting");
-                        if self
-                            .events
-                            .send(TransportEvent::Close {
-                                reason,
-                                reconnecting: true,
-                            })
-                            .await
-                            .is_err()
-                        {
+                        let close = TransportEvent::Close {
+                            reason,
+                            reconnecting: true,
+                        };
+                        if self.emit(close).await.is_err() {
                             return;
                         }
                     } else {
@@ -300,79 +322,124 @@ impl Driver {
                     }
                 }
             }
-            let delay = self.config.backoff(attempts.max(1));
-            let wake = Instant::now() + delay;
-            // Wait, but stay responsive to close; sends are refused while disconnected.
+            let wake = Instant::now() + self.config.backoff(attempts.max(1));
+            // Wait, but stay responsive to close; sends are refused while disconnected, and
+            // one queued just before the loss is dropped.
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(wake) => break,
-                    command = self.commands.recv() => match command {
-                        None | Some(Command::Close) => return,
-                        Some(Command::Send(_)) => {}
+                    () = p2pmesh_rt::sleep_until(wake) => break,
+                    () = self.stop.requested() => return,
+                    command = self.commands.recv() => if command.is_none() {
+                        return;
                     },
                 }
             }
         }
     }
 
-    async fn emit(&self, event: TransportEvent) -> Result<(), End> {
-        self.events.send(event).await.map_err(|_| End::Stopped)
+    /// Hands `event` to the user, unless the user stops first.
+    async fn emit(&mut self, event: TransportEvent) -> Result<(), End> {
+        tokio::select! {
+            sent = self.events.send(event) => sent.map_err(|_| End::Stopped),
+            () = self.stop.requested() => Err(End::Stopped),
+        }
     }
 
+    /// Sends one text message; a send the server does not take for three keepalive intervals
+    /// means it is lost.
+    async fn send_text(&mut self, ws: &mut Socket, text: String, joined: bool) -> Result<(), End> {
+        let patience = self.keepalive() * 3;
+        tokio::select! {
+            sent = p2pmesh_rt::timeout(patience, ws.send(text)) => match sent {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(End::Lost { joined, reason }),
+                Err(_) => Err(End::Lost { joined, reason: "send timed out".into() }),
+            },
+            () = self.stop.requested() => Err(End::Stopped),
+        }
+    }
+
+    async fn send_message(
+        &mut self,
+        ws: &mut Socket,
+        message: &ClientMessage,
+        joined: bool,
+    ) -> Result<(), End> {
+        match serde_json::to_string(message) {
+            Ok(text) => self.send_text(ws, text, joined).await,
+            Err(err) => {
+                warn!(%err, "cannot encode a client message");
+                Ok(())
+            }
+        }
+    }
+
+    fn keepalive(&self) -> Duration {
+        self.config.keepalive.max(Duration::from_millis(100))
+    }
+
+    /// One connection: connect, join, serve until it ends; leave when stopped.
     async fn session(&mut self, ever_joined: bool, attempts: u32) -> End {
         let lost = |reason: String| End::Lost {
             joined: false,
             reason,
         };
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .write_buffer_size(0);
-        let connect = tokio_tungstenite::connect_async_with_config(
-            self.config.url.as_str(),
-            Some(ws_config),
-            true,
+        let capacity = self.config.queue_capacity.max(1);
+        let connect = p2pmesh_rt::timeout(
+            self.config.join_timeout,
+            socket::connect(&self.config.url, capacity),
         );
-        let mut ws = match tokio::time::timeout(self.config.join_timeout, connect).await {
-            Ok(Ok((ws, _response))) => ws,
-            Ok(Err(err)) => return lost(format!("connect failed: {err}")),
-            Err(_) => return lost("connect timed out".into()),
+        let mut ws = tokio::select! {
+            connected = connect => match connected {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(reason)) => return lost(reason),
+                Err(_) => return lost("connect timed out".into()),
+            },
+            () = self.stop.requested() => return End::Stopped,
         };
         let joined = match self.handshake(&mut ws).await {
             Ok(joined) => joined,
             Err(end) => {
-                let _ = ws.close(None).await;
+                let _ = p2pmesh_rt::timeout(CLOSE_GRACE, ws.close()).await;
                 return end;
             }
         };
         self.connected.store(true, Ordering::Release);
-        let event = if ever_joined {
+        let first = if ever_joined {
             TransportEvent::Reconnected {
-                peer_id: joined.0,
+                peer_id: joined.peer_id,
                 attempts,
             }
         } else {
             TransportEvent::Open {
-                peer_id: joined.0,
-                room: joined.1,
+                peer_id: joined.peer_id,
+                room: joined.room,
             }
         };
-        if let Err(end) = self.emit(event).await {
-            return end;
-        }
-        for event in joined.2 {
-            if let Err(end) = self.emit(event).await {
-                return end;
+        let mut end = None;
+        for event in std::iter::once(first).chain(joined.early) {
+            if let Err(stopped) = self.emit(event).await {
+                end = Some(stopped);
+                break;
             }
         }
-        match self.serve(&mut ws).await {
+        let end = match end {
+            Some(end) => end,
+            None => self.serve(&mut ws).await,
+        };
+        match end {
             End::Stopped => {
+                self.connected.store(false, Ordering::Release);
                 let leave = ClientMessage::Leave {
                     peer_id: Some(self.config.identity.peer_id()),
                 };
-                if let Ok(text) = serde_json::to_string(&leave) {
-                    let _ = ws.send(Message::Text(text.into())).await;
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                let _ = p2pmesh_rt::timeout(CLOSE_GRACE, async {
+                    if let Ok(text) = serde_json::to_string(&leave) {
+                        let _ = ws.send(text).await;
+                    }
+                    let _ = ws.close().await;
+                })
+                .await;
                 End::Stopped
             }
             End::Lost { reason, .. } => End::Lost {
@@ -383,11 +450,9 @@ impl Driver {
         }
     }
 
-    /// Join; returns the id, the room and events that arrived with the join.
-    async fn handshake(
-        &mut self,
-        ws: &mut Socket,
-    ) -> Result<(PeerId, String, Vec<TransportEvent>), End> {
+    /// Join: answer the challenge with the key's proof (or, unverified, join at once) and
+    /// wait for `joined`.
+    async fn handshake(&mut self, ws: &mut Socket) -> Result<Joined, End> {
         let peer_id = self.config.identity.peer_id();
         let lost = |reason: String| End::Lost {
             joined: false,
@@ -395,27 +460,29 @@ impl Driver {
         };
         if let Identity::Unverified(id) = &self.config.identity {
             // As the JavaScript client does: join as soon as the socket is open.
-            self.send_join(ws, id.clone(), None, None).await?;
+            let id = id.clone();
+            self.send_join(ws, id, None, None).await?;
         }
         let deadline = Instant::now() + self.config.join_timeout;
         let mut early = Vec::new();
         loop {
             let next = tokio::select! {
                 next = ws.next() => next,
-                _ = tokio::time::sleep_until(deadline) => return Err(lost("join timed out".into())),
+                () = p2pmesh_rt::sleep_until(deadline) => return Err(lost("join timed out".into())),
+                () = self.stop.requested() => return Err(End::Stopped),
                 command = self.commands.recv() => match command {
-                    None | Some(Command::Close) => return Err(End::Stopped),
-                    Some(Command::Send(_)) => continue,
+                    None => return Err(End::Stopped),
+                    // Not joined yet: the handle refuses sends; a stale one is dropped.
+                    Some(_) => continue,
                 },
             };
             let text = match next {
                 None => return Err(lost("closed during join".into())),
-                Some(Err(err)) => return Err(lost(format!("read failed: {err}"))),
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(lost(format!("closed during join: {frame:?}")));
+                Some(Incoming::Text(text)) => text,
+                Some(Incoming::Closed(reason)) => {
+                    return Err(lost(format!("during join: {reason}")));
                 }
-                Some(Ok(_)) => continue,
+                Some(Incoming::Other) => continue,
             };
             let Ok(message) = serde_json::from_str::<ServerMessage>(&text) else {
                 debug!("ignoring an unknown server message during join");
@@ -431,13 +498,16 @@ impl Driver {
                         let signature = key.sign(&join_proof_message(&raw));
                         let key_hex = hex::encode(key.verifying_key().to_bytes());
                         let sig_hex = hex::encode(signature.to_bytes());
-                        let key = key_hex;
-                        self.send_join(ws, peer_id.clone(), Some(key), Some(sig_hex))
+                        self.send_join(ws, peer_id.clone(), Some(key_hex), Some(sig_hex))
                             .await?;
                     }
                 }
                 ServerMessage::Joined { peer_id, room, .. } => {
-                    return Ok((peer_id, room, early));
+                    return Ok(Joined {
+                        peer_id,
+                        room,
+                        early,
+                    });
                 }
                 ServerMessage::BootstrapPeers { .. }
                     if matches!(self.config.identity, Identity::Unverified(_)) =>
@@ -445,17 +515,19 @@ impl Driver {
                     // An old server: no `joined`, the introductions mean we are in.
                     early.extend(to_events(message));
                     let room = self.config.room.clone().unwrap_or_default();
-                    return Ok((peer_id, room, early));
+                    return Ok(Joined {
+                        peer_id,
+                        room,
+                        early,
+                    });
                 }
                 ServerMessage::Error { code, message, .. } => {
-                    let _ = self
-                        .events
-                        .send(TransportEvent::Error {
-                            code,
-                            message: message.clone(),
-                            peer_id: None,
-                        })
-                        .await;
+                    self.emit(TransportEvent::Error {
+                        code,
+                        message: message.clone(),
+                        peer_id: None,
+                    })
+                    .await?;
                     return Err(match code {
                         Some(code) if is_fatal(code) => End::Fatal(message),
                         _ => lost(message),
@@ -467,7 +539,7 @@ impl Driver {
     }
 
     async fn send_join(
-        &self,
+        &mut self,
         ws: &mut Socket,
         peer_id: PeerId,
         public_key: Option<String>,
@@ -481,18 +553,13 @@ impl Driver {
             protocol_version: Some(PROTOCOL_VERSION),
         });
         let text = serde_json::to_string(&join).map_err(|e| End::Fatal(e.to_string()))?;
-        ws.send(Message::Text(text.into()))
-            .await
-            .map_err(|e| End::Lost {
-                joined: false,
-                reason: format!("send failed: {e}"),
-            })
+        self.send_text(ws, text, false).await
     }
 
     /// The joined session: commands out, events in, keepalive.
     async fn serve(&mut self, ws: &mut Socket) -> End {
-        let keepalive = self.config.keepalive.max(Duration::from_millis(100));
-        let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+        let keepalive = self.keepalive();
+        let mut next_ping = Instant::now() + keepalive;
         let mut last_seen = Instant::now();
         let lost = |reason: String| End::Lost {
             joined: true,
@@ -500,18 +567,12 @@ impl Driver {
         };
         loop {
             tokio::select! {
+                () = self.stop.requested() => return End::Stopped,
                 command = self.commands.recv() => match command {
-                    None | Some(Command::Close) => return End::Stopped,
-                    Some(Command::Send(message)) => {
-                        let text = match serde_json::to_string(&message) {
-                            Ok(text) => text,
-                            Err(err) => {
-                                warn!(%err, "cannot encode a client message");
-                                continue;
-                            }
-                        };
-                        if let Err(err) = ws.send(Message::Text(text.into())).await {
-                            return lost(format!("send failed: {err}"));
+                    None => return End::Stopped,
+                    Some(message) => {
+                        if let Err(end) = self.send_message(ws, &message, true).await {
+                            return end;
                         }
                     }
                 },
@@ -519,15 +580,9 @@ impl Driver {
                     last_seen = Instant::now();
                     let text = match incoming {
                         None => return lost("connection closed".into()),
-                        Some(Err(err)) => return lost(format!("read failed: {err}")),
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Close(frame))) => {
-                            let reason = frame
-                                .map(|f| format!("closed by the server ({}: {})", u16::from(f.code), f.reason))
-                                .unwrap_or_else(|| "closed by the server".into());
-                            return lost(reason);
-                        }
-                        Some(Ok(_)) => continue,
+                        Some(Incoming::Closed(reason)) => return lost(reason),
+                        Some(Incoming::Other) => continue,
+                        Some(Incoming::Text(text)) => text,
                     };
                     let message = match serde_json::from_str::<ServerMessage>(&text) {
                         Ok(message) => message,
@@ -540,17 +595,21 @@ impl Driver {
                         return lost(message);
                     }
                     for event in to_events(message) {
-                        if self.events.send(event).await.is_err() {
-                            return End::Stopped;
+                        if let Err(end) = self.emit(event).await {
+                            return end;
                         }
                     }
                 }
-                _ = ping.tick() => {
+                () = p2pmesh_rt::sleep_until(next_ping) => {
                     if last_seen.elapsed() > keepalive * 3 {
                         return lost("the server stopped answering".into());
                     }
-                    if let Err(err) = ws.send(Message::Ping(Default::default())).await {
-                        return lost(format!("ping failed: {err}"));
+                    next_ping = Instant::now() + keepalive;
+                    // The protocol's ping (browsers cannot send WebSocket pings); its `pong`
+                    // counts as a sign of life like any other message.
+                    let ping = ClientMessage::Ping { ts: None };
+                    if let Err(end) = self.send_message(ws, &ping, true).await {
+                        return end;
                     }
                 }
             }
@@ -626,22 +685,5 @@ fn to_events(message: ServerMessage) -> Vec<TransportEvent> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_jittered_and_capped() {
-        let key = SigningKey::from_bytes(&[1u8; 32]);
-        let config = Config::new("ws://127.0.0.1:1", Identity::Keypair(key));
-        for attempt in 1..40 {
-            let full = config
-                .backoff_initial
-                .saturating_mul(1u32 << (attempt - 1).min(16))
-                .min(config.backoff_max);
-            let d = config.backoff(attempt);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        assert!(config.backoff(40) <= config.backoff_max);
-    }
-}
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
