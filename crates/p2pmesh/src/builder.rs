@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mesh_core::NodeId;
 use tokio::sync::{broadcast, mpsc};
 use transport::{LinkConnector, SignalingTransport};
+use web_time::SystemTime;
 use webrtc_adapter::IceServer;
 
 use crate::driver::{Driver, Limits, Signaling};
@@ -231,17 +232,19 @@ where
         Ok(keypair)
     }
 
-    /// Start the mesh's driver task (in the current tokio runtime) without joining yet: subscribe
+    /// Start the mesh's driver task (natively in the current tokio runtime, in the browser on its
+    /// event loop) without joining yet: subscribe
     /// and take [`Mesh::events`] first, then [`Mesh::join`].
     ///
     /// Fails, without panicking, when a setting cannot work ([`Error::InvalidConfig`] names a node
     /// setting, [`Error::InvalidSetting`] a queue bound),
-    /// outside a tokio runtime, without a signaling transport, or with a transport that holds
+    /// outside a tokio runtime (natively), without a signaling transport, or with a transport that holds
     /// another id.
     pub fn build(mut self) -> Result<Mesh, Error> {
         self.config.validate()?;
         self.limits.validate()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let keypair = self.keypair_or_generate()?;
         let local_id = keypair.peer_id();
         let signaling = self.signaling.take().ok_or(Error::NoTransport)?;
@@ -278,7 +281,7 @@ where
             join_timeout: self.join_timeout,
             start_time: self.start_time,
         });
-        runtime.spawn(driver.run());
+        drop(p2pmesh_rt::spawn(driver.run()));
         Ok(Mesh::new(local_id, commands_tx, events_rx))
     }
 

@@ -4,7 +4,7 @@
 //! `max_peers` links), broadcast to everyone by gossip (acknowledged and retried, without
 //! flooding), and reach any peer, neighbour or not, through routing over the mesh and a Kademlia
 //! DHT. This crate is the one applications depend on: [`Mesh`], its [`MeshBuilder`], its
-//! [`Event`]s, and the tokio driver that runs the sans-IO [`mesh_core::Node`]. It re-exports the
+//! [`Event`]s, and the driver that runs the sans-IO [`mesh_core::Node`]. It re-exports the
 //! crates below it ([`mesh_core`], [`kademlia_core`], [`gossip_core`], [`transport`],
 //! [`transport_ws`], [`webrtc_adapter`]).
 //!
