@@ -162,6 +162,16 @@ where
         }
     }
 
+    /// Whether every broadcast this node receives arrives as [`Event::Message`](crate::Event::Message),
+    /// whatever its topic (default `false`: only the topics it [subscribed](Mesh::subscribe) to).
+    /// The JavaScript library's `message` event carried every broadcast; its API turns this on.
+    /// Every node relays every topic either way. Sets [`gossip_core::Config::deliver_all_topics`]
+    /// (a later [`gossip`](Self::gossip) replaces it).
+    pub fn receive_all_topics(mut self, all: bool) -> Self {
+        self.config.gossip.deliver_all_topics = all;
+        self
+    }
+
     /// The gossip settings (hop limit, retries, caches, signatures; see [`gossip_core::Config`]).
     pub fn gossip(mut self, config: gossip_core::Config) -> Self {
         self.config.gossip = config;
