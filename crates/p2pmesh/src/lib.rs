@@ -112,6 +112,7 @@ mod identity;
 mod link;
 pub mod memory;
 mod mesh;
+pub mod payload;
 mod signaling;
 mod stats;
 pub mod wire;
