@@ -41,7 +41,12 @@ pub struct MeshBuilder<C = webrtc_adapter::Connector> {
     join_timeout: Duration,
     seed: Option<u64>,
     start_time: Option<SystemTime>,
+    identity_storage: Option<String>,
 }
+
+/// The `sessionStorage` key under which a browser mesh keeps its secret key by default (see
+/// [`MeshBuilder::persist_identity`]).
+pub const DEFAULT_IDENTITY_STORAGE_KEY: &str = "p2pmesh:secret-key";
 
 impl MeshBuilder<webrtc_adapter::Connector> {
     pub(crate) fn new() -> Self {
@@ -58,6 +63,7 @@ impl MeshBuilder<webrtc_adapter::Connector> {
             join_timeout: Duration::from_secs(30),
             seed: None,
             start_time: None,
+            identity_storage: Some(DEFAULT_IDENTITY_STORAGE_KEY.to_owned()),
         }
     }
 }
@@ -67,7 +73,9 @@ where
     C: LinkConnector + 'static,
     C::Link: 'static,
 {
-    /// The node's identity (default: a new key pair from OS randomness).
+    /// The node's identity (default: a new key pair from OS randomness; in the browser the key
+    /// pair kept by [`persist_identity`](Self::persist_identity)). An explicit key pair wins over a
+    /// kept one, and is not stored.
     pub fn keypair(mut self, keypair: Keypair) -> Self {
         self.keypair = Some(keypair);
         self
@@ -76,6 +84,30 @@ where
     /// The node's identity as a 32-byte ed25519 secret key.
     pub fn secret_key(self, secret: [u8; 32]) -> Self {
         self.keypair(Keypair::from_secret(secret))
+    }
+
+    /// In the browser, whether a mesh built without [`keypair`](Self::keypair) keeps its
+    /// generated key pair in the page's `sessionStorage` (under
+    /// [`DEFAULT_IDENTITY_STORAGE_KEY`], or [`identity_storage_key`](Self::identity_storage_key)) and
+    /// takes it back from there: a reload of the tab keeps its peer id, while each tab has its own
+    /// (with `localStorage` two tabs would share one id, which the signaling server refuses).
+    /// Default `true`. The secret then sits in the tab's storage, readable by the page's scripts.
+    /// Natively this setting has no effect: store [`Keypair::secret`] yourself.
+    pub fn persist_identity(mut self, persist: bool) -> Self {
+        self.identity_storage = persist.then(|| {
+            self.identity_storage
+                .take()
+                .unwrap_or_else(|| DEFAULT_IDENTITY_STORAGE_KEY.to_owned())
+        });
+        self
+    }
+
+    /// In the browser, the `sessionStorage` key of the kept key pair (default
+    /// [`DEFAULT_IDENTITY_STORAGE_KEY`]; see [`persist_identity`](Self::persist_identity), which
+    /// this turns on). Two meshes in one tab need two keys.
+    pub fn identity_storage_key(mut self, key: impl Into<String>) -> Self {
+        self.identity_storage = Some(key.into());
+        self
     }
 
     /// Join the signaling server at `url` (e.g. `ws://127.0.0.1:8080`) over WebSocket
@@ -159,6 +191,7 @@ where
             join_timeout: self.join_timeout,
             seed: self.seed,
             start_time: self.start_time,
+            identity_storage: self.identity_storage,
         }
     }
 
@@ -230,16 +263,43 @@ where
 
     /// The peer id this builder's mesh will have, generating the key pair now if none was given.
     pub fn peer_id(&mut self) -> Result<NodeId, Error> {
-        Ok(self.keypair_or_generate()?.peer_id())
+        Ok(self.identity()?.peer_id())
+    }
+
+    /// The key pair this builder's mesh will have: the one given, else (in the browser) the one
+    /// kept in the tab's storage, else a new one, generated now (and kept, see
+    /// [`persist_identity`](Self::persist_identity)).
+    pub fn identity(&mut self) -> Result<Keypair, Error> {
+        self.keypair_or_generate()
     }
 
     fn keypair_or_generate(&mut self) -> Result<Keypair, Error> {
         let keypair = match self.keypair.take() {
             Some(keypair) => keypair,
-            None => Keypair::generate()?,
+            None => self.kept_or_new_keypair()?,
         };
         self.keypair = Some(keypair.clone());
         Ok(keypair)
+    }
+
+    /// The key pair kept in the tab's storage, or a new one (kept there from now on).
+    #[cfg(target_arch = "wasm32")]
+    fn kept_or_new_keypair(&self) -> Result<Keypair, Error> {
+        let Some(key) = &self.identity_storage else {
+            return Keypair::generate();
+        };
+        if let Some(kept) = crate::identity::session::load(key) {
+            return Ok(kept);
+        }
+        let keypair = Keypair::generate()?;
+        crate::identity::session::store(key, &keypair);
+        Ok(keypair)
+    }
+
+    /// A new key pair (natively nothing is kept: see [`persist_identity`](Self::persist_identity)).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn kept_or_new_keypair(&self) -> Result<Keypair, Error> {
+        Keypair::generate()
     }
 
     /// Start the mesh's driver task (natively in the current tokio runtime, in the browser on its
@@ -312,6 +372,7 @@ impl<C> fmt::Debug for MeshBuilder<C> {
             .field("config", &self.config)
             .field("bootstrap", &self.bootstrap)
             .field("limits", &self.limits)
+            .field("identity_storage", &self.identity_storage)
             .finish_non_exhaustive()
     }
 }

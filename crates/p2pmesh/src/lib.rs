@@ -117,7 +117,7 @@ mod signaling;
 mod stats;
 pub mod wire;
 
-pub use builder::MeshBuilder;
+pub use builder::{DEFAULT_IDENTITY_STORAGE_KEY, MeshBuilder};
 pub use error::{Error, InvalidSetting};
 pub use event::{Event, Events, Message, Subscription};
 pub use identity::Keypair;
