@@ -85,6 +85,10 @@ fn ice_server(value: &JsValue) -> Result<IceServer, JsValue> {
 
 fn transport(value: &JsValue) -> Result<Rc<Shared>, JsValue> {
     let not_one = || js_error("createMesh: `transport` must be a WebSocketTransport");
+    if !value.is_object() {
+        // Reflect.get throws on a primitive.
+        return Err(not_one());
+    }
     let share: Function = Reflect::get(value, &JsValue::from_str("__p2pmeshShare"))?
         .dyn_into()
         .map_err(|_| not_one())?;
