@@ -1,5 +1,5 @@
-//! The driver: one task ([`p2pmesh_rt::spawn`]: tokio natively, the browser's event loop in wasm32) that owns the [`mesh_core::Node`] by value and is the only place that
-//! reads the clock.
+//! The driver: one task ([`p2pmesh_rt::spawn`]: tokio natively, the browser's event loop in
+//! wasm32) that owns the [`mesh_core::Node`] by value and is the only place that reads the clock.
 //!
 //! It waits on four inputs at once: commands from the [`Mesh`](crate::Mesh) handles, events from
 //! the signaling task, reports from the link tasks (one bounded queue, each report tagged with its

@@ -98,6 +98,16 @@
 //! Mesh frames that must cross the signaling server (before a node has links, or when the mesh
 //! has no route) ride in the protocol's `signal` messages as `{"p2pmesh": "<base64>"}`.
 //!
+//! # In the browser
+//!
+//! The crate builds for `wasm32-unknown-unknown` with the same API: the driver runs on the page's
+//! event loop ([`p2pmesh_rt`]), links are the browser's `RTCPeerConnection`s and signaling its
+//! `WebSocket` (the same names in [`webrtc_adapter`] and [`transport_ws`]), key pairs come from
+//! `crypto.getRandomValues`, and a generated key pair is kept in the tab's `sessionStorage`
+//! ([`MeshBuilder::persist_identity`]). The JavaScript API is the crate `p2pmesh-js`
+//! (docs/browser.md). Payloads that must say whether they are text or bytes use the
+//! [`payload`] envelope.
+//!
 //! [`Mesh::leave`] says goodbye on every link (neighbours get [`Event::PeerDisconnected`] with
 //! reason `PeerLeft`), closes the links, leaves the server and ends the driver; dropping the last
 //! handle does the same.
