@@ -20,7 +20,9 @@
 //!
 //! # The chat message format
 //!
-//! Every payload, broadcast on the topic or sent directly, is one JSON object (UTF-8):
+//! Every payload, broadcast on the topic or sent directly, is one JSON object, sent as text in
+//! p2pmesh's [payload envelope](p2pmesh::payload) (a `0x00` byte, then the UTF-8 JSON), so that
+//! the browser chat on p2pmesh's JavaScript API receives it as a string:
 //! `{"kind": K, "name": N, "text": T}` where `name` is the sender's display name and `kind` is
 //! - `"hello"`: broadcast once, when the node's first link comes up (others print `* N joined` and
 //!   answer with a direct `"here"`);
@@ -28,7 +30,9 @@
 //! - `"chat"`: a line (broadcast) or, sent directly, a `/dm`, with `text`;
 //! - `"bye"`: broadcast before leaving.
 //!
-//! A payload that is not such an object is shown as text, with the sender's short id.
+//! A received payload is read through [`p2pmesh::payload::decode`]; one without the envelope (an
+//! older chat-cli's bare JSON) is read as JSON too. A payload that is not such an object is shown
+//! as text, with the sender's short id.
 
 #![deny(missing_docs)]
 
@@ -135,8 +139,15 @@ impl ChatMessage {
         }
     }
 
+    /// The payload: the JSON object as text in the payload envelope.
     fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        p2pmesh::payload::encode_text(&serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// The chat message in a received payload, or the text to show for a payload that is not one.
+    fn from_payload(data: &[u8]) -> Result<Self, String> {
+        let bytes = p2pmesh::payload::decode(data).as_bytes();
+        serde_json::from_slice(bytes).map_err(|_| String::from_utf8_lossy(bytes).into_owned())
     }
 }
 
@@ -358,10 +369,12 @@ impl<W: AsyncWrite + Unpin> Chat<W> {
         if message.topic.as_deref().is_some_and(|t| t != self.topic) {
             return Ok(());
         }
-        let Ok(chat) = serde_json::from_slice::<ChatMessage>(&message.data) else {
-            let text = String::from_utf8_lossy(&message.data).into_owned();
-            let line = format!("<{}> {text}", short(&message.from));
-            return self.say(&line).await;
+        let chat = match ChatMessage::from_payload(&message.data) {
+            Ok(chat) => chat,
+            Err(text) => {
+                let line = format!("<{}> {text}", short(&message.from));
+                return self.say(&line).await;
+            }
         };
         let from = message.from;
         let known = self.names.insert(from, chat.name.clone()).is_some();
@@ -546,11 +559,26 @@ mod tests {
     }
 
     #[test]
-    fn chat_messages_are_small_json() {
+    fn chat_messages_are_small_json_in_a_text_envelope() {
         let m = ChatMessage::new("chat", "alice", "hi");
+        let bytes = m.to_bytes();
         assert_eq!(
-            String::from_utf8(m.to_bytes()).expect("utf8"),
-            r#"{"kind":"chat","name":"alice","text":"hi"}"#
+            p2pmesh::payload::decode(&bytes),
+            p2pmesh::payload::Payload::Text(r#"{"kind":"chat","name":"alice","text":"hi"}"#)
+        );
+        assert_eq!(ChatMessage::from_payload(&bytes), Ok(m));
+        // An older chat-cli's bare JSON, and text that is not a chat message.
+        assert_eq!(
+            ChatMessage::from_payload(br#"{"kind":"here","name":"bob"}"#),
+            Ok(ChatMessage::new("here", "bob", ""))
+        );
+        assert_eq!(
+            ChatMessage::from_payload(&p2pmesh::payload::encode_text("plain words")),
+            Err("plain words".to_owned())
+        );
+        assert_eq!(
+            ChatMessage::from_payload(&p2pmesh::payload::encode_binary(&[0xff, b'a'])),
+            Err("\u{fffd}a".to_owned())
         );
         let hello: ChatMessage =
             serde_json::from_slice(br#"{"kind":"hello","name":"bob"}"#).expect("json");

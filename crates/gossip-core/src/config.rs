@@ -91,6 +91,11 @@ pub struct Config {
     pub max_links: usize,
     /// Bound on subscriptions. Default 1024.
     pub max_subscriptions: usize,
+    /// Deliver every message this node accepts, whatever its topic, as the JavaScript library did
+    /// (its `message` event carried every broadcast). Subscriptions then only name topics; they no
+    /// longer filter deliveries. Relaying is the same either way. Default `false`: only subscribed
+    /// topics are delivered.
+    pub deliver_all_topics: bool,
     /// Bound on outputs waiting for [`Node::poll_output`](crate::Node::poll_output); the driver drains
     /// them after every input, so this is only a safety net. Outputs beyond it are dropped and counted.
     /// Default 65 536.
@@ -164,6 +169,7 @@ impl Default for Config {
             max_ids_per_frame: 512,
             max_links: 256,
             max_subscriptions: 1024,
+            deliver_all_topics: false,
             max_outputs: 65_536,
             network_size: None,
             strategy: Strategy::Plumtree,

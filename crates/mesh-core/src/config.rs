@@ -118,6 +118,8 @@ pub struct Config {
     /// 7-8 at 1,000 nodes and 10-11 at 10,000) and every path on it fits under the limit; announcements
     /// are flushed every 250 ms (`lazy_flush_interval`; on settled trees they are rarely needed, and
     /// most are dropped at flush time because the peer has shown it holds the message).
+    /// `gossip.deliver_all_topics` makes every broadcast the node accepts an [`Event::Message`](crate::Event::Message),
+    /// subscribed or not.
     pub gossip: gossip_core::Config,
 }
 

@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mesh_core::NodeId;
 use tokio::sync::{broadcast, mpsc};
 use transport::{LinkConnector, SignalingTransport};
+use web_time::SystemTime;
 use webrtc_adapter::IceServer;
 
 use crate::driver::{Driver, Limits, Signaling};
@@ -40,7 +41,12 @@ pub struct MeshBuilder<C = webrtc_adapter::Connector> {
     join_timeout: Duration,
     seed: Option<u64>,
     start_time: Option<SystemTime>,
+    identity_storage: Option<String>,
 }
+
+/// The `sessionStorage` key under which a browser mesh keeps its secret key by default (see
+/// [`MeshBuilder::persist_identity`]).
+pub const DEFAULT_IDENTITY_STORAGE_KEY: &str = "p2pmesh:secret-key";
 
 impl MeshBuilder<webrtc_adapter::Connector> {
     pub(crate) fn new() -> Self {
@@ -57,6 +63,7 @@ impl MeshBuilder<webrtc_adapter::Connector> {
             join_timeout: Duration::from_secs(30),
             seed: None,
             start_time: None,
+            identity_storage: Some(DEFAULT_IDENTITY_STORAGE_KEY.to_owned()),
         }
     }
 }
@@ -66,7 +73,9 @@ where
     C: LinkConnector + 'static,
     C::Link: 'static,
 {
-    /// The node's identity (default: a new key pair from OS randomness).
+    /// The node's identity (default: a new key pair from OS randomness; in the browser the key
+    /// pair kept by [`persist_identity`](Self::persist_identity)). An explicit key pair wins over a
+    /// kept one, and is not stored.
     pub fn keypair(mut self, keypair: Keypair) -> Self {
         self.keypair = Some(keypair);
         self
@@ -75,6 +84,30 @@ where
     /// The node's identity as a 32-byte ed25519 secret key.
     pub fn secret_key(self, secret: [u8; 32]) -> Self {
         self.keypair(Keypair::from_secret(secret))
+    }
+
+    /// In the browser, whether a mesh built without [`keypair`](Self::keypair) keeps its
+    /// generated key pair in the page's `sessionStorage` (under
+    /// [`DEFAULT_IDENTITY_STORAGE_KEY`], or [`identity_storage_key`](Self::identity_storage_key)) and
+    /// takes it back from there: a reload of the tab keeps its peer id, while each tab has its own
+    /// (with `localStorage` two tabs would share one id, which the signaling server refuses).
+    /// Default `true`. The secret then sits in the tab's storage, readable by the page's scripts.
+    /// Natively this setting has no effect: store [`Keypair::secret`] yourself.
+    pub fn persist_identity(mut self, persist: bool) -> Self {
+        self.identity_storage = persist.then(|| {
+            self.identity_storage
+                .take()
+                .unwrap_or_else(|| DEFAULT_IDENTITY_STORAGE_KEY.to_owned())
+        });
+        self
+    }
+
+    /// In the browser, the `sessionStorage` key of the kept key pair (default
+    /// [`DEFAULT_IDENTITY_STORAGE_KEY`]; see [`persist_identity`](Self::persist_identity), which
+    /// this turns on). Two meshes in one tab need two keys.
+    pub fn identity_storage_key(mut self, key: impl Into<String>) -> Self {
+        self.identity_storage = Some(key.into());
+        self
     }
 
     /// Join the signaling server at `url` (e.g. `ws://127.0.0.1:8080`) over WebSocket
@@ -158,7 +191,18 @@ where
             join_timeout: self.join_timeout,
             seed: self.seed,
             start_time: self.start_time,
+            identity_storage: self.identity_storage,
         }
+    }
+
+    /// Whether every broadcast this node receives arrives as [`Event::Message`](crate::Event::Message),
+    /// whatever its topic (default `false`: only the topics it [subscribed](Mesh::subscribe) to).
+    /// The JavaScript library's `message` event carried every broadcast; its API turns this on.
+    /// Every node relays every topic either way. Sets [`gossip_core::Config::deliver_all_topics`]
+    /// (a later [`gossip`](Self::gossip) replaces it).
+    pub fn receive_all_topics(mut self, all: bool) -> Self {
+        self.config.gossip.deliver_all_topics = all;
+        self
     }
 
     /// The gossip settings (hop limit, retries, caches, signatures; see [`gossip_core::Config`]).
@@ -219,29 +263,58 @@ where
 
     /// The peer id this builder's mesh will have, generating the key pair now if none was given.
     pub fn peer_id(&mut self) -> Result<NodeId, Error> {
-        Ok(self.keypair_or_generate()?.peer_id())
+        Ok(self.identity()?.peer_id())
+    }
+
+    /// The key pair this builder's mesh will have: the one given, else (in the browser) the one
+    /// kept in the tab's storage, else a new one, generated now (and kept, see
+    /// [`persist_identity`](Self::persist_identity)).
+    pub fn identity(&mut self) -> Result<Keypair, Error> {
+        self.keypair_or_generate()
     }
 
     fn keypair_or_generate(&mut self) -> Result<Keypair, Error> {
         let keypair = match self.keypair.take() {
             Some(keypair) => keypair,
-            None => Keypair::generate()?,
+            None => self.kept_or_new_keypair()?,
         };
         self.keypair = Some(keypair.clone());
         Ok(keypair)
     }
 
-    /// Start the mesh's driver task (in the current tokio runtime) without joining yet: subscribe
+    /// The key pair kept in the tab's storage, or a new one (kept there from now on).
+    #[cfg(target_arch = "wasm32")]
+    fn kept_or_new_keypair(&self) -> Result<Keypair, Error> {
+        let Some(key) = &self.identity_storage else {
+            return Keypair::generate();
+        };
+        if let Some(kept) = crate::identity::session::load(key) {
+            return Ok(kept);
+        }
+        let keypair = Keypair::generate()?;
+        crate::identity::session::store(key, &keypair);
+        Ok(keypair)
+    }
+
+    /// A new key pair (natively nothing is kept: see [`persist_identity`](Self::persist_identity)).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn kept_or_new_keypair(&self) -> Result<Keypair, Error> {
+        Keypair::generate()
+    }
+
+    /// Start the mesh's driver task (natively in the current tokio runtime, in the browser on its
+    /// event loop) without joining yet: subscribe
     /// and take [`Mesh::events`] first, then [`Mesh::join`].
     ///
     /// Fails, without panicking, when a setting cannot work ([`Error::InvalidConfig`] names a node
     /// setting, [`Error::InvalidSetting`] a queue bound),
-    /// outside a tokio runtime, without a signaling transport, or with a transport that holds
+    /// outside a tokio runtime (natively), without a signaling transport, or with a transport that holds
     /// another id.
     pub fn build(mut self) -> Result<Mesh, Error> {
         self.config.validate()?;
         self.limits.validate()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let keypair = self.keypair_or_generate()?;
         let local_id = keypair.peer_id();
         let signaling = self.signaling.take().ok_or(Error::NoTransport)?;
@@ -278,7 +351,7 @@ where
             join_timeout: self.join_timeout,
             start_time: self.start_time,
         });
-        runtime.spawn(driver.run());
+        drop(p2pmesh_rt::spawn(driver.run()));
         Ok(Mesh::new(local_id, commands_tx, events_rx))
     }
 
@@ -299,6 +372,7 @@ impl<C> fmt::Debug for MeshBuilder<C> {
             .field("config", &self.config)
             .field("bootstrap", &self.bootstrap)
             .field("limits", &self.limits)
+            .field("identity_storage", &self.identity_storage)
             .finish_non_exhaustive()
     }
 }

@@ -1,5 +1,5 @@
-//! The driver: one tokio task that owns the [`mesh_core::Node`] by value and is the only place that
-//! reads the clock.
+//! The driver: one task ([`p2pmesh_rt::spawn`]: tokio natively, the browser's event loop in
+//! wasm32) that owns the [`mesh_core::Node`] by value and is the only place that reads the clock.
 //!
 //! It waits on four inputs at once: commands from the [`Mesh`](crate::Mesh) handles, events from
 //! the signaling task, reports from the link tasks (one bounded queue, each report tagged with its
@@ -12,15 +12,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mesh_core::{Event as NodeEvent, Instant, Node, NodeId, Output, QueryId, ServerInput};
+use p2pmesh_rt::{Task, TaskSet, sleep_until_opt};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 use transport::{
     ClientMessage, ErrorCode, LinkConnector, LinkEvent, Role, SignalingTransport, TransportEvent,
 };
+use web_time::{SystemTime, UNIX_EPOCH};
 
 use crate::event::{Event, Message};
 use crate::identity::{node_id, transport_id};
@@ -94,12 +95,14 @@ impl fmt::Debug for Signaling {
     }
 }
 
-/// The clock: wall-clock time read once at start (or given to the builder) plus tokio's monotonic
-/// time elapsed since, so that it never goes back and still agrees with other nodes' clocks (gossip
-/// checks message ages). On tokio's paused clock with a given start it is fully deterministic.
+/// The clock: wall-clock time read once at start (or given to the builder) plus the runtime's
+/// monotonic time elapsed since ([`p2pmesh_rt::Instant`]), so that it never goes back and still
+/// agrees with other nodes' clocks (gossip checks message ages). On tokio's paused clock with a
+/// given start it is fully deterministic. The wall clock is `web_time`'s: the system clock natively,
+/// `Date.now()` in the browser (where `std::time::SystemTime::now` panics).
 struct Clock {
     wall_start: Duration,
-    mono_start: tokio::time::Instant,
+    mono_start: p2pmesh_rt::Instant,
 }
 
 impl Clock {
@@ -107,7 +110,7 @@ impl Clock {
         let start = start.unwrap_or_else(SystemTime::now);
         Self {
             wall_start: start.duration_since(UNIX_EPOCH).unwrap_or_default(),
-            mono_start: tokio::time::Instant::now(),
+            mono_start: p2pmesh_rt::Instant::now(),
         }
     }
 
@@ -115,7 +118,7 @@ impl Clock {
         Instant::from_duration(self.wall_start + self.mono_start.elapsed())
     }
 
-    fn deadline(&self, at: Instant) -> tokio::time::Instant {
+    fn deadline(&self, at: Instant) -> p2pmesh_rt::Instant {
         self.mono_start + at.saturating_duration_since(Instant::from_duration(self.wall_start))
     }
 }
@@ -131,7 +134,7 @@ enum SignalingState {
     /// The signaling task runs.
     Running {
         messages: mpsc::Sender<ClientMessage>,
-        task: JoinHandle<()>,
+        task: Task,
     },
     /// Closed (left, or the transport closed for good).
     Closed,
@@ -166,13 +169,13 @@ pub(crate) struct Driver<C> {
     server_events_tx: Option<mpsc::Sender<TransportEvent>>,
     links: HashMap<NodeId, LinkHandle>,
     next_link_id: u64,
-    link_tasks: JoinSet<()>,
+    link_tasks: TaskSet,
     reports: mpsc::Receiver<LinkReport>,
     reports_tx: mpsc::Sender<LinkReport>,
     events: broadcast::Sender<Event>,
     topics: HashMap<String, broadcast::Sender<Message>>,
     lookups: HashMap<QueryId, oneshot::Sender<Vec<NodeId>>>,
-    pending_join: Option<(oneshot::Sender<Result<(), Error>>, tokio::time::Instant)>,
+    pending_join: Option<(oneshot::Sender<Result<(), Error>>, p2pmesh_rt::Instant)>,
     limits: Limits,
     join_timeout: Duration,
     stats: Stats,
@@ -199,7 +202,7 @@ where
             server_events_tx: Some(server_events_tx),
             links: HashMap::new(),
             next_link_id: 0,
-            link_tasks: JoinSet::new(),
+            link_tasks: TaskSet::new(),
             reports,
             reports_tx,
             events: parts.events,
@@ -225,12 +228,11 @@ where
                 },
                 Some(event) = self.server_events.recv() => self.handle_server_event(event),
                 Some(report) = self.reports.recv() => self.handle_link_report(report),
-                Some(_) = self.link_tasks.join_next(), if !self.link_tasks.is_empty() => {}
-                () = sleep_until(timeout) => {
+                () = sleep_until_opt(timeout) => {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
                 }
-                () = sleep_until(join_deadline) => {
+                () = sleep_until_opt(join_deadline) => {
                     if let Some((reply, _)) = self.pending_join.take() {
                         let _ = reply.send(Err(Error::JoinTimeout(self.join_timeout)));
                     }
@@ -255,21 +257,23 @@ where
         if let Some((reply, _)) = self.pending_join.take() {
             let _ = reply.send(Err(Error::Closed));
         }
-        if let SignalingState::Running { messages, task } =
+        if let SignalingState::Running { messages, mut task } =
             std::mem::replace(&mut self.signaling, SignalingState::Closed)
         {
             drop(messages);
             let grace = crate::signaling::CLOSE_GRACE + Duration::from_secs(1);
-            let _ = tokio::time::timeout(grace, task).await;
+            if p2pmesh_rt::timeout(grace, task.join()).await.is_err() {
+                task.abort();
+            }
         }
         let (link_tasks, reports) = (&mut self.link_tasks, &mut self.reports);
-        let tasks = async { while link_tasks.join_next().await.is_some() {} };
+        let tasks = link_tasks.join_all();
         // Link tasks still reporting would wait on the full report queue: keep draining it.
         let reports = async { while reports.recv().await.is_some() {} };
         tokio::select! {
             () = tasks => {}
             () = reports => {}
-            () = tokio::time::sleep(Duration::from_secs(5)) => {
+            () = p2pmesh_rt::sleep(Duration::from_secs(5)) => {
                 warn!("links still closing after 5 s; aborting them");
             }
         }
@@ -346,9 +350,9 @@ where
             }
         };
         let (messages, messages_rx) = mpsc::channel(self.limits.signaling_queue);
-        let task = tokio::spawn(crate::signaling::run(transport, messages_rx, events));
+        let task = p2pmesh_rt::spawn(crate::signaling::run(transport, messages_rx, events));
         self.signaling = SignalingState::Running { messages, task };
-        let deadline = tokio::time::Instant::now() + self.join_timeout;
+        let deadline = p2pmesh_rt::Instant::now() + self.join_timeout;
         self.pending_join = Some((reply, deadline));
     }
 
@@ -596,12 +600,5 @@ where
     fn emit(&self, event: Event) {
         // No receiver is not an error: nobody listens.
         let _ = self.events.send(event);
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

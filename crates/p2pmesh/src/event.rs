@@ -46,7 +46,8 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
-    /// A broadcast (of any topic this node subscribed to) or a direct message arrived (the seed's
+    /// A broadcast (of a topic this node subscribed to, or of any topic with
+    /// [`receive_all_topics`](crate::MeshBuilder::receive_all_topics)) or a direct message arrived (the seed's
     /// `message`).
     Message(Message),
     /// A direct message sent with [`Mesh::send`](crate::Mesh::send) was not acknowledged.

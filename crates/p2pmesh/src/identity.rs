@@ -68,6 +68,31 @@ pub(crate) fn node_id(peer: &transport::PeerId) -> Option<NodeId> {
         .map(|id| NodeId::from_bytes(*id.as_bytes()))
 }
 
+/// The key pair a browser tab keeps in its `sessionStorage`, as 64 hex characters of the secret.
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod session {
+    use super::Keypair;
+
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.session_storage().ok()?
+    }
+
+    /// The key pair stored under `key`, if a valid one is there.
+    pub(crate) fn load(key: &str) -> Option<Keypair> {
+        let text = storage()?.get_item(key).ok()??;
+        let secret: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+        Some(Keypair::from_secret(secret))
+    }
+
+    /// Stores `keypair` under `key`; without storage (disabled, full) the id lasts this page only.
+    pub(crate) fn store(key: &str, keypair: &Keypair) {
+        let stored = storage().map(|s| s.set_item(key, &hex::encode(keypair.secret())));
+        if !matches!(stored, Some(Ok(()))) {
+            tracing::debug!("sessionStorage unavailable: the peer id lasts this page only");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! `max_peers` links), broadcast to everyone by gossip (acknowledged and retried, without
 //! flooding), and reach any peer, neighbour or not, through routing over the mesh and a Kademlia
 //! DHT. This crate is the one applications depend on: [`Mesh`], its [`MeshBuilder`], its
-//! [`Event`]s, and the tokio driver that runs the sans-IO [`mesh_core::Node`]. It re-exports the
+//! [`Event`]s, and the driver that runs the sans-IO [`mesh_core::Node`]. It re-exports the
 //! crates below it ([`mesh_core`], [`kademlia_core`], [`gossip_core`], [`transport`],
 //! [`transport_ws`], [`webrtc_adapter`]).
 //!
@@ -98,6 +98,16 @@
 //! Mesh frames that must cross the signaling server (before a node has links, or when the mesh
 //! has no route) ride in the protocol's `signal` messages as `{"p2pmesh": "<base64>"}`.
 //!
+//! # In the browser
+//!
+//! The crate builds for `wasm32-unknown-unknown` with the same API: the driver runs on the page's
+//! event loop ([`p2pmesh_rt`]), links are the browser's `RTCPeerConnection`s and signaling its
+//! `WebSocket` (the same names in [`webrtc_adapter`] and [`transport_ws`]), key pairs come from
+//! `crypto.getRandomValues`, and a generated key pair is kept in the tab's `sessionStorage`
+//! ([`MeshBuilder::persist_identity`]). The JavaScript API is the crate `p2pmesh-js`
+//! (docs/browser.md). Payloads that must say whether they are text or bytes use the
+//! [`payload`] envelope.
+//!
 //! [`Mesh::leave`] says goodbye on every link (neighbours get [`Event::PeerDisconnected`] with
 //! reason `PeerLeft`), closes the links, leaves the server and ends the driver; dropping the last
 //! handle does the same.
@@ -112,11 +122,12 @@ mod identity;
 mod link;
 pub mod memory;
 mod mesh;
+pub mod payload;
 mod signaling;
 mod stats;
 pub mod wire;
 
-pub use builder::MeshBuilder;
+pub use builder::{DEFAULT_IDENTITY_STORAGE_KEY, MeshBuilder};
 pub use error::{Error, InvalidSetting};
 pub use event::{Event, Events, Message, Subscription};
 pub use identity::Keypair;

@@ -118,8 +118,8 @@ pub(crate) async fn run<C>(
         // The driver dropped the queues and every frame is handed over: linger, still reading so
         // that the peer's sends never wait on us, then close.
         let lingering = read(&mut link, &mut signals, &reports, report);
-        let _ = tokio::time::timeout(LINGER, lingering).await;
-        let _ = tokio::time::timeout(CLOSE_GRACE, link.close()).await;
+        let _ = p2pmesh_rt::timeout(LINGER, lingering).await;
+        let _ = p2pmesh_rt::timeout(CLOSE_GRACE, link.close()).await;
     }
 }
 

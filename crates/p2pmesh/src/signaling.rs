@@ -26,7 +26,7 @@ pub(crate) async fn run(
         tokio::select! {
             message = messages.recv() => match message {
                 Some(message) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, transport.send(message)).await {
+                    match p2pmesh_rt::timeout(SEND_TIMEOUT, transport.send(message)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => debug!(%err, "signaling send failed"),
                         Err(_) => debug!("signaling send timed out; message dropped"),
@@ -44,5 +44,5 @@ pub(crate) async fn run(
             },
         }
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, transport.close()).await;
+    let _ = p2pmesh_rt::timeout(CLOSE_GRACE, transport.close()).await;
 }

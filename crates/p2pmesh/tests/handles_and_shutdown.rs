@@ -1,6 +1,7 @@
 //! The handle's contract, on the in-memory network: dropping the last handle leaves like `leave`
 //! (the neighbour is told), streams end after `leave`, a second `join` is refused, a transport that
-//! holds another id is refused, and a direct message between neighbours arrives on both streams.
+//! holds another id is refused, and a direct message between neighbours arrives on both streams;
+//! with `receive_all_topics` a broadcast of a topic not subscribed arrives as an event.
 //! Builder settings that cannot work are errors naming the setting; the injected start time is the
 //! node's clock.
 //!
@@ -54,10 +55,23 @@ fn builder(
 
 /// Two joined nodes whose link is up on both sides; returns b's event stream too.
 async fn linked_pair(network: &MemoryNetwork, seed: u64) -> (Mesh, Mesh, Events) {
+    linked_pair_with(network, seed, |b| b).await
+}
+
+/// [`linked_pair`], with b's builder changed by `configure_b`.
+async fn linked_pair_with(
+    network: &MemoryNetwork,
+    seed: u64,
+    configure_b: impl FnOnce(
+        MeshBuilder<p2pmesh::memory::MemoryConnector>,
+    ) -> MeshBuilder<p2pmesh::memory::MemoryConnector>,
+) -> (Mesh, Mesh, Events) {
     let a = builder(network, seed, 0).build().expect("a builds");
     let mut a_events = a.events();
     a.join().await.expect("a joins");
-    let b = builder(network, seed, 1).build().expect("b builds");
+    let b = configure_b(builder(network, seed, 1))
+        .build()
+        .expect("b builds");
     let mut b_events = b.events();
     b.join().await.expect("b joins");
     let (a_id, b_id) = (a.local_id(), b.local_id());
@@ -150,6 +164,28 @@ async fn direct_messages_arrive_as_events() {
     );
     let table: Vec<NodeId> = b.routing_table().await.expect("table");
     assert!(table.contains(&a_id), "{table:?}");
+    a.leave().await.expect("leave");
+    b.leave().await.expect("leave");
+}
+
+#[tokio::test(start_paused = true)]
+async fn receive_all_topics_delivers_broadcasts_of_topics_not_subscribed() {
+    let seed = test_seed("receive_all_topics_delivers_broadcasts_of_topics_not_subscribed");
+    let network = MemoryNetwork::new();
+    let (a, b, mut b_events) =
+        linked_pair_with(&network, seed, |b| b.receive_all_topics(true)).await;
+    // b subscribed to nothing; without the option this broadcast is relayed, not delivered.
+    a.broadcast("news", b"extra".to_vec())
+        .await
+        .expect("broadcast");
+    let event = next_matching(&mut b_events, |e| matches!(e, Event::Message(_))).await;
+    let Event::Message(m) = event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (m.from, m.topic.as_deref(), &m.data[..]),
+        (a.local_id(), Some("news"), &b"extra"[..])
+    );
     a.leave().await.expect("leave");
     b.leave().await.expect("leave");
 }

@@ -265,7 +265,10 @@ mod tests {
         let fast = timeout(Duration::from_secs(2), async { 5 }).await;
         assert_eq!(fast, Ok(5));
         let at = Instant::now() + Duration::from_secs(1);
-        assert_eq!(timeout_at(at, std::future::pending::<()>()).await, Err(Elapsed));
+        assert_eq!(
+            timeout_at(at, std::future::pending::<()>()).await,
+            Err(Elapsed)
+        );
     }
 
     #[tokio::test(start_paused = true)]

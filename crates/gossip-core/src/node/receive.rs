@@ -105,7 +105,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.cache_insert(id, frame.clone(), Some(from));
             self.disseminate(id, hops, &frame, Some(from), message.tree);
         }
-        if self.subscriptions.contains(&message.topic) {
+        if self.config.deliver_all_topics || self.subscriptions.contains(&message.topic) {
             self.stats.delivered += 1;
             self.emit(Output::Event(Event::Delivered {
                 id,

@@ -175,6 +175,51 @@ fn unsubscribed_topics_are_relayed_not_delivered() {
 }
 
 #[test]
+fn deliver_all_topics_delivers_unsubscribed_topics_once_and_still_relays() {
+    let config = Config {
+        deliver_all_topics: true,
+        ..Config::default()
+    };
+    let (mut node, peers) = linked(config);
+    assert!(node.unsubscribe(TOPIC));
+    let origin = identity(10);
+    let message = signed(&origin, 1, t0(), b"x");
+    node.handle_message(t0(), peers[0], &gossip(&message));
+    node.handle_message(t0() + ms(5), peers[1], &gossip(&message));
+    let out = outputs(&mut node);
+    let events: Vec<&Event> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(event) => Some(event),
+            Output::Transmit { .. } => None,
+        })
+        .collect();
+    let [
+        Event::Delivered {
+            id, topic, payload, ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("one delivery expected, got {events:?}");
+    };
+    assert_eq!(
+        (*id, topic.as_str(), payload.as_slice()),
+        (message.id, TOPIC, &b"x"[..])
+    );
+    assert_eq!(node.stats().delivered, 1);
+    assert_eq!(node.stats().duplicates, 1);
+    assert!(
+        node.stats().payload_sends >= 1,
+        "still relayed to the other links"
+    );
+    // The option does not make the node deliver its own messages.
+    let _ = node
+        .publish(t0(), "other", b"mine".to_vec())
+        .expect("valid");
+    assert!(delivered(&outputs(&mut node)).is_empty());
+}
+
+#[test]
 fn forged_and_invalid_messages_are_dropped_and_counted() {
     let (mut node, peers) = linked(Config::default());
     let origin = identity(10);
