@@ -109,7 +109,10 @@ fn locked_version(lock: &str, package: &str) -> Option<String> {
 
 /// The version `wasm-bindgen --version` prints ("wasm-bindgen 0.2.130 (hash)"), if it runs.
 fn installed_wasm_bindgen() -> Option<String> {
-    let out = Command::new("wasm-bindgen").arg("--version").output().ok()?;
+    let out = Command::new("wasm-bindgen")
+        .arg("--version")
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -186,7 +189,10 @@ fn gzip_len(bytes: &[u8]) -> Result<usize, String> {
 }
 
 fn print_sizes(dist: &Path) -> Result<(), String> {
-    println!("\n{:<28} {:>10} {:>10}", "file (apps/chat-web/dist)", "bytes", "gzip");
+    println!(
+        "\n{:<28} {:>10} {:>10}",
+        "file (apps/chat-web/dist)", "bytes", "gzip"
+    );
     let mut total = (0, 0);
     for file in files_under(dist)? {
         let bytes = std::fs::read(dist.join(&file))
@@ -201,7 +207,10 @@ fn print_sizes(dist: &Path) -> Result<(), String> {
         let mark = if loaded { "" } else { " (not loaded)" };
         println!("{name:<28} {:>10} {gz:>10}{mark}", bytes.len());
     }
-    println!("{:<28} {:>10} {:>10}", "what the page loads", total.0, total.1);
+    println!(
+        "{:<28} {:>10} {:>10}",
+        "what the page loads", total.0, total.1
+    );
     Ok(())
 }
 
@@ -229,10 +238,7 @@ version = "0.3.107"
             locked_version(lock, "wasm-bindgen").as_deref(),
             Some("0.2.130")
         );
-        assert_eq!(
-            locked_version(lock, "web-sys").as_deref(),
-            Some("0.3.107")
-        );
+        assert_eq!(locked_version(lock, "web-sys").as_deref(), Some("0.3.107"));
         assert_eq!(locked_version(lock, "js-sys"), None);
     }
 

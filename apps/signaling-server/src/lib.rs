@@ -43,8 +43,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRequestParts as _, Request, State};
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts as _, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -215,8 +215,8 @@ fn router(shared: Arc<Shared>) -> Router {
 /// asks for an upgrade but gets it wrong is refused as before (axum's rejection says why).
 async fn root(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let asks_upgrade = parts.headers.contains_key(header::UPGRADE)
-        || parts.method == axum::http::Method::CONNECT;
+    let asks_upgrade =
+        parts.headers.contains_key(header::UPGRADE) || parts.method == axum::http::Method::CONNECT;
     match WebSocketUpgrade::from_request_parts(&mut parts, &shared).await {
         Ok(ws) => websocket(ws, shared).await,
         Err(rejection) if asks_upgrade => rejection.into_response(),

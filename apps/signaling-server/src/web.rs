@@ -61,7 +61,11 @@ pub(crate) async fn file(dir: &Path, request: Request) -> Response {
         }
         Err(err) => {
             warn!(%err, dir = %dir.display(), "could not read a file of the browser chat");
-            (StatusCode::INTERNAL_SERVER_ERROR, "could not read the file\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not read the file\n",
+            )
+                .into_response()
         }
     }
 }

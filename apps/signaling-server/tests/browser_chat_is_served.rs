@@ -70,10 +70,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "signaling-server-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("signaling-server-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir)
@@ -138,7 +136,11 @@ async fn the_built_chat_is_served_with_its_content_types() {
     // A missing file is a 404 that says where the files come from; nothing outside the folder.
     let missing = get(server.addr, "/pkg/nothing.js").await;
     assert!(missing.status.contains(" 404 "), "{}", missing.status);
-    assert!(missing.text().contains("cargo xtask web"), "{}", missing.text());
+    assert!(
+        missing.text().contains("cargo xtask web"),
+        "{}",
+        missing.text()
+    );
     let outside = get(server.addr, "/../Cargo.toml").await;
     assert!(!outside.status.contains(" 200 "), "{}", outside.status);
 
