@@ -20,6 +20,8 @@ const MAX_LOG = 500;
 const MAX_QUEUED = 100;
 /** DHT contacts drawn; the rest are counted. */
 const MAX_CONTACTS_DRAWN = 48;
+/** Display names remembered (the oldest is forgotten first). */
+const MAX_NAMES = 10000;
 /** How often the DHT contacts are re-read (they change without events). */
 const CONTACTS_REFRESH_MS = 2000;
 
@@ -126,7 +128,9 @@ async function onMessage({ from, data, topic }) {
     return;
   }
   const known = state.names.has(from);
+  state.names.delete(from);
   state.names.set(from, message.name);
+  if (state.names.size > MAX_NAMES) state.names.delete(state.names.keys().next().value);
   switch (message.kind) {
     case "hello":
       if (!known) system(`${message.name} joined`);
