@@ -86,8 +86,9 @@ fn not_built(dir: &Path) -> Response {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>p2pmesh chat: not built</title></head>\n<body>\
          <h1>p2pmesh signaling server</h1>\n\
-         <p>The browser chat is not built yet: run <code>{BUILD_COMMAND}</code> \
-         (it writes <code>{dir}</code>), then reload this page.</p>\n\
+         <p>The browser chat is not built yet: run <code>{BUILD_COMMAND}</code>, \
+         then reload this page (this server serves the folder <code>{dir}</code>, \
+         see <code>--web-dir</code>).</p>\n\
          <p>WebSocket signaling clients connect at this same URL.</p>\n</body></html>\n"
     );
     (
