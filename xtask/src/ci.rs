@@ -19,7 +19,7 @@ const DISALLOWED: &[&str] = &[
     "tokio::time::Instant::now",
 ];
 
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// Flags of `cargo xtask ci`.
 #[derive(clap::Args, Debug)]
@@ -122,7 +122,7 @@ fn missing_disallowed(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
-fn ensure_wasm_target() -> Result<(), String> {
+pub fn ensure_wasm_target() -> Result<(), String> {
     let installed = output(
         "rustup",
         Command::new("rustup").args(["target", "list", "--installed"]),

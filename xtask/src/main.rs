@@ -7,6 +7,7 @@ mod bench_signaling;
 mod ci;
 mod sim;
 mod util;
+mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Task {
     /// Measure WebRTC links (release build): open time, Mesh::send vs raw throughput, RSS per
     /// link, broadcast latency across 20 nodes.
     BenchLink(bench_link::Args),
+    /// Build the browser chat (p2pmesh-js for wasm32, wasm-bindgen, the page's files) into
+    /// apps/chat-web/dist, which the signaling server serves at GET /; prints the sizes.
+    Web(web::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Task::Sim(args) => sim::run_task(args),
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
         Task::BenchLink(args) => bench_link::run_task(args),
+        Task::Web(args) => web::run_task(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,7 +5,7 @@
 //! topic and writes what happens to `stdout`, one line each:
 //!
 //! ```text
-//! * no signaling server answered at ws://127.0.0.1:8080: started one in this process
+//! * no signaling server answered at ws://127.0.0.1:8080: started one in this process (the browser chat: http://127.0.0.1:8080/)
 //! * joined ws://127.0.0.1:8080 (room default, topic chat) as alice (3f9c2a71)
 //! * bob joined
 //! <bob> hi alice
@@ -179,7 +179,8 @@ fn is_local(host: &str) -> bool {
 }
 
 /// Starts a server at `addr` when nothing answers there. `None` when one answers, or when the
-/// address was taken meanwhile (another chat started one first).
+/// address was taken meanwhile (another chat started one first). Like the `signaling-server`
+/// binary, it serves the browser chat (apps/chat-web/dist, built by `cargo xtask web`) at `GET /`.
 async fn host_if_absent(addr: SocketAddr) -> Option<HostedServer> {
     let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr));
     if matches!(probe.await, Ok(Ok(_))) {
@@ -426,7 +427,8 @@ where
         hosted = host_if_absent(addr).await;
         if hosted.is_some() {
             let line = format!(
-                "* no signaling server answered at {}: started one in this process",
+                "* no signaling server answered at {}: started one in this process \
+                 (the browser chat: http://{addr}/)",
                 config.server
             );
             out.write_all(format!("{line}\n").as_bytes()).await?;

@@ -2,12 +2,18 @@
 //! stated default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Where the browser chat is built (`apps/chat-web/dist`, by `cargo xtask web`), found from this
+/// crate's location when it was compiled.
+pub const DEFAULT_WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../chat-web/dist");
 
 /// The signaling server's configuration (also its command-line flags).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Config {
-    /// Address to listen on (WebSocket on `/`, `GET /health`, `GET /metrics`).
+    /// Address to listen on (WebSocket on `/`, the browser chat on `GET /`, `GET /health`,
+    /// `GET /metrics`).
     #[arg(long, env = "SIGNALING_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
@@ -64,6 +70,12 @@ pub struct Config {
     /// Seconds to wait for clients to close on shutdown before exiting anyway.
     #[arg(long, env = "SIGNALING_SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u64,
+
+    /// The browser chat's files (built by `cargo xtask web`), served at `GET /` (index.html) and
+    /// below it; a WebSocket upgrade at `/` is still the signaling socket. When the folder has no
+    /// index.html, `GET /` says how to build it.
+    #[arg(long, env = "SIGNALING_WEB_DIR", default_value = DEFAULT_WEB_DIR)]
+    pub web_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -83,6 +95,7 @@ impl Default for Config {
             bootstrap_random: 3,
             outgoing_queue: 64,
             shutdown_grace_secs: 5,
+            web_dir: PathBuf::from(DEFAULT_WEB_DIR),
         }
     }
 }

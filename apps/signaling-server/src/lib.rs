@@ -1,5 +1,8 @@
 //! The p2pmesh signaling server: WebSocket signaling (JSON, a superset of the JavaScript
-//! p2pmesh server's protocol, see docs/protocol.md), `GET /health` and `GET /metrics`.
+//! p2pmesh server's protocol, see docs/protocol.md), `GET /health`, `GET /metrics`, and the
+//! browser chat (apps/chat-web, built by `cargo xtask web`) at `GET /`: a WebSocket upgrade at `/`
+//! is the signaling socket, any other `GET /` the chat's index.html, and other paths its files
+//! (from [`Config::web_dir`]).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -31,6 +34,7 @@ mod fields;
 mod metrics;
 mod rate;
 mod registry;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,8 +43,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts as _, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -200,10 +204,28 @@ pub async fn run(
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/", any(websocket))
+        .route("/", any(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .fallback(web_file)
         .with_state(shared)
+}
+
+/// `/`: the signaling socket for a WebSocket upgrade, else the browser chat's page. A request that
+/// asks for an upgrade but gets it wrong is refused as before (axum's rejection says why).
+async fn root(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let asks_upgrade =
+        parts.headers.contains_key(header::UPGRADE) || parts.method == axum::http::Method::CONNECT;
+    match WebSocketUpgrade::from_request_parts(&mut parts, &shared).await {
+        Ok(ws) => websocket(ws, shared).await,
+        Err(rejection) if asks_upgrade => rejection.into_response(),
+        Err(_) => web::index(&shared.config.web_dir, Request::from_parts(parts, body)).await,
+    }
+}
+
+async fn web_file(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    web::file(&shared.config.web_dir, request).await
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
@@ -227,7 +249,7 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 
-async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
+async fn websocket(ws: WebSocketUpgrade, shared: Arc<Shared>) -> Response {
     let config = &shared.config;
     let ws = ws
         .read_buffer_size(READ_BUFFER)
