@@ -4,6 +4,7 @@
 
 mod bench_link;
 mod bench_signaling;
+mod bench_web;
 mod ci;
 mod sim;
 mod util;
@@ -31,6 +32,9 @@ enum Task {
     /// Measure WebRTC links (release build): open time, Mesh::send vs raw throughput, RSS per
     /// link, broadcast latency across 20 nodes.
     BenchLink(bench_link::Args),
+    /// Measure p2pmesh in headless Chromium (release build): page load to the first link,
+    /// browser-native link open, broadcast latency across browser tabs and native nodes.
+    BenchWeb(bench_web::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Task::Sim(args) => sim::run_task(args),
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
         Task::BenchLink(args) => bench_link::run_task(args),
+        Task::BenchWeb(args) => bench_web::run_task(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
