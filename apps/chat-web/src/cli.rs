@@ -244,6 +244,19 @@ impl ChatCli {
         }
     }
 
+    /// Its last 40 lines, for a failing test's message.
+    pub fn describe(&self) -> String {
+        let tail: Vec<&str> = self
+            .seen
+            .iter()
+            .rev()
+            .take(40)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        format!("chat-cli {}: {tail:?}", self.name)
+    }
+
     fn gave_up(&self, what: &str, why: &str) -> Error {
         let tail: Vec<&str> = self
             .seen

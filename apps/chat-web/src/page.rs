@@ -145,6 +145,15 @@ impl ChatPage {
         .map(drop)
     }
 
+    /// What the page shows now (`#self`, `#peers`, `#topology`'s links, the end of `#log`), for
+    /// a failing test's message.
+    pub async fn describe(&self) -> String {
+        match self.snapshot().await {
+            Ok(snapshot) => format!("page {}: {}", self.name, describe(&snapshot)),
+            Err(err) => format!("page {}: unreadable ({err})", self.name),
+        }
+    }
+
     /// `#log`'s lines.
     pub async fn log(&self) -> Result<Vec<LogLine>> {
         Ok(self.snapshot().await?.log)

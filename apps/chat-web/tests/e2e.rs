@@ -24,6 +24,29 @@ use chat_web::{ChatCli, ChatPage, Chromedriver, Signaling, built_web_dir, chat_c
 
 const ROOM: &str = "e2e";
 
+/// The four participants, for the scenario and for the diagnostics of a failure.
+struct Mesh {
+    quinn: Option<ChatPage>,
+    pia: ChatPage,
+    ann: ChatCli,
+    bob: ChatCli,
+    ann_id: String,
+    bob_id: String,
+}
+
+impl Mesh {
+    async fn describe(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(quinn) = &self.quinn {
+            out.push(quinn.describe().await);
+        }
+        out.push(self.pia.describe().await);
+        out.push(self.ann.describe());
+        out.push(self.bob.describe());
+        out.join("\n")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_and_terminals_chat_in_one_mesh() {
     let web = built_web_dir().expect("the built chat");
@@ -58,115 +81,19 @@ async fn pages_and_terminals_chat_in_one_mesh() {
     let mut bob = ChatCli::start(&chat_cli, &server.ws_url(), "bob", ROOM, &[]).expect("bob");
     let bob_id = bob.joined().await.expect("bob joins");
 
-    // 1. Everyone knows everyone.
-    for other in ["bob", "quinn", "pia"] {
-        ann.knows(other).await.expect("ann learns the others");
-    }
-    for other in ["ann", "quinn", "pia"] {
-        bob.knows(other).await.expect("bob learns the others");
-    }
-    for other in ["ann", "bob", "pia"] {
-        quinn.knows(other).await.expect("quinn learns the others");
-    }
-    for other in ["ann", "bob", "quinn"] {
-        pia.knows(other).await.expect("pia learns the others");
-    }
-
-    // 2. A line from each reaches all four (a page shows its own line too).
-    let pages = [&quinn, &pia];
-    for page in pages {
-        let text = format!("hello from {}'s page", page.name());
-        page.send(&text).await.expect("type in the page");
-        for reader in pages {
-            reader
-                .wait_log(
-                    &format!("{}'s line in {}'s page", page.name(), reader.name()),
-                    |l| l.is("chat", page.name(), &text),
-                )
-                .await
-                .expect("the page line reaches every page");
-        }
-        let shown = format!("<{}> {text}", page.name());
-        for terminal in [&mut ann, &mut bob] {
-            terminal
-                .expect_line("a page's line", |l| l == shown)
-                .await
-                .expect("the page line reaches every terminal");
-        }
-    }
-    for who in ["ann", "bob"] {
-        let text = format!("hello from {who}'s terminal");
-        let (writer, reader) = if who == "ann" {
-            (&mut ann, &mut bob)
-        } else {
-            (&mut bob, &mut ann)
-        };
-        writer.type_line(&text).await.expect("type in the terminal");
-        let shown = format!("<{who}> {text}");
-        reader
-            .expect_line("the other terminal's line", |l| l == shown)
-            .await
-            .expect("the terminal line reaches the other terminal");
-        for page in pages {
-            page.wait_log(&format!("{who}'s line in {}'s page", page.name()), |l| {
-                l.is("chat", who, &text)
-            })
-            .await
-            .expect("the terminal line reaches every page");
-        }
-    }
-
-    // 3. Each page draws its links: one line per #peers entry.
-    let (quinn_peers, _) = quinn
-        .wait_topology("quinn's topology to match its peers", |p| p.len() >= 2)
-        .await
-        .expect("quinn's #topology matches #peers");
-    assert!(
-        quinn_peers.iter().any(|p| p == pia.id()),
-        "quinn is linked to pia"
-    );
-    let (pia_peers, pia_links) = pia
-        .wait_topology("pia's topology to match its one peer", |p| p.len() == 1)
-        .await
-        .expect("pia's #topology matches #peers");
-    assert_eq!(
-        (pia_peers.as_slice(), pia_links.len()),
-        ([quinn.id().to_owned()].as_slice(), 1)
-    );
-
-    // 4. pia writes to a native node it has no link to.
-    let unlinked = |prefix: &str| !pia_peers.iter().any(|p| p.starts_with(prefix));
-    let (target, target_terminal) = if unlinked(&ann_id) {
-        ("ann", &mut ann)
-    } else {
-        assert!(
-            unlinked(&bob_id),
-            "pia has one link, so one native is not linked"
-        );
-        ("bob", &mut bob)
+    let mut mesh = Mesh {
+        quinn: Some(quinn),
+        pia,
+        ann,
+        bob,
+        ann_id,
+        bob_id,
     };
-    pia.send(&format!("/dm {target} only for {target}"))
-        .await
-        .expect("type the /dm");
-    let shown = format!("[dm] <pia> only for {target}");
-    target_terminal
-        .expect_line("pia's direct message", |l| l == shown)
-        .await
-        .expect("the direct message reaches a node pia is not linked to");
-
-    // 5. quinn's page closes: pia's #peers loses it, the terminals see it leave.
-    let quinn_id = quinn.id().to_owned();
-    quinn.close().await.expect("close quinn's page");
-    pia.wait_peers("quinn gone from pia's #peers", |p| !p.contains(&quinn_id))
-        .await
-        .expect("pia's #peers drops quinn");
-    for terminal in [&mut ann, &mut bob] {
-        terminal
-            .expect_line("quinn leaving", |l| l == "* quinn left")
-            .await
-            .expect("the terminals see quinn leave");
+    if let Err(err) = scenario(&mut mesh).await {
+        panic!("{err}\n\nwhat each showed:\n{}", mesh.describe().await);
     }
 
+    let Mesh { ann, bob, pia, .. } = mesh;
     let status = ann.quit().await.expect("ann quits");
     assert!(status.success(), "ann's exit status {status}");
     let status = bob.quit().await.expect("bob quits");
@@ -174,4 +101,121 @@ async fn pages_and_terminals_chat_in_one_mesh() {
     server.stop().await;
     drop(pia);
     drop(driver);
+}
+
+async fn scenario(mesh: &mut Mesh) -> chat_web::Result<()> {
+    let Mesh {
+        quinn,
+        pia,
+        ann,
+        bob,
+        ann_id,
+        bob_id,
+    } = mesh;
+    let Some(quinn_page) = quinn.as_ref() else {
+        return Err(chat_web::Error::Other("quinn's page is gone".into()));
+    };
+
+    // 1. Everyone knows everyone.
+    for other in ["bob", "quinn", "pia"] {
+        ann.knows(other).await?;
+    }
+    for other in ["ann", "quinn", "pia"] {
+        bob.knows(other).await?;
+    }
+    for other in ["ann", "bob", "pia"] {
+        quinn_page.knows(other).await?;
+    }
+    for other in ["ann", "bob", "quinn"] {
+        pia.knows(other).await?;
+    }
+
+    // 2. A line from each reaches all four (a page shows its own line too).
+    let pages = [quinn_page, &*pia];
+    for page in pages {
+        let text = format!("hello from {}'s page", page.name());
+        page.send(&text).await?;
+        for reader in pages {
+            reader
+                .wait_log(
+                    &format!("{}'s line in {}'s page", page.name(), reader.name()),
+                    |l| l.is("chat", page.name(), &text),
+                )
+                .await?;
+        }
+        let shown = format!("<{}> {text}", page.name());
+        for terminal in [&mut *ann, &mut *bob] {
+            terminal
+                .expect_line(&format!("{}'s line", page.name()), |l| l == shown)
+                .await?;
+        }
+    }
+    for from_ann in [true, false] {
+        let (writer, reader) = if from_ann {
+            (&mut *ann, &mut *bob)
+        } else {
+            (&mut *bob, &mut *ann)
+        };
+        let who = writer.name().to_owned();
+        let text = format!("hello from {who}'s terminal");
+        writer.type_line(&text).await?;
+        let shown = format!("<{who}> {text}");
+        reader
+            .expect_line(&format!("{who}'s line"), |l| l == shown)
+            .await?;
+        for page in pages {
+            page.wait_log(&format!("{who}'s line in {}'s page", page.name()), |l| {
+                l.is("chat", &who, &text)
+            })
+            .await?;
+        }
+    }
+
+    // 3. Each page draws its links: one line per #peers entry.
+    let (quinn_peers, _) = quinn_page
+        .wait_topology("quinn's #topology to match its #peers", |p| p.len() >= 2)
+        .await?;
+    assert!(
+        quinn_peers.iter().any(|p| p == pia.id()),
+        "quinn is linked to pia"
+    );
+    let (pia_peers, pia_links) = pia
+        .wait_topology("pia's #topology to match its one peer", |p| p.len() == 1)
+        .await?;
+    assert_eq!(
+        (pia_peers.as_slice(), pia_links.len()),
+        ([quinn_page.id().to_owned()].as_slice(), 1)
+    );
+
+    // 4. pia writes to a native node it has no link to.
+    let unlinked = |prefix: &str| !pia_peers.iter().any(|p| p.starts_with(prefix));
+    let target = if unlinked(ann_id) {
+        &mut *ann
+    } else {
+        assert!(
+            unlinked(bob_id),
+            "pia has one link, so one native is not linked"
+        );
+        &mut *bob
+    };
+    let name = target.name().to_owned();
+    pia.send(&format!("/dm {name} only for {name}")).await?;
+    let shown = format!("[dm] <pia> only for {name}");
+    target
+        .expect_line("pia's direct message", |l| l == shown)
+        .await?;
+
+    // 5. quinn's page closes: pia's #peers loses it, the terminals see it leave.
+    let quinn_id = quinn_page.id().to_owned();
+    if let Some(page) = quinn.take() {
+        page.close().await?;
+    }
+    pia.wait_peers("quinn gone from pia's #peers", |p| !p.contains(&quinn_id))
+        .await?;
+    for terminal in [&mut *ann, &mut *bob] {
+        terminal
+            .expect_line("quinn leaving", |l| l == "* quinn left")
+            .await?;
+    }
+    Ok(())
 }

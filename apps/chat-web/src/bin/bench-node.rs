@@ -3,7 +3,8 @@
 //!
 //! It joins `--server` in `--room` (loopback WebRTC), subscribes to `--topic`, and prints
 //! `{"event":"ready","id":ID}` once joined and `{"event":"link","peer":ID}` per link that comes
-//! up. A stdin line `send SEQ` broadcasts `{"bench":NAME,"seq":SEQ,"sent_ms":T}` on the topic,
+//! up. A stdin line `send SEQ` broadcasts `{"bench":NAME,"seq":SEQ,"sent_ms":T}` on the topic
+//! (as text in p2pmesh's payload envelope, so the benchmark page receives a string),
 //! where T is the wall clock in milliseconds since the Unix epoch (the clock a browser's
 //! `performance.timeOrigin + performance.now()` also reads, on the same machine). Each such
 //! broadcast received prints `{"event":"recv","origin":NAME,"seq":SEQ,"sent_ms":T,"recv_ms":R,
@@ -81,7 +82,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 match (words.next(), words.next().and_then(|s| s.parse::<u64>().ok())) {
                     (Some("send"), Some(seq)) => {
                         let probe = Probe { bench: args.name.clone(), seq, sent_ms: now_ms() };
-                        mesh.broadcast(&args.topic, serde_json::to_vec(&probe)?).await?;
+                        // As text in the payload envelope: a browser receives a string.
+                        let text = serde_json::to_string(&probe)?;
+                        mesh.broadcast(&args.topic, p2pmesh::payload::encode_text(&text)).await?;
                     }
                     (Some("quit"), _) => break,
                     _ => eprintln!("bench-node: unknown command {line:?}"),
@@ -93,7 +96,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     if message.topic.as_deref() != Some(args.topic.as_str()) {
                         continue;
                     }
-                    if let Ok(probe) = serde_json::from_slice::<Probe>(&message.data) {
+                    let bytes = p2pmesh::payload::decode(&message.data).as_bytes();
+                    if let Ok(probe) = serde_json::from_slice::<Probe>(bytes) {
                         say(&mut out, json!({
                             "event": "recv",
                             "origin": probe.bench,

@@ -16,7 +16,8 @@
 //!   (each load a new identity: `persistIdentity: false`; `about:blank` in between, so the
 //!   previous page's mesh closes). (a) *page load to first link*: the first `peer:connect`'s
 //!   `performance.now()`; (b) *browser-native link open*: from `join()` resolving (the server's
-//!   introductions arrive with it: the node decides to dial) to that `peer:connect`.
+//!   introductions arrive with it: the node decides to dial) to that `peer:connect` (negative
+//!   if the link came up before `join()`'s promise resumed the page, which is reported as is).
 //! - **broadcast**: `--tabs` tabs of one Chromium and `--natives` `bench-node` processes in
 //!   another room; once every node has heard every other's warm-up broadcast, `--rounds` rounds
 //!   in which every node broadcasts once (`{"bench":NAME,"seq":N,"sent_ms":T}`); (c) the latency
@@ -190,7 +191,8 @@ async fn open_phase(
         let load: Load = browser
             .wait_for(
                 &format!("load {i}: the first link"),
-                "const b = window.bench; return b && (b.error !== null || b.firstLink !== null) ? b : null;",
+                "const b = window.bench; return b && (b.error !== null || (b.firstLink !== null && b.joined !== null)) \
+                 ? { error: b.error, joined: b.joined, firstLink: b.firstLink } : null;",
             )
             .await?;
         if let Some(error) = load.error {
@@ -198,7 +200,7 @@ async fn open_phase(
         }
         let (Some(joined), Some(first_link)) = (load.joined, load.first_link) else {
             return Err(Error::Other(format!(
-                "load {i}: a link before join() resolved"
+                "load {i}: the page reported no times"
             )));
         };
         eprintln!(
@@ -414,7 +416,8 @@ async fn broadcast_phase(
         let ok: Value = browser
             .wait_for(
                 &format!("{} to join and link", tab.name),
-                "const b = window.bench; return b && (b.error !== null || b.links > 0) ? b.error ?? true : null;",
+                "const b = window.bench; \
+                 return b && (b.error !== null || (b.send && b.links > 0)) ? b.error ?? true : null;",
             )
             .await?;
         if let Value::String(error) = ok {
