@@ -4,6 +4,7 @@
 
 mod bench_link;
 mod bench_signaling;
+mod bench_web;
 mod ci;
 mod sim;
 mod util;
@@ -35,6 +36,9 @@ enum Task {
     /// Build the browser chat (p2pmesh-js for wasm32, wasm-bindgen, the page's files) into
     /// apps/chat-web/dist, which the signaling server serves at GET /; prints the sizes.
     Web(web::Args),
+    /// Measure p2pmesh in headless Chromium (release build): page load to the first link,
+    /// browser-native link open, broadcast latency across browser tabs and native nodes.
+    BenchWeb(bench_web::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
         Task::BenchLink(args) => bench_link::run_task(args),
         Task::Web(args) => web::run_task(args),
+        Task::BenchWeb(args) => bench_web::run_task(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
