@@ -323,7 +323,11 @@ async function join() {
       `signaling connection closed${reason ? `: ${reason}` : ""}${reconnecting ? " (reconnecting…)" : ""}`,
       reconnecting ? "info" : "error"));
     transport.on("error", (message) => setStatus(`signaling error: ${describe(message)}`, "error"));
-    const mesh = await createMesh({ transport, room: room || undefined });
+    const options = { transport, room: room || undefined };
+    // `?maxPeers=N` caps this page's links (tests use it to make a node reachable only through others).
+    const maxPeers = Number(params.get("maxPeers"));
+    if (Number.isInteger(maxPeers) && maxPeers > 0) options.maxPeers = maxPeers;
+    const mesh = await createMesh(options);
     state.mesh = mesh;
     state.name = ui.name.value.trim() || `user-${short(mesh.peerId)}`;
     mesh.on("message", (m) => onMessage(m).catch((err) => setStatus(`error: ${describe(err)}`, "error")));

@@ -35,13 +35,13 @@ pub struct Args {
     json: bool,
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
     listener
         .local_addr()
@@ -49,7 +49,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("free port: {e}"))
 }
 
-fn healthy(port: u16) -> bool {
+pub(crate) fn healthy(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -63,7 +63,8 @@ fn healthy(port: u16) -> bool {
     response.starts_with("HTTP/1.1 200")
 }
 
-struct Server(Child);
+/// A server process, stopped (SIGTERM, then SIGKILL) when dropped, also on failure.
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {

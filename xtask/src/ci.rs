@@ -21,6 +21,17 @@ const DISALLOWED: &[&str] = &[
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
+/// The crates that build for the browser, linted there too (their browser code is compiled only
+/// for wasm32, so the native clippy never sees it).
+const BROWSER_CRATES: &[&str] = &[
+    "p2pmesh-rt",
+    "transport",
+    "webrtc-adapter",
+    "transport-ws",
+    "p2pmesh",
+    "p2pmesh-js",
+];
+
 /// Flags of `cargo xtask ci`.
 #[derive(clap::Args, Debug)]
 pub struct Args {}
@@ -42,7 +53,11 @@ pub fn run_all() -> Result<(), String> {
             "warnings",
         ]),
     )?;
+    clippy_wasm()?;
+    // The browser chat is built before the tests: the end-to-end test (apps/chat-web) loads it.
+    crate::web::run_task(crate::web::Args {})?;
     run("test", cargo().args(["test", "--locked", "--workspace"]))?;
+    browser_tests()?;
     run(
         "doc",
         cargo()
@@ -120,6 +135,136 @@ fn missing_disallowed(text: &str) -> Vec<&'static str> {
         .copied()
         .filter(|method| !text.contains(&format!("path = \"{method}\"")))
         .collect()
+}
+
+/// Clippy on the browser build of every crate that has one (libraries, and the browser tests).
+fn clippy_wasm() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["clippy", "--locked", "--target", WASM_TARGET, "--lib"]);
+    for krate in BROWSER_CRATES {
+        cmd.args(["-p", krate]);
+    }
+    cmd.args(["--", "-D", "warnings"]);
+    run("clippy (wasm32)", &mut cmd)?;
+    run(
+        "clippy (wasm32 tests)",
+        cargo().args([
+            "clippy",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "webrtc-adapter",
+            "-p",
+            "transport-ws",
+            "--test",
+            "web",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run(
+        "clippy (wasm32 tests)",
+        cargo().args([
+            "clippy",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "p2pmesh-js",
+            "--tests",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
+}
+
+/// The browser tests: the web link connector, the WebSocket transport and the JavaScript API,
+/// compiled to wasm32 and run by wasm-bindgen-test-runner in headless Chromium (each crate's
+/// webdriver.json carries the flags loopback WebRTC needs), against a real signaling server this
+/// step starts on a free loopback port and stops afterwards, also on failure.
+fn browser_tests() -> Result<(), String> {
+    use crate::bench_signaling::{Server, free_port, healthy, target_dir};
+    use std::time::{Duration, Instant};
+
+    run(
+        "browser tests: build the server",
+        cargo().args([
+            "build",
+            "--locked",
+            "-p",
+            "signaling-server",
+            "--bin",
+            "signaling-server",
+        ]),
+    )?;
+    let port = free_port()?;
+    let child = Command::new(target_dir().join("debug").join("signaling-server"))
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("browser tests: start the server: {e}"))?;
+    let _server = Server(child);
+    let started = Instant::now();
+    while !healthy(port) {
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err("browser tests: the server did not become healthy within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A port nothing listens on, for the transport's reconnection test.
+    let unreachable = free_port()?;
+    let chromedriver =
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let browser = |cmd: &mut Command| {
+        cmd.env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("CHROMEDRIVER", &chromedriver)
+        .env(
+            "P2PMESH_TEST_SIGNALING_URL",
+            format!("ws://127.0.0.1:{port}"),
+        )
+        .env(
+            "P2PMESH_TEST_UNREACHABLE_URL",
+            format!("ws://127.0.0.1:{unreachable}"),
+        );
+    };
+    let mut links = cargo();
+    links.args([
+        "test",
+        "--locked",
+        "--target",
+        WASM_TARGET,
+        "-p",
+        "webrtc-adapter",
+        "-p",
+        "transport-ws",
+        "--test",
+        "web",
+    ]);
+    browser(&mut links);
+    run(
+        "browser tests: link connector and WebSocket transport",
+        &mut links,
+    )?;
+    let mut api = cargo();
+    api.args([
+        "test",
+        "--locked",
+        "--target",
+        WASM_TARGET,
+        "-p",
+        "p2pmesh-js",
+        "--tests",
+    ]);
+    browser(&mut api);
+    run("browser tests: the JavaScript API", &mut api)
 }
 
 pub fn ensure_wasm_target() -> Result<(), String> {

@@ -3,14 +3,14 @@
 //! of a signaling server that also serves the pages.
 //!
 //! How the mesh is made so that a page has a native node it is not linked to: the page `quinn`
-//! joins first, alone; then the page `pia` joins with `?maxPeers=1`, so its one link is to
-//! `quinn` (the only node in the room), and it keeps it (its one link is a random "long" link,
-//! which mesh-core never displaces for a closer peer); then the terminals `ann` and `bob` join.
+//! joins first, alone; then the page `pia` joins with `?maxPeers=1`, so its first link is to
+//! `quinn` (the only node in the room); then the terminals `ann` and `bob` join. pia keeps one
+//! link (perhaps moved to a closer node), so at least one of the two natives is not linked to it.
 //!
 //! What it proves:
 //! 1. everyone learns everyone's name (the chat's hello / here);
 //! 2. a line sent from each page and from each terminal reaches all four;
-//! 3. each page's `#topology` draws one link line per `#peers` entry, the same peers;
+//! 3. each page's `#topology` draws one link line per `#peers` entry, the same peers (pia: one);
 //! 4. a `/dm` from `pia` reaches a native node it has no link to (picked from the natives whose id
 //!    is not in `pia`'s `#peers`), routed through the mesh;
 //! 5. closing `quinn`'s page removes it from `pia`'s `#peers`, and both terminals print
@@ -172,20 +172,16 @@ async fn scenario(mesh: &mut Mesh) -> chat_web::Result<()> {
     }
 
     // 3. Each page draws its links: one line per #peers entry.
-    let (quinn_peers, _) = quinn_page
+    // quinn (no cap) links to the natives at least: two or more peers, each drawn.
+    quinn_page
         .wait_topology("quinn's #topology to match its #peers", |p| p.len() >= 2)
         .await?;
-    assert!(
-        quinn_peers.iter().any(|p| p == pia.id()),
-        "quinn is linked to pia"
-    );
+    // pia's one link may have moved from quinn to a closer node meanwhile (mesh-core replaces
+    // links by XOR distance): whichever it is, the picture shows exactly it.
     let (pia_peers, pia_links) = pia
         .wait_topology("pia's #topology to match its one peer", |p| p.len() == 1)
         .await?;
-    assert_eq!(
-        (pia_peers.as_slice(), pia_links.len()),
-        ([quinn_page.id().to_owned()].as_slice(), 1)
-    );
+    assert_eq!(pia_links.len(), 1, "pia draws its one link");
 
     // 4. pia writes to a native node it has no link to.
     let unlinked = |prefix: &str| !pia_peers.iter().any(|p| p.starts_with(prefix));

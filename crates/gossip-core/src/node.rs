@@ -53,6 +53,9 @@ pub struct Node<S = Identity, V = Ed25519> {
     pending: BTreeMap<(MessageId, NodeId), Retry>,
     pending_due: BTreeSet<(Instant, MessageId, NodeId)>,
     missing: BTreeMap<MessageId, Missing>,
+    /// Messages whose unacknowledged push lost its link when no other link could take them: pushed
+    /// to the next link that comes up (bounded like the message cache they are read from).
+    stranded: BTreeSet<MessageId>,
     missing_due: BTreeSet<(Instant, MessageId)>,
     lazy: LazyQueue,
     lazy_flush_at: Option<Instant>,
@@ -124,6 +127,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             ),
             pending: BTreeMap::new(),
             pending_due: BTreeSet::new(),
+            stranded: BTreeSet::new(),
             missing: BTreeMap::new(),
             missing_due: BTreeSet::new(),
             lazy: LazyQueue::new(config.max_lazy_queue),
@@ -259,10 +263,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 self.tree_refresh_at = Some(self.now + self.config.tree_refresh_interval);
             }
         }
+        self.unstrand(peer);
     }
 
     /// The link to `peer` is down. Pushes it had not acknowledged are sent over the remaining links that
-    /// are not known to hold them.
+    /// are not known to hold them; when there are none, to the next link that comes up.
     pub fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
         self.advance(now);
         if self.links.remove(&peer).is_none() {

@@ -51,6 +51,13 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 }
             }
         }
+        if except.is_none() && eager.is_empty() && !lazy.is_empty() {
+            // Our own message and no tree link yet (a node that just joined): announcements are
+            // not tracked, and would die with the links they were queued on, leaving the message
+            // nowhere but here. One link gets a push (acknowledged, retried, rerouted if the link
+            // fails) so that another node holds it; the others hear of it as usual.
+            eager.push(lazy.remove(0));
+        }
         for &peer in &eager {
             self.cache.add_pushed(&id, peer);
         }
@@ -90,9 +97,29 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             .filter(|peer| !holders.contains(peer) && !self.pending.contains_key(&(id, **peer)))
             .copied()
             .collect();
+        if targets.is_empty() && self.stranded.len() < self.config.max_cached_messages {
+            // No link can take it now: the next link that comes up will.
+            self.stranded.insert(id);
+        }
         for peer in targets {
             self.stats.payload_reroutes += 1;
             self.send(peer, frame.clone());
+            self.track(id, peer);
+        }
+    }
+
+    /// A link came up: push it every stranded message still cached that it is not known to hold.
+    pub(super) fn unstrand(&mut self, peer: NodeId) {
+        for id in core::mem::take(&mut self.stranded) {
+            let Some(frame) = self.cache.frame(&id).map(<[u8]>::to_vec) else {
+                self.stats.retries_abandoned += 1;
+                continue;
+            };
+            if self.cache.holders(&id).contains(&peer) || self.pending.contains_key(&(id, peer)) {
+                continue;
+            }
+            self.stats.payload_reroutes += 1;
+            self.send(peer, frame);
             self.track(id, peer);
         }
     }

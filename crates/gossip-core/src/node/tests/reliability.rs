@@ -130,3 +130,56 @@ fn a_graft_is_answered_from_the_cache() {
     assert_eq!(node.stats().payload_graft_responses, 1);
     assert_eq!(node.stats().graft_misses, 1);
 }
+
+#[test]
+fn an_own_message_with_no_tree_link_yet_is_pushed_not_only_announced() {
+    // A node that just joined: one link, no tree through it yet (on rooted trees a new link is
+    // lazy). An announcement is not tracked and dies with its link; the push is acknowledged.
+    let mut node = node_with(
+        1,
+        Config {
+            rooted_tree: true,
+            ..Config::default()
+        },
+    );
+    let peer = identity(10).id();
+    node.handle_peer_up(t0(), peer);
+    let _ = outputs(&mut node);
+    let id = node.publish(t0(), TOPIC, b"hello".to_vec()).expect("valid");
+    let pushed: Vec<NodeId> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == id))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(pushed, vec![peer]);
+    assert_eq!(node.stats().payload_sends, 1);
+}
+
+#[test]
+fn a_push_stranded_by_its_only_link_goes_to_the_next_link() {
+    let mut node = node(1);
+    let first = identity(10).id();
+    node.handle_peer_up(t0(), first);
+    let id = published(&mut node, b"x");
+    // The only link fails before acknowledging: no link can take the message now.
+    node.handle_peer_down(t0() + ms(100), first);
+    assert!(sends(&mut node).is_empty());
+    // The next link that comes up gets it, tracked like any push.
+    let next = identity(11).id();
+    node.handle_peer_up(t0() + ms(200), next);
+    let pushed: Vec<NodeId> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == id))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(pushed, vec![next]);
+    ack(&mut node, t0() + ms(230), next, id);
+    assert_eq!(node.stats().acks_received, 1);
+    // Only once: a later link does not get it again.
+    node.handle_peer_up(t0() + ms(300), identity(12).id());
+    assert!(
+        !sends(&mut node)
+            .iter()
+            .any(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == id))
+    );
+}
