@@ -1,4 +1,4 @@
-//! p2pmesh's JavaScript API: the browser build of [`p2pmesh::Mesh`] as an ES module (by
+//! p2pmesh's JavaScript API: the browser build of `p2pmesh::Mesh` as an ES module (by
 //! wasm-bindgen, with TypeScript types), with the JavaScript library's README API so that code
 //! written for it runs with only its imports changed.
 //!
@@ -19,10 +19,10 @@
 //!
 //! What differs from the JavaScript library (docs/browser.md): a peer id is SHA-1 of the mesh's
 //! ed25519 public key, never chosen (`peerId` is refused; `secretKey` or `persistIdentity` keep an
-//! id); `room` picks a room on the server; payloads travel in [`p2pmesh::payload`]'s envelope,
+//! id); `room` picks a room on the server; payloads travel in `p2pmesh::payload`'s envelope,
 //! so a string sent arrives as a string and a `Uint8Array` as a `Uint8Array`.
 //!
-//! How it runs: [`createMesh`](create_mesh) builds the mesh (its driver is a task on the page's
+//! How it runs: `createMesh` builds the mesh (its driver is a task on the page's
 //! event loop) and starts the *pump*, a task that reads the mesh's events and calls the listeners
 //! registered with `on`; a listener that throws is logged on the console and the pump goes on.
 //! Every method that talks to the mesh returns a promise; a failure rejects it with an `Error`
