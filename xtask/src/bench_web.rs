@@ -22,6 +22,9 @@ pub struct Args {
     /// Browser tabs of the broadcast-latency phase.
     #[arg(long, default_value_t = 4)]
     tabs: usize,
+    /// Put the tabs in one Chromium (background tabs are throttled) instead of one each.
+    #[arg(long)]
+    one_browser: bool,
     /// Native nodes of the broadcast-latency phase.
     #[arg(long, default_value_t = 6)]
     natives: usize,
@@ -40,6 +43,9 @@ pub fn run_task(args: Args) -> Result<(), String> {
     cmd.args(["--tabs", &args.tabs.to_string()]);
     cmd.args(["--natives", &args.natives.to_string()]);
     cmd.args(["--rounds", &args.rounds.to_string()]);
+    if args.one_browser {
+        cmd.arg("--one-browser");
+    }
     if args.json {
         cmd.arg("--json");
     }

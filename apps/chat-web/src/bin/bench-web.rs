@@ -18,7 +18,8 @@
 //!   `performance.now()`; (b) *browser-native link open*: from `join()` resolving (the server's
 //!   introductions arrive with it: the node decides to dial) to that `peer:connect` (negative
 //!   if the link came up before `join()`'s promise resumed the page, which is reported as is).
-//! - **broadcast**: `--tabs` tabs of one Chromium and `--natives` `bench-node` processes in
+//! - **broadcast**: `--tabs` tabs, each in a Chromium of its own (with `--one-browser`, all in
+//!   one Chromium, where the background tabs are throttled), and `--natives` `bench-node` processes in
 //!   another room; once every node has heard every other's warm-up broadcast, `--rounds` rounds
 //!   in which every node broadcasts once (`{"bench":NAME,"seq":N,"sent_ms":T}`); (c) the latency
 //!   of every delivery at every node, `recv_ms - sent_ms`, by kind of sender and receiver.
@@ -50,9 +51,14 @@ struct Args {
     /// Page loads of the open phase.
     #[arg(long, default_value_t = 20)]
     loads: usize,
-    /// Browser tabs of the broadcast phase.
+    /// Browser tabs of the broadcast phase, each in a Chromium of its own (as each user has), so
+    /// that every tab is in the foreground.
     #[arg(long, default_value_t = 4)]
     tabs: usize,
+    /// Put the tabs in one Chromium instead (all but one in the background, where Chromium
+    /// throttles a page's timers whatever the flags: announcements and GRAFTs then wait ~1 s).
+    #[arg(long)]
+    one_browser: bool,
     /// Native nodes (bench-node processes) of the broadcast phase.
     #[arg(long, default_value_t = 6)]
     natives: usize,
@@ -313,18 +319,21 @@ impl NativeNode {
     }
 }
 
-/// One tab: a window of the broadcast phase's browser.
+/// One tab of the broadcast phase: a window of one of its browsers.
 struct Tab {
     name: String,
+    /// Index of its browser.
+    browser: usize,
     window: fantoccini::wd::WindowHandle,
 }
 
 async fn in_tab<T: serde::de::DeserializeOwned>(
-    browser: &Browser,
+    browsers: &[Browser],
     tab: &Tab,
     script: &str,
     args: Vec<Value>,
 ) -> Result<T> {
+    let browser = &browsers[tab.browser];
     browser
         .client()
         .switch_to_window(tab.window.clone())
@@ -334,14 +343,14 @@ async fn in_tab<T: serde::de::DeserializeOwned>(
 
 /// Every delivery seen by every node, by receiver name.
 async fn collect(
-    browser: &Browser,
+    browsers: &[Browser],
     tabs: &[Tab],
     natives: &[NativeNode],
 ) -> Result<BTreeMap<String, Vec<Delivery>>> {
     let mut all = BTreeMap::new();
     for tab in tabs {
         let got: Vec<Delivery> =
-            in_tab(browser, tab, "return window.bench.received;", vec![]).await?;
+            in_tab(browsers, tab, "return window.bench.received;", vec![]).await?;
         all.insert(tab.name.clone(), got);
     }
     for node in natives {
@@ -377,18 +386,25 @@ async fn broadcast_phase(
 ) -> Result<BroadcastResult> {
     let room = "bench-broadcast";
     let node_binary = workspace_binary("chat-web", "bench-node")?;
-    let browser = Browser::open(driver, &UNTHROTTLED).await?;
+    let mut browsers: Vec<Browser> = Vec::new();
     let mut tabs = Vec::new();
     for i in 0..args.tabs {
-        let window = if i == 0 {
-            browser.client().window().await?
+        let window = if i == 0 || !args.one_browser {
+            browsers.push(Browser::open(driver, &UNTHROTTLED).await?);
+            browsers[browsers.len() - 1].client().window().await?
         } else {
-            browser.client().new_window(false).await?.handle
+            browsers[0].client().new_window(false).await?.handle
         };
+        let index = browsers.len() - 1;
+        let browser = &browsers[index];
         browser.client().switch_to_window(window.clone()).await?;
         let name = format!("tab{i}");
         browser.goto(&bench_url(server, room, &name)).await?;
-        tabs.push(Tab { name, window });
+        tabs.push(Tab {
+            name,
+            browser: index,
+            window,
+        });
     }
     let mut natives = Vec::new();
     for i in 0..args.natives {
@@ -409,6 +425,7 @@ async fn broadcast_phase(
 
     // Every tab joined and every node has a link.
     for tab in &tabs {
+        let browser = &browsers[tab.browser];
         browser
             .client()
             .switch_to_window(tab.window.clone())
@@ -443,7 +460,7 @@ async fn broadcast_phase(
 
     // Warm-up: seq 0 from everyone, until every node holds every other's.
     for tab in &tabs {
-        in_tab::<Value>(&browser, tab, "window.bench.send(0); return null;", vec![]).await?;
+        in_tab::<Value>(&browsers, tab, "window.bench.send(0); return null;", vec![]).await?;
     }
     for node in &mut natives {
         node.send(0).await?;
@@ -455,7 +472,7 @@ async fn broadcast_phase(
         "every node to hear every warm-up broadcast",
         PATIENCE,
         || async {
-            let got = count_of(&collect(&browser, &tabs, &natives).await?, &warm);
+            let got = count_of(&collect(&browsers, &tabs, &natives).await?, &warm);
             Ok(if got >= wanted_warm {
                 Ok(())
             } else {
@@ -469,7 +486,7 @@ async fn broadcast_phase(
     for round in 1..=args.rounds as u64 {
         for tab in &tabs {
             in_tab::<Value>(
-                &browser,
+                &browsers,
                 tab,
                 "window.bench.send(arguments[0]); return null;",
                 vec![json!(round)],
@@ -491,7 +508,7 @@ async fn broadcast_phase(
         "every measured delivery",
         Duration::from_secs(30),
         || async {
-            let got = count_of(&collect(&browser, &tabs, &natives).await?, &wanted);
+            let got = count_of(&collect(&browsers, &tabs, &natives).await?, &wanted);
             Ok(if got >= expected {
                 Ok(())
             } else {
@@ -500,7 +517,7 @@ async fn broadcast_phase(
         },
     )
     .await;
-    let all = collect(&browser, &tabs, &natives).await?;
+    let all = collect(&browsers, &tabs, &natives).await?;
 
     let mut latencies: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut delivered = 0;
@@ -522,7 +539,9 @@ async fn broadcast_phase(
     for node in natives {
         node.quit().await;
     }
-    browser.close().await?;
+    for browser in browsers {
+        browser.close().await?;
+    }
     Ok(BroadcastResult {
         latencies,
         expected,
@@ -578,8 +597,15 @@ async fn run(args: Args) -> Result<()> {
 
     let bcast = broadcast_phase(&driver, &server, &args).await?;
     println!(
-        "\n## Broadcast latency, {} browser tabs + {} native nodes, {} rounds (every node sends once per round)\n",
-        args.tabs, args.natives, args.rounds
+        "\n## Broadcast latency, {} browser tabs ({}) + {} native nodes, {} rounds (every node sends once per round)\n",
+        args.tabs,
+        if args.one_browser {
+            "one Chromium"
+        } else {
+            "a Chromium each"
+        },
+        args.natives,
+        args.rounds
     );
     println!("| sender -> receiver (ms) | count | p50 | p90 | p99 | max |");
     println!("|---|---|---|---|---|---|");
@@ -604,6 +630,7 @@ async fn run(args: Args) -> Result<()> {
             "browser_native_link_open_ms": summary_json(link_open_s),
             "broadcast": {
                 "tabs": args.tabs,
+                "one_browser": args.one_browser,
                 "natives": args.natives,
                 "rounds": args.rounds,
                 "expected": bcast.expected,
