@@ -11,13 +11,17 @@ use p2pmesh_base::Identity;
 
 use crate::Config;
 use crate::event::HelloError;
-use crate::frame::{Hello, Neighbors, Reassembly, Routed};
+use crate::frame::{Frame, Hello, Neighbors, Reassembly, Routed};
 
 /// Times a link attempt's signaling is sent again before `link_open_timeout` decides.
 pub(crate) const SIGNAL_RESENDS: u32 = 3;
 
 /// Signaling messages a link attempt keeps to send again.
 pub(crate) const MAX_SENT_SIGNALS: usize = 16;
+
+/// Frames kept from a peer that was up before the driver reported the link open here (each at
+/// most `max_frame_bytes`); later ones are dropped and counted.
+pub(crate) const MAX_EARLY_FRAMES: usize = 16;
 /// Signaling ids a link remembers from its peer.
 pub(crate) const MAX_HEARD_SIGNALS: usize = 16;
 
@@ -41,6 +45,10 @@ pub(crate) struct Link {
     pub(crate) fingerprints: Option<(Vec<u8>, Vec<u8>)>,
     /// A hello that arrived before the driver reported the link open.
     pub(crate) early_hello: Option<Hello>,
+    /// Frames that followed that early hello (the peer was up before the driver reported the link
+    /// open here: its tree places, neighbor lists), handled once the hello verifies; at most
+    /// [`MAX_EARLY_FRAMES`].
+    pub(crate) early_frames: Vec<Frame>,
     pub(crate) neighbors: Vec<NodeId>,
     /// The peer's links' links.
     pub(crate) second: Vec<NodeId>,
@@ -118,6 +126,7 @@ impl Link {
             hello: None,
             hello_at: None,
             early_hello: None,
+            early_frames: Vec::new(),
             neighbors: Vec::new(),
             second: Vec::new(),
             third: Vec::new(),

@@ -11,7 +11,7 @@ use crate::event::{DisconnectReason, Event, HelloError, Output};
 use crate::frame::{
     self, ChunkResult, Frame, Hello, MAX_FOURTH, MAX_ID_LIST, MAX_THIRD, Neighbors,
 };
-use crate::link::{Heard, LinkState};
+use crate::link::{Heard, LinkState, MAX_EARLY_FRAMES};
 use crate::timer::Timer;
 
 impl Node {
@@ -91,6 +91,17 @@ impl Node {
                     } else {
                         self.stats.dropped_unexpected += 1;
                     }
+                }
+                frame
+                    if link.early_hello.is_some()
+                        && link.state != LinkState::Open
+                        && link.early_frames.len() < MAX_EARLY_FRAMES =>
+                {
+                    // The peer is up and its frames came before the driver reported the link open
+                    // here (the browser delivers a channel's messages before its open event is
+                    // handled): keep them for when its hello verifies, rather than losing its
+                    // tree places and neighbor lists until their next refresh.
+                    link.early_frames.push(frame);
                 }
                 _ => {
                     // The peer is up and our hello has not reached it yet, or its hello was lost:
@@ -229,11 +240,15 @@ impl Node {
         };
         link.state = LinkState::Up;
         link.last_rx = now;
+        let early = core::mem::take(&mut link.early_frames);
         self.stats.links_up += 1;
         self.topology.handle_link_up(now, peer);
         self.emit(Output::Event(Event::PeerConnected { peer }));
         self.kad.handle_peer_up(now, peer);
         self.gossip.handle_peer_up(now, peer);
+        for frame in early {
+            self.on_frame(now, peer, frame, true);
+        }
         self.enforce_capacity(now);
         if self.links.is_up(&peer) {
             self.announce_neighbors(now);

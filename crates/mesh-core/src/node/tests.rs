@@ -404,6 +404,46 @@ fn frames_before_the_hello_are_dropped_and_the_hello_is_sent_again() {
 }
 
 #[test]
+fn frames_after_an_early_hello_are_kept_until_it_verifies() {
+    // The peer's channel opened first: its hello and next frames arrive before the driver
+    // reports the link open here (the browser delivers messages before the open event is
+    // handled). They are handled once the hello verifies, not dropped.
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    inbound_attempt(&mut n, &p, now);
+    let _ = drain(&mut n);
+    n.handle_message(now, p.id(), &hello(&p, b"it", b"me"));
+    n.handle_message(now, p.id(), &Frame::Ping(7).encode());
+    let out = drain(&mut n);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Transmit { bytes, .. }
+            if matches!(Frame::decode(bytes), Ok(Frame::Pong(_))))),
+        "nothing is answered before the link is up"
+    );
+    n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+    let out = drain(&mut n);
+    assert_eq!(n.links(), alloc::vec![p.id()]);
+    let pongs: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { link, bytes } if *link == p.id() => match Frame::decode(bytes) {
+                Ok(Frame::Pong(n)) => Some(n),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pongs,
+        alloc::vec![7],
+        "the early ping is answered once the link is up"
+    );
+    assert_eq!(n.stats().dropped_unexpected, 0);
+}
+
+#[test]
 fn lower_id_initiates() {
     let mut n = node();
     let now = Instant::from_millis(2);
