@@ -134,6 +134,16 @@ impl MessageCache {
         expired
     }
 
+    /// The ids of the entries cached at `since` or later, newest first.
+    pub fn since(&self, since: Instant) -> impl Iterator<Item = MessageId> + '_ {
+        self.order
+            .iter()
+            .rev()
+            .take_while(move |(at, _)| *at >= since)
+            .map(|(_, id)| *id)
+            .filter(|id| self.entries.contains_key(id))
+    }
+
     /// When the oldest entry reaches the age bound.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.order.front().map(|&(at, _)| at + self.ttl)

@@ -121,6 +121,14 @@ pub struct Config {
     /// origin costs up to twice its height. Each TREE frame carries one entry per tree. At most
     /// [`MAX_TREES`](crate::wire::MAX_TREES). Default 1.
     pub trees: usize,
+    /// A new link is told (one IHAVE) the ids of the messages this node published or accepted this
+    /// recently that the link is not known to hold, and pulls what it lacks by GRAFT. Links come
+    /// and go fastest while a mesh forms, which is also when newcomers greet: a push or an
+    /// announcement lost with a replaced link is made up for by the link that replaces it. A
+    /// node that links within this time of a message's publication may thus receive a message
+    /// published shortly before it joined (at most once, like any other). Zero turns it off.
+    /// Default zero (off); p2pmesh's facade sets 5 s.
+    pub catch_up_window: Duration,
     /// With `rooted_tree`, how often a node re-sends its tree advertisements on every link (frames may
     /// be lost; a change is told at once). Default 10 s.
     pub tree_refresh_interval: Duration,
@@ -175,6 +183,7 @@ impl Default for Config {
             strategy: Strategy::Plumtree,
             rooted_tree: false,
             trees: 1,
+            catch_up_window: Duration::ZERO,
             tree_refresh_interval: Duration::from_secs(10),
             tree_hold_down: Duration::from_secs(2),
             tree_root_hold_down: Duration::from_secs(6),

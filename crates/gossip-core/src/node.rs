@@ -264,6 +264,27 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
         }
         self.unstrand(peer);
+        self.catch_up(peer);
+    }
+
+    /// Announces to the new link `peer` the messages cached within [`Config::catch_up_window`]
+    /// that it is not known to hold (see there).
+    fn catch_up(&mut self, peer: NodeId) {
+        if self.config.catch_up_window.is_zero() {
+            return;
+        }
+        let since = self.now.saturating_sub(self.config.catch_up_window);
+        let recent: Vec<MessageId> = self
+            .cache
+            .since(since)
+            .filter(|id| !self.cache.holders(id).contains(&peer))
+            .take(self.config.max_ids_per_frame)
+            .collect();
+        for id in recent {
+            let hops = self.seen.get(&id).map_or(0, |s| s.hops);
+            self.stats.catch_up_announced += 1;
+            self.announce(peer, Announce { id, hops });
+        }
     }
 
     /// The link to `peer` is down. Pushes it had not acknowledged are sent over the remaining links that

@@ -50,6 +50,8 @@ pub struct Stats {
     pub graft_misses: u64,
     /// Announced messages given up on after `max_graft_attempts` GRAFTs (or with no announcer left).
     pub grafts_abandoned: u64,
+    /// Message ids announced to new links ([`Config::catch_up_window`](crate::Config::catch_up_window)).
+    pub catch_up_announced: u64,
     /// PRUNE frames sent.
     pub prunes_sent: u64,
     /// PRUNE frames received.

@@ -48,6 +48,18 @@ pub struct MeshBuilder<C = webrtc_adapter::Connector> {
 /// [`MeshBuilder::persist_identity`]).
 pub const DEFAULT_IDENTITY_STORAGE_KEY: &str = "p2pmesh:secret-key";
 
+/// How long after a broadcast a node that links to this one still hears of it
+/// (gossip-core's `Config::catch_up_window`; decision 21 in docs/decisions.md).
+pub const CATCH_UP_WINDOW: Duration = Duration::from_secs(5);
+
+/// mesh-core's defaults, with the catch-up of new links on: real links are replaced most while a
+/// mesh forms, which is when applications greet.
+fn default_config() -> mesh_core::Config {
+    let mut config = mesh_core::Config::default();
+    config.gossip.catch_up_window = CATCH_UP_WINDOW;
+    config
+}
+
 impl MeshBuilder<webrtc_adapter::Connector> {
     pub(crate) fn new() -> Self {
         Self {
@@ -57,7 +69,7 @@ impl MeshBuilder<webrtc_adapter::Connector> {
             connector: None,
             default_connector: Some(webrtc_adapter::Connector::new),
             webrtc: webrtc_adapter::Config::default(),
-            config: mesh_core::Config::default(),
+            config: default_config(),
             bootstrap: Vec::new(),
             limits: Limits::default(),
             join_timeout: Duration::from_secs(30),

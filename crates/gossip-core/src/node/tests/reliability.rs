@@ -183,3 +183,88 @@ fn a_push_stranded_by_its_only_link_goes_to_the_next_link() {
             .any(|(_, f)| matches!(f, Frame::Gossip(m) if m.id == id))
     );
 }
+
+#[test]
+fn a_new_link_hears_of_recent_messages_it_may_lack_and_pulls_them() {
+    let config = Config {
+        catch_up_window: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut a = node_with(1, config.clone());
+    let first = identity(10).id();
+    a.handle_peer_up(t0(), first);
+    let old = a.publish(t0(), TOPIC, b"old".to_vec()).expect("valid");
+    let recent = a
+        .publish(t0() + ms(4_000), TOPIC, b"recent".to_vec())
+        .expect("valid");
+    let _ = outputs(&mut a);
+    // A link that comes up 6 s after the first message and 2 s after the second hears of the
+    // second only (the first is older than the window), at the next flush.
+    let mut b = node_with(2, config);
+    let (a_id, b_id) = (a.local_id(), b.local_id());
+    let at = t0() + ms(6_000);
+    a.handle_peer_up(at, b_id);
+    b.handle_peer_up(at, a_id);
+    a.handle_timeout(at + Duration::from_secs(1));
+    let announced: Vec<MessageId> = sends(&mut a)
+        .into_iter()
+        .filter(|(to, _)| *to == b_id)
+        .flat_map(|(_, f)| match f {
+            Frame::IHave(ids) => ids.into_iter().map(|a| a.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(announced, vec![recent]);
+    assert!(!announced.contains(&old));
+    assert_eq!(a.stats().catch_up_announced, 1);
+    // b pulls it by GRAFT and gets it delivered once.
+    let ihave = wire::encode(&Frame::IHave(vec![Announce {
+        id: recent,
+        hops: 0,
+    }]));
+    b.handle_message(at + ms(1_000), a_id, &ihave);
+    let _ = outputs(&mut b);
+    b.handle_timeout(at + ms(2_100));
+    let grafts: Vec<(NodeId, Frame)> = sends(&mut b);
+    assert!(
+        grafts
+            .iter()
+            .any(|(to, f)| *to == a_id && matches!(f, Frame::Graft(ids) if ids == &vec![recent])),
+        "{grafts:?}"
+    );
+    a.handle_message(
+        at + ms(2_120),
+        b_id,
+        &wire::encode(&Frame::Graft(vec![recent])),
+    );
+    let answer: Vec<Vec<u8>> = outputs(&mut a)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Transmit { to, bytes } if to == b_id => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    let mut got = Vec::new();
+    for bytes in answer {
+        b.handle_message(at + ms(2_140), a_id, &bytes);
+        got.extend(delivered(&outputs(&mut b)));
+    }
+    assert_eq!(got, vec![recent]);
+}
+
+#[test]
+fn without_a_catch_up_window_a_new_link_hears_of_nothing_old() {
+    let mut a = node(1);
+    a.handle_peer_up(t0(), identity(10).id());
+    let _ = a.publish(t0(), TOPIC, b"x".to_vec()).expect("valid");
+    let _ = outputs(&mut a);
+    let late = identity(11).id();
+    a.handle_peer_up(t0() + ms(100), late);
+    a.handle_timeout(t0() + ms(1_000));
+    assert!(
+        !sends(&mut a)
+            .iter()
+            .any(|(to, f)| *to == late && matches!(f, Frame::IHave(_)))
+    );
+    assert_eq!(a.stats().catch_up_announced, 0);
+}
