@@ -277,7 +277,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let recent: Vec<MessageId> = self
             .cache
             .since(since)
-            .filter(|id| !self.cache.holders(id).contains(&peer))
+            // Not what it is known to hold, nor what was just pushed to it (a stranded message).
+            .filter(|id| {
+                !self.cache.holders(id).contains(&peer) && !self.pending.contains_key(&(*id, peer))
+            })
             .take(self.config.max_ids_per_frame)
             .collect();
         for id in recent {
