@@ -7,6 +7,7 @@ mod bench_signaling;
 mod bench_web;
 mod ci;
 mod sim;
+mod test_mesh;
 mod util;
 mod web;
 
@@ -39,6 +40,10 @@ enum Task {
     /// Measure p2pmesh in headless Chromium (release build): page load to the first link,
     /// browser-native link open, broadcast latency across browser tabs and native nodes.
     BenchWeb(bench_web::Args),
+    /// Run the mesh as real processes (a signaling server, N mesh-node processes, real WebRTC)
+    /// through real faults: join-broadcast, direct, churn, hot-churn, server-restart, partition,
+    /// large-message, forged, mesh-signaling.
+    TestMesh(test_mesh::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Task::BenchLink(args) => bench_link::run_task(args),
         Task::Web(args) => web::run_task(args),
         Task::BenchWeb(args) => bench_web::run_task(args),
+        Task::TestMesh(args) => test_mesh::run_task(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

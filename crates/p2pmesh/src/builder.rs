@@ -52,11 +52,25 @@ pub const DEFAULT_IDENTITY_STORAGE_KEY: &str = "p2pmesh:secret-key";
 /// (gossip-core's `Config::catch_up_window`; decision 21 in docs/decisions.md).
 pub const CATCH_UP_WINDOW: Duration = Duration::from_secs(5);
 
-/// mesh-core's defaults, with the catch-up of new links on: real links are replaced most while a
-/// mesh forms, which is when applications greet.
+/// The largest message `broadcast` and `send` take by default: 1 MiB of application bytes
+/// (chunked on the wire under the data channel's 64 KiB limit). Larger ones are refused with an
+/// error; [`MeshBuilder::configure`] changes the bound.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Room for the envelope around an application's bytes in a frame: a gossip message's id, origin,
+/// topic (at most 256 bytes), key and signature, or a routed message's ids, path and signature.
+const ENVELOPE_BYTES: usize = 4 * 1024;
+
+/// mesh-core's defaults, with the catch-up of new links on (real links are replaced most while a
+/// mesh forms, which is when applications greet) and [`MAX_MESSAGE_BYTES`] for broadcasts and
+/// direct messages alike (gossip-core alone would take 64 KiB, and mesh-core's 1 MiB frame would
+/// leave less than 1 MiB for the application).
 fn default_config() -> mesh_core::Config {
     let mut config = mesh_core::Config::default();
     config.gossip.catch_up_window = CATCH_UP_WINDOW;
+    config.gossip.max_payload_len = MAX_MESSAGE_BYTES;
+    config.max_message_bytes = MAX_MESSAGE_BYTES + ENVELOPE_BYTES;
+    config.max_reassembly_bytes = 2 * config.max_message_bytes;
     config
 }
 

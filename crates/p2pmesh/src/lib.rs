@@ -127,7 +127,7 @@ mod signaling;
 mod stats;
 pub mod wire;
 
-pub use builder::{CATCH_UP_WINDOW, DEFAULT_IDENTITY_STORAGE_KEY, MeshBuilder};
+pub use builder::{CATCH_UP_WINDOW, DEFAULT_IDENTITY_STORAGE_KEY, MAX_MESSAGE_BYTES, MeshBuilder};
 pub use error::{Error, InvalidSetting};
 pub use event::{Event, Events, Message, Subscription};
 pub use identity::Keypair;

@@ -1,0 +1,75 @@
+//! `cargo xtask test-mesh [--scenario NAME|all] [--nodes N] [--json] [--release]`: the mesh as
+//! real processes through real faults (apps/test-mesh).
+//!
+//! It builds `mesh-node`, `test-mesh` and `signaling-server` once (the dev profile by default, the
+//! one `cargo test` already built; `--release` for the benchmark figures), then runs `test-mesh`,
+//! which starts a signaling server and the nodes for each scenario, prints a table row per
+//! scenario (one JSON object per scenario with `--json`) and exits non-zero when one fails. The
+//! `partition` scenario needs root (network namespaces).
+
+use std::path::PathBuf;
+
+use crate::util::{cargo, root, run};
+
+/// Flags of `cargo xtask test-mesh`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A scenario, or `all` (repeatable): join-broadcast, direct, churn, hot-churn,
+    /// server-restart, partition, large-message, forged, mesh-signaling.
+    #[arg(long, default_value = "all")]
+    pub scenario: Vec<String>,
+    /// Nodes per scenario.
+    #[arg(long, default_value_t = 10)]
+    pub nodes: usize,
+    /// One JSON object per scenario on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Build and run optimised binaries (for figures; CI uses the dev build of its tests).
+    #[arg(long)]
+    pub release: bool,
+    /// Seed of the scenarios' choices (which nodes are killed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print every report of every node.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Entry point of the `test-mesh` task.
+pub fn run_task(args: Args) -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--locked",
+        "-p",
+        "test-mesh",
+        "-p",
+        "signaling-server",
+        "--bins",
+    ]);
+    if args.release {
+        build.arg("--release");
+    }
+    run("build test-mesh", &mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let bin = target.join(if args.release { "release" } else { "debug" });
+    let mut cmd = std::process::Command::new(bin.join("test-mesh"));
+    cmd.arg("--node-bin")
+        .arg(bin.join("mesh-node"))
+        .arg("--server-bin")
+        .arg(bin.join("signaling-server"))
+        .args(["--nodes", &args.nodes.to_string()])
+        .args(["--seed", &args.seed.to_string()]);
+    for scenario in &args.scenario {
+        cmd.args(["--scenario", scenario]);
+    }
+    if args.json {
+        cmd.arg("--json");
+    }
+    if args.verbose {
+        cmd.arg("--verbose");
+    }
+    run("test-mesh", &mut cmd)
+}
