@@ -58,6 +58,17 @@ pub fn run_all() -> Result<(), String> {
     crate::web::run_task(crate::web::Args {})?;
     run("test", cargo().args(["test", "--locked", "--workspace"]))?;
     browser_tests()?;
+    // Every multi-process scenario, as real processes through real faults, with the binaries
+    // `cargo test` just built.
+    crate::test_mesh::run_task(crate::test_mesh::Args {
+        scenario: vec!["all".into()],
+        nodes: 10,
+        json: false,
+        release: false,
+        seed: 1,
+        verbose: false,
+        prebuilt: true,
+    })?;
     run(
         "doc",
         cargo()

@@ -1,11 +1,11 @@
 //! `cargo xtask test-mesh [--scenario NAME|all] [--nodes N] [--json] [--release]`: the mesh as
 //! real processes through real faults (apps/test-mesh).
 //!
-//! It builds `mesh-node`, `test-mesh` and `signaling-server` once (the dev profile by default, the
-//! one `cargo test` already built; `--release` for the benchmark figures), then runs `test-mesh`,
-//! which starts a signaling server and the nodes for each scenario, prints a table row per
-//! scenario (one JSON object per scenario with `--json`) and exits non-zero when one fails. The
-//! `partition` scenario needs root (network namespaces).
+//! It builds `mesh-node`, `test-mesh` and `signaling-server` once (the dev profile by default;
+//! `--release` for the benchmark figures; `--prebuilt` takes the dev binaries `cargo test` built),
+//! then runs `test-mesh`, which starts a signaling server and the nodes for each scenario, prints a
+//! table row per scenario (one JSON object per scenario with `--json`) and exits non-zero when one
+//! fails. The `partition` scenario needs root (network namespaces).
 
 use std::path::PathBuf;
 
@@ -33,6 +33,11 @@ pub struct Args {
     /// Print every report of every node.
     #[arg(long)]
     pub verbose: bool,
+    /// Use the dev binaries already built by `cargo test --workspace` (which builds mesh-node,
+    /// test-mesh and signaling-server for their integration tests) instead of building them
+    /// with another feature set (`cargo xtask ci` does this).
+    #[arg(long, conflicts_with = "release")]
+    pub prebuilt: bool,
 }
 
 /// Entry point of the `test-mesh` task.
@@ -50,7 +55,9 @@ pub fn run_task(args: Args) -> Result<(), String> {
     if args.release {
         build.arg("--release");
     }
-    run("build test-mesh", &mut build)?;
+    if !args.prebuilt {
+        run("build test-mesh", &mut build)?;
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));

@@ -238,3 +238,109 @@ where
         self.inner.send(self.forgery.rewrite(bytes)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use p2pmesh::gossip_core::wire::{self, Auth, Message};
+    use p2pmesh::gossip_core::{Instant, PUBLIC_KEY_LEN, SIGNATURE_LEN};
+
+    use super::*;
+
+    fn id(byte: u8) -> NodeId {
+        NodeId::from_bytes([byte; 20])
+    }
+
+    fn gossip(origin: NodeId, payload: &[u8]) -> Vec<u8> {
+        let message = Message {
+            id: MessageId::compute(&origin, 7, "t", payload),
+            origin,
+            seq: 7,
+            timestamp: Instant::from_micros(1),
+            topic: "t".into(),
+            payload: payload.to_vec(),
+            hops: 0,
+            tree: 0,
+            auth: Some(Auth {
+                public_key: [1; PUBLIC_KEY_LEN],
+                signature: [2; SIGNATURE_LEN],
+            }),
+        };
+        Frame::Gossip(wire::encode(&wire::Frame::Gossip(message))).encode()
+    }
+
+    fn message_of(frame: &[u8]) -> Message {
+        let Ok(Frame::Gossip(inner)) = Frame::decode(frame) else {
+            panic!("not a gossip frame");
+        };
+        let Ok(wire::Frame::Gossip(message)) = wire::decode(&inner) else {
+            panic!("not a gossip message");
+        };
+        message
+    }
+
+    fn direct(src: NodeId, data: &[u8]) -> Vec<u8> {
+        Frame::Routed(Routed {
+            src,
+            dst: id(9),
+            id: 1,
+            lookup: None,
+            hops_left: 8,
+            path: vec![src],
+            route: Vec::new(),
+            key: [1; 32],
+            signature: Vec::new(),
+            body: postcard::to_allocvec(&Payload::Data(data.to_vec())).expect("encodes"),
+        })
+        .encode()
+    }
+
+    #[test]
+    fn marked_broadcasts_get_a_bad_signature_or_the_victims_origin() {
+        let forgery = Forgery::new(id(1));
+        forgery.set_victim(id(2));
+        let honest = gossip(id(1), b"FORGE:bad_signature:x");
+        let forged = message_of(&forgery.rewrite(honest.clone()));
+        let before = message_of(&honest);
+        assert_eq!(forged.auth.as_ref().map(|a| a.signature[0]), Some(3));
+        assert_eq!((forged.origin, forged.id), (before.origin, before.id));
+
+        let forged = message_of(&forgery.rewrite(gossip(id(1), b"FORGE:spoofed_origin:x")));
+        assert_eq!(forged.origin, id(2));
+        assert_eq!(
+            forged.id,
+            MessageId::compute(&id(2), 7, "t", b"FORGE:spoofed_origin:x")
+        );
+        assert_eq!(forged.auth, before.auth);
+    }
+
+    #[test]
+    fn marked_direct_messages_claim_the_victim_as_sender() {
+        let forgery = Forgery::new(id(1));
+        forgery.set_victim(id(2));
+        let forged = forgery.rewrite(direct(id(1), b"FORGE:spoofed_sender:x"));
+        let Ok(Frame::Routed(r)) = Frame::decode(&forged) else {
+            panic!("not routed");
+        };
+        assert_eq!((r.src, r.path), (id(2), vec![id(2), id(1)]));
+    }
+
+    #[test]
+    fn everything_else_passes_unchanged() {
+        let forgery = Forgery::new(id(1));
+        forgery.set_victim(id(2));
+        for frame in [
+            gossip(id(1), b"hello"),
+            gossip(id(3), b"FORGE:bad_signature:relayed, not ours"),
+            direct(id(1), b"hello"),
+            direct(id(3), b"FORGE:spoofed_sender:relayed"),
+            Frame::Ping(5).encode(),
+            vec![0xff, 0x00],
+        ] {
+            assert_eq!(forgery.rewrite(frame.clone()), frame);
+        }
+        // Without a victim, nothing claims to be someone else.
+        let no_victim = Forgery::new(id(1));
+        let frame = direct(id(1), b"FORGE:spoofed_sender:x");
+        assert_eq!(no_victim.rewrite(frame.clone()), frame);
+    }
+}

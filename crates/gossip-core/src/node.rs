@@ -71,6 +71,8 @@ pub struct Node<S = Identity, V = Ed25519> {
     tree_told: BTreeMap<NodeId, Vec<TreeAdvert>>,
     tree_refresh_at: Option<Instant>,
     tree_flush_at: Option<Instant>,
+    /// When a frame last arrived on any link (`None` before the first).
+    last_heard: Option<Instant>,
 }
 
 impl<S, V> fmt::Debug for Node<S, V> {
@@ -148,6 +150,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             tree_told: BTreeMap::new(),
             tree_refresh_at: None,
             tree_flush_at: None,
+            last_heard: None,
             config,
         }
     }
@@ -264,16 +267,35 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
         }
         self.unstrand(peer);
-        self.catch_up(peer);
+        self.catch_up(peer, self.config.catch_up_window);
+        self.ask_catch_up(peer);
     }
 
-    /// Announces to the new link `peer` the messages cached within [`Config::catch_up_window`]
-    /// that it is not known to hold (see there).
-    fn catch_up(&mut self, peer: NodeId) {
+    /// A node that heard nothing from any link for longer than the catch-up window was cut off
+    /// (its links dead but not yet closed, or none): it asks its new link `peer` for what that link
+    /// accepted since shortly before the silence began, not only in the last window.
+    fn ask_catch_up(&mut self, peer: NodeId) {
+        let window = self.config.catch_up_window;
+        let Some(heard) = self.last_heard else {
+            return;
+        };
+        let silent = self.now.saturating_duration_since(heard);
+        if window.is_zero() || silent <= window {
+            return;
+        }
+        let span = (silent + window).min(self.config.message_cache_ttl);
+        self.stats.catch_up_asked += 1;
+        let micros = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
+        self.send_frame(peer, &Frame::CatchUp(micros));
+    }
+
+    /// Announces to the link `peer` the messages cached within `window` (the last
+    /// [`Config::catch_up_window`] for a new link) that it is not known to hold (see there).
+    fn catch_up(&mut self, peer: NodeId, window: Duration) {
         if self.config.catch_up_window.is_zero() {
             return;
         }
-        let since = self.now.saturating_sub(self.config.catch_up_window);
+        let since = self.now.saturating_sub(window);
         let recent: Vec<MessageId> = self
             .cache
             .since(since)
@@ -406,6 +428,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 return;
             }
         };
+        self.last_heard = Some(self.now);
         match frame {
             Frame::Gossip(message) => self.on_gossip(from, message),
             Frame::Ack(id) => self.on_ack(from, id),
@@ -416,6 +439,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 if self.policy.grafts_and_prunes_set_modes() {
                     self.links.insert(from, Mode::Lazy);
                 }
+            }
+            Frame::CatchUp(micros) => {
+                let span = Duration::from_micros(micros).min(self.config.message_cache_ttl);
+                self.catch_up(from, span);
             }
             Frame::Tree(adverts) => {
                 if self.policy.keeps_trees() {

@@ -52,6 +52,8 @@ pub struct Stats {
     pub grafts_abandoned: u64,
     /// Message ids announced to new links ([`Config::catch_up_window`](crate::Config::catch_up_window)).
     pub catch_up_announced: u64,
+    /// Catch-up requests sent to a new link after a silence longer than the catch-up window.
+    pub catch_up_asked: u64,
     /// PRUNE frames sent.
     pub prunes_sent: u64,
     /// PRUNE frames received.

@@ -41,6 +41,12 @@ pub enum Frame {
     /// The sender's place in each rooted tree ([`Config::rooted_tree`](crate::Config::rooted_tree)),
     /// one entry per tree in tree order, at most [`MAX_TREES`].
     Tree(Vec<TreeAdvert>),
+    /// "I heard nothing for a while: announce to me what you accepted in the last this many
+    /// microseconds" (at most the message cache's TTL is honoured). Sent on a new link by a node
+    /// that heard no frame from any link for longer than
+    /// [`Config::catch_up_window`](crate::Config::catch_up_window). Appended last, so nodes
+    /// without it drop it as malformed and nothing else changes.
+    CatchUp(u64),
 }
 
 /// Most trees a TREE frame may describe (and [`Config::trees`](crate::Config::trees) may ask for).
@@ -194,6 +200,7 @@ mod tests {
             Frame::Graft(vec![id, id]),
             Frame::Graft(vec![]),
             Frame::Prune,
+            Frame::CatchUp(30_000_000),
             Frame::Tree(vec![
                 TreeAdvert {
                     root: NodeId::hash(b"root"),

@@ -58,6 +58,8 @@ pub struct NodeState {
     pub stats: Option<serde_json::Map<String, serde_json::Value>>,
     /// Peers it linked to while the server was down (for `mesh-signaling`).
     pub linked_while_server_down: Vec<String>,
+    /// Its links' ups (`+peer`) and downs (`-peer`), with their `at_us`, for failure reports.
+    pub link_history: Vec<(u64, String)>,
 }
 
 struct NodeProc {
@@ -387,16 +389,18 @@ impl Cluster {
                 node.id = Some(id);
                 node.server_up = true;
             }
-            Report::PeerConnected { peer, .. } => {
+            Report::PeerConnected { peer, at_us } => {
                 self.last_link_change = Instant::now();
+                node.link_history.push((at_us, format!("+{peer}")));
                 if server_down && !node.ever_linked.contains(&peer) {
                     node.linked_while_server_down.push(peer.clone());
                 }
                 node.ever_linked.insert(peer.clone());
                 node.links.insert(peer);
             }
-            Report::PeerDisconnected { peer, .. } => {
+            Report::PeerDisconnected { peer, at_us, .. } => {
                 self.last_link_change = Instant::now();
+                node.link_history.push((at_us, format!("-{peer}")));
                 node.links.remove(&peer);
             }
             Report::Message {

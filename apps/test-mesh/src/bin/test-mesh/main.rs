@@ -54,7 +54,9 @@ struct Args {
 }
 
 fn header() -> String {
-    "| scenario | nodes | delivered / expected | latency p50 / p99 (ms) | converge (s) | pass | time (s) |\n|---|---|---|---|---|---|---|".into()
+    "| scenario | nodes | delivered / expected | latency p50 / p99 (ms) | converge (s) | pass | time (s) |\n\
+     |---|---|---|---|---|---|---|"
+        .into()
 }
 
 fn row(o: &Outcome) -> String {

@@ -40,6 +40,12 @@ pub struct Outcome {
     /// Seconds from the scenario's disturbance (the first start, a kill, a restart, the heal)
     /// until the live nodes' links formed one connected graph again.
     pub converge_s: Option<f64>,
+    /// `join-broadcast` only: the latencies of a second round in which the nodes broadcast one
+    /// after another, 50 ms apart, instead of all at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paced_latency_ms_p50: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paced_latency_ms_p99: Option<f64>,
     pub pass: bool,
     pub duration_s: f64,
     /// Why it failed, or what else was seen.
@@ -52,6 +58,7 @@ struct Tally {
     delivered: usize,
     expected: usize,
     latencies: Vec<f64>,
+    paced: Vec<f64>,
     converge_s: Option<f64>,
     failures: Vec<String>,
     notes: Vec<String>,
@@ -64,6 +71,7 @@ impl Tally {
             delivered: 0,
             expected: 0,
             latencies: Vec::new(),
+            paced: Vec::new(),
             converge_s: None,
             failures: Vec::new(),
             notes: Vec::new(),
@@ -117,6 +125,8 @@ pub async fn run(name: &str, cluster: &mut Cluster, settings: &Settings) -> Outc
     cluster.shutdown().await;
     let mut latencies = tally.latencies.clone();
     latencies.sort_by(f64::total_cmp);
+    let mut paced = tally.paced.clone();
+    paced.sort_by(f64::total_cmp);
     let pass = tally.failures.is_empty();
     let mut detail = tally.failures.join("; ");
     if !tally.notes.is_empty() {
@@ -133,6 +143,8 @@ pub async fn run(name: &str, cluster: &mut Cluster, settings: &Settings) -> Outc
         latency_ms_p50: percentile(&latencies, 0.50),
         latency_ms_p99: percentile(&latencies, 0.99),
         converge_s: tally.converge_s.map(|s| (s * 100.0).round() / 100.0),
+        paced_latency_ms_p50: percentile(&paced, 0.50),
+        paced_latency_ms_p99: percentile(&paced, 0.99),
         pass,
         duration_s: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         detail,
@@ -247,6 +259,7 @@ async fn broadcast_round(
     label: &str,
     senders: &[usize],
     size: Option<usize>,
+    pace: Option<Duration>,
     tally: &mut Tally,
 ) -> Result<(), String> {
     let mut tags = Vec::new();
@@ -254,6 +267,9 @@ async fn broadcast_round(
         let tag = format!("{label}:{s}");
         cluster.broadcast(s, &tag, size).await?;
         tags.push(tag);
+        if let Some(pace) = pace {
+            cluster.idle(pace).await;
+        }
     }
     let receivers = cluster.live();
     let waited = {
@@ -293,11 +309,71 @@ async fn broadcast_round(
             tally.fail(format!("round {label}: {broken} copies arrived damaged"));
         }
     }
+    if waited.is_err() {
+        tally.notes.push(missing(cluster, &tags, &receivers));
+    }
     tally.tags.extend(tags);
     if let Err(err) = waited {
         tally.notes.push(err);
     }
     Ok(())
+}
+
+/// Which receivers lack which tags, with what each receiver's links were (at most 10 lines).
+fn missing(cluster: &Cluster, tags: &[String], receivers: &[usize]) -> String {
+    let mut lines = Vec::new();
+    for &r in receivers {
+        let node = &cluster.nodes[r];
+        let lacking: Vec<&str> = tags
+            .iter()
+            .filter(|t| {
+                !node.received.contains_key(*t) && cluster.sent.get(*t).map(|s| s.0) != Some(r)
+            })
+            .map(String::as_str)
+            .collect();
+        if lacking.is_empty() {
+            continue;
+        }
+        let links: Vec<String> = node
+            .links
+            .iter()
+            .map(|p| {
+                cluster.index_of(p).map_or("?".into(), |j| {
+                    format!("{j}{}", if cluster.nodes[j].alive { "" } else { "(dead)" })
+                })
+            })
+            .collect();
+        // Its link changes, in seconds from the first send of the round.
+        let first_send = tags
+            .iter()
+            .filter_map(|t| cluster.sent.get(t).map(|s| s.1))
+            .min()
+            .unwrap_or(0);
+        let history: Vec<String> = node
+            .link_history
+            .iter()
+            .filter(|(at, _)| *at + 30_000_000 >= first_send)
+            .map(|(at, change)| {
+                let (sign, peer) = change.split_at(1);
+                let who = cluster.index_of(peer).map_or("?".into(), |j| j.to_string());
+                format!(
+                    "{:+.1}s {sign}{who}",
+                    (*at as f64 - first_send as f64) / 1e6
+                )
+            })
+            .collect();
+        let first: Vec<&str> = lacking.iter().take(5).copied().collect();
+        lines.push(format!(
+            "node {r} lacks {} ({}), links now [{}], ever {}, link changes [{}]",
+            lacking.len(),
+            first.join(" "),
+            links.join(" "),
+            node.ever_linked.len(),
+            history.join(", ")
+        ));
+    }
+    lines.truncate(10);
+    format!("missing: {}", lines.join("; "))
 }
 
 fn no_options(_: usize) -> NodeOptions {
@@ -307,7 +383,13 @@ fn no_options(_: usize) -> NodeOptions {
 async fn join_broadcast(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
     c.start_server(None).await?;
     let nodes = start_mesh(c, s.nodes, no_options, t).await?;
-    broadcast_round(c, "jb", &nodes, None, t).await
+    // All at once: the figure. Then one after another, to tell the mesh's own latency from the
+    // queueing of N simultaneous broadcasts on this machine's cores.
+    broadcast_round(c, "jb", &nodes, None, None, t).await?;
+    let burst = std::mem::take(&mut t.latencies);
+    broadcast_round(c, "jbp", &nodes, None, Some(Duration::from_millis(50)), t).await?;
+    t.paced = std::mem::replace(&mut t.latencies, burst);
+    Ok(())
 }
 
 /// For each live node, a live node it has no link to (or any other, if it is linked to all).
@@ -453,7 +535,7 @@ async fn churn(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), Strin
     .await?;
     t.converge_s = Some(took);
     let live = c.live();
-    broadcast_round(c, "ch", &live, None, t).await
+    broadcast_round(c, "ch", &live, None, None, t).await
 }
 
 async fn hot_churn(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
@@ -470,7 +552,7 @@ async fn hot_churn(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), S
     ));
     c.idle(Duration::from_secs(1)).await;
     let live = c.live();
-    broadcast_round(c, "hc", &live, None, t).await?;
+    broadcast_round(c, "hc", &live, None, None, t).await?;
     let took = converge(
         c,
         "one settled mesh again",
@@ -501,7 +583,7 @@ async fn server_restart(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
         },
     )
     .await?;
-    broadcast_round(c, "sr1", &nodes, None, t).await?;
+    broadcast_round(c, "sr1", &nodes, None, None, t).await?;
     let restarted = Instant::now();
     c.start_server(None).await?;
     c.progress("server started again on the same port");
@@ -533,7 +615,7 @@ async fn server_restart(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
     .await?;
     t.converge_s = Some(took);
     let live = c.live();
-    broadcast_round(c, "sr2", &live, None, t).await
+    broadcast_round(c, "sr2", &live, None, None, t).await
 }
 
 async fn partition(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
@@ -554,7 +636,7 @@ async fn partition(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), S
     };
     let nodes = start_mesh(c, s.nodes, side, t).await?;
     let side_a: HashSet<usize> = nodes.iter().copied().filter(|&i| i < half).collect();
-    broadcast_round(c, "pt1", &nodes, None, t).await?;
+    broadcast_round(c, "pt1", &nodes, None, None, t).await?;
     let cross = |c: &Cluster| {
         nodes
             .iter()
@@ -597,7 +679,7 @@ async fn partition(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), S
     .await?;
     t.converge_s = Some(took);
     let live = c.live();
-    broadcast_round(c, "pt2", &live, None, t).await
+    broadcast_round(c, "pt2", &live, None, None, t).await
 }
 
 /// One MiB, the largest message p2pmesh takes by default.
@@ -606,7 +688,7 @@ const LARGE: usize = p2pmesh::MAX_MESSAGE_BYTES;
 async fn large_message(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
     c.start_server(None).await?;
     let nodes = start_mesh(c, s.nodes, no_options, t).await?;
-    broadcast_round(c, "lm", &nodes[..1], Some(LARGE), t).await?;
+    broadcast_round(c, "lm", &nodes[..1], Some(LARGE), None, t).await?;
     let sender = nodes[1 % nodes.len()];
     let mut choice = Choice(s.seed | 1);
     let to = unlinked_partner(c, sender, &mut choice).ok_or("fewer than two nodes")?;
@@ -707,7 +789,7 @@ async fn forged(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), Stri
     if !forger_errors.is_empty() {
         t.fail(format!("the forger failed: {forger_errors:?}"));
     }
-    broadcast_round(c, "fg", &nodes, None, t).await
+    broadcast_round(c, "fg", &nodes, None, None, t).await
 }
 
 async fn mesh_signaling(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
@@ -789,5 +871,31 @@ async fn mesh_signaling(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
     .await?;
     t.converge_s = Some(took);
     let live = c.live();
-    broadcast_round(c, "ms", &live, None, t).await
+    broadcast_round(c, "ms", &live, None, None, t).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Choice, percentile};
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.50), Some(50.0));
+        assert_eq!(percentile(&values, 0.99), Some(99.0));
+        assert_eq!(percentile(&values[..1], 0.99), Some(1.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn picks_are_distinct_and_repeatable() {
+        let from: Vec<usize> = (0..10).collect();
+        let one = Choice(7).pick(&from, 3);
+        assert_eq!(one, Choice(7).pick(&from, 3));
+        let mut sorted = one.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 3);
+        assert_eq!(Choice(7).pick(&from, 20).len(), 10);
+    }
 }

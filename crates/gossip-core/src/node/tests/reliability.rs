@@ -268,3 +268,78 @@ fn without_a_catch_up_window_a_new_link_hears_of_nothing_old() {
     );
     assert_eq!(a.stats().catch_up_announced, 0);
 }
+
+#[test]
+fn a_node_cut_off_longer_than_the_window_asks_its_new_link_for_what_it_missed() {
+    let config = Config {
+        catch_up_window: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut a = node_with(1, config.clone());
+    let mut b = node_with(2, config);
+    let (a_id, b_id) = (a.local_id(), b.local_id());
+    let dead = identity(10).id();
+    // b hears its only link at t0, then nothing: that link's node died (not yet noticed).
+    b.handle_peer_up(t0(), dead);
+    b.handle_message(t0(), dead, &wire::encode(&Frame::Prune));
+    // Meanwhile a publishes; 20 s later that is far outside the 5 s window.
+    a.handle_peer_up(t0(), identity(11).id());
+    let missed = a
+        .publish(t0() + ms(1_000), TOPIC, b"while b was cut off".to_vec())
+        .expect("valid");
+    let _ = outputs(&mut a);
+    let at = t0() + ms(21_000);
+    a.handle_peer_up(at, b_id);
+    b.handle_peer_up(at, a_id);
+    let asked: Vec<u64> = sends(&mut b)
+        .into_iter()
+        .filter_map(|(to, f)| match f {
+            Frame::CatchUp(micros) if to == a_id => Some(micros),
+            _ => None,
+        })
+        .collect();
+    // 21 s of silence plus the 5 s window.
+    assert_eq!(asked, vec![26_000_000]);
+    assert_eq!(b.stats().catch_up_asked, 1);
+    // a's own catch-up (5 s) does not cover the message; b's request does.
+    a.handle_message(at, b_id, &wire::encode(&Frame::CatchUp(asked[0])));
+    a.handle_timeout(at + Duration::from_secs(1));
+    let announced: Vec<MessageId> = sends(&mut a)
+        .into_iter()
+        .filter(|(to, _)| *to == b_id)
+        .flat_map(|(_, f)| match f {
+            Frame::IHave(ids) => ids.into_iter().map(|a| a.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(announced, vec![missed]);
+}
+
+#[test]
+fn a_node_that_heard_its_links_recently_does_not_ask() {
+    let config = Config {
+        catch_up_window: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut b = node_with(2, config);
+    let (live, new) = (identity(10).id(), identity(11).id());
+    b.handle_peer_up(t0(), live);
+    b.handle_message(t0() + ms(3_000), live, &wire::encode(&Frame::Prune));
+    b.handle_peer_up(t0() + ms(6_000), new);
+    assert!(
+        !sends(&mut b)
+            .iter()
+            .any(|(_, f)| matches!(f, Frame::CatchUp(_))),
+        "asked after 3 s of silence"
+    );
+    // A node that never heard any link (a newcomer) has nothing to ask for either.
+    let mut fresh = node_with(
+        3,
+        Config {
+            catch_up_window: Duration::from_secs(5),
+            ..Config::default()
+        },
+    );
+    fresh.handle_peer_up(t0() + ms(60_000), new);
+    assert_eq!(fresh.stats().catch_up_asked, 0);
+}
