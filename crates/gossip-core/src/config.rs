@@ -126,8 +126,11 @@ pub struct Config {
     /// and go fastest while a mesh forms, which is also when newcomers greet: a push or an
     /// announcement lost with a replaced link is made up for by the link that replaces it. A
     /// node that links within this time of a message's publication may thus receive a message
-    /// published shortly before it joined (at most once, like any other). Zero turns it off.
-    /// Default zero (off); p2pmesh's facade sets 5 s.
+    /// published shortly before it joined (at most once, like any other). A node that heard no
+    /// frame on any link for longer than this (cut off) asks its next new link, with a
+    /// `CatchUp` frame, for what that link accepted since shortly before the silence began (at
+    /// most `message_cache_ttl`). Zero turns both off. Default zero (off); p2pmesh's facade sets
+    /// 5 s.
     pub catch_up_window: Duration,
     /// With `rooted_tree`, how often a node re-sends its tree advertisements on every link (frames may
     /// be lost; a change is told at once). Default 10 s.
