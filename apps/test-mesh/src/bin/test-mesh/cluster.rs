@@ -52,7 +52,6 @@ pub struct NodeState {
     /// Tag (the payload up to its first `|`) -> receptions.
     pub received: HashMap<String, Vec<Received>>,
     pub server_up: bool,
-    pub server_reconnects: u32,
     pub direct_failed: Vec<String>,
     pub errors: Vec<String>,
     pub stats: Option<serde_json::Map<String, serde_json::Value>>,
@@ -429,10 +428,7 @@ impl Cluster {
             }
             Report::Stats { stats, .. } => node.stats = Some(stats),
             Report::ServerDisconnected { .. } => node.server_up = false,
-            Report::ServerReconnected { .. } => {
-                node.server_up = true;
-                node.server_reconnects += 1;
-            }
+            Report::ServerReconnected { .. } => node.server_up = true,
             Report::Error { message, .. } => node.errors.push(message),
             Report::Lagged { missed, .. } => node.errors.push(format!("lagged {missed}")),
             _ => {}
@@ -554,6 +550,20 @@ impl Cluster {
         }
     }
 
+    /// Every live node reports the server up (`up`) or gone (`!up`).
+    pub fn server_seen(&self, up: bool) -> Result<(), String> {
+        let other = self
+            .live()
+            .iter()
+            .filter(|&&i| self.nodes[i].server_up != up)
+            .count();
+        match (other, up) {
+            (0, _) => Ok(()),
+            (n, true) => Err(format!("{n} not registered yet")),
+            (n, false) => Err(format!("{n} still connected")),
+        }
+    }
+
     /// No live node still reports a link to a node that was killed: every death was noticed.
     pub fn no_dead_links(&self) -> Result<(), String> {
         let stale: usize = self
@@ -594,9 +604,8 @@ impl Cluster {
         let mut delivered = 0;
         let mut expected = 0;
         for tag in tags {
-            let sender = self.sent.get(tag).map(|&(s, _)| s);
             for &r in receivers {
-                if Some(r) == sender || self.sender_of_tag(tag) == Some(r) {
+                if sender_of_tag(tag) == Some(r) {
                     continue;
                 }
                 expected += 1;
@@ -606,13 +615,6 @@ impl Cluster {
             }
         }
         (delivered, expected)
-    }
-
-    /// The sender of `tag`, from the tag itself (`...:<index>` for broadcasts, `...:<from>-<to>`
-    /// for direct messages), before its `sent` report arrived.
-    fn sender_of_tag(&self, tag: &str) -> Option<usize> {
-        let last = tag.rsplit(':').next()?;
-        last.split('-').next()?.parse().ok()
     }
 
     /// Receptions beyond the first of each tag at each node.
@@ -692,6 +694,13 @@ impl Drop for Cluster {
             netns.remove();
         }
     }
+}
+
+/// The sender of `tag`, from the tag itself (`...:<index>` for broadcasts, `...:<from>-<to>` for
+/// direct messages), known before its `sent` report arrives.
+pub fn sender_of_tag(tag: &str) -> Option<usize> {
+    let last = tag.rsplit(':').next()?;
+    last.split('-').next()?.parse().ok()
 }
 
 /// `program`, run in `netns` when given (through `ip netns exec`, which execs it: the child is

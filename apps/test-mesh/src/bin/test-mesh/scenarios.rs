@@ -12,7 +12,7 @@ use serde::Serialize;
 use test_mesh::forge::{FORGED_PREFIX, Kind};
 use test_mesh::{Command, digest, payload};
 
-use crate::cluster::{Cluster, NodeOptions};
+use crate::cluster::{Cluster, NodeOptions, sender_of_tag};
 use crate::netns::Netns;
 
 /// Every scenario, in the order `all` runs them.
@@ -298,13 +298,16 @@ async fn broadcast_round(
         tally.fail(format!("round {label}: {duplicates} duplicate deliveries"));
     }
     if let Some(size) = size {
-        let intact = digest(&payload(&format!("{label}:{}|", senders[0]), Some(size)));
-        let broken = receivers
-            .iter()
-            .filter_map(|&r| cluster.nodes[r].received.get(&tags[0]))
-            .flatten()
-            .filter(|m| m.sha1 != intact)
-            .count();
+        let mut broken = 0;
+        for tag in &tags {
+            let intact = digest(&payload(&format!("{tag}|"), Some(size)));
+            broken += receivers
+                .iter()
+                .filter_map(|&r| cluster.nodes[r].received.get(tag))
+                .flatten()
+                .filter(|m| m.sha1 != intact)
+                .count();
+        }
         if broken > 0 {
             tally.fail(format!("round {label}: {broken} copies arrived damaged"));
         }
@@ -326,9 +329,7 @@ fn missing(cluster: &Cluster, tags: &[String], receivers: &[usize]) -> String {
         let node = &cluster.nodes[r];
         let lacking: Vec<&str> = tags
             .iter()
-            .filter(|t| {
-                !node.received.contains_key(*t) && cluster.sent.get(*t).map(|s| s.0) != Some(r)
-            })
+            .filter(|t| !node.received.contains_key(*t) && sender_of_tag(t) != Some(r))
             .map(String::as_str)
             .collect();
         if lacking.is_empty() {
@@ -573,14 +574,7 @@ async fn server_restart(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
     c.wait_for(
         "every node to see the server gone",
         Duration::from_secs(30),
-        |c| {
-            let up = c.live().iter().filter(|&&i| c.nodes[i].server_up).count();
-            if up == 0 {
-                Ok(())
-            } else {
-                Err(format!("{up} still connected"))
-            }
-        },
+        |c| c.server_seen(false),
     )
     .await?;
     broadcast_round(c, "sr1", &nodes, None, None, t).await?;
@@ -590,14 +584,7 @@ async fn server_restart(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
     c.wait_for(
         "every node to register again",
         Duration::from_secs(90),
-        |c| {
-            let down = c.live().iter().filter(|&&i| !c.nodes[i].server_up).count();
-            if down == 0 {
-                Ok(())
-            } else {
-                Err(format!("{down} not registered yet"))
-            }
-        },
+        |c| c.server_seen(true),
     )
     .await?;
     let newcomer = c.start_node(&NodeOptions::default())?;
@@ -800,14 +787,7 @@ async fn mesh_signaling(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
     c.wait_for(
         "every node to see the server gone",
         Duration::from_secs(30),
-        |c| {
-            let up = c.live().iter().filter(|&&i| c.nodes[i].server_up).count();
-            if up == 0 {
-                Ok(())
-            } else {
-                Err(format!("{up} still connected"))
-            }
-        },
+        |c| c.server_seen(false),
     )
     .await?;
     let stopped = Instant::now();

@@ -206,14 +206,7 @@ fn a_new_link_hears_of_recent_messages_it_may_lack_and_pulls_them() {
     a.handle_peer_up(at, b_id);
     b.handle_peer_up(at, a_id);
     a.handle_timeout(at + Duration::from_secs(1));
-    let announced: Vec<MessageId> = sends(&mut a)
-        .into_iter()
-        .filter(|(to, _)| *to == b_id)
-        .flat_map(|(_, f)| match f {
-            Frame::IHave(ids) => ids.into_iter().map(|a| a.id).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let announced = announced_to(&mut a, b_id);
     assert_eq!(announced, vec![recent]);
     assert!(!announced.contains(&old));
     assert_eq!(a.stats().catch_up_announced, 1);
@@ -304,14 +297,7 @@ fn a_node_cut_off_longer_than_the_window_asks_its_new_link_for_what_it_missed() 
     // a's own catch-up (5 s) does not cover the message; b's request does.
     a.handle_message(at, b_id, &wire::encode(&Frame::CatchUp(asked[0])));
     a.handle_timeout(at + Duration::from_secs(1));
-    let announced: Vec<MessageId> = sends(&mut a)
-        .into_iter()
-        .filter(|(to, _)| *to == b_id)
-        .flat_map(|(_, f)| match f {
-            Frame::IHave(ids) => ids.into_iter().map(|a| a.id).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let announced = announced_to(&mut a, b_id);
     assert_eq!(announced, vec![missed]);
 }
 
@@ -342,4 +328,16 @@ fn a_node_that_heard_its_links_recently_does_not_ask() {
     );
     fresh.handle_peer_up(t0() + ms(60_000), new);
     assert_eq!(fresh.stats().catch_up_asked, 0);
+}
+
+/// The ids `node` announced (IHAVE) to `peer` in its pending outputs.
+fn announced_to(node: &mut Node, peer: NodeId) -> Vec<MessageId> {
+    sends(node)
+        .into_iter()
+        .filter(|(to, _)| *to == peer)
+        .flat_map(|(_, f)| match f {
+            Frame::IHave(ids) => ids.into_iter().map(|a| a.id).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
