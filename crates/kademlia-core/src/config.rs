@@ -3,8 +3,9 @@
 use core::time::Duration;
 
 /// Bytes a message needs beyond its value or its contact list: version byte, enum tags, request id,
-/// record key, publisher and expiry, all with postcard's worst-case varint lengths.
-pub(crate) const MESSAGE_OVERHEAD: usize = 96;
+/// record key, public key, salt (up to 64 bytes), seq, signature and expiry, all with postcard's
+/// worst-case varint lengths.
+pub(crate) const MESSAGE_OVERHEAD: usize = 288;
 
 /// Bytes one contact takes in a message (a 20-byte id; postcard writes arrays without a length).
 pub(crate) const CONTACT_BYTES: usize = crate::ID_LEN;
@@ -47,6 +48,15 @@ pub struct Config {
     /// Records from other publishers this node stores; a STORE of a new key beyond this is refused.
     /// Default 1024.
     pub max_records: usize,
+    /// Bytes (values and salts) of the records this node stores for others, in all; a STORE beyond
+    /// this is refused. Default 4 MiB.
+    pub max_store_bytes: usize,
+    /// Records this node stores for any one publisher (public key), so that one publisher cannot fill
+    /// the store. Default 64 (as `max_published`: in a network of `k` nodes or fewer, every node
+    /// stores every record of a publisher).
+    pub max_records_per_publisher: usize,
+    /// Bytes (values and salts) this node stores for any one publisher. Default 256 KiB.
+    pub max_bytes_per_publisher: usize,
     /// Records this node publishes and republishes itself; publishing one more stops the republication
     /// of the one published longest ago. Default 64.
     pub max_published: usize,
@@ -80,6 +90,9 @@ impl Default for Config {
             max_lookup_candidates: 60,
             max_queries: 64,
             max_records: 1024,
+            max_store_bytes: 4 * 1024 * 1024,
+            max_records_per_publisher: 64,
+            max_bytes_per_publisher: 256 * 1024,
             max_published: 64,
             max_value_bytes: 16 * 1024,
             max_message_bytes: 20 * 1024,

@@ -3,7 +3,11 @@
 //! A [`Node`] keeps a [`RoutingTable`] of 160 k-buckets, runs iterative lookups
 //! ([`Node::find_node`], [`Node::get_value`], [`Node::put_value`], [`Node::bootstrap`]), answers the four
 //! RPCs (PING, FIND_NODE, FIND_VALUE, STORE) of other nodes, and stores their bounded, expiring
-//! [`Record`]s. It speaks to any node by id: the driver delivers bytes to ids (over a data channel, or
+//! [`Record`]s. Records are signed by their publisher and keyed by its public key and a salt (after
+//! BEP 44, see [`record`]): a node stores and accepts as an answer only a record whose signature it
+//! checked, replaces a record only with a higher `seq` from the same publisher, and holds a bounded
+//! share for each publisher. Signatures are checked by a [`Verify`] function given to the node
+//! ([`Node::with_verifier`]; strict ed25519 by default), so the core does no I/O. It speaks to any node by id: the driver delivers bytes to ids (over a data channel, or
 //! through the signaling server before a node has links).
 //!
 //! # The contract
@@ -28,12 +32,14 @@
 //!
 //! Every collection is bounded by a [`Config`] field: `k` entries and `replacement_cache_size` waiting
 //! contacts per bucket, `max_lookup_candidates` per lookup, `max_queries` lookups, `max_records` stored
-//! records of `max_value_bytes` each, `max_published` own records, `max_outputs` outputs; outstanding
-//! requests follow from `max_queries`. Bytes from the network are checked ([`wire`]): a malformed,
-//! oversized or unexpected message, or a response from the wrong peer or to no request, is dropped and
+//! records of `max_value_bytes` each and `max_store_bytes` in all (of which at most
+//! `max_records_per_publisher` records and `max_bytes_per_publisher` bytes from any one publisher),
+//! `max_published` own records, `max_outputs` outputs; outstanding requests follow from `max_queries`.
+//! Bytes from the network are checked ([`wire`]): a malformed, oversized or unexpected message, a
+//! response from the wrong peer or to no request, or a record with a bad signature, is dropped and
 //! counted in [`Stats`], never a panic. Panics are kept for caller errors (an unusable `Config`, which
-//! [`Config::validate`] reports as a [`ConfigError`] beforehand; a value larger than `max_value_bytes`),
-//! each documented on its method.
+//! [`Config::validate`] reports as a [`ConfigError`] beforehand; a value larger than `max_value_bytes`,
+//! a record that is not the node's own given to `put_value`), each documented on its method.
 //!
 //! Verification: a contact enters the routing table only once it has shown it is reachable: it answered
 //! one of our requests, sent us a request (it reached us), or the driver reported it up. Contacts we only
@@ -113,4 +119,4 @@ pub use p2pmesh_base::{
     Distance, Duration, ID_BITS, ID_LEN, Instant, NodeId, ParseIdError, cmp_20,
 };
 pub use query::{QueryEnd, QueryId, QueryResult};
-pub use record::Record;
+pub use record::{MAX_SALT_BYTES, Record, Verify};

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::kbucket::{Change, Insert, RoutingTable};
 use crate::query::{Kind, Lookup, Phase, Query};
-use crate::record::RecordStore;
+use crate::record::{RecordStore, StoreError, StoreLimits, Verify};
 use crate::wire::{DecodeError, Limits, Message, Request, Response};
 use crate::{Config, ID_LEN, Instant, NodeId, QueryEnd, QueryId, QueryResult, Record};
 
@@ -86,12 +86,24 @@ pub struct Stats {
     /// Dropped: a response of the wrong kind for its request, or a record that does not match the key
     /// asked or has expired; the request counts as failed.
     pub dropped_unexpected: u64,
+    /// Records whose signature is not valid, in a STORE (refused) or a FIND_VALUE answer (discarded:
+    /// the request counts as failed and the lookup goes on).
+    pub records_bad_signature: u64,
     /// Requests that got no answer within `request_timeout`.
     pub requests_timed_out: u64,
     /// STOREs accepted.
     pub stores_accepted: u64,
-    /// STOREs refused: store full, record expired, or sent by a node other than its publisher.
+    /// STOREs refused, for any reason: the ones counted below, a record expired or sent by a node
+    /// other than its publisher, or a bad signature.
     pub stores_refused: u64,
+    /// STOREs refused as stale: a record under the key with a higher `seq` is held, or with the same
+    /// `seq` and other contents.
+    pub stores_stale: u64,
+    /// STOREs refused because the publisher holds `max_records_per_publisher` records or
+    /// `max_bytes_per_publisher` bytes here.
+    pub stores_over_quota: u64,
+    /// STOREs refused because the store holds `max_records` records or `max_store_bytes` bytes.
+    pub stores_full: u64,
     /// Records of others removed on expiry.
     pub records_expired: u64,
     /// Lookups started (including refreshes and republications).
@@ -133,6 +145,9 @@ pub struct Node {
     local_id: NodeId,
     config: Config,
     limits: Limits,
+    store_limits: StoreLimits,
+    /// Checks the signatures of the records other nodes send.
+    verify: Verify,
     rng: ChaCha8Rng,
     table: RoutingTable,
     store: RecordStore,
@@ -175,10 +190,21 @@ impl Node {
     /// `max_value_bytes` or for `k` contacts, `republish_interval >= record_ttl`, or a zero timeout.
     /// [`Config::validate`] tells which beforehand, as an error.
     pub fn new(local_id: NodeId, config: Config, seed: u64) -> Self {
+        Self::with_verifier(local_id, config, seed, p2pmesh_base::verify)
+    }
+
+    /// [`Node::new`] with record signatures checked by `verify` (a simulator may memoize
+    /// [`p2pmesh_base::verify`] across the nodes of one process; every node still checks every record).
+    ///
+    /// # Panics
+    /// As [`Node::new`].
+    pub fn with_verifier(local_id: NodeId, config: Config, seed: u64, verify: Verify) -> Self {
         config.check();
         Self {
             local_id,
             limits: Limits::from_config(&config),
+            store_limits: StoreLimits::from_config(&config),
+            verify,
             rng: ChaCha8Rng::seed_from_u64(seed),
             table: RoutingTable::new(local_id, config.k, config.replacement_cache_size),
             store: RecordStore::default(),
@@ -276,25 +302,28 @@ impl Node {
         self.start_query(now, Kind::GetValue, key, initial)
     }
 
-    /// Publishes `value` under `key`: stores it at the `k` closest nodes a lookup finds
-    /// ([`QueryResult::PutValue`]), and again every `republish_interval` until [`Node::unpublish`],
-    /// each time with a fresh expiry of `record_ttl`.
+    /// Publishes `record` (made with [`Record::sign`] by this node's key): stores it at the `k` closest
+    /// nodes a lookup finds ([`QueryResult::PutValue`]), and again every `republish_interval` until
+    /// [`Node::unpublish`], each time with a fresh expiry of `record_ttl` (the signature does not cover
+    /// the expiry). A record replaces the one published under its key; storers keep it only if its
+    /// `seq` is higher than that of the record they hold (or it is the same record).
     ///
     /// # Panics
-    /// If `value` is longer than [`Config::max_value_bytes`] (a caller error: no node would accept it).
-    pub fn put_value(&mut self, now: Instant, key: NodeId, value: Vec<u8>) -> QueryId {
+    /// If `record` is not this node's (its public key's id is not `local_id`), is not well formed, or
+    /// its value is longer than [`Config::max_value_bytes`]: a caller error, no node would accept it.
+    pub fn put_value(&mut self, now: Instant, mut record: Record) -> QueryId {
         assert!(
-            value.len() <= self.config.max_value_bytes,
+            record.value.len() <= self.config.max_value_bytes,
             "put_value: a value of {} bytes exceeds Config::max_value_bytes ({})",
-            value.len(),
+            record.value.len(),
             self.config.max_value_bytes
         );
-        let record = Record {
-            key,
-            value,
-            publisher: self.local_id,
-            expires: now + self.config.record_ttl,
-        };
+        assert!(
+            record.publisher() == self.local_id && record.is_well_formed(),
+            "put_value: the record is not this node's or not well formed: {record:?}"
+        );
+        record.expires = now + self.config.record_ttl;
+        let key = record.key;
         if !self.published.contains_key(&key) && self.published.len() >= self.config.max_published {
             let oldest = self
                 .published

@@ -6,8 +6,11 @@
 //! transport has authenticated; ids inside messages are only contacts.
 //!
 //! Decoding is strict: a message larger than `max_message_bytes`, of another version, that does not
-//! decode, that has trailing bytes, that lists more than `k` contacts or that carries a value larger than
-//! `max_value_bytes` is refused with a [`DecodeError`] naming why.
+//! decode, that has trailing bytes, that lists more than `k` contacts, that carries a value larger than
+//! `max_value_bytes`, or a record that is not well formed (a salt over
+//! [`MAX_SALT_BYTES`](crate::record::MAX_SALT_BYTES), a key not derived from its public key and salt) is
+//! refused with a [`DecodeError`] naming why. A record's signature is checked by the node, not here
+//! (see [`record`](crate::record)).
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +55,7 @@ pub enum Request {
         key: NodeId,
     },
     /// Keep this record until it expires. Answered by [`Response::Stored`]. Only the record's publisher
-    /// may send it.
+    /// may send it, and the record must carry its valid signature.
     Store {
         /// The record to store.
         record: Record,
@@ -70,14 +73,16 @@ pub enum Response {
         #[serde(with = "contact_list")]
         closer: Vec<NodeId>,
     },
-    /// The record asked for by [`Request::FindValue`].
+    /// The record asked for by [`Request::FindValue`], signed by its publisher (the asker checks it).
     Value {
         /// The record.
         record: Record,
     },
     /// Answer to [`Request::Store`]: whether the record was kept.
     Stored {
-        /// `false` when the store was full or the record invalid.
+        /// `false` when the record was invalid (badly signed, not sent by its publisher, expired), stale
+        /// (a record with a higher `seq`, or the same `seq` and other contents, is held), over the
+        /// publisher's quota, or the store was full.
         ok: bool,
     },
 }
@@ -95,7 +100,8 @@ pub enum DecodeError {
     /// Not a postcard [`Message`], or bytes after it.
     #[error("undecodable message")]
     Undecodable,
-    /// Well-formed but beyond a limit (contacts, value size).
+    /// Well-formed but beyond a limit (contacts, value size), or a record whose key does not derive
+    /// from its public key and salt.
     #[error("message exceeds a limit: {0}")]
     Limit(&'static str),
 }
@@ -153,7 +159,6 @@ impl Message {
     }
 
     fn check(&self, limits: &Limits) -> Result<(), DecodeError> {
-        let value_ok = |r: &Record| r.value.len() <= limits.max_value_bytes;
         match self {
             Message::Request {
                 body: Request::Store { record },
@@ -162,7 +167,15 @@ impl Message {
             | Message::Response {
                 body: Response::Value { record },
                 ..
-            } if !value_ok(record) => Err(DecodeError::Limit("value too large")),
+            } => {
+                if record.value.len() > limits.max_value_bytes {
+                    Err(DecodeError::Limit("value too large"))
+                } else if !record.is_well_formed() {
+                    Err(DecodeError::Limit("malformed record"))
+                } else {
+                    Ok(())
+                }
+            }
             Message::Response {
                 body: Response::Nodes { closer },
                 ..
@@ -240,19 +253,25 @@ pub(crate) mod byte_vec {
 mod tests {
     use super::*;
     use crate::{Config, Instant};
+    use p2pmesh_base::Identity;
     use proptest::prelude::*;
+
+    fn signed(salt: &[u8], value: Vec<u8>, expires: Instant) -> Record {
+        Record::sign(
+            &Identity::from_secret_bytes(&[7; 32]),
+            salt.to_vec(),
+            u64::MAX,
+            value,
+            expires,
+        )
+    }
 
     fn limits() -> Limits {
         Limits::from_config(&Config::default())
     }
 
     fn samples() -> Vec<Message> {
-        let record = Record {
-            key: NodeId::hash(b"key"),
-            value: b"value".to_vec(),
-            publisher: NodeId::hash(b"me"),
-            expires: Instant::from_millis(123_456),
-        };
+        let record = signed(b"salt", b"value".to_vec(), Instant::from_millis(123_456));
         vec![
             Message::Request {
                 id: 1,
@@ -363,12 +382,7 @@ mod tests {
             Message::decode(&many.encode(), &l),
             Err(DecodeError::Limit("too many contacts"))
         );
-        let record = Record {
-            key: NodeId::hash(b"key"),
-            value: vec![0; l.max_value_bytes + 1],
-            publisher: NodeId::hash(b"me"),
-            expires: Instant::ZERO,
-        };
+        let record = signed(b"", vec![0; l.max_value_bytes + 1], Instant::ZERO);
         let store = Message::Request {
             id: 1,
             body: Request::Store { record },
@@ -377,22 +391,40 @@ mod tests {
             Message::decode(&store.encode(), &l),
             Err(DecodeError::Limit("value too large"))
         );
+        // A key that is not SHA-1(public key, salt), and a salt over 64 bytes.
+        let mut moved = signed(b"", vec![1], Instant::ZERO);
+        moved.key = NodeId::hash(b"elsewhere");
+        let mut salty = signed(b"", vec![1], Instant::ZERO);
+        salty.salt = vec![0; crate::record::MAX_SALT_BYTES + 1];
+        salty.key = Record::key_for(&salty.public_key, &salty.salt);
+        for record in [moved, salty] {
+            let answer = Message::Response {
+                id: 1,
+                body: Response::Value { record },
+            };
+            assert_eq!(
+                Message::decode(&answer.encode(), &l),
+                Err(DecodeError::Limit("malformed record"))
+            );
+        }
     }
 
     #[test]
     fn largest_messages_fit_the_limit() {
         let c = Config::default();
-        let record = Record {
-            key: NodeId::hash(b"key"),
-            value: vec![0xff; c.max_value_bytes],
-            publisher: NodeId::hash(b"me"),
-            expires: Instant::from_micros(u64::MAX),
-        };
+        let salt = [0xff; crate::record::MAX_SALT_BYTES];
+        let record = signed(
+            &salt,
+            vec![0xff; c.max_value_bytes],
+            Instant::from_micros(u64::MAX),
+        );
         let m = Message::Request {
             id: u64::MAX,
             body: Request::Store { record },
         };
         assert!(m.encode().len() <= c.max_message_bytes);
+        // The overhead Config::validate reserves covers the largest record's fields.
+        assert!(m.encode().len() <= c.max_value_bytes + crate::config::MESSAGE_OVERHEAD);
         assert_eq!(Message::decode(&m.encode(), &limits()), Ok(m));
     }
 

@@ -7,8 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use kademlia_core::{Config, Event, Instant, Node, NodeId, Output, QueryEnd, QueryId, QueryResult};
+use kademlia_core::{
+    Config, Event, Instant, Node, NodeId, Output, QueryEnd, QueryId, QueryResult, Record,
+};
 use netsim::{Core, Engine, NetConfig};
+use p2pmesh_base::Identity;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -65,6 +68,8 @@ struct Net {
     seed: u64,
     engine: Engine<Kad>,
     ids: Vec<NodeId>,
+    /// The keys behind the ids, which sign the records each node publishes.
+    identities: Vec<Identity>,
     /// Vanished nodes: they get no input, and what is sent to them is lost.
     dead: Vec<bool>,
     rng: ChaCha8Rng,
@@ -76,9 +81,15 @@ struct Net {
 
 impl Net {
     fn new(seed: u64) -> Self {
-        let ids: Vec<NodeId> = (0..NODES)
-            .map(|i| NodeId::hash(format!("node-{seed}-{i}")))
+        let identities: Vec<Identity> = (0..NODES)
+            .map(|i| {
+                let mut secret = [0u8; 32];
+                secret[..8].copy_from_slice(&seed.to_le_bytes());
+                secret[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+                Identity::from_secret_bytes(&secret)
+            })
             .collect();
+        let ids: Vec<NodeId> = identities.iter().map(Identity::id).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let net_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
         let server_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
@@ -101,6 +112,7 @@ impl Net {
             seed,
             engine,
             ids,
+            identities,
             dead: vec![false; NODES],
             rng,
             running: BTreeSet::new(),
@@ -265,10 +277,11 @@ impl Net {
         let mut values = Vec::new();
         for n in 0..publishers {
             let i = self.rng.random_range(0..NODES);
-            let key = NodeId::hash(format!("value-{}-{n}", self.seed));
+            let salt = format!("value-{}-{n}", self.seed).into_bytes();
             let value = format!("value {n} from node {i}").into_bytes();
-            let v = value.clone();
-            self.command(i, move |node, now| node.put_value(now, key, v));
+            let record = Record::sign(&self.identities[i], salt, 1, value.clone(), Instant::ZERO);
+            let key = record.key;
+            self.command(i, move |node, now| node.put_value(now, record));
             values.push((i, key, value));
         }
         self.run_queries();

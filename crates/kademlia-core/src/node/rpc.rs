@@ -26,20 +26,31 @@ impl Node {
 
     pub(super) fn accept_store(&mut self, now: Instant, from: NodeId, mut record: Record) -> bool {
         // Only publishers store (nobody replicates others' records here), so a record naming another
-        // publisher is a forgery; an expired one is useless.
-        if record.publisher != from || record.is_expired(now) {
+        // publisher is refused; an expired one is useless. Both are checked before the signature,
+        // which costs more.
+        if record.publisher() != from || record.is_expired(now) {
+            self.stats.stores_refused += 1;
+            return false;
+        }
+        if !record.verify(self.verify) {
+            self.stats.records_bad_signature += 1;
             self.stats.stores_refused += 1;
             return false;
         }
         // A far-future expiry would pin the record: no record lives longer than our TTL.
         record.expires = record.expires.min(now + self.config.record_ttl);
-        match self.store.put(record, self.config.max_records) {
+        match self.store.put(record, &self.store_limits) {
             Ok(()) => {
                 self.stats.stores_accepted += 1;
                 true
             }
-            Err(_) => {
+            Err(e) => {
                 self.stats.stores_refused += 1;
+                match e {
+                    StoreError::OtherPublisher | StoreError::Stale => self.stats.stores_stale += 1,
+                    StoreError::PublisherQuota => self.stats.stores_over_quota += 1,
+                    StoreError::Full => self.stats.stores_full += 1,
+                }
                 false
             }
         }
@@ -79,6 +90,13 @@ impl Node {
             (Purpose::Lookup(q), Response::Value { record })
                 if self.value_fits(now, q, &record) =>
             {
+                // A record is an answer only with its publisher's signature: a forged one is
+                // discarded and the lookup goes on to the next candidate.
+                if !record.verify(self.verify) {
+                    self.stats.records_bad_signature += 1;
+                    self.request_failed(now, p);
+                    return;
+                }
                 self.seen_verified(now, from);
                 self.value_found(q, from, record);
             }

@@ -1,6 +1,7 @@
 //! Records: STORE and FIND_VALUE, bounds and expiry, PUT with republishing, GET with its hop.
 
 use super::*;
+use p2pmesh_base::Identity;
 
 fn store_request(node: &mut Node, now: Instant, from: NodeId, record: Record) -> bool {
     node.handle_message(
@@ -44,6 +45,24 @@ fn find_value(node: &mut Node, now: Instant, key: NodeId) -> Response {
     }
 }
 
+/// The key of publisher `n`, whose id is its node id.
+fn who(n: u8) -> Identity {
+    Identity::from_secret_bytes(&[n; 32])
+}
+
+/// A record of publisher `n` under `salt`, version `seq`.
+fn signed(n: u8, salt: &[u8], seq: u64, value: &[u8], expires: Instant) -> Record {
+    Record::sign(&who(n), salt.to_vec(), seq, value.to_vec(), expires)
+}
+
+/// Whether `node` serves a record under `key`, and its value.
+fn served(node: &mut Node, now: Instant, key: NodeId) -> Option<Vec<u8>> {
+    match find_value(node, now, key) {
+        Response::Value { record } => Some(record.value),
+        _ => None,
+    }
+}
+
 #[test]
 fn stored_records_are_bounded_checked_and_expire() {
     let config = Config {
@@ -52,72 +71,172 @@ fn stored_records_are_bounded_checked_and_expire() {
     };
     let ttl = config.record_ttl;
     let mut node = Node::new(id(0), config, 1);
-    let record = |key: u32, publisher: NodeId, expires: Instant| Record {
-        key: id(key),
-        value: vec![1, 2, 3],
-        publisher,
-        expires,
-    };
     let far_future = t(0) + ttl * 10;
     // The TTL caps a longer expiry.
-    assert!(store_request(
-        &mut node,
-        t(0),
-        id(1),
-        record(100, id(1), far_future)
-    ));
+    let first = signed(1, b"a", 1, b"one", far_future);
+    let key = first.key;
+    assert!(store_request(&mut node, t(0), who(1).id(), first));
     assert_eq!(node.records().next().map(|r| r.expires), Some(t(0) + ttl));
-    // Full for a new key, but the same key may be replaced.
-    assert!(!store_request(
-        &mut node,
-        t(0),
-        id(1),
-        record(101, id(1), far_future)
-    ));
-    assert!(store_request(
-        &mut node,
-        t(1),
-        id(2),
-        record(100, id(2), far_future)
-    ));
-    // A record for another publisher, or already expired, is refused.
-    assert!(!store_request(
-        &mut node,
-        t(2),
-        id(3),
-        record(100, id(4), far_future)
-    ));
-    assert!(!store_request(
-        &mut node,
-        t(2),
-        id(3),
-        record(100, id(3), t(2))
-    ));
+    // Full for a new key, but the publisher may replace its record with a higher seq.
+    let other_key = signed(1, b"b", 1, b"two", far_future);
+    assert!(!store_request(&mut node, t(0), who(1).id(), other_key));
+    assert_eq!(node.stats().stores_full, 1);
+    let newer = signed(1, b"a", 2, b"newer", far_future);
+    assert!(store_request(&mut node, t(1), who(1).id(), newer));
+    // A record sent by a node other than its publisher, or already expired, is refused.
+    let relayed = signed(1, b"a", 3, b"relayed", far_future);
+    assert!(!store_request(&mut node, t(2), who(3).id(), relayed));
+    let expired = signed(1, b"a", 3, b"late", t(2));
+    assert!(!store_request(&mut node, t(2), who(1).id(), expired));
     assert_eq!(node.stats().stores_accepted, 2);
     assert_eq!(node.stats().stores_refused, 3);
 
-    assert!(
-        matches!(find_value(&mut node, t(3), id(100)), Response::Value { record } if record.publisher == id(2))
-    );
+    assert_eq!(served(&mut node, t(3), key), Some(b"newer".to_vec()));
     let expiry = t(1) + ttl;
     assert_eq!(node.poll_timeout().map(|d| d <= expiry), Some(true));
     // Expired: not served even before the timer runs, then removed.
-    assert!(matches!(
-        find_value(&mut node, expiry, id(100)),
-        Response::Nodes { .. }
-    ));
+    assert_eq!(served(&mut node, expiry, key), None);
     node.handle_timeout(expiry);
     assert_eq!(node.records().count(), 0);
     assert_eq!(node.stats().records_expired, 1);
 }
 
 #[test]
+fn another_publisher_cannot_overwrite_a_record() {
+    let mut node = Node::new(id(0), Config::default(), 1);
+    let far = t(1_000_000);
+    let victim = signed(1, b"name", 1, b"victim", far);
+    let key = victim.key;
+    assert!(store_request(&mut node, t(0), who(1).id(), victim.clone()));
+    let attacker = who(2).id();
+    // Its own record under the victim's key: the key does not derive from its key, so the message
+    // is refused on decoding (no answer at all).
+    let mut moved = signed(2, b"name", 9, b"attacker", far);
+    moved.key = key;
+    node.handle_message(
+        t(1),
+        attacker,
+        &Message::Request {
+            id: 1,
+            body: Request::Store { record: moved },
+        }
+        .encode(),
+    );
+    assert_eq!(node.stats().dropped_over_limit, 1);
+    // The victim's key and a higher seq, but the attacker's signature: refused.
+    let mut forged = signed(2, b"name", 9, b"attacker", far);
+    forged.public_key = victim.public_key;
+    forged.key = key;
+    assert!(!store_request(&mut node, t(1), attacker, forged.clone()));
+    // Even sent as if relayed for the victim.
+    assert!(!store_request(&mut node, t(1), who(1).id(), forged));
+    assert_eq!(node.stats().records_bad_signature, 1);
+    assert_eq!(served(&mut node, t(2), key), Some(b"victim".to_vec()));
+}
+
+#[test]
+fn a_lower_or_equal_seq_does_not_replace() {
+    let mut node = Node::new(id(0), Config::default(), 1);
+    let far = t(0) + Config::default().record_ttl * 10;
+    let publisher = who(1).id();
+    let v5 = signed(1, b"", 5, b"five", far);
+    let key = v5.key;
+    assert!(store_request(&mut node, t(0), publisher, v5.clone()));
+    // An older version (a replay of what the publisher once signed) is refused.
+    assert!(!store_request(
+        &mut node,
+        t(1),
+        publisher,
+        signed(1, b"", 4, b"four", far)
+    ));
+    // The same seq with another value is refused.
+    assert!(!store_request(
+        &mut node,
+        t(1),
+        publisher,
+        signed(1, b"", 5, b"other", far)
+    ));
+    assert_eq!(node.stats().stores_stale, 2);
+    assert_eq!(served(&mut node, t(2), key), Some(b"five".to_vec()));
+    // The same record again is a republication: accepted, its expiry renewed.
+    assert!(store_request(&mut node, t(3), publisher, v5));
+    assert_eq!(
+        node.records().next().map(|r| r.expires),
+        Some(t(3) + node.config().record_ttl)
+    );
+    // A higher seq replaces.
+    assert!(store_request(
+        &mut node,
+        t(4),
+        publisher,
+        signed(1, b"", 6, b"six", far)
+    ));
+    assert_eq!(served(&mut node, t(5), key), Some(b"six".to_vec()));
+}
+
+#[test]
+fn one_publisher_cannot_fill_the_store() {
+    let config = Config {
+        max_records: 4,
+        max_records_per_publisher: 2,
+        max_bytes_per_publisher: 100,
+        ..Config::default()
+    };
+    let mut node = Node::new(id(0), config, 1);
+    let far = t(1_000_000);
+    let greedy = who(1).id();
+    for salt in [b"1", b"2"] {
+        assert!(store_request(
+            &mut node,
+            t(0),
+            greedy,
+            signed(1, salt, 1, b"v", far)
+        ));
+    }
+    // Its third record, under a new key, is over its quota: the store still has room for others.
+    assert!(!store_request(
+        &mut node,
+        t(1),
+        greedy,
+        signed(1, b"3", 1, b"v", far)
+    ));
+    assert_eq!(node.stats().stores_over_quota, 1);
+    assert!(store_request(
+        &mut node,
+        t(1),
+        who(2).id(),
+        signed(2, b"1", 1, b"v", far)
+    ));
+    // Bytes count too: one value over its byte quota is refused, though it holds one record.
+    let big = vec![0; 100];
+    assert!(!store_request(
+        &mut node,
+        t(2),
+        who(3).id(),
+        signed(3, b"1", 1, &big, far)
+    ));
+    assert!(store_request(
+        &mut node,
+        t(2),
+        who(3).id(),
+        signed(3, b"1", 1, &big[..99], far)
+    ));
+    assert_eq!(node.stats().stores_over_quota, 2);
+    assert_eq!(node.records().count(), 4);
+}
+
+#[test]
 fn put_value_stores_at_the_closest_and_republishes() {
     let config = small();
     let republish = config.republish_interval;
-    let mut node = linked(config, &[1, 2]);
-    let key = id(77);
-    let q = node.put_value(t(0), key, b"hello".to_vec());
+    let record = Record::sign(&who(1), b"greeting".to_vec(), 1, b"hello".to_vec(), t(0));
+    let key = record.key;
+    let mut node = Node::new(who(1).id(), small(), 1);
+    for n in [1, 2] {
+        node.handle_peer_up(t(0), id(n));
+    }
+    let _ = drain(&mut node);
+    let q = node.put_value(t(0), record);
     // Lookup: each contact answers with nothing new.
     for _ in 0..2 {
         let (sent, _) = drain(&mut node);
@@ -141,7 +260,8 @@ fn put_value_stores_at_the_closest_and_republishes() {
         else {
             panic!("expected STORE, got {m:?}");
         };
-        assert_eq!((record.key, record.publisher), (key, id(0)));
+        assert_eq!((record.key, record.publisher()), (key, who(1).id()));
+        assert!(record.verify(p2pmesh_base::verify));
         let ok = *to == id(1);
         respond(&mut node, t(20), *to, *rid, Response::Stored { ok });
     }
@@ -169,11 +289,11 @@ fn put_value_stores_at_the_closest_and_republishes() {
     );
 }
 
-/// A GET of `id(77)` on a node that knows only `id(1)`, which names `id(2)` as closer: the node,
+/// A GET of the key of [`held`] records on a node that knows only `id(1)`, which names `id(2)` as closer: the node,
 /// the query, the key and the id of the FIND_VALUE now sent to `id(2)`.
 fn get_value_one_hop_away() -> (Node, QueryId, NodeId, u64) {
     let mut node = linked(small(), &[1]);
-    let key = id(77);
+    let key = held(b"").key;
     let q = node.get_value(t(0), key);
     let (sent, _) = drain(&mut node);
     assert!(matches!(
@@ -197,21 +317,16 @@ fn get_value_one_hop_away() -> (Node, QueryId, NodeId, u64) {
     (node, q, key, request_id(&sent[0].1))
 }
 
-/// A record under `key` published by `id(9)`, valid for long.
-fn held(key: NodeId, value: &[u8]) -> Record {
-    Record {
-        key,
-        value: value.to_vec(),
-        publisher: id(9),
-        expires: t(100_000),
-    }
+/// A record published by `who(9)` under the salt `b"held"`, valid for long.
+fn held(value: &[u8]) -> Record {
+    signed(9, b"held", 1, value, t(100_000))
 }
 
 #[test]
 fn a_record_under_another_key_is_refused() {
     let (mut node, q, key, rid) = get_value_one_hop_away();
     // A record under another key is not an answer.
-    let record = held(id(78), &[]);
+    let record = signed(9, b"other", 1, &[], t(100_000));
     respond(&mut node, t(2), id(2), rid, Response::Value { record });
     assert_eq!(node.stats().dropped_unexpected, 1);
     // id(2) failed, id(1) answered without the value: nothing left to ask.
@@ -225,7 +340,8 @@ fn a_record_under_another_key_is_refused() {
 #[test]
 fn get_value_found_reports_the_hop_of_the_holder() {
     let (mut node, q, key, rid) = get_value_one_hop_away();
-    let record = held(key, b"v");
+    let record = held(b"v");
+    assert_eq!(record.key, key);
     let answer = Response::Value {
         record: record.clone(),
     };
@@ -244,4 +360,26 @@ fn get_value_found_reports_the_hop_of_the_holder() {
             requests: 2,
         })
     );
+}
+
+#[test]
+fn a_forged_value_answer_is_discarded() {
+    let (mut node, q, key, rid) = get_value_one_hop_away();
+    // The publisher's key and a well-formed record, but a value it never signed.
+    let mut forged = held(b"v");
+    forged.value = b"forged".to_vec();
+    respond(
+        &mut node,
+        t(2),
+        id(2),
+        rid,
+        Response::Value { record: forged },
+    );
+    assert_eq!(node.stats().records_bad_signature, 1);
+    // Not an answer: the lookup went on, and with no candidate left it found nothing.
+    let (_, events) = drain(&mut node);
+    let (result, end, _, _) = finished(&events).expect("finished");
+    assert_eq!(result, QueryResult::GetValue { key, record: None });
+    assert_eq!(end, QueryEnd::Completed);
+    assert!(!node.is_running(q));
 }
