@@ -64,8 +64,9 @@ impl Node {
         Node::with_signature_check(secret_key, config, seed, SignatureCheck::default())
     }
 
-    /// [`Node::new`] with broadcast-message signatures checked by `check` (see [`SignatureCheck`]: for
-    /// simulators, which may memoize the check across the nodes of one process).
+    /// [`Node::new`] with broadcast-message and DHT-record signatures checked by `check` (see
+    /// [`SignatureCheck`]: for simulators, which may memoize the check across the nodes of one
+    /// process).
     ///
     /// # Panics
     /// As [`Node::new`].
@@ -80,8 +81,13 @@ impl Node {
         }
         let identity = Identity::from_secret_bytes(&secret_key);
         let local = identity.id();
-        let kad =
-            kademlia_core::Node::new(local, config.kademlia.clone(), seed ^ 0x6b61_645f_6b61_6400);
+        // Record signatures are checked with the same function as broadcasts.
+        let kad = kademlia_core::Node::with_verifier(
+            local,
+            config.kademlia.clone(),
+            seed ^ 0x6b61_645f_6b61_6400,
+            check.0,
+        );
         let gossip = gossip_core::Node::with_verifier(
             identity.clone(),
             check,
@@ -277,22 +283,29 @@ impl Node {
         id
     }
 
-    /// Looks up the record under `key` in the DHT; ends with [`Event::Dht`].
+    /// Looks up the record under `key` in the DHT; ends with [`Event::Dht`]. The record a node
+    /// answers with is accepted only with its publisher's valid signature (a forged answer is
+    /// discarded and the lookup goes on). The key of a publisher's records is
+    /// [`kademlia_core::Record::key_for`]`(public_key, salt)`.
     pub fn get_value(&mut self, now: Instant, key: NodeId) -> kademlia_core::QueryId {
         let id = self.kad.get_value(now, key);
         self.flush(now);
         id
     }
 
-    /// Stores `value` under `key` in the DHT (and republishes it); ends with [`Event::Dht`].
+    /// Publishes `value` under this node's key and `salt`, signed by this node, at the key
+    /// [`kademlia_core::Record::key_for`]`(self.public_key(), salt)` (an empty salt: the node's own id),
+    /// and republishes it; ends with [`Event::Dht`]. Its `seq` is the larger of `now` in microseconds
+    /// and one more than that of the record this node last published under the same key, so that a
+    /// new value replaces the old one at the storers, also after a restart.
     ///
     /// # Errors
-    /// [`Error::TooLarge`] if `value` is larger than the Kademlia config's `max_value_bytes` (no node
-    /// would accept it).
+    /// [`Error::TooLarge`] if `value` is larger than the Kademlia config's `max_value_bytes`, or `salt`
+    /// larger than [`kademlia_core::MAX_SALT_BYTES`] (no node would accept it).
     pub fn put_value(
         &mut self,
         now: Instant,
-        key: NodeId,
+        salt: Vec<u8>,
         value: Vec<u8>,
     ) -> Result<kademlia_core::QueryId, Error> {
         let max = self.config.kademlia.max_value_bytes;
@@ -302,7 +315,21 @@ impl Node {
                 max,
             });
         }
-        let id = self.kad.put_value(now, key, value);
+        if salt.len() > kademlia_core::MAX_SALT_BYTES {
+            return Err(Error::TooLarge {
+                len: salt.len(),
+                max: kademlia_core::MAX_SALT_BYTES,
+            });
+        }
+        let key = kademlia_core::Record::key_for(&self.identity.public_key(), &salt);
+        let previous = self
+            .kad
+            .published()
+            .find(|r| r.key == key)
+            .map_or(0, |r| r.seq.saturating_add(1));
+        let seq = previous.max(now.as_micros());
+        let record = kademlia_core::Record::sign(&self.identity, salt, seq, value, now);
+        let id = self.kad.put_value(now, record);
         self.flush(now);
         Ok(id)
     }
