@@ -475,6 +475,19 @@ mod tests {
     }
 
     #[test]
+    fn bounded_in_bytes() {
+        let mut store = RecordStore::default();
+        let mut l = limits(8, 8);
+        l.max_bytes = 5;
+        // Two bytes of value and one of salt each.
+        assert_eq!(store.put(record(1, 1, 1, 10), &l), Ok(()));
+        assert_eq!(store.put(record(2, 1, 1, 10), &l), Err(StoreError::Full));
+        // Replacing counts the new size, not the sum of old and new.
+        assert_eq!(store.put(record(1, 1, 2, 10), &l), Ok(()));
+        assert_eq!(store.bytes, 3);
+    }
+
+    #[test]
     fn records_expire() {
         let mut store = RecordStore::default();
         let l = limits(8, 8);
