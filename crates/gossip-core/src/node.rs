@@ -582,7 +582,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     fn remember(&mut self, id: MessageId, seen: Seen) {
-        self.stats.seen_evicted += self.seen.insert(id, seen) as u64;
+        self.stats.seen_evicted += self.seen.insert(id, seen, self.now) as u64;
     }
 
     fn cache_insert(&mut self, id: MessageId, frame: Vec<u8>, holder: Option<NodeId>) {

@@ -78,7 +78,8 @@ pub struct Stats {
     pub dropped_bad_signature: u64,
     /// Messages older than the replay window (or than a forgotten id).
     pub dropped_too_old: u64,
-    /// Messages timestamped too far in the future.
+    /// Messages timestamped too far in the future, or from the future while such messages already hold
+    /// half the seen-cache.
     pub dropped_future: u64,
     /// Messages that travelled more than `hop_limit` hops.
     pub dropped_hop_limit: u64,

@@ -49,6 +49,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.dropped_too_old += 1;
             return;
         }
+        // Future-dated messages hold at most half the seen-cache, so that forgetting one can never
+        // raise its floor past the present (and refuse every honest message in flight).
+        if !self.seen.future_room(message.timestamp, self.now) {
+            self.stats.dropped_future += 1;
+            return;
+        }
         // Only now, for a message not seen before, the expensive check.
         match &message.auth {
             None if self.config.require_signatures => {
@@ -167,6 +173,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     hops: via_sender,
                     ..seen
                 },
+                self.now,
             );
             return;
         }

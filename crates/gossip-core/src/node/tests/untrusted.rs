@@ -52,6 +52,38 @@ fn a_signature_is_verified_once_per_message() {
     assert_eq!(node.stats().duplicates, 5);
 }
 
+#[test]
+fn a_future_dated_flood_does_not_stop_honest_broadcasts() {
+    let (mut node, peers) = linked(Config {
+        max_seen: 16,
+        ..Config::default()
+    });
+    let attacker = identity(10);
+    let now = t0() + Duration::from_secs(60);
+    // Signed, valid, dated just inside the clock-skew window, many more than the seen-cache holds.
+    let future = now + Duration::from_secs(29);
+    for seq in 0..40 {
+        let flood = signed(&attacker, seq, future, &seq.to_be_bytes());
+        node.handle_message(now, peers[0], &gossip(&flood));
+    }
+    let _ = outputs(&mut node);
+    // An honest broadcast published a moment ago, still in flight, is delivered.
+    let honest = signed(&identity(11), 1, now - ms(200), b"honest");
+    node.handle_message(now, peers[1], &gossip(&honest));
+    assert_eq!(delivered(&outputs(&mut node)), vec![honest.id]);
+    // And so are the next ones, while the flood's timestamps are still ahead.
+    for k in 1..=5u64 {
+        let at = now + Duration::from_secs(k);
+        let next = signed(&identity(12), k, at - ms(100), b"next");
+        node.handle_message(at, peers[2], &gossip(&next));
+        assert_eq!(delivered(&outputs(&mut node)), vec![next.id]);
+    }
+    assert!(
+        node.stats().dropped_future > 0,
+        "the future share is bounded"
+    );
+}
+
 // ---- properties ----
 
 fn origins() -> Vec<Identity> {
@@ -101,7 +133,7 @@ proptest! {
             let timestamp = now - ms(offset);
             let id = MessageId::from_bytes([n; 20]);
             if !cache.contains(&id) && cache.admits(timestamp, now) {
-                cache.insert(id, Seen { timestamp, from: None, hops: 0, first_hops: 0 });
+                cache.insert(id, Seen { timestamp, from: None, hops: 0, first_hops: 0 }, now);
             }
             if expire {
                 cache.expire(now);
