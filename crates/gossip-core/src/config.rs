@@ -76,6 +76,15 @@ pub struct Config {
     pub max_graft_attempts: u32,
     /// Bound on announced-but-missing messages being tracked. Default 4096.
     pub max_missing: usize,
+    /// Bound on the missing messages first announced by one link: a link announcing made-up ids fills
+    /// its own share, not the table. When the table is full, a link under its share takes the place of
+    /// an entry of the link holding the most. Default 1024.
+    pub max_missing_per_link: usize,
+    /// Announced ids a link may add to the missing messages per second (a token bucket per link,
+    /// holding up to two frames' worth, `2 * max_ids_per_frame`); beyond, its announcements of
+    /// unknown ids are ignored (ids already missing still gain it as an announcer). 0: no limit.
+    /// Default 2048 a second.
+    pub ihave_rate: u32,
     /// Bound on the announcers remembered per missing message. Default 8.
     pub max_announcers: usize,
     /// Announcements are batched per link and sent this often. An announcement for a peer that has shown
@@ -87,6 +96,18 @@ pub struct Config {
     pub max_lazy_queue: usize,
     /// Largest number of ids in one IHAVE or GRAFT frame, sent or accepted. Default 512.
     pub max_ids_per_frame: usize,
+    /// Messages per second a relay accepts from one origin (a token bucket per origin, holding up to
+    /// `origin_burst`): beyond, the origin's new messages are dropped at every hop
+    /// ([`Stats::dropped_throttled`](crate::Stats::dropped_throttled)), before their signature is
+    /// checked; only messages whose signature verified take a token, so nobody can spend another
+    /// origin's. A node's own publications are not limited here (but its neighbours limit them). 0: no
+    /// limit. Default 32 a second.
+    pub origin_rate: u32,
+    /// Messages one origin may send in a burst, above `origin_rate`. Default 128.
+    pub origin_burst: u32,
+    /// Bound on the origins whose rate is tracked; a full bucket is the same as none, so those are
+    /// forgotten first, then the fullest. Default 4096.
+    pub max_origins: usize,
     /// Bound on links. Links beyond it are ignored (and counted). Default 256.
     pub max_links: usize,
     /// Bound on subscriptions. Default 1024.
@@ -174,10 +195,15 @@ impl Default for Config {
             graft_retry_timeout: Duration::from_millis(500),
             max_graft_attempts: 6,
             max_missing: 4096,
+            max_missing_per_link: 1024,
+            ihave_rate: 2048,
             max_announcers: 8,
             lazy_flush_interval: Duration::from_millis(50),
             max_lazy_queue: 4096,
             max_ids_per_frame: 512,
+            origin_rate: 32,
+            origin_burst: 128,
+            max_origins: 4096,
             max_links: 256,
             max_subscriptions: 1024,
             deliver_all_topics: false,

@@ -189,6 +189,7 @@ mod lazy;
 mod message;
 mod node;
 mod policy;
+mod rate;
 mod seen;
 mod stats;
 pub mod wire;

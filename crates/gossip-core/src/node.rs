@@ -14,6 +14,7 @@ use crate::event::{Event, Output, PublishError, SubscribeError};
 use crate::lazy::LazyQueue;
 use crate::message::{MessageId, signed_bytes};
 use crate::policy::{Dissemination, Mode, Target};
+use crate::rate::RateLimiter;
 use crate::seen::{Seen, SeenCache};
 use crate::stats::Stats;
 use crate::wire::{self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, TreeAdvert};
@@ -30,6 +31,8 @@ struct Missing {
     /// Announcers with the hops after which they had the message; on rooted trees fewest hops first
     /// (a GRAFT asks the nearest to the origin), else in the order they announced.
     announcers: VecDeque<(u8, NodeId)>,
+    /// The link that announced it first: its share of `max_missing_per_link` holds it.
+    owner: NodeId,
     grafts: u32,
     due: Instant,
 }
@@ -53,6 +56,12 @@ pub struct Node<S = Identity, V = Ed25519> {
     pending: BTreeMap<(MessageId, NodeId), Retry>,
     pending_due: BTreeSet<(Instant, MessageId, NodeId)>,
     missing: BTreeMap<MessageId, Missing>,
+    /// Missing messages by the link that announced them first (`Missing::owner`).
+    missing_owned: BTreeMap<NodeId, BTreeSet<MessageId>>,
+    /// Per origin: new messages accepted ([`Config::origin_rate`]).
+    origin_rate: RateLimiter,
+    /// Per link: announced ids added to `missing` ([`Config::ihave_rate`]).
+    ihave_rate: RateLimiter,
     /// Messages whose unacknowledged push lost its link when no other link could take them: pushed
     /// to the next link that comes up (bounded like the message cache they are read from).
     stranded: BTreeSet<MessageId>,
@@ -131,6 +140,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             pending_due: BTreeSet::new(),
             stranded: BTreeSet::new(),
             missing: BTreeMap::new(),
+            missing_owned: BTreeMap::new(),
+            origin_rate: RateLimiter::new(
+                config.origin_rate,
+                config.origin_burst,
+                config.max_origins,
+            ),
+            ihave_rate: RateLimiter::new(
+                config.ihave_rate,
+                u32::try_from(config.max_ids_per_frame.saturating_mul(2)).unwrap_or(u32::MAX),
+                config.max_links,
+            ),
             missing_due: BTreeSet::new(),
             lazy: LazyQueue::new(config.max_lazy_queue),
             lazy_flush_at: None,
@@ -320,6 +340,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             return;
         }
         self.lazy.remove(&peer);
+        self.ihave_rate.remove(&peer);
         self.tree_heard.remove(&peer);
         self.tree_told.remove(&peer);
         if self.policy.keeps_trees() {
@@ -483,7 +504,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 None
             };
             let Some((hops, peer)) = next else {
-                self.missing.remove(&id);
+                self.forget_missing(id);
                 self.stats.grafts_abandoned += 1;
                 continue;
             };

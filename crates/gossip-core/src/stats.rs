@@ -83,6 +83,11 @@ pub struct Stats {
     pub dropped_future: u64,
     /// Messages that travelled more than `hop_limit` hops.
     pub dropped_hop_limit: u64,
+    /// New messages dropped because their origin exceeded `Config::origin_rate`.
+    pub dropped_throttled: u64,
+    /// Announced ids ignored because their link exceeded `Config::ihave_rate` or
+    /// `Config::max_missing_per_link`.
+    pub ihave_throttled: u64,
     /// Pushes given up after `max_retries` retransmissions.
     pub retries_exhausted: u64,
     /// Retransmissions abandoned because the message left the cache.

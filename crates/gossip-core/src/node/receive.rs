@@ -55,6 +55,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.dropped_future += 1;
             return;
         }
+        // An origin over its rate is refused before its signature costs anything; a token is taken
+        // only once the signature holds, so a forger cannot spend another origin's rate.
+        if !self.origin_rate.allows(&message.origin, self.now) {
+            self.stats.dropped_throttled += 1;
+            return;
+        }
         // Only now, for a message not seen before, the expensive check.
         match &message.auth {
             None if self.config.require_signatures => {
@@ -84,6 +90,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
         }
 
+        self.origin_rate.take(message.origin, self.now);
         self.stats.accepted += 1;
         self.remember(
             id,
@@ -99,9 +106,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if self.policy.first_copy_makes_eager() {
             self.links.insert(from, Mode::Eager);
         }
-        if let Some(missing) = self.missing.remove(&id) {
-            self.missing_due.remove(&(missing.due, id));
-        }
+        self.forget_missing(id);
 
         let forward = hops < self.config.hop_limit;
         let mut message = message;
@@ -226,8 +231,19 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 }
                 continue;
             }
-            if self.missing.len() >= self.config.max_missing {
+            // A link announcing made-up ids fills its own share and spends its own rate, and never
+            // pushes out what other links announced.
+            let owned = self.missing_owned.get(&from).map_or(0, BTreeSet::len);
+            if owned >= self.config.max_missing_per_link {
+                self.stats.ihave_throttled += 1;
+                continue;
+            }
+            if self.missing.len() >= self.config.max_missing && !self.make_missing_room(owned) {
                 self.stats.missing_overflow += 1;
+                continue;
+            }
+            if !self.ihave_rate.take(from, self.now) {
+                self.stats.ihave_throttled += 1;
                 continue;
             }
             let due = self.now + self.config.graft_timeout;
@@ -235,12 +251,44 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 id,
                 Missing {
                     announcers: VecDeque::from([(hops, from)]),
+                    owner: from,
                     grafts: 0,
                     due,
                 },
             );
+            self.missing_owned.entry(from).or_default().insert(id);
             self.missing_due.insert((due, id));
         }
+    }
+
+    /// Stops tracking the missing message `id`.
+    pub(super) fn forget_missing(&mut self, id: MessageId) {
+        let Some(missing) = self.missing.remove(&id) else {
+            return;
+        };
+        self.missing_due.remove(&(missing.due, id));
+        if let Some(owned) = self.missing_owned.get_mut(&missing.owner) {
+            owned.remove(&id);
+            if owned.is_empty() {
+                self.missing_owned.remove(&missing.owner);
+            }
+        }
+    }
+
+    /// The missing table is full: a link that owns `owned` entries takes the place of an entry of the
+    /// link owning the most, if that one owns more. Whether room was made.
+    fn make_missing_room(&mut self, owned: usize) -> bool {
+        let Some(victim) = self
+            .missing_owned
+            .values()
+            .filter(|ids| ids.len() > owned.saturating_add(1))
+            .max_by_key(|ids| ids.len())
+            .and_then(|ids| ids.last().copied())
+        else {
+            return false;
+        };
+        self.forget_missing(victim);
+        true
     }
 
     pub(super) fn on_graft(&mut self, from: NodeId, ids: Vec<MessageId>) {
