@@ -26,8 +26,10 @@ pub struct Config {
     pub max_topic_len: usize,
     /// Largest payload, in bytes. Default 64 KiB. mesh-core chunks frames under the data channel's limit.
     pub max_payload_len: usize,
-    /// Hops a message may travel: a message that arrives after this many hops is delivered but neither
-    /// forwarded nor announced, one that arrives after more is dropped. Default 16.
+    /// Hops a message is pushed: a message that arrives after this many hops (or more: the count is not
+    /// signed, so more counts as this many) is delivered and announced to the other links, not
+    /// pushed; they pull it by GRAFT. A relay that rewrites the count thus slows a message down, never
+    /// stops it. Default 16.
     pub hop_limit: u8,
     /// Whether a message must carry a valid signature of its origin. Default `true`; `false` only for
     /// compatibility with unsigning peers (a signature that is present is still checked).

@@ -81,8 +81,12 @@ pub struct Stats {
     /// Messages timestamped too far in the future, or from the future while such messages already hold
     /// half the seen-cache.
     pub dropped_future: u64,
-    /// Messages that travelled more than `hop_limit` hops.
+    /// Always 0: a message's hop count is not signed, so a message is never dropped for it (see
+    /// `hop_limit_announced`). Kept so that readers of the counters do not break.
     pub dropped_hop_limit: u64,
+    /// Messages accepted at the hop limit (`Config::hop_limit`, or a count a relay raised): announced
+    /// to the other links instead of pushed.
+    pub hop_limit_announced: u64,
     /// New messages dropped because their origin exceeded `Config::origin_rate`.
     pub dropped_throttled: u64,
     /// Announced ids ignored because their link exceeded `Config::ihave_rate` or

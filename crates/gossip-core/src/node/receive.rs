@@ -36,11 +36,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.duplicates += 1;
             return;
         }
-        let hops = message.hops.saturating_add(1);
-        if hops > self.config.hop_limit {
-            self.stats.dropped_hop_limit += 1;
-            return;
-        }
+        // The hop count is not signed: any relay may rewrite it. So it never decides whether a message
+        // is taken: past the limit it is clamped to it, and a message at the limit is still announced
+        // (below), so that a relay raising the count turns pushes into announcements, never into loss.
+        let hops = message.hops.saturating_add(1).min(self.config.hop_limit);
         if message.timestamp > self.now + self.config.max_clock_skew {
             self.stats.dropped_future += 1;
             return;
@@ -108,13 +107,25 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         }
         self.forget_missing(id);
 
-        let forward = hops < self.config.hop_limit;
         let mut message = message;
         message.hops = hops;
-        if forward {
-            let frame = wire::encode(&Frame::Gossip(message.clone()));
-            self.cache_insert(id, frame.clone(), Some(from));
+        let frame = wire::encode(&Frame::Gossip(message.clone()));
+        self.cache_insert(id, frame.clone(), Some(from));
+        if hops < self.config.hop_limit {
             self.disseminate(id, hops, &frame, Some(from), message.tree);
+        } else {
+            // At the limit: no pushes, but every other link hears of it and may pull it (GRAFT).
+            self.stats.hop_limit_announced += 1;
+            let holders = self.cache.holders(&id).to_vec();
+            let peers: Vec<NodeId> = self
+                .links
+                .keys()
+                .filter(|p| **p != from && !holders.contains(p))
+                .copied()
+                .collect();
+            for peer in peers {
+                self.announce(peer, Announce { id, hops });
+            }
         }
         if self.config.deliver_all_topics || self.subscriptions.contains(&message.topic) {
             self.stats.delivered += 1;
@@ -208,11 +219,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let nearest_first = self.policy.nearest_announcer_first();
         for Announce { id, hops } in announces {
             self.holds(id, from);
-            let via_announcer = hops.saturating_add(1);
+            // Unsigned, like a message's: it only orders the announcers (nearest first), so a lie
+            // costs at most one GRAFT timeout; it never makes an announcement ignored.
+            let hops = hops.min(self.config.hop_limit);
             if self.seen.contains(&id) {
-                continue;
-            }
-            if via_announcer > self.config.hop_limit {
                 continue;
             }
             if let Some(missing) = self.missing.get_mut(&id) {
