@@ -169,6 +169,12 @@ pub struct Config {
     /// gone, and its other neighbors may notice later (link failure detection is not simultaneous);
     /// until they have, their subtrees still offer the root. Default 6 s.
     pub tree_root_hold_down: Duration,
+    /// With `rooted_tree`, how long a root's proof of itself ([`Frame::Roots`](crate::wire::Frame::Roots))
+    /// stays valid: a `Tree` entry naming a root counts only while its sender has given a proof of that
+    /// root signed no longer ago than this. A root signs a new proof when its last is a quarter of this
+    /// old; it reaches the tree's nodes within a few advertisement delays. A root that is gone thus
+    /// cannot be claimed longer than this. Default 5 minutes.
+    pub tree_proof_max_age: Duration,
     /// With `rooted_tree`, how long a change of this node's places waits before it is told to the
     /// links, so that several changes in a row (a new root's advertisements arriving over several
     /// links) cost one TREE frame per link. Zero: at once. Default 200 ms.
@@ -219,6 +225,7 @@ impl Default for Config {
             tree_hold_down: Duration::from_secs(2),
             tree_root_hold_down: Duration::from_secs(6),
             tree_advert_delay: Duration::from_millis(200),
+            tree_proof_max_age: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -253,6 +260,7 @@ impl Config {
                 self.tree_refresh_interval.is_zero(),
             ),
             ("retry_initial", self.retry_initial.is_zero()),
+            ("tree_proof_max_age", self.tree_proof_max_age.is_zero()),
         ];
         if let Some((field, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { field });

@@ -12,12 +12,14 @@ use crate::cache::MessageCache;
 use crate::config::Config;
 use crate::event::{Event, Output, PublishError, SubscribeError};
 use crate::lazy::LazyQueue;
-use crate::message::{MessageId, signed_bytes};
+use crate::message::{MessageId, root_signed_bytes, signed_bytes};
 use crate::policy::{Dissemination, Mode, Target};
 use crate::rate::RateLimiter;
 use crate::seen::{Seen, SeenCache};
 use crate::stats::Stats;
-use crate::wire::{self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, TreeAdvert};
+use crate::wire::{
+    self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, RootProof, TreeAdvert,
+};
 use p2pmesh_base::{Ed25519, Identity, Signer, Verifier};
 
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +80,13 @@ pub struct Node<S = Identity, V = Ed25519> {
     settled_since: Vec<Instant>,
     tree_heard: BTreeMap<NodeId, Vec<TreeAdvert>>,
     tree_told: BTreeMap<NodeId, Vec<TreeAdvert>>,
+    /// This node's proof of itself as a root (signed when first needed, renewed at a quarter of
+    /// `tree_proof_max_age`).
+    own_proof: Option<RootProof>,
+    /// Per link, the verified proofs of the roots it follows (at most `2 * trees`).
+    proofs_heard: BTreeMap<NodeId, BTreeMap<NodeId, RootProof>>,
+    /// Per link, the timestamps of the root proofs we told it.
+    proofs_told: BTreeMap<NodeId, BTreeMap<NodeId, Instant>>,
     tree_refresh_at: Option<Instant>,
     tree_flush_at: Option<Instant>,
     /// When a frame last arrived on any link (`None` before the first).
@@ -168,6 +177,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             settled_since: vec![Instant::ZERO; config.trees],
             tree_heard: BTreeMap::new(),
             tree_told: BTreeMap::new(),
+            own_proof: None,
+            proofs_heard: BTreeMap::new(),
+            proofs_told: BTreeMap::new(),
             tree_refresh_at: None,
             tree_flush_at: None,
             last_heard: None,
@@ -343,6 +355,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.ihave_rate.remove(&peer);
         self.tree_heard.remove(&peer);
         self.tree_told.remove(&peer);
+        self.proofs_heard.remove(&peer);
+        self.proofs_told.remove(&peer);
         if self.policy.keeps_trees() {
             self.update_tree();
         }
@@ -471,8 +485,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                         self.stats.dropped_oversized += 1;
                         return;
                     }
+                    // Only the proofs of the roots it now follows are kept.
+                    if let Some(proofs) = self.proofs_heard.get_mut(&from) {
+                        proofs.retain(|root, _| adverts.iter().any(|a| a.root == *root));
+                    }
                     self.tree_heard.insert(from, adverts);
                     self.update_tree();
+                }
+            }
+            Frame::Roots(proofs) => {
+                if self.policy.keeps_trees() {
+                    self.on_roots(from, proofs);
                 }
             }
         }
@@ -556,6 +579,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if self.tree_refresh_at.is_some_and(|at| at <= now) {
             self.tree_refresh_at = None;
             if self.policy.keeps_trees() && !self.links.is_empty() {
+                // Proofs that aged out no longer count.
+                self.update_tree();
                 // Every link hears our places again (frames may be lost); a change is told at once.
                 let peers: Vec<NodeId> = self.links.keys().copied().collect();
                 for peer in peers {

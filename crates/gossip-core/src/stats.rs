@@ -112,6 +112,12 @@ pub struct Stats {
     pub links_refused: u64,
     /// Rooted trees: times this node's root or parent in a tree changed.
     pub tree_changes: u64,
+    /// Rooted trees: root proofs refused (bad signature, too old, from the future, or more than
+    /// `Config::trees` in a frame).
+    pub tree_proofs_refused: u64,
+    /// Rooted trees: root proofs whose signature was checked (a proof already checked, from any
+    /// link, is not checked again).
+    pub tree_proofs_verified: u64,
     /// Rooted trees: hold-downs started (a path to a root lost; see `Config::tree_hold_down`).
     pub tree_holds: u64,
 }

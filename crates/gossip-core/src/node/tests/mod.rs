@@ -90,6 +90,27 @@ fn signed(origin: &Identity, seq: u64, timestamp: Instant, payload: &[u8]) -> Me
     }
 }
 
+/// A real identity whose id is lower than every `identity(n)`'s (the best of 4,096 keys).
+fn low_identity() -> Identity {
+    (0..4096u32)
+        .map(|n| {
+            let mut secret = [0xa5; 32];
+            secret[..4].copy_from_slice(&n.to_be_bytes());
+            Identity::from_secret_bytes(&secret)
+        })
+        .min_by_key(Identity::id)
+        .expect("candidates")
+}
+
+/// `root`'s proof of itself, signed at `at`.
+fn root_proof(root: &Identity, at: Instant) -> RootProof {
+    RootProof {
+        public_key: root.public_key(),
+        timestamp: at,
+        signature: root.sign(&root_signed_bytes(&root.id(), at)),
+    }
+}
+
 fn gossip(message: &Message) -> Vec<u8> {
     wire::encode(&Frame::Gossip(message.clone()))
 }
