@@ -191,13 +191,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// Whether `link`'s advertised root in one tree is proven: the link itself (links are
     /// authenticated by the driver), or a root of which `link` gave a valid proof that is still fresh.
     /// An unproven entry counts as nothing: a node that claims a root it cannot prove attracts no tree.
+    ///
+    /// Distance 0 is the root itself: another node that claims it (to look adjacent to a real root's
+    /// neighbours) is not believed either.
     pub(super) fn proven(&self, link: &NodeId, advert: &TreeAdvert) -> bool {
         advert.root == *link
-            || self
-                .proofs_heard
-                .get(link)
-                .and_then(|proofs| proofs.get(&advert.root))
-                .is_some_and(|proof| self.fresh(proof))
+            || advert.distance > 0
+                && self
+                    .proofs_heard
+                    .get(link)
+                    .and_then(|proofs| proofs.get(&advert.root))
+                    .is_some_and(|proof| self.fresh(proof))
     }
 
     fn fresh(&self, proof: &RootProof) -> bool {

@@ -218,9 +218,16 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
     assert_eq!(node.tree_places(), own);
     assert_eq!(node.stats().tree_proofs_refused, 2);
 
-    // With the root's genuine, fresh proof the same claim is taken (in the trees it is lowest in).
+    // With the root's genuine, fresh proof, claiming to be the root itself (distance 0) is still
+    // refused; the claim of a path to it is taken (in the trees it is lowest in).
     let genuine = root_proof(&root, now);
     node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![genuine])));
+    let mut posing = forged_claim.clone();
+    for advert in &mut posing {
+        advert.distance = 0;
+    }
+    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(posing)));
+    assert_eq!(node.tree_places(), own);
     node.handle_message(now, attacker, &wire::encode(&Frame::Tree(forged_claim)));
     assert!(
         node.tree_places()
