@@ -58,8 +58,8 @@ pub enum Frame {
     Roots(Vec<RootProof>),
 }
 
-/// A root's proof of itself: its key (the root's id is its SHA-1) and its signature over the id and
-/// a timestamp ([`root_signed_bytes`](crate::message::root_signed_bytes)). Valid while the timestamp is
+/// A root's proof of itself: its key (the root's id is its SHA-1) and its signature over
+/// `"p2pmesh/gossip/root/v1" || id || u64be(timestamp µs)`. Valid while the timestamp is
 /// within [`Config::tree_proof_max_age`](crate::Config::tree_proof_max_age) (and not beyond the clock
 /// skew ahead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
