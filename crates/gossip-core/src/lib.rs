@@ -81,7 +81,12 @@
 //!   entry per tree) the root it follows in each tree, its distance to it and whether that link is its
 //!   parent; per tree it takes as parent the link offering the lowest root in that tree's order (ids
 //!   with their first byte offset by the tree's share of the id space), then the fewest hops, then the
-//!   lowest id, never a child (split horizon), never beyond `hop_limit / 2` hops. A message travels on
+//!   lowest id, never a child (split horizon), never beyond `hop_limit / 2` hops. **Roots prove
+//!   themselves:** an entry naming a root other than its sender counts only once the sender has sent a
+//!   `Roots` frame with that root's signature over its id and a recent time (at most
+//!   [`Config::tree_proof_max_age`] old), and never at distance 0; each node passes on the freshest
+//!   proof of every root it follows, and a root renews its own at a quarter of that age. So one
+//!   frame claiming low roots re-roots nothing. A message travels on
 //!   one tree, chosen by its origin: the settled tree whose root is fewest hops away, so its last
 //!   delivery is at most that distance plus the tree's height (one tree shared by every origin costs
 //!   up to twice its height; at 1,000 nodes in the simulator, eight trees took the average last
