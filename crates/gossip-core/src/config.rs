@@ -26,8 +26,10 @@ pub struct Config {
     pub max_topic_len: usize,
     /// Largest payload, in bytes. Default 64 KiB. mesh-core chunks frames under the data channel's limit.
     pub max_payload_len: usize,
-    /// Hops a message may travel: a message that arrives after this many hops is delivered but neither
-    /// forwarded nor announced, one that arrives after more is dropped. Default 16.
+    /// Hops a message is pushed: a message that arrives after this many hops (or more: the count is not
+    /// signed, so more counts as this many) is delivered and announced to the other links, not
+    /// pushed; they pull it by GRAFT. A relay that rewrites the count thus slows a message down, never
+    /// stops it. Default 16.
     pub hop_limit: u8,
     /// Whether a message must carry a valid signature of its origin. Default `true`; `false` only for
     /// compatibility with unsigning peers (a signature that is present is still checked).
@@ -76,6 +78,15 @@ pub struct Config {
     pub max_graft_attempts: u32,
     /// Bound on announced-but-missing messages being tracked. Default 4096.
     pub max_missing: usize,
+    /// Bound on the missing messages first announced by one link: a link announcing made-up ids fills
+    /// its own share, not the table. When the table is full, a link under its share takes the place of
+    /// an entry of the link holding the most. Default 1024.
+    pub max_missing_per_link: usize,
+    /// Announced ids a link may add to the missing messages per second (a token bucket per link,
+    /// holding up to two frames' worth, `2 * max_ids_per_frame`); beyond, its announcements of
+    /// unknown ids are ignored (ids already missing still gain it as an announcer). 0: no limit.
+    /// Default 2048 a second.
+    pub ihave_rate: u32,
     /// Bound on the announcers remembered per missing message. Default 8.
     pub max_announcers: usize,
     /// Announcements are batched per link and sent this often. An announcement for a peer that has shown
@@ -87,6 +98,18 @@ pub struct Config {
     pub max_lazy_queue: usize,
     /// Largest number of ids in one IHAVE or GRAFT frame, sent or accepted. Default 512.
     pub max_ids_per_frame: usize,
+    /// Messages per second a relay accepts from one origin (a token bucket per origin, holding up to
+    /// `origin_burst`): beyond, the origin's new messages are dropped at every hop
+    /// ([`Stats::dropped_throttled`](crate::Stats::dropped_throttled)), before their signature is
+    /// checked; only messages whose signature verified take a token, so nobody can spend another
+    /// origin's. A node's own publications are not limited here (but its neighbours limit them). 0: no
+    /// limit. Default 32 a second.
+    pub origin_rate: u32,
+    /// Messages one origin may send in a burst, above `origin_rate`. Default 128.
+    pub origin_burst: u32,
+    /// Bound on the origins whose rate is tracked; a full bucket is the same as none, so those are
+    /// forgotten first, then the fullest. Default 4096.
+    pub max_origins: usize,
     /// Bound on links. Links beyond it are ignored (and counted). Default 256.
     pub max_links: usize,
     /// Bound on subscriptions. Default 1024.
@@ -146,6 +169,12 @@ pub struct Config {
     /// gone, and its other neighbors may notice later (link failure detection is not simultaneous);
     /// until they have, their subtrees still offer the root. Default 6 s.
     pub tree_root_hold_down: Duration,
+    /// With `rooted_tree`, how long a root's proof of itself ([`Frame::Roots`](crate::wire::Frame::Roots))
+    /// stays valid: a `Tree` entry naming a root counts only while its sender has given a proof of that
+    /// root signed no longer ago than this. A root signs a new proof when its last is a quarter of this
+    /// old; it reaches the tree's nodes within a few advertisement delays. A root that is gone thus
+    /// cannot be claimed longer than this. Default 5 minutes.
+    pub tree_proof_max_age: Duration,
     /// With `rooted_tree`, how long a change of this node's places waits before it is told to the
     /// links, so that several changes in a row (a new root's advertisements arriving over several
     /// links) cost one TREE frame per link. Zero: at once. Default 200 ms.
@@ -174,10 +203,15 @@ impl Default for Config {
             graft_retry_timeout: Duration::from_millis(500),
             max_graft_attempts: 6,
             max_missing: 4096,
+            max_missing_per_link: 1024,
+            ihave_rate: 2048,
             max_announcers: 8,
             lazy_flush_interval: Duration::from_millis(50),
             max_lazy_queue: 4096,
             max_ids_per_frame: 512,
+            origin_rate: 32,
+            origin_burst: 128,
+            max_origins: 4096,
             max_links: 256,
             max_subscriptions: 1024,
             deliver_all_topics: false,
@@ -191,6 +225,7 @@ impl Default for Config {
             tree_hold_down: Duration::from_secs(2),
             tree_root_hold_down: Duration::from_secs(6),
             tree_advert_delay: Duration::from_millis(200),
+            tree_proof_max_age: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -225,6 +260,7 @@ impl Config {
                 self.tree_refresh_interval.is_zero(),
             ),
             ("retry_initial", self.retry_initial.is_zero()),
+            ("tree_proof_max_age", self.tree_proof_max_age.is_zero()),
         ];
         if let Some((field, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { field });

@@ -27,7 +27,7 @@
 //! node never lets its clock run backwards: an earlier `now` than one already seen counts as the later.
 //!
 //! **Untrusted input.** Anything malformed, oversized, unexpected, unsigned, badly signed, too old, from
-//! the future, or over the hop limit is dropped and counted in [`Stats`], never a panic. Panics are
+//! the future, or from an origin over its rate ([`Config::origin_rate`]) is dropped and counted in [`Stats`], never a panic. Panics are
 //! reserved for a caller breaking this contract (an inconsistent [`Config`], which
 //! [`Config::validate`] reports as a [`ConfigError`] beforehand).
 //!
@@ -48,9 +48,16 @@
 //!   ([`Config::max_message_age`], the replay window). A message older than the window, or more than
 //!   [`Config::max_clock_skew`] in the future, is refused. When the count bound forces an id out, every
 //!   message not newer than it is refused from then on: a message is delivered at most once, always.
-//! - **Hop limit.** A message that has travelled [`Config::hop_limit`] hops is delivered but neither
-//!   forwarded nor announced. It must exceed the depth of the tree: nodes beyond it only get a message
-//!   by GRAFT from a nearer announcer, or not at all (mesh-core uses 32).
+//! - **Hop limit.** A message that has travelled [`Config::hop_limit`] hops is delivered and announced,
+//!   not pushed: nodes beyond it get the message by GRAFT, hop by hop. The hop count is not signed
+//!   (relays increment it), so it decides nothing that could lose a message: a count past the limit
+//!   counts as the limit, and a relay that raises it only turns pushes into announcements. The
+//!   limit should exceed the depth of the tree (mesh-core uses 32).
+//! - **Rates.** A relay accepts at most [`Config::origin_rate`] new messages a second from one origin
+//!   (bursts of [`Config::origin_burst`]), and tracks at most [`Config::max_missing_per_link`]
+//!   announced-but-missing messages per announcing link, added at most [`Config::ihave_rate`] a
+//!   second: one origin cannot flood the mesh, one link cannot fill the node's memory with made-up
+//!   ids.
 //! - **Plumtree.** Each link is *eager* (on the broadcast tree: messages are pushed) or *lazy* (message
 //!   ids are announced in batched IHAVE frames every [`Config::lazy_flush_interval`]). A node that
 //!   receives a second copy of a message PRUNEs a link to lazy; a node that hears of a message by
@@ -74,7 +81,12 @@
 //!   entry per tree) the root it follows in each tree, its distance to it and whether that link is its
 //!   parent; per tree it takes as parent the link offering the lowest root in that tree's order (ids
 //!   with their first byte offset by the tree's share of the id space), then the fewest hops, then the
-//!   lowest id, never a child (split horizon), never beyond `hop_limit / 2` hops. A message travels on
+//!   lowest id, never a child (split horizon), never beyond `hop_limit / 2` hops. **Roots prove
+//!   themselves:** an entry naming a root other than its sender counts only once the sender has sent a
+//!   `Roots` frame with that root's signature over its id and a recent time (at most
+//!   [`Config::tree_proof_max_age`] old), and never at distance 0; each node passes on the freshest
+//!   proof of every root it follows, and a root renews its own at a quarter of that age. So one
+//!   frame claiming low roots re-roots nothing. A message travels on
 //!   one tree, chosen by its origin: the settled tree whose root is fewest hops away, so its last
 //!   delivery is at most that distance plus the tree's height (one tree shared by every origin costs
 //!   up to twice its height; at 1,000 nodes in the simulator, eight trees took the average last
@@ -189,6 +201,7 @@ mod lazy;
 mod message;
 mod node;
 mod policy;
+mod rate;
 mod seen;
 mod stats;
 pub mod wire;

@@ -13,6 +13,7 @@ pub const MESSAGE_ID_LEN: usize = 20;
 // signs its hello with the same key).
 const ID_DOMAIN: &[u8] = b"p2pmesh/gossip/id/v1";
 const SIGNATURE_DOMAIN: &[u8] = b"p2pmesh/gossip/signature/v1";
+const ROOT_DOMAIN: &[u8] = b"p2pmesh/gossip/root/v1";
 
 /// A broadcast message's id: SHA-1 of (origin, the origin's sequence number, topic, payload).
 ///
@@ -82,6 +83,16 @@ pub fn signed_bytes(
     let mut out = Vec::with_capacity(SIGNATURE_DOMAIN.len() + 48 + topic.len() + payload.len());
     out.extend_from_slice(SIGNATURE_DOMAIN);
     hash_content(&mut out, origin, seq, Some(timestamp), topic, payload);
+    out
+}
+
+/// The bytes a rooted tree's root signs to prove itself ([`RootProof`](crate::wire::RootProof)): its
+/// id and the time, so that a proof cannot be reused for another root or, once old, at all.
+pub fn root_signed_bytes(root: &NodeId, timestamp: Instant) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ROOT_DOMAIN.len() + 28);
+    out.extend_from_slice(ROOT_DOMAIN);
+    out.extend_from_slice(root.as_bytes());
+    out.extend_from_slice(&timestamp.as_micros().to_be_bytes());
     out
 }
 

@@ -12,11 +12,14 @@ use crate::cache::MessageCache;
 use crate::config::Config;
 use crate::event::{Event, Output, PublishError, SubscribeError};
 use crate::lazy::LazyQueue;
-use crate::message::{MessageId, signed_bytes};
+use crate::message::{MessageId, root_signed_bytes, signed_bytes};
 use crate::policy::{Dissemination, Mode, Target};
+use crate::rate::RateLimiter;
 use crate::seen::{Seen, SeenCache};
 use crate::stats::Stats;
-use crate::wire::{self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, TreeAdvert};
+use crate::wire::{
+    self, Announce, Auth, DecodeError, Frame, MAX_TREES, Message, RootProof, TreeAdvert,
+};
 use p2pmesh_base::{Ed25519, Identity, Signer, Verifier};
 
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +33,8 @@ struct Missing {
     /// Announcers with the hops after which they had the message; on rooted trees fewest hops first
     /// (a GRAFT asks the nearest to the origin), else in the order they announced.
     announcers: VecDeque<(u8, NodeId)>,
+    /// The link that announced it first: its share of `max_missing_per_link` holds it.
+    owner: NodeId,
     grafts: u32,
     due: Instant,
 }
@@ -53,6 +58,12 @@ pub struct Node<S = Identity, V = Ed25519> {
     pending: BTreeMap<(MessageId, NodeId), Retry>,
     pending_due: BTreeSet<(Instant, MessageId, NodeId)>,
     missing: BTreeMap<MessageId, Missing>,
+    /// Missing messages by the link that announced them first (`Missing::owner`).
+    missing_owned: BTreeMap<NodeId, BTreeSet<MessageId>>,
+    /// Per origin: new messages accepted ([`Config::origin_rate`]).
+    origin_rate: RateLimiter,
+    /// Per link: announced ids added to `missing` ([`Config::ihave_rate`]).
+    ihave_rate: RateLimiter,
     /// Messages whose unacknowledged push lost its link when no other link could take them: pushed
     /// to the next link that comes up (bounded like the message cache they are read from).
     stranded: BTreeSet<MessageId>,
@@ -69,6 +80,13 @@ pub struct Node<S = Identity, V = Ed25519> {
     settled_since: Vec<Instant>,
     tree_heard: BTreeMap<NodeId, Vec<TreeAdvert>>,
     tree_told: BTreeMap<NodeId, Vec<TreeAdvert>>,
+    /// This node's proof of itself as a root (signed when first needed, renewed at a quarter of
+    /// `tree_proof_max_age`).
+    own_proof: Option<RootProof>,
+    /// Per link, the verified proofs of the roots it follows (at most `2 * trees`).
+    proofs_heard: BTreeMap<NodeId, BTreeMap<NodeId, RootProof>>,
+    /// Per link, the timestamps of the root proofs we told it.
+    proofs_told: BTreeMap<NodeId, BTreeMap<NodeId, Instant>>,
     tree_refresh_at: Option<Instant>,
     tree_flush_at: Option<Instant>,
     /// When a frame last arrived on any link (`None` before the first).
@@ -131,6 +149,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             pending_due: BTreeSet::new(),
             stranded: BTreeSet::new(),
             missing: BTreeMap::new(),
+            missing_owned: BTreeMap::new(),
+            origin_rate: RateLimiter::new(
+                config.origin_rate,
+                config.origin_burst,
+                config.max_origins,
+            ),
+            ihave_rate: RateLimiter::new(
+                config.ihave_rate,
+                u32::try_from(config.max_ids_per_frame.saturating_mul(2)).unwrap_or(u32::MAX),
+                config.max_links,
+            ),
             missing_due: BTreeSet::new(),
             lazy: LazyQueue::new(config.max_lazy_queue),
             lazy_flush_at: None,
@@ -148,6 +177,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             settled_since: vec![Instant::ZERO; config.trees],
             tree_heard: BTreeMap::new(),
             tree_told: BTreeMap::new(),
+            own_proof: None,
+            proofs_heard: BTreeMap::new(),
+            proofs_told: BTreeMap::new(),
             tree_refresh_at: None,
             tree_flush_at: None,
             last_heard: None,
@@ -320,8 +352,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             return;
         }
         self.lazy.remove(&peer);
+        self.ihave_rate.remove(&peer);
         self.tree_heard.remove(&peer);
         self.tree_told.remove(&peer);
+        self.proofs_heard.remove(&peer);
+        self.proofs_told.remove(&peer);
         if self.policy.keeps_trees() {
             self.update_tree();
         }
@@ -450,8 +485,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                         self.stats.dropped_oversized += 1;
                         return;
                     }
+                    // Only the proofs of the roots it now follows are kept.
+                    if let Some(proofs) = self.proofs_heard.get_mut(&from) {
+                        proofs.retain(|root, _| adverts.iter().any(|a| a.root == *root));
+                    }
                     self.tree_heard.insert(from, adverts);
                     self.update_tree();
+                }
+            }
+            Frame::Roots(proofs) => {
+                if self.policy.keeps_trees() {
+                    self.on_roots(from, proofs);
                 }
             }
         }
@@ -483,7 +527,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 None
             };
             let Some((hops, peer)) = next else {
-                self.missing.remove(&id);
+                self.forget_missing(id);
                 self.stats.grafts_abandoned += 1;
                 continue;
             };
@@ -535,6 +579,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if self.tree_refresh_at.is_some_and(|at| at <= now) {
             self.tree_refresh_at = None;
             if self.policy.keeps_trees() && !self.links.is_empty() {
+                // Proofs that aged out no longer count.
+                self.update_tree();
                 // Every link hears our places again (frames may be lost); a change is told at once.
                 let peers: Vec<NodeId> = self.links.keys().copied().collect();
                 for peer in peers {
@@ -582,7 +628,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     fn remember(&mut self, id: MessageId, seen: Seen) {
-        self.stats.seen_evicted += self.seen.insert(id, seen) as u64;
+        self.stats.seen_evicted += self.seen.insert(id, seen, self.now) as u64;
     }
 
     fn cache_insert(&mut self, id: MessageId, frame: Vec<u8>, holder: Option<NodeId>) {

@@ -78,10 +78,20 @@ pub struct Stats {
     pub dropped_bad_signature: u64,
     /// Messages older than the replay window (or than a forgotten id).
     pub dropped_too_old: u64,
-    /// Messages timestamped too far in the future.
+    /// Messages timestamped too far in the future, or from the future while such messages already hold
+    /// half the seen-cache.
     pub dropped_future: u64,
-    /// Messages that travelled more than `hop_limit` hops.
+    /// Always 0: a message's hop count is not signed, so a message is never dropped for it (see
+    /// `hop_limit_announced`). Kept so that readers of the counters do not break.
     pub dropped_hop_limit: u64,
+    /// Messages accepted at the hop limit (`Config::hop_limit`, or a count a relay raised): announced
+    /// to the other links instead of pushed.
+    pub hop_limit_announced: u64,
+    /// New messages dropped because their origin exceeded `Config::origin_rate`.
+    pub dropped_throttled: u64,
+    /// Announced ids ignored because their link exceeded `Config::ihave_rate` or
+    /// `Config::max_missing_per_link`.
+    pub ihave_throttled: u64,
     /// Pushes given up after `max_retries` retransmissions.
     pub retries_exhausted: u64,
     /// Retransmissions abandoned because the message left the cache.
@@ -102,6 +112,12 @@ pub struct Stats {
     pub links_refused: u64,
     /// Rooted trees: times this node's root or parent in a tree changed.
     pub tree_changes: u64,
+    /// Rooted trees: root proofs refused (bad signature, too old, from the future, or more than
+    /// `Config::trees` in a frame).
+    pub tree_proofs_refused: u64,
+    /// Rooted trees: root proofs whose signature was checked (a proof already checked, from any
+    /// link, is not checked again).
+    pub tree_proofs_verified: u64,
     /// Rooted trees: hold-downs started (a path to a root lost; see `Config::tree_hold_down`).
     pub tree_holds: u64,
 }

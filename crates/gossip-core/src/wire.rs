@@ -9,6 +9,8 @@
 //! Graft    = 3 len:varint id:[u8;20]*
 //! Prune    = 4
 //! Tree     = 5 len:varint (root:[u8;20] distance:u8 child:bool)*     one entry per rooted tree
+//! CatchUp  = 6 span:varint(µs)
+//! Roots    = 7 len:varint (public_key:[u8;32] timestamp:varint(µs) signature:[u8;64])*
 //! Message  = id origin:[u8;20] seq:varint timestamp:varint(µs since the epoch) topic:string
 //!            payload:bytes hops:u8 tree:u8 auth:option(public_key:[u8;32] signature:[u8;64])
 //! ```
@@ -47,6 +49,35 @@ pub enum Frame {
     /// [`Config::catch_up_window`](crate::Config::catch_up_window). Appended last, so nodes
     /// without it drop it as malformed and nothing else changes.
     CatchUp(u64),
+    /// Proofs that the roots the sender follows exist: for each, the root's own signature over its id
+    /// and a recent time. A `Tree` entry naming a root other than its sender counts only once the
+    /// sender has given a valid, fresh proof of that root, so nobody can claim a root it cannot
+    /// prove. Sent before the `Tree` frame that needs it, and again when a root signs a newer one.
+    /// At most [`Config::trees`](crate::Config::trees) proofs. Appended last, so nodes without it
+    /// drop it as malformed and nothing else changes.
+    Roots(Vec<RootProof>),
+}
+
+/// A root's proof of itself: its key (the root's id is its SHA-1) and its signature over
+/// `"p2pmesh/gossip/root/v1" || id || u64be(timestamp µs)`. Valid while the timestamp is
+/// within [`Config::tree_proof_max_age`](crate::Config::tree_proof_max_age) (and not beyond the clock
+/// skew ahead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootProof {
+    /// The root's ed25519 public key.
+    pub public_key: [u8; PUBLIC_KEY_LEN],
+    /// When the root signed it (its clock).
+    pub timestamp: Instant,
+    /// The root's signature.
+    #[serde(with = "signature_serde")]
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+impl RootProof {
+    /// The root this proves.
+    pub fn root(&self) -> NodeId {
+        NodeId::from_public_key(&self.public_key)
+    }
 }
 
 /// Most trees a TREE frame may describe (and [`Config::trees`](crate::Config::trees) may ask for).
@@ -201,6 +232,11 @@ mod tests {
             Frame::Graft(vec![]),
             Frame::Prune,
             Frame::CatchUp(30_000_000),
+            Frame::Roots(vec![RootProof {
+                public_key: [7; 32],
+                timestamp: Instant::from_millis(1_700_000_000_000),
+                signature: core::array::from_fn(|i| i as u8),
+            }]),
             Frame::Tree(vec![
                 TreeAdvert {
                     root: NodeId::hash(b"root"),

@@ -36,17 +36,28 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.duplicates += 1;
             return;
         }
-        let hops = message.hops.saturating_add(1);
-        if hops > self.config.hop_limit {
-            self.stats.dropped_hop_limit += 1;
-            return;
-        }
+        // The hop count is not signed: any relay may rewrite it. So it never decides whether a message
+        // is taken: past the limit it is clamped to it, and a message at the limit is still announced
+        // (below), so that a relay raising the count turns pushes into announcements, never into loss.
+        let hops = message.hops.saturating_add(1).min(self.config.hop_limit);
         if message.timestamp > self.now + self.config.max_clock_skew {
             self.stats.dropped_future += 1;
             return;
         }
         if !self.seen.admits(message.timestamp, self.now) {
             self.stats.dropped_too_old += 1;
+            return;
+        }
+        // Future-dated messages hold at most half the seen-cache, so that forgetting one can never
+        // raise its floor past the present (and refuse every honest message in flight).
+        if !self.seen.future_room(message.timestamp, self.now) {
+            self.stats.dropped_future += 1;
+            return;
+        }
+        // An origin over its rate is refused before its signature costs anything; a token is taken
+        // only once the signature holds, so a forger cannot spend another origin's rate.
+        if !self.origin_rate.allows(&message.origin, self.now) {
+            self.stats.dropped_throttled += 1;
             return;
         }
         // Only now, for a message not seen before, the expensive check.
@@ -78,6 +89,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
         }
 
+        self.origin_rate.take(message.origin, self.now);
         self.stats.accepted += 1;
         self.remember(
             id,
@@ -93,17 +105,27 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if self.policy.first_copy_makes_eager() {
             self.links.insert(from, Mode::Eager);
         }
-        if let Some(missing) = self.missing.remove(&id) {
-            self.missing_due.remove(&(missing.due, id));
-        }
+        self.forget_missing(id);
 
-        let forward = hops < self.config.hop_limit;
         let mut message = message;
         message.hops = hops;
-        if forward {
-            let frame = wire::encode(&Frame::Gossip(message.clone()));
-            self.cache_insert(id, frame.clone(), Some(from));
+        let frame = wire::encode(&Frame::Gossip(message.clone()));
+        self.cache_insert(id, frame.clone(), Some(from));
+        if hops < self.config.hop_limit {
             self.disseminate(id, hops, &frame, Some(from), message.tree);
+        } else {
+            // At the limit: no pushes, but every other link hears of it and may pull it (GRAFT).
+            self.stats.hop_limit_announced += 1;
+            let holders = self.cache.holders(&id).to_vec();
+            let peers: Vec<NodeId> = self
+                .links
+                .keys()
+                .filter(|p| **p != from && !holders.contains(p))
+                .copied()
+                .collect();
+            for peer in peers {
+                self.announce(peer, Announce { id, hops });
+            }
         }
         if self.config.deliver_all_topics || self.subscriptions.contains(&message.topic) {
             self.stats.delivered += 1;
@@ -167,6 +189,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     hops: via_sender,
                     ..seen
                 },
+                self.now,
             );
             return;
         }
@@ -196,11 +219,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let nearest_first = self.policy.nearest_announcer_first();
         for Announce { id, hops } in announces {
             self.holds(id, from);
-            let via_announcer = hops.saturating_add(1);
+            // Unsigned, like a message's: it only orders the announcers (nearest first), so a lie
+            // costs at most one GRAFT timeout; it never makes an announcement ignored.
+            let hops = hops.min(self.config.hop_limit);
             if self.seen.contains(&id) {
-                continue;
-            }
-            if via_announcer > self.config.hop_limit {
                 continue;
             }
             if let Some(missing) = self.missing.get_mut(&id) {
@@ -219,8 +241,19 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 }
                 continue;
             }
-            if self.missing.len() >= self.config.max_missing {
+            // A link announcing made-up ids fills its own share and spends its own rate, and never
+            // pushes out what other links announced.
+            let owned = self.missing_owned.get(&from).map_or(0, BTreeSet::len);
+            if owned >= self.config.max_missing_per_link {
+                self.stats.ihave_throttled += 1;
+                continue;
+            }
+            if self.missing.len() >= self.config.max_missing && !self.make_missing_room(owned) {
                 self.stats.missing_overflow += 1;
+                continue;
+            }
+            if !self.ihave_rate.take(from, self.now) {
+                self.stats.ihave_throttled += 1;
                 continue;
             }
             let due = self.now + self.config.graft_timeout;
@@ -228,12 +261,44 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 id,
                 Missing {
                     announcers: VecDeque::from([(hops, from)]),
+                    owner: from,
                     grafts: 0,
                     due,
                 },
             );
+            self.missing_owned.entry(from).or_default().insert(id);
             self.missing_due.insert((due, id));
         }
+    }
+
+    /// Stops tracking the missing message `id`.
+    pub(super) fn forget_missing(&mut self, id: MessageId) {
+        let Some(missing) = self.missing.remove(&id) else {
+            return;
+        };
+        self.missing_due.remove(&(missing.due, id));
+        if let Some(owned) = self.missing_owned.get_mut(&missing.owner) {
+            owned.remove(&id);
+            if owned.is_empty() {
+                self.missing_owned.remove(&missing.owner);
+            }
+        }
+    }
+
+    /// The missing table is full: a link that owns `owned` entries takes the place of an entry of the
+    /// link owning the most, if that one owns more. Whether room was made.
+    fn make_missing_room(&mut self, owned: usize) -> bool {
+        let Some(victim) = self
+            .missing_owned
+            .values()
+            .filter(|ids| ids.len() > owned.saturating_add(1))
+            .max_by_key(|ids| ids.len())
+            .and_then(|ids| ids.last().copied())
+        else {
+            return false;
+        };
+        self.forget_missing(victim);
+        true
     }
 
     pub(super) fn on_graft(&mut self, from: NodeId, ids: Vec<MessageId>) {

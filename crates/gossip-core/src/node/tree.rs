@@ -58,7 +58,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                         .tree_heard
                         .get(&p)
                         .and_then(|h| h.get(tree))
-                        .is_some_and(|a| a.root == old.root && !a.child)
+                        .is_some_and(|a| a.root == old.root && !a.child && self.proven(&p, a))
             });
             let lost = old.parent.is_some()
                 && !parent_offers
@@ -126,7 +126,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             let Some(heard) = heard.get(tree) else {
                 continue;
             };
-            if heard.child || !self.links.contains_key(peer) {
+            if heard.child || !self.links.contains_key(peer) || !self.proven(peer, heard) {
                 continue;
             }
             let distance = heard.distance.saturating_add(1);
@@ -188,8 +188,131 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         best.map_or(0, |(_, _, tree)| u8::try_from(tree).unwrap_or(0))
     }
 
-    /// Sends `peer` our places if they changed since we last told it (or always, with `again`).
+    /// Whether `link`'s advertised root in one tree is proven: the link itself (links are
+    /// authenticated by the driver), or a root of which `link` gave a valid proof that is still fresh.
+    /// An unproven entry counts as nothing: a node that claims a root it cannot prove attracts no tree.
+    ///
+    /// Distance 0 is the root itself: another node that claims it (to look adjacent to a real root's
+    /// neighbours) is not believed either.
+    pub(super) fn proven(&self, link: &NodeId, advert: &TreeAdvert) -> bool {
+        advert.root == *link
+            || advert.distance > 0
+                && self
+                    .proofs_heard
+                    .get(link)
+                    .and_then(|proofs| proofs.get(&advert.root))
+                    .is_some_and(|proof| self.fresh(proof))
+    }
+
+    fn fresh(&self, proof: &RootProof) -> bool {
+        self.now.saturating_duration_since(proof.timestamp) <= self.config.tree_proof_max_age
+            && proof.timestamp <= self.now + self.config.max_clock_skew
+    }
+
+    /// Root proofs from `from`: each fresh one with a valid signature is kept (a proof already checked,
+    /// from any link, is not checked again), and the trees recomputed.
+    pub(super) fn on_roots(&mut self, from: NodeId, proofs: Vec<RootProof>) {
+        if proofs.len() > self.config.trees {
+            self.stats.dropped_oversized += 1;
+            return;
+        }
+        let mut changed = false;
+        for proof in proofs {
+            let root = proof.root();
+            let held = self.proofs_heard.get(&from).and_then(|p| p.get(&root));
+            if held.is_some_and(|h| h.timestamp >= proof.timestamp) {
+                continue;
+            }
+            if !self.fresh(&proof) {
+                self.stats.tree_proofs_refused += 1;
+                continue;
+            }
+            let known = self.own_proof == Some(proof)
+                || self
+                    .proofs_heard
+                    .values()
+                    .any(|p| p.get(&root) == Some(&proof));
+            if !known {
+                self.stats.tree_proofs_verified += 1;
+                let signed = root_signed_bytes(&root, proof.timestamp);
+                if !self
+                    .verifier
+                    .verify(&proof.public_key, &signed, &proof.signature)
+                {
+                    self.stats.tree_proofs_refused += 1;
+                    continue;
+                }
+            }
+            let proofs = self.proofs_heard.entry(from).or_default();
+            proofs.insert(root, proof);
+            if proofs.len() > 2 * self.config.trees {
+                // Only the roots the link follows, and this frame's, need keeping.
+                let named: Vec<NodeId> = self
+                    .tree_heard
+                    .get(&from)
+                    .map(|h| h.iter().map(|a| a.root).collect())
+                    .unwrap_or_default();
+                proofs.retain(|r, _| *r == root || named.contains(r));
+            }
+            changed = true;
+        }
+        if changed {
+            self.update_tree();
+        }
+    }
+
+    /// The freshest proof this node holds of `root` (its own, signed or renewed now if needed).
+    fn proof_of(&mut self, root: NodeId) -> Option<RootProof> {
+        if root == self.id {
+            let renew = self.config.tree_proof_max_age / 4;
+            if self
+                .own_proof
+                .is_none_or(|p| self.now.saturating_duration_since(p.timestamp) >= renew)
+            {
+                let signature = self.signer.sign(&root_signed_bytes(&self.id, self.now));
+                self.own_proof = Some(RootProof {
+                    public_key: self.signer.public_key(),
+                    timestamp: self.now,
+                    signature,
+                });
+            }
+            return self.own_proof;
+        }
+        self.proofs_heard
+            .values()
+            .filter_map(|p| p.get(&root))
+            .filter(|p| self.fresh(p))
+            .max_by_key(|p| p.timestamp)
+            .copied()
+    }
+
+    /// Sends `peer` the proofs of the roots we follow that it has not had from us, or only older.
+    fn tell_proofs(&mut self, peer: NodeId) {
+        let mut roots: Vec<NodeId> = self.places.iter().map(|p| p.root).collect();
+        roots.sort();
+        roots.dedup();
+        let mut send = Vec::new();
+        let mut told = BTreeMap::new();
+        for root in roots {
+            let Some(proof) = self.proof_of(root) else {
+                continue;
+            };
+            let before = self.proofs_told.get(&peer).and_then(|t| t.get(&root));
+            if before.is_none_or(|at| *at < proof.timestamp) {
+                send.push(proof);
+            }
+            told.insert(root, proof.timestamp);
+        }
+        self.proofs_told.insert(peer, told);
+        if !send.is_empty() {
+            self.send_frame(peer, &Frame::Roots(send));
+        }
+    }
+
+    /// Sends `peer` our places if they changed since we last told it (or always, with `again`),
+    /// after the proofs of their roots it lacks.
     pub(super) fn tell_place(&mut self, peer: NodeId, again: bool) {
+        self.tell_proofs(peer);
         let adverts: Vec<TreeAdvert> = self
             .places
             .iter()

@@ -90,6 +90,27 @@ fn signed(origin: &Identity, seq: u64, timestamp: Instant, payload: &[u8]) -> Me
     }
 }
 
+/// A real identity whose id is lower than every `identity(n)`'s (the best of 4,096 keys).
+fn low_identity() -> Identity {
+    (0..4096u32)
+        .map(|n| {
+            let mut secret = [0xa5; 32];
+            secret[..4].copy_from_slice(&n.to_be_bytes());
+            Identity::from_secret_bytes(&secret)
+        })
+        .min_by_key(Identity::id)
+        .expect("candidates")
+}
+
+/// `root`'s proof of itself, signed at `at`.
+fn root_proof(root: &Identity, at: Instant) -> RootProof {
+    RootProof {
+        public_key: root.public_key(),
+        timestamp: at,
+        signature: root.sign(&root_signed_bytes(&root.id(), at)),
+    }
+}
+
 fn gossip(message: &Message) -> Vec<u8> {
     wire::encode(&Frame::Gossip(message.clone()))
 }
@@ -305,7 +326,7 @@ fn replay_window_and_clock_skew_are_enforced() {
 }
 
 #[test]
-fn hop_limit_delivers_at_the_limit_without_forwarding() {
+fn hop_limit_delivers_and_announces_at_the_limit_without_pushing() {
     let (mut node, peers) = linked(Config {
         hop_limit: 3,
         ..Config::default()
@@ -316,13 +337,55 @@ fn hop_limit_delivers_at_the_limit_without_forwarding() {
     node.handle_message(t0(), peers[0], &gossip(&at_limit));
     let out = outputs(&mut node);
     assert_eq!(delivered(&out), vec![at_limit.id]);
-    assert_eq!(node.stats().payload_sends, 0);
+    assert_eq!(node.stats().payload_sends, 0, "not pushed");
     node.handle_timeout(t0() + Duration::from_secs(1));
-    assert_eq!(node.stats().ihaves_sent, 0, "not announced either");
+    let announced: BTreeSet<NodeId> = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::IHave(a) if a.iter().any(|a| a.id == at_limit.id)))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(
+        announced,
+        BTreeSet::from([peers[1], peers[2]]),
+        "announced to the others"
+    );
+}
 
-    let mut beyond = signed(&origin, 2, t0(), b"b");
-    beyond.hops = 3;
-    node.handle_message(t0(), peers[0], &gossip(&beyond));
-    assert!(delivered(&outputs(&mut node)).is_empty());
-    assert_eq!(node.stats().dropped_hop_limit, 1);
+/// The hop count is not signed: a relay that rewrites it (here to 255) must not stop the message.
+/// The node takes it, and its next hop pulls it by GRAFT.
+#[test]
+fn a_rewritten_hop_count_slows_a_message_but_never_stops_it() {
+    let (mut node, peers) = linked(Config::default());
+    let mut next = node_with(2, Config::default());
+    node.handle_peer_up(t0(), next.local_id());
+    next.handle_peer_up(t0(), node.local_id());
+    let _ = outputs(&mut node);
+    let mut rewritten = signed(&identity(10), 1, t0(), b"far");
+    rewritten.hops = u8::MAX;
+    node.handle_message(t0(), peers[0], &gossip(&rewritten));
+    assert_eq!(delivered(&outputs(&mut node)), vec![rewritten.id]);
+    assert_eq!(node.stats().dropped(), 0);
+    // The next hop hears of it and pulls it.
+    let mut now = t0();
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        now += ms(100);
+        node.handle_timeout(now);
+        next.handle_timeout(now);
+        for (to, frame) in sends(&mut node) {
+            if to == next.local_id() {
+                next.handle_message(now, node.local_id(), &wire::encode(&frame));
+            }
+        }
+        for out in outputs(&mut next) {
+            match out {
+                Output::Transmit { to, bytes } if to == node.local_id() => {
+                    node.handle_message(now, next.local_id(), &bytes);
+                }
+                Output::Event(Event::Delivered { id, .. }) => got.push(id),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(got, vec![rewritten.id]);
 }

@@ -82,7 +82,11 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     );
     assert_eq!(node.eager_links().count(), 0);
 
-    let lowest = NodeId::from_bytes([0; 20]);
+    // A real node lower than all of these, whose proof of itself its descendants pass on.
+    let root = low_identity();
+    let lowest = root.id();
+    assert!(peers.iter().chain([&node.local_id()]).all(|p| lowest < *p));
+    let proof = root_proof(&root, t0());
     let at = |millis: u64| t0() + ms(millis);
     let tell = |node: &mut Node, now: Instant, from: NodeId, distance: u8, child: bool| {
         let advert = TreeAdvert {
@@ -90,6 +94,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
             distance,
             child,
         };
+        node.handle_message(now, from, &wire::encode(&Frame::Roots(vec![proof])));
         node.handle_message(now, from, &wire::encode(&Frame::Tree(vec![advert])));
     };
     // Peer 0 is 3 hops from the lowest root, peer 1 only 2: peer 1 is the parent, and hears it once
@@ -148,5 +153,85 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     assert_eq!(
         node.eager_links().collect::<Vec<_>>(),
         vec![peers[0], peers[2]]
+    );
+}
+
+/// One Tree frame claiming the lowest possible root in every tree, with no proof (or a forged, or an
+/// expired one), re-roots nothing: the claim counts only with the root's own fresh signature.
+#[test]
+fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
+    let config = Config {
+        rooted_tree: true,
+        trees: 12,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let max_age = config.tree_proof_max_age;
+    let (mut node, peers) = linked(config);
+    let attacker = peers[0];
+    let own = node.tree_places();
+    let now = t0() + Duration::from_secs(600);
+    // The lowest id in each tree's order: its first byte is the tree's offset, the rest zeros.
+    let claim = |distance: u8| -> Vec<TreeAdvert> {
+        (0..12)
+            .map(|tree| {
+                let mut root = [0u8; 20];
+                root[0] = u8::try_from(tree * 256 / 12).expect("offset");
+                TreeAdvert {
+                    root: NodeId::from_bytes(root),
+                    distance,
+                    child: false,
+                }
+            })
+            .collect()
+    };
+    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(claim(0))));
+    assert_eq!(node.tree_places(), own, "no proof: nothing changes");
+
+    // A real key's valid proof, offered for a root it is not (the claimed ids are not its hash),
+    // proves nothing about them either.
+    let stranger = root_proof(&identity(77), now);
+    node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![stranger])));
+    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(claim(1))));
+    assert_eq!(node.tree_places(), own);
+
+    // A real root's proof with a forged signature, or one signed too long ago, is refused.
+    let root = low_identity();
+    let mut forged = root_proof(&root, now);
+    forged.signature[0] ^= 1;
+    let expired = root_proof(&root, now - max_age - ms(1));
+    node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![forged])));
+    node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![expired])));
+    let forged_claim = vec![
+        TreeAdvert {
+            root: root.id(),
+            distance: 1,
+            child: false,
+        };
+        12
+    ];
+    node.handle_message(
+        now,
+        attacker,
+        &wire::encode(&Frame::Tree(forged_claim.clone())),
+    );
+    assert_eq!(node.tree_places(), own);
+    assert_eq!(node.stats().tree_proofs_refused, 2);
+
+    // With the root's genuine, fresh proof, claiming to be the root itself (distance 0) is still
+    // refused; the claim of a path to it is taken (in the trees it is lowest in).
+    let genuine = root_proof(&root, now);
+    node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![genuine])));
+    let mut posing = forged_claim.clone();
+    for advert in &mut posing {
+        advert.distance = 0;
+    }
+    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(posing)));
+    assert_eq!(node.tree_places(), own);
+    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(forged_claim)));
+    assert!(
+        node.tree_places()
+            .iter()
+            .any(|(r, d, parent)| *r == root.id() && *d == 2 && *parent == Some(attacker))
     );
 }

@@ -52,6 +52,126 @@ fn a_signature_is_verified_once_per_message() {
     assert_eq!(node.stats().duplicates, 5);
 }
 
+#[test]
+fn a_future_dated_flood_does_not_stop_honest_broadcasts() {
+    let (mut node, peers) = linked(Config {
+        max_seen: 16,
+        ..Config::default()
+    });
+    let attacker = identity(10);
+    let now = t0() + Duration::from_secs(60);
+    // Signed, valid, dated just inside the clock-skew window, many more than the seen-cache holds.
+    let future = now + Duration::from_secs(29);
+    for seq in 0..40 {
+        let flood = signed(&attacker, seq, future, &seq.to_be_bytes());
+        node.handle_message(now, peers[0], &gossip(&flood));
+    }
+    let _ = outputs(&mut node);
+    // An honest broadcast published a moment ago, still in flight, is delivered.
+    let honest = signed(&identity(11), 1, now - ms(200), b"honest");
+    node.handle_message(now, peers[1], &gossip(&honest));
+    assert_eq!(delivered(&outputs(&mut node)), vec![honest.id]);
+    // And so are the next ones, while the flood's timestamps are still ahead.
+    for k in 1..=5u64 {
+        let at = now + Duration::from_secs(k);
+        let next = signed(&identity(12), k, at - ms(100), b"next");
+        node.handle_message(at, peers[2], &gossip(&next));
+        assert_eq!(delivered(&outputs(&mut node)), vec![next.id]);
+    }
+    assert!(
+        node.stats().dropped_future > 0,
+        "the future share is bounded"
+    );
+}
+
+#[test]
+fn an_origin_over_its_rate_is_throttled_and_others_are_not() {
+    let (mut node, peers) = linked(Config {
+        origin_rate: 10,
+        origin_burst: 20,
+        ..Config::default()
+    });
+    let flooder = identity(10);
+    let now = t0();
+    let mut accepted = 0;
+    for seq in 0..100u64 {
+        let message = signed(&flooder, seq, now, &seq.to_be_bytes());
+        node.handle_message(now, peers[0], &gossip(&message));
+        accepted += delivered(&outputs(&mut node)).len();
+    }
+    assert_eq!(accepted, 20, "its burst, no more");
+    assert_eq!(node.stats().dropped_throttled, 80);
+    // Another origin, at the same moment and over the same link, is not affected.
+    let honest = signed(&identity(11), 1, now, b"honest");
+    node.handle_message(now, peers[0], &gossip(&honest));
+    assert_eq!(delivered(&outputs(&mut node)), vec![honest.id]);
+    // Forged copies under the flooder's name (bad signatures) do not spend its tokens...
+    let later = now + Duration::from_secs(1);
+    for seq in 100..200u64 {
+        let mut forged = signed(&identity(12), seq, later, b"f");
+        forged.origin = flooder.id();
+        forged.id = MessageId::compute(&forged.origin, seq, TOPIC, b"f");
+        node.handle_message(later, peers[1], &gossip(&forged));
+    }
+    let _ = outputs(&mut node);
+    // ...so after a second it has its rate's worth again.
+    let mut refilled = 0;
+    for seq in 200..230u64 {
+        let message = signed(&flooder, seq, later, &seq.to_be_bytes());
+        node.handle_message(later, peers[0], &gossip(&message));
+        refilled += delivered(&outputs(&mut node)).len();
+    }
+    assert_eq!(refilled, 10);
+}
+
+#[test]
+fn an_ihave_flood_of_made_up_ids_cannot_crowd_out_honest_announcements() {
+    let config = Config {
+        max_missing: 64,
+        max_missing_per_link: 16,
+        ..Config::default()
+    };
+    let max_ids = config.max_ids_per_frame;
+    let (mut node, peers) = linked(config);
+    let now = t0();
+    // Two links announce thousands of ids that exist nowhere.
+    for (link, salt) in [(peers[0], 0u32), (peers[1], 1)] {
+        for frame in 0..4u32 {
+            let announces: Vec<Announce> = (0..max_ids as u32)
+                .map(|i| {
+                    let n = (salt << 24) | (frame << 16) | i;
+                    Announce {
+                        id: MessageId::compute(&identity(99).id(), u64::from(n), TOPIC, b""),
+                        hops: 0,
+                    }
+                })
+                .collect();
+            node.handle_message(now, link, &wire::encode(&Frame::IHave(announces)));
+        }
+    }
+    // An honest link announces a real message: it is tracked and pulled.
+    let honest = signed(&identity(11), 1, now, b"real");
+    node.handle_message(
+        now,
+        peers[2],
+        &wire::encode(&Frame::IHave(vec![Announce {
+            id: honest.id,
+            hops: 1,
+        }])),
+    );
+    assert!(node.missing.contains_key(&honest.id));
+    node.handle_timeout(now + Duration::from_secs(1));
+    let grafted = sends(&mut node).into_iter().any(
+        |(to, frame)| matches!(frame, Frame::Graft(ids) if to == peers[2] && ids.contains(&honest.id)),
+    );
+    assert!(grafted, "the honest announcement is pulled");
+    assert!(node.missing.len() <= 64, "bounded overall");
+    assert!(
+        node.missing_owned.values().all(|ids| ids.len() <= 16),
+        "bounded per link"
+    );
+}
+
 // ---- properties ----
 
 fn origins() -> Vec<Identity> {
@@ -101,7 +221,7 @@ proptest! {
             let timestamp = now - ms(offset);
             let id = MessageId::from_bytes([n; 20]);
             if !cache.contains(&id) && cache.admits(timestamp, now) {
-                cache.insert(id, Seen { timestamp, from: None, hops: 0, first_hops: 0 });
+                cache.insert(id, Seen { timestamp, from: None, hops: 0, first_hops: 0 }, now);
             }
             if expire {
                 cache.expire(now);
