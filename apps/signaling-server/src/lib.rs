@@ -242,10 +242,10 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
         (
             registry.len(),
             registry.room_count(),
-            registry.room_sizes(metrics::MAX_ROOMS_LISTED),
+            registry.room_sizes(),
         )
     };
-    let body = shared.metrics.render(joined, rooms, &sizes);
+    let body = shared.metrics.render(joined, rooms, sizes);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 

@@ -105,7 +105,7 @@ impl Server {
     }
 
     fn metric(&self, series: &str) -> f64 {
-        let text = self.shared.metrics.render(0, 0, &[]);
+        let text = self.shared.metrics.render(0, 0, Vec::new());
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
