@@ -22,6 +22,10 @@ use transport::{PeerId, join_proof_message};
 use super::serve;
 use crate::{Config, Shared};
 
+fn local() -> crate::source::Source {
+    crate::source::Source::of(std::net::IpAddr::from([127, 0, 0, 1]))
+}
+
 /// A test's seed; printed if the test panics.
 struct Seed(u64);
 
@@ -91,7 +95,7 @@ impl Server {
     async fn connect(&self) -> Client {
         let (to_server, read) = chan::channel(64);
         let (write, from_server) = chan::channel(64);
-        let task = tokio::spawn(serve(write, read, self.shared.clone()));
+        let task = tokio::spawn(serve(write, read, self.shared.clone(), local()));
         let mut client = Client {
             to_server,
             from_server,
@@ -469,7 +473,7 @@ async fn shutdown_tells_each_client_then_closes_with_1001() {
     // A connection that arrives during shutdown is closed at once.
     let (to_server, read) = chan::channel::<Result<Message, axum::Error>>(1);
     let (write, mut from_server) = chan::channel(8);
-    serve(write, read, server.shared.clone()).await;
+    serve(write, read, server.shared.clone(), local()).await;
     drop(to_server);
     let first = from_server.next().await;
     assert!(
