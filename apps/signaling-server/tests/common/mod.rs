@@ -95,6 +95,29 @@ impl Raw {
         let (ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .expect("connect");
+        Self::challenged(ws).await
+    }
+
+    /// Connect from the loopback address `from` (any of 127.0.0.0/8) and read the challenge.
+    pub async fn connect_from(server: &TestServer, from: [u8; 4]) -> Self {
+        Self::try_connect_from(server, from).await.expect("connect")
+    }
+
+    /// [`Raw::connect_from`], or the error of a refused connection.
+    pub async fn try_connect_from(
+        server: &TestServer,
+        from: [u8; 4],
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("bind a loopback source");
+        let tcp = socket.connect(server.addr).await.expect("tcp connect");
+        let (ws, _) = tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(tcp)).await?;
+        Ok(Self::challenged(ws).await)
+    }
+
+    async fn challenged(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut raw = Self { ws, nonce: [0; 32] };
         let challenge = raw.recv().await;
         assert_eq!(challenge["type"], "challenge", "{challenge}");
