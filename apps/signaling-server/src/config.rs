@@ -51,6 +51,14 @@ pub struct Config {
     #[arg(long, env = "SIGNALING_WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u64,
 
+    /// The host names clients dial this server by (`host` or `host:port`, the port left out when
+    /// it is the scheme's default), to which join proofs are bound; repeatable or comma-separated.
+    /// When empty: the listening address (`ip:port`, and `localhost:port` on loopback), or, when
+    /// listening on every interface (0.0.0.0 or ::), the `Host` header of each connection's
+    /// request, which a server relaying proofs can forge: set it on a public server.
+    #[arg(long, env = "SIGNALING_PUBLIC_HOST", value_delimiter = ',')]
+    pub public_host: Vec<String>,
+
     /// Also accept the JavaScript clients' unverified `join {peerId}` (any printable id).
     #[arg(long, env = "SIGNALING_COMPAT_UNVERIFIED_IDS")]
     pub compat_unverified_ids: bool,
@@ -119,6 +127,7 @@ impl Default for Config {
             max_introduced_per_source: 4,
             http_header_timeout_secs: 10,
             write_timeout_secs: 10,
+            public_host: Vec::new(),
             compat_unverified_ids: false,
             max_frame_bytes: 64 * 1024,
             rate_per_sec: 50,
@@ -157,6 +166,31 @@ impl Config {
             max_introduced_per_source: usize::MAX,
             ..self
         }
+    }
+
+    /// The hosts join proofs must name (normalized), or `None` when each connection's `Host`
+    /// header is taken instead (no public host configured and listening on every interface).
+    pub(crate) fn proof_hosts(&self) -> Option<Vec<String>> {
+        if !self.public_host.is_empty() {
+            return Some(
+                self.public_host
+                    .iter()
+                    .map(|h| transport::normalize_host(h.trim()))
+                    .collect(),
+            );
+        }
+        let ip = self.addr.ip();
+        if ip.is_unspecified() {
+            return None;
+        }
+        let mut hosts = vec![transport::normalize_host(&self.addr.to_string())];
+        if ip.is_loopback() {
+            hosts.push(transport::normalize_host(&format!(
+                "localhost:{}",
+                self.addr.port()
+            )));
+        }
+        Some(hosts)
     }
 
     pub(crate) fn http_header_timeout(&self) -> Duration {

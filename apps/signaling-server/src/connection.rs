@@ -98,6 +98,14 @@ fn echo(s: &str) -> String {
     }
 }
 
+/// Where a connection comes from: its source address, and the `Host` its request named.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) source: Source,
+    /// The request's `Host` header, normalized.
+    pub(crate) host: Option<String>,
+}
+
 struct Joined {
     id: Arc<str>,
     room: Arc<str>,
@@ -107,6 +115,7 @@ struct Conn {
     shared: Arc<Shared>,
     id: u64,
     source: Source,
+    host: Option<String>,
     nonce: [u8; NONCE_LEN],
     joined: Option<Joined>,
     ever_joined: bool,
@@ -135,7 +144,7 @@ fn error_message(code: ErrorCode, message: String, peer_id: Option<String>) -> S
 }
 
 /// Serve one upgraded connection (its two halves) until it ends.
-pub(crate) async fn serve<W, R>(mut write: W, mut read: R, shared: Arc<Shared>, source: Source)
+pub(crate) async fn serve<W, R>(mut write: W, mut read: R, shared: Arc<Shared>, origin: Origin)
 where
     W: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -148,7 +157,8 @@ where
     let config = &shared.config;
     let mut conn = Conn {
         id,
-        source,
+        source: origin.source,
+        host: origin.host,
         nonce,
         joined: None,
         ever_joined: false,
@@ -562,14 +572,57 @@ impl Conn {
                 return Err(reject(ErrorCode::MissingField, "missing field `publicKey`"));
             }
             (Some(public_key), Some(signature)) => {
-                self.verify(peer_id, public_key, signature)?;
+                let host = optional_str(map, "host")?.ok_or_else(|| {
+                    reject(
+                        ErrorCode::MissingField,
+                        "missing field `host`: a join proof names the server it is for (protocol version 2)",
+                    )
+                })?;
+                self.check_host(&host)?;
+                self.verify(peer_id, public_key, signature, &host)?;
                 true
             }
         };
         self.register(peer_id, room, verified || version.is_some())
     }
 
-    fn verify(&self, peer_id: &str, public_key: &str, signature: &str) -> Result<(), Rejection> {
+    /// A proof is valid only for this server: its `host` must be one this server answers to.
+    fn check_host(&self, host: &str) -> Result<(), Rejection> {
+        if host.len() > transport::MAX_HOST_LEN {
+            return Err(reject(
+                ErrorCode::InvalidField,
+                format!("field `host` is over {} bytes", transport::MAX_HOST_LEN),
+            ));
+        }
+        let host = transport::normalize_host(host);
+        let ours = match &self.shared.proof_hosts {
+            Some(hosts) => hosts.contains(&host),
+            None => self.host.as_deref() == Some(host.as_str()),
+        };
+        if ours {
+            return Ok(());
+        }
+        let expected = match &self.shared.proof_hosts {
+            Some(hosts) => hosts.join(", "),
+            None => self.host.clone().unwrap_or_default(),
+        };
+        Err(reject(
+            ErrorCode::WrongHost,
+            format!(
+                "this proof is for `{}`; this server is `{}`",
+                echo(&host),
+                echo(&expected)
+            ),
+        ))
+    }
+
+    fn verify(
+        &self,
+        peer_id: &str,
+        public_key: &str,
+        signature: &str,
+        host: &str,
+    ) -> Result<(), Rejection> {
         if !is_hex_id(peer_id) {
             return Err(reject(
                 ErrorCode::InvalidPeerId,
@@ -607,13 +660,13 @@ impl Conn {
         }
         verifying_key
             .verify_strict(
-                &join_proof_message(&self.nonce),
+                &join_proof_message(&self.nonce, host),
                 &Signature::from_bytes(&sig),
             )
             .map_err(|_| {
                 reject(
                     ErrorCode::InvalidSignature,
-                    "the signature does not verify over this connection's challenge",
+                    "the signature does not verify over this connection's challenge and host",
                 )
             })
     }

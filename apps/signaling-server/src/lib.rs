@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<Connections>,
     /// Joins per source address.
     pub(crate) joins: Joins,
+    /// The hosts a join proof may name (`None`: the connection's `Host` header).
+    pub(crate) proof_hosts: Option<Vec<String>>,
     /// The server's randomness (challenge nonces, random introductions): seeded from the OS
     /// in [`Server::bind`], from a printed seed in tests.
     pub(crate) rng: Mutex<ChaCha20Rng>,
@@ -101,6 +103,7 @@ impl Shared {
             slots: Arc::new(Semaphore::new(config.max_clients)),
             connections: Arc::new(Connections::default()),
             joins: Joins::new(config.source_join_rate, config.source_join_burst),
+            proof_hosts: config.proof_hosts(),
             config,
             registry: RwLock::new(Registry::default()),
             metrics: Metrics::default(),
@@ -138,8 +141,16 @@ impl std::fmt::Debug for Shared {
 
 impl Server {
     /// Bind the listening socket of `config.addr` (port 0 picks a free port).
-    pub async fn bind(config: Config) -> std::io::Result<Self> {
+    pub async fn bind(mut config: Config) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr).await?;
+        // Port 0 picked a port: the proofs name the real one.
+        config.addr = listener.local_addr()?;
+        if config.proof_hosts().is_none() {
+            warn!(
+                "listening on every interface without --public-host: join proofs are checked \
+                 against each request's Host header, which a server relaying proofs can forge"
+            );
+        }
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
         let (shared, shutdown_tx) = Shared::new(config, seed);
@@ -322,7 +333,12 @@ async fn root(State(shared): State<Arc<Shared>>, request: Request) -> Response {
                 warn!("a request without its connection's source");
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             };
-            websocket(ws, shared, peer).await
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(transport::normalize_host);
+            websocket(ws, shared, peer, host).await
         }
         Err(rejection) if asks_upgrade => rejection.into_response(),
         Err(_) => web::index(&shared.config.web_dir, Request::from_parts(parts, body)).await,
@@ -354,7 +370,12 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 
-async fn websocket(ws: WebSocketUpgrade, shared: Arc<Shared>, peer: Peer) -> Response {
+async fn websocket(
+    ws: WebSocketUpgrade,
+    shared: Arc<Shared>,
+    peer: Peer,
+    host: Option<String>,
+) -> Response {
     let config = &shared.config;
     let ws = ws
         .read_buffer_size(READ_BUFFER)
@@ -390,8 +411,11 @@ async fn websocket(ws: WebSocketUpgrade, shared: Arc<Shared>, peer: Peer) -> Res
     };
     ws.on_upgrade(move |socket| async move {
         let (write, read) = socket.split();
-        let source = peer.0.source;
-        connection::serve(write, read, shared, source).await;
+        let origin = connection::Origin {
+            source: peer.0.source,
+            host,
+        };
+        connection::serve(write, read, shared, origin).await;
         drop(permit);
         drop(peer);
     })

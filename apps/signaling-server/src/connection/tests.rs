@@ -22,8 +22,14 @@ use transport::{PeerId, join_proof_message};
 use super::serve;
 use crate::{Config, Shared};
 
-fn local() -> crate::source::Source {
-    crate::source::Source::of(std::net::IpAddr::from([127, 0, 0, 1]))
+/// The host a join proof names: [`Config::default`]'s address.
+const HOST: &str = "127.0.0.1:8080";
+
+fn local() -> super::Origin {
+    super::Origin {
+        source: crate::source::Source::of(std::net::IpAddr::from([127, 0, 0, 1])),
+        host: Some(HOST.to_owned()),
+    }
 }
 
 /// A test's seed; printed if the test panics.
@@ -190,12 +196,13 @@ impl Client {
     }
 
     fn join_message(&self, key: &SigningKey) -> Value {
-        let signature = key.sign(&join_proof_message(&self.nonce));
+        let signature = key.sign(&join_proof_message(&self.nonce, HOST));
         json!({
             "type": "join",
             "peerId": id_of(key),
             "publicKey": hex::encode(key.verifying_key().to_bytes()),
             "signature": hex::encode(signature.to_bytes()),
+            "host": HOST,
             "protocolVersion": 1,
         })
     }
@@ -281,7 +288,7 @@ async fn bad_joins_and_relays_get_their_error_and_serving_goes_on() {
     // A proof signed over another connection's nonce.
     let mut forged = c.join_message(&key);
     forged["signature"] = json!(hex::encode(
-        key.sign(&join_proof_message(&[9; 32])).to_bytes()
+        key.sign(&join_proof_message(&[9; 32], HOST)).to_bytes()
     ));
     c.send(forged).await;
     c.expect_error("invalid_signature").await;
