@@ -110,7 +110,12 @@ pub fn run_task(args: Args) -> Result<(), String> {
         .args(["--rate-per-sec", "1000000", "--rate-burst", "1000000"])
         // Every client connects from 127.0.0.1: lift the limits per source address.
         .args(["--max-connections-per-source", &max_clients])
-        .args(["--source-join-rate", "1000000", "--source-join-burst", "1000000"])
+        .args([
+            "--source-join-rate",
+            "1000000",
+            "--source-join-burst",
+            "1000000",
+        ])
         .args(["--max-introduced-per-source", "1000000"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

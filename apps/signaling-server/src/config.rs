@@ -24,7 +24,11 @@ pub struct Config {
     /// Most open TCP connections (HTTP requests and WebSockets alike) from one source address
     /// (an IPv4 address, or an IPv6 /64); one more is answered `429` and closed. Behind a reverse
     /// proxy every client shares the proxy's address: raise it there.
-    #[arg(long, env = "SIGNALING_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "SIGNALING_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = 64
+    )]
     pub max_connections_per_source: usize,
 
     /// Joins per second one source address may make on average (a GCRA over all its connections;

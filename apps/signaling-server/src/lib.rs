@@ -52,13 +52,13 @@ use axum::routing::{any, get};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt as _;
-use tokio::task::JoinSet;
-use tower::ServiceExt as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 use transport::{ErrorCode, ServerMessage};
 
@@ -233,10 +233,8 @@ impl Server {
         }
         // The HTTP connections that are not WebSockets finish their request and close.
         let grace = Duration::from_secs(shared.config.shutdown_grace_secs);
-        let _ = tokio::time::timeout(grace, async {
-            while http.join_next().await.is_some() {}
-        })
-        .await;
+        let _ =
+            tokio::time::timeout(grace, async { while http.join_next().await.is_some() {} }).await;
         http.abort_all();
         let _ = shutdown_tx.send(true);
         // Upgraded WebSockets are not HTTP connections any more: wait for them by their permits.
@@ -360,11 +358,7 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     let (joined, rooms, sizes) = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        (
-            registry.len(),
-            registry.room_count(),
-            registry.room_sizes(),
-        )
+        (registry.len(), registry.room_count(), registry.room_sizes())
     };
     let body = shared.metrics.render(joined, rooms, sizes);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()

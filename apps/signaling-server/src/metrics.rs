@@ -310,7 +310,10 @@ mod tests {
             second.samples.get(r#"signaling_rooms_by_size{size="1"}"#),
             Some(&0.0)
         );
-        assert_eq!(second.samples.get("signaling_largest_room_clients"), Some(&0.0));
+        assert_eq!(
+            second.samples.get("signaling_largest_room_clients"),
+            Some(&0.0)
+        );
         assert_eq!(second.samples.get("signaling_rooms"), Some(&0.0));
     }
 }

@@ -71,9 +71,8 @@ impl<C: Clock> Limiter<C> {
         };
         match self.inner.check_n(n) {
             Ok(verdict) => verdict.is_ok(),
-            Err(governor::InsufficientCapacity(burst)) => {
-                NonZeroU32::new(burst).is_none_or(|burst| self.inner.check_n(burst).is_ok_and(|v| v.is_ok()))
-            }
+            Err(governor::InsufficientCapacity(burst)) => NonZeroU32::new(burst)
+                .is_none_or(|burst| self.inner.check_n(burst).is_ok_and(|v| v.is_ok())),
         }
     }
 }
@@ -137,7 +136,10 @@ mod tests {
         clock.advance(Duration::from_millis(400));
         assert!(!limiter.try_take_n(9), "four tokens are not a full bucket");
         clock.advance(Duration::from_millis(100));
-        assert!(limiter.try_take_n(9), "a full bucket pays a cost over the burst");
+        assert!(
+            limiter.try_take_n(9),
+            "a full bucket pays a cost over the burst"
+        );
         assert!(!limiter.try_take());
     }
 

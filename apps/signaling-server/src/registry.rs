@@ -94,10 +94,14 @@ impl Registry {
         }
         let key = transport::distance_key(&id);
         let room_entry = self.rooms.entry(room.clone()).or_default();
-        let peers = introduce_capped(&RoomMembers(&room_entry.members), &key, rule, per_source, rng);
-        room_entry
-            .members
-            .insert((key, conn), (id.clone(), source));
+        let peers = introduce_capped(
+            &RoomMembers(&room_entry.members),
+            &key,
+            rule,
+            per_source,
+            rng,
+        );
+        room_entry.members.insert((key, conn), (id.clone(), source));
         let mut queues = Vec::with_capacity(peers.len());
         for p in &peers {
             if let Some(m) = self.peers.get_mut(p) {
@@ -422,18 +426,45 @@ mod tests {
         let id: Arc<str> = Arc::from("a".repeat(40));
         let room: Arc<str> = Arc::from("default");
         assert!(
-            reg.join(id.clone(), 1, room.clone(), tx.clone(), local(), rule, 99, &mut rk)
-                .is_ok()
+            reg.join(
+                id.clone(),
+                1,
+                room.clone(),
+                tx.clone(),
+                local(),
+                rule,
+                99,
+                &mut rk
+            )
+            .is_ok()
         );
         assert!(
-            reg.join(id.clone(), 2, room.clone(), tx.clone(), local(), rule, 99, &mut rk)
-                .is_err()
+            reg.join(
+                id.clone(),
+                2,
+                room.clone(),
+                tx.clone(),
+                local(),
+                rule,
+                99,
+                &mut rk
+            )
+            .is_err()
         );
         assert!(reg.leave(&id, 2).is_empty());
         assert!(reg.route("default", &id).is_some());
         let other: Arc<str> = Arc::from("b".repeat(40));
         let intro = reg
-            .join(other.clone(), 3, room.clone(), tx, local(), rule, 99, &mut rk)
+            .join(
+                other.clone(),
+                3,
+                room.clone(),
+                tx,
+                local(),
+                rule,
+                99,
+                &mut rk,
+            )
             .expect("join");
         assert_eq!(intro.peers, vec![id.clone()]);
         assert!(reg.route("other-room", &id).is_none());
@@ -467,8 +498,17 @@ mod tests {
         for i in 0..20u8 {
             let id: Arc<str> = Arc::from(hex::encode(rng.key()));
             let honest = Source::of(std::net::IpAddr::from([10, 1, 0, i]));
-            reg.join(id, 100 + u64::from(i), room.clone(), tx.clone(), honest, rule, 2, &mut rk)
-                .expect("join");
+            reg.join(
+                id,
+                100 + u64::from(i),
+                room.clone(),
+                tx.clone(),
+                honest,
+                rule,
+                2,
+                &mut rk,
+            )
+            .expect("join");
         }
         let victim: Arc<str> = Arc::from(hex::encode(target));
         let victim_source = Source::of(std::net::IpAddr::from([10, 2, 0, 1]));
@@ -481,6 +521,11 @@ mod tests {
             .filter(|p| reg.peers.get(&***p).is_some_and(|m| m.conn < 40))
             .count();
         assert!(from_attacker <= 2, "{from_attacker} of {:?}", intro.peers);
-        assert_eq!(intro.peers.len(), rule.closest + rule.random, "{:?}", intro.peers);
+        assert_eq!(
+            intro.peers.len(),
+            rule.closest + rule.random,
+            "{:?}",
+            intro.peers
+        );
     }
 }

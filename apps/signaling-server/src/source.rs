@@ -28,7 +28,9 @@ impl Source {
                 Some(v4) => Self(IpAddr::V4(v4)),
                 None => {
                     let s = v6.segments();
-                    Self(IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0)))
+                    Self(IpAddr::V6(Ipv6Addr::new(
+                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                    )))
                 }
             },
         }
@@ -131,6 +133,7 @@ impl Joins {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -154,7 +157,10 @@ mod tests {
         let first = table.admit(a, 2).expect("first");
         let _second = table.admit(a, 2).expect("second");
         assert!(table.admit(a, 2).is_none(), "a third from one source");
-        assert!(table.admit(b, 2).is_some(), "another source is not affected");
+        assert!(
+            table.admit(b, 2).is_some(),
+            "another source is not affected"
+        );
         drop(first);
         assert!(table.admit(a, 2).is_some(), "a place was freed");
         assert_eq!(table.open(b), 0, "an idle source is forgotten");

@@ -183,18 +183,14 @@ async fn malformed_inputs_get_their_error_code_and_serving_goes_on() {
         ),
         (
             "a proof without the server's host",
-            Input::Json(
-                json!({"type": "join", "peerId": k3_id, "publicKey": k3_pub,
-                "signature": good_sig(&fresh, &k3), "host": null}),
-            ),
+            Input::Json(json!({"type": "join", "peerId": k3_id, "publicKey": k3_pub,
+                "signature": good_sig(&fresh, &k3), "host": null})),
             "missing_field",
         ),
         (
             "a proof for another server",
-            Input::Json(
-                json!({"type": "join", "peerId": k3_id, "publicKey": k3_pub,
-                "signature": good_sig(&fresh, &k3), "host": "elsewhere.example:8080"}),
-            ),
+            Input::Json(json!({"type": "join", "peerId": k3_id, "publicKey": k3_pub,
+                "signature": good_sig(&fresh, &k3), "host": "elsewhere.example:8080"})),
             "wrong_host",
         ),
         (

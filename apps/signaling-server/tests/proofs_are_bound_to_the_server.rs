@@ -1,6 +1,7 @@
 //! A join proof names the server it is for (the host the client dialled): a server that gets a
 //! proof made for another one (relayed to it by that other server, say) refuses it, and the real
 //! client library's proofs are accepted where they were made.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! One host (source address) cannot take the whole server: its open connections, its joins per
 //! second and its share of any introduction are bounded; other hosts are not affected. Clients
 //! connect from several addresses of 127.0.0.0/8 (all local on Linux).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A connection that never completes its HTTP request (or sends nothing, or idles between
 //! requests) is closed after `http_header_timeout_secs`, instead of being held forever.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

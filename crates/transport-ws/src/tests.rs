@@ -52,7 +52,10 @@ fn the_proof_host_is_the_urls_authority_without_a_default_port() {
         ("wss://Signal.Example.org/", Some("signal.example.org")),
         ("wss://signal.example.org:443/x", Some("signal.example.org")),
         ("ws://signal.example.org:80", Some("signal.example.org")),
-        ("wss://signal.example.org:8443", Some("signal.example.org:8443")),
+        (
+            "wss://signal.example.org:8443",
+            Some("signal.example.org:8443"),
+        ),
         ("ws://[::1]:9000", Some("[::1]:9000")),
         ("ws://user:pw@host.example:81/", Some("host.example:81")),
         ("not a url", None),
@@ -114,11 +117,17 @@ async fn accept_and_join(listener: &TcpListener, room: &str) -> (ServerSocket, P
     let host = listener.local_addr().expect("address").to_string();
     assert_eq!(join.host.as_deref(), Some(host.as_str()));
     let mut public_key = [0u8; 32];
-    hex::decode_to_slice(join.public_key.as_deref().unwrap_or_default(), &mut public_key)
-        .expect("public key hex");
+    hex::decode_to_slice(
+        join.public_key.as_deref().unwrap_or_default(),
+        &mut public_key,
+    )
+    .expect("public key hex");
     let mut signature = [0u8; 64];
-    hex::decode_to_slice(join.signature.as_deref().unwrap_or_default(), &mut signature)
-        .expect("signature hex");
+    hex::decode_to_slice(
+        join.signature.as_deref().unwrap_or_default(),
+        &mut signature,
+    )
+    .expect("signature hex");
     ed25519_dalek::VerifyingKey::from_bytes(&public_key)
         .expect("key")
         .verify_strict(

@@ -572,11 +572,6 @@ async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
     tokio::time::sleep(write_timeout * 2).await;
     a.pending();
     assert!(b.task.is_finished(), "the stuck writer was dropped");
-    let held = server
-        .shared
-        .registry
-        .read()
-        .unwrap()
-        .holds(&b_id);
+    let held = server.shared.registry.read().unwrap().holds(&b_id);
     assert!(!held, "its id is free again");
 }

@@ -115,11 +115,15 @@ impl Raw {
             .bind(SocketAddr::from((from, 0)))
             .expect("bind a loopback source");
         let tcp = socket.connect(server.addr).await.expect("tcp connect");
-        let (ws, _) = tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(tcp)).await?;
+        let (ws, _) =
+            tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(tcp)).await?;
         Ok(Self::challenged(ws, server).await)
     }
 
-    async fn challenged(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, server: &TestServer) -> Self {
+    async fn challenged(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        server: &TestServer,
+    ) -> Self {
         let mut raw = Self {
             ws,
             nonce: [0; 32],
