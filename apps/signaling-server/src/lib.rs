@@ -13,16 +13,20 @@
 //! ```
 //!
 //! What it guarantees:
-//! - Ids: by default a join proves its id (ed25519 signature over the connection's nonce; the
-//!   id is SHA-1 of the key). One live connection holds an id; a second join with it is
+//! - Ids: by default a join proves its id (ed25519 signature over the connection's nonce and
+//!   this server's host, so a proof cannot be relayed to another server; the id is SHA-1 of
+//!   the key). One live connection holds an id; a second join with it is
 //!   refused (`id_taken`) and the holder keeps it; only the holding connection can
 //!   unregister it.
 //! - Rooms: nothing crosses rooms. Introductions are targeted: the joiner's K XOR-closest
 //!   peers and a few random ones (the registry module documents how, and its cost).
 //! - Relays: `from` is always set by the server.
 //! - Limits (see [`Config`]): frame size (close 1009), per-connection rate limit (GCRA; error,
-//!   then close 1008), maximum clients (`server_full`, close 1013), idle timeout with
-//!   WebSocket pings, join timeout. Every outgoing queue is bounded.
+//!   then close 1008; a join is charged the notifications it causes), maximum clients
+//!   (`server_full`, close 1013), per source address: open connections (`429`), joins per
+//!   second, peers per introduction; HTTP header-read timeout, write timeout, idle timeout with
+//!   WebSocket pings, join timeout. Every outgoing queue is bounded. `/metrics` never names a
+//!   room.
 //! - Every malformed input gets an `error` with a `code`; the connection keeps serving.
 //! - Shutdown: clients get a `shutdown` message and a close 1001, then the server returns.
 
