@@ -108,6 +108,15 @@ pub fn run_task(args: Args) -> Result<(), String> {
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .args(["--max-clients", &max_clients])
         .args(["--rate-per-sec", "1000000", "--rate-burst", "1000000"])
+        // Every client connects from 127.0.0.1: lift the limits per source address.
+        .args(["--max-connections-per-source", &max_clients])
+        .args([
+            "--source-join-rate",
+            "1000000",
+            "--source-join-burst",
+            "1000000",
+        ])
+        .args(["--max-introduced-per-source", "1000000"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()

@@ -215,6 +215,15 @@ fn browser_tests() -> Result<(), String> {
     let port = free_port()?;
     let child = Command::new(target_dir().join("debug").join("signaling-server"))
         .args(["--addr", &format!("127.0.0.1:{port}")])
+        // The browsers all connect from 127.0.0.1: lift the limits per source address.
+        .args(["--max-connections-per-source", "100000"])
+        .args([
+            "--source-join-rate",
+            "100000",
+            "--source-join-burst",
+            "100000",
+        ])
+        .args(["--max-introduced-per-source", "100000"])
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .spawn()

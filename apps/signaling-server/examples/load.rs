@@ -122,9 +122,10 @@ async fn client(
                 "challenge" => {
                     let mut nonce = [0u8; 32];
                     hex::decode_to_slice(m.nonce?, &mut nonce).ok()?;
-                    let sig = k.sign(&join_proof_message(&nonce));
+                    let host = transport_ws::host_of_url(&url)?;
+                    let sig = k.sign(&join_proof_message(&nonce, &host));
                     let join = format!(
-                        r#"{{"type":"join","peerId":"{id}","publicKey":"{}","signature":"{}","room":"bench","protocolVersion":1}}"#,
+                        r#"{{"type":"join","peerId":"{id}","publicKey":"{}","signature":"{}","host":"{host}","room":"bench","protocolVersion":2}}"#,
                         hex::encode(k.verifying_key().to_bytes()),
                         hex::encode(sig.to_bytes())
                     );

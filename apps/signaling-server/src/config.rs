@@ -21,6 +21,48 @@ pub struct Config {
     #[arg(long, env = "SIGNALING_MAX_CLIENTS", default_value_t = 20_000)]
     pub max_clients: usize,
 
+    /// Most open TCP connections (HTTP requests and WebSockets alike) from one source address
+    /// (an IPv4 address, or an IPv6 /64); one more is answered `429` and closed. Behind a reverse
+    /// proxy every client shares the proxy's address: raise it there.
+    #[arg(
+        long,
+        env = "SIGNALING_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = 64
+    )]
+    pub max_connections_per_source: usize,
+
+    /// Joins per second one source address may make on average (a GCRA over all its connections;
+    /// 0 counts as 1); over it a join gets `rate_limited`.
+    #[arg(long, env = "SIGNALING_SOURCE_JOIN_RATE", default_value_t = 5)]
+    pub source_join_rate: u32,
+
+    /// Joins one source address may make in a burst (0 counts as 1).
+    #[arg(long, env = "SIGNALING_SOURCE_JOIN_BURST", default_value_t = 64)]
+    pub source_join_burst: u32,
+
+    /// Most peers of one introduction (`bootstrap_peers`) that connected from one source address,
+    /// so that ids ground near a victim from one host cannot fill its introductions.
+    #[arg(long, env = "SIGNALING_MAX_INTRODUCED_PER_SOURCE", default_value_t = 4)]
+    pub max_introduced_per_source: usize,
+
+    /// Seconds a connection has to send a complete HTTP request head (also the longest an idle
+    /// HTTP connection is kept between requests); then it is closed.
+    #[arg(long, env = "SIGNALING_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+
+    /// Seconds a write to a WebSocket client may block (a client that does not read its socket)
+    /// before the connection is dropped.
+    #[arg(long, env = "SIGNALING_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub write_timeout_secs: u64,
+
+    /// The host names clients dial this server by (`host` or `host:port`, the port left out when
+    /// it is the scheme's default), to which join proofs are bound; repeatable or comma-separated.
+    /// When empty: the listening address (`ip:port`, and `localhost:port` on loopback), or, when
+    /// listening on every interface (0.0.0.0 or ::), the `Host` header of each connection's
+    /// request, which a server relaying proofs can forge: set it on a public server.
+    #[arg(long, env = "SIGNALING_PUBLIC_HOST", value_delimiter = ',')]
+    pub public_host: Vec<String>,
+
     /// Also accept the JavaScript clients' unverified `join {peerId}` (any printable id).
     #[arg(long, env = "SIGNALING_COMPAT_UNVERIFIED_IDS")]
     pub compat_unverified_ids: bool,
@@ -83,6 +125,13 @@ impl Default for Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_clients: 20_000,
+            max_connections_per_source: 64,
+            source_join_rate: 5,
+            source_join_burst: 64,
+            max_introduced_per_source: 4,
+            http_header_timeout_secs: 10,
+            write_timeout_secs: 10,
+            public_host: Vec::new(),
             compat_unverified_ids: false,
             max_frame_bytes: 64 * 1024,
             rate_per_sec: 50,
@@ -101,12 +150,59 @@ impl Default for Config {
 }
 
 impl Config {
-    /// A configuration for tests: listen on an ephemeral port of 127.0.0.1.
+    /// A configuration for tests: listen on an ephemeral port of 127.0.0.1, without the limits per
+    /// source address (every client of a test connects from 127.0.0.1; a test of those limits
+    /// sets them).
     pub fn ephemeral() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..Self::default()
+            ..Self::default().one_host()
         }
+    }
+
+    /// This configuration with the limits per source address lifted, for tools and tests that
+    /// connect all their clients from one host.
+    pub fn one_host(self) -> Self {
+        Self {
+            max_connections_per_source: usize::MAX,
+            source_join_rate: u32::MAX,
+            source_join_burst: u32::MAX,
+            max_introduced_per_source: usize::MAX,
+            ..self
+        }
+    }
+
+    /// The hosts join proofs must name (normalized), or `None` when each connection's `Host`
+    /// header is taken instead (no public host configured and listening on every interface).
+    pub(crate) fn proof_hosts(&self) -> Option<Vec<String>> {
+        if !self.public_host.is_empty() {
+            return Some(
+                self.public_host
+                    .iter()
+                    .map(|h| transport::normalize_host(h.trim()))
+                    .collect(),
+            );
+        }
+        let ip = self.addr.ip();
+        if ip.is_unspecified() {
+            return None;
+        }
+        let mut hosts = vec![transport::normalize_host(&self.addr.to_string())];
+        if ip.is_loopback() {
+            hosts.push(transport::normalize_host(&format!(
+                "localhost:{}",
+                self.addr.port()
+            )));
+        }
+        Some(hosts)
+    }
+
+    pub(crate) fn http_header_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_header_timeout_secs.max(1))
+    }
+
+    pub(crate) fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs.max(1))
     }
 
     pub(crate) fn idle_timeout(&self) -> Duration {

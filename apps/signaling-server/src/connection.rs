@@ -26,6 +26,7 @@ use transport::{
 use crate::Shared;
 use crate::fields::{self, Fields, ParseError};
 use crate::rate::Limiter;
+use crate::source::Source;
 
 /// Close codes (RFC 6455 §7.4.1).
 pub(crate) mod close {
@@ -97,6 +98,14 @@ fn echo(s: &str) -> String {
     }
 }
 
+/// Where a connection comes from: its source address, and the `Host` its request named.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) source: Source,
+    /// The request's `Host` header, normalized.
+    pub(crate) host: Option<String>,
+}
+
 struct Joined {
     id: Arc<str>,
     room: Arc<str>,
@@ -105,6 +114,8 @@ struct Joined {
 struct Conn {
     shared: Arc<Shared>,
     id: u64,
+    source: Source,
+    host: Option<String>,
     nonce: [u8; NONCE_LEN],
     joined: Option<Joined>,
     ever_joined: bool,
@@ -133,7 +144,7 @@ fn error_message(code: ErrorCode, message: String, peer_id: Option<String>) -> S
 }
 
 /// Serve one upgraded connection (its two halves) until it ends.
-pub(crate) async fn serve<W, R>(mut write: W, mut read: R, shared: Arc<Shared>)
+pub(crate) async fn serve<W, R>(mut write: W, mut read: R, shared: Arc<Shared>, origin: Origin)
 where
     W: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -146,6 +157,8 @@ where
     let config = &shared.config;
     let mut conn = Conn {
         id,
+        source: origin.source,
+        host: origin.host,
         nonce,
         joined: None,
         ever_joined: false,
@@ -168,7 +181,7 @@ where
             let bye = encode(&ServerMessage::Shutdown {
                 message: "the server is shutting down".into(),
             });
-            let _ = write.send(Message::Text(bye)).await;
+            let _ = written(CLOSE_LINGER, write.send(Message::Text(bye))).await;
             close_socket(
                 &mut write,
                 &mut read,
@@ -192,13 +205,20 @@ where
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    if write.send(Message::Close(Some(frame))).await.is_err() {
+    if !written(CLOSE_LINGER, write.send(Message::Close(Some(frame)))).await {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         while let Some(Ok(_)) = read.next().await {}
     })
     .await;
+}
+
+/// Whether `write` completed without error within `limit`. A client that does not read its
+/// socket stops the writes once the socket's buffers are full; it is dropped after `limit`
+/// rather than holding its task, its queue and its id forever.
+async fn written<E>(limit: Duration, write: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())))
 }
 
 fn is_capacity_error(err: axum::Error) -> bool {
@@ -228,7 +248,8 @@ impl Conn {
             protocol_version: PROTOCOL_VERSION,
             compat_unverified_ids: config.compat_unverified_ids,
         });
-        if socket.send(Message::Text(challenge)).await.is_err() {
+        let write_timeout = config.write_timeout();
+        if !written(write_timeout, socket.send(Message::Text(challenge))).await {
             return Ending::Gone;
         }
         let idle = config.idle_timeout();
@@ -247,7 +268,7 @@ impl Conn {
                     match incoming {
                         Ok(Message::Text(text)) => {
                             if let Some(ending) = self.handle_text(&text) {
-                                let _ = self.flush_replies(socket).await;
+                                let _ = written(write_timeout, self.flush_replies(socket)).await;
                                 return ending;
                             }
                         }
@@ -259,7 +280,7 @@ impl Conn {
                                 )),
                                 Admit::No => {}
                                 Admit::Abuse => {
-                                    let _ = self.flush_replies(socket).await;
+                                    let _ = written(write_timeout, self.flush_replies(socket)).await;
                                     return Ending::Close(close::POLICY, "rate limit abuse");
                                 }
                             }
@@ -275,27 +296,26 @@ impl Conn {
                                         config.max_frame_bytes
                                     ),
                                 ));
-                                let _ = self.flush_replies(socket).await;
+                                let _ = written(write_timeout, self.flush_replies(socket)).await;
                                 return Ending::Close(close::TOO_BIG, "message too large");
                             }
                             return Ending::Gone;
                         }
                     }
-                    if self.flush_replies(socket).await.is_err() {
+                    if !written(write_timeout, self.flush_replies(socket)).await {
                         return Ending::Gone;
                     }
                 }
                 Some(first) = rx.recv() => {
-                    if socket.feed(Message::Text(first)).await.is_err() {
-                        return Ending::Gone;
-                    }
-                    for _ in 1..WRITE_BATCH {
-                        let Ok(more) = rx.try_recv() else { break };
-                        if socket.feed(Message::Text(more)).await.is_err() {
-                            return Ending::Gone;
+                    let batch = async {
+                        socket.feed(Message::Text(first)).await?;
+                        for _ in 1..WRITE_BATCH {
+                            let Ok(more) = rx.try_recv() else { break };
+                            socket.feed(Message::Text(more)).await?;
                         }
-                    }
-                    if socket.flush().await.is_err() {
+                        socket.flush().await
+                    };
+                    if !written(write_timeout, batch).await {
                         return Ending::Gone;
                     }
                 }
@@ -303,7 +323,7 @@ impl Conn {
                     if last_seen.elapsed() >= idle {
                         return Ending::Close(close::NORMAL, "idle timeout");
                     }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if !written(write_timeout, socket.send(Message::Ping(Default::default()))).await {
                         return Ending::Gone;
                     }
                 }
@@ -312,7 +332,7 @@ impl Conn {
                         ErrorCode::JoinTimeout,
                         format!("no join within {} s", config.join_timeout().as_secs()),
                     ));
-                    let _ = self.flush_replies(socket).await;
+                    let _ = written(write_timeout, self.flush_replies(socket)).await;
                     return Ending::Close(close::POLICY, "join timeout");
                 }
             }
@@ -552,14 +572,57 @@ impl Conn {
                 return Err(reject(ErrorCode::MissingField, "missing field `publicKey`"));
             }
             (Some(public_key), Some(signature)) => {
-                self.verify(peer_id, public_key, signature)?;
+                let host = optional_str(map, "host")?.ok_or_else(|| {
+                    reject(
+                        ErrorCode::MissingField,
+                        "missing field `host`: a join proof names the server it is for (protocol version 2)",
+                    )
+                })?;
+                self.check_host(&host)?;
+                self.verify(peer_id, public_key, signature, &host)?;
                 true
             }
         };
         self.register(peer_id, room, verified || version.is_some())
     }
 
-    fn verify(&self, peer_id: &str, public_key: &str, signature: &str) -> Result<(), Rejection> {
+    /// A proof is valid only for this server: its `host` must be one this server answers to.
+    fn check_host(&self, host: &str) -> Result<(), Rejection> {
+        if host.len() > transport::MAX_HOST_LEN {
+            return Err(reject(
+                ErrorCode::InvalidField,
+                format!("field `host` is over {} bytes", transport::MAX_HOST_LEN),
+            ));
+        }
+        let host = transport::normalize_host(host);
+        let ours = match &self.shared.proof_hosts {
+            Some(hosts) => hosts.contains(&host),
+            None => self.host.as_deref() == Some(host.as_str()),
+        };
+        if ours {
+            return Ok(());
+        }
+        let expected = match &self.shared.proof_hosts {
+            Some(hosts) => hosts.join(", "),
+            None => self.host.clone().unwrap_or_default(),
+        };
+        Err(reject(
+            ErrorCode::WrongHost,
+            format!(
+                "this proof is for `{}`; this server is `{}`",
+                echo(&host),
+                echo(&expected)
+            ),
+        ))
+    }
+
+    fn verify(
+        &self,
+        peer_id: &str,
+        public_key: &str,
+        signature: &str,
+        host: &str,
+    ) -> Result<(), Rejection> {
         if !is_hex_id(peer_id) {
             return Err(reject(
                 ErrorCode::InvalidPeerId,
@@ -597,21 +660,69 @@ impl Conn {
         }
         verifying_key
             .verify_strict(
-                &join_proof_message(&self.nonce),
+                &join_proof_message(&self.nonce, host),
                 &Signature::from_bytes(&sig),
             )
             .map_err(|_| {
                 reject(
                     ErrorCode::InvalidSignature,
-                    "the signature does not verify over this connection's challenge",
+                    "the signature does not verify over this connection's challenge and host",
                 )
             })
+    }
+
+    /// Pay for a join before it is made: the notifications it causes (`peer_joined` to each
+    /// peer it is introduced to, at most the room's size, and as many `peer_left` when it
+    /// leaves) are charged to this connection's rate limit, so that join/leave cycling cannot
+    /// make the server send more messages than the cycler may send itself; and the source's join
+    /// rate is checked.
+    fn pay_for_join(&mut self, room_len: usize) -> Result<(), Rejection> {
+        let config = &self.shared.config;
+        let introduced = room_len.min(
+            config
+                .bootstrap_closest
+                .saturating_add(config.bootstrap_random),
+        );
+        let cost = u32::try_from(introduced.saturating_mul(2)).unwrap_or(u32::MAX);
+        if !self.limiter.try_take_n(cost) {
+            return Err(reject(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many joins: this join costs {cost} messages of the limit of {} per second",
+                    config.rate_per_sec
+                ),
+            ));
+        }
+        if !self.shared.joins.try_join(self.source) {
+            return Err(reject(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many joins from your address: the limit is {} per second with bursts of {}",
+                    config.source_join_rate, config.source_join_burst
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn register(&mut self, peer_id: &str, room: &str, extended: bool) -> Result<(), Rejection> {
         let shared = self.shared.clone();
         let config = &shared.config;
         let id: Arc<str> = Arc::from(peer_id);
+        let id_taken = || Rejection {
+            code: ErrorCode::IdTaken,
+            message: format!("{peer_id} is held by another connection"),
+            peer_id: Some(peer_id.to_owned()),
+        };
+        // A join that will be refused causes no notification: it is not charged.
+        let (held, room_len) = {
+            let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
+            (registry.holds(peer_id), registry.room_len(room))
+        };
+        if held {
+            return Err(id_taken());
+        }
+        self.pay_for_join(room_len)?;
         let room: Arc<str> = Arc::from(room);
         // The introduction rule: the joiner's closest peers, then a few random ones, each draw a
         // random key (a draw that hits a peer already chosen is lost; four draws per wanted peer).
@@ -630,15 +741,13 @@ impl Conn {
                 self.id,
                 room.clone(),
                 self.tx.clone(),
+                self.source,
                 rule,
+                config.max_introduced_per_source,
                 &mut *rng,
             );
         drop(rng);
-        let introductions = joined.map_err(|()| Rejection {
-            code: ErrorCode::IdTaken,
-            message: format!("{id} is held by another connection"),
-            peer_id: Some(id.to_string()),
-        })?;
+        let introductions = joined.map_err(|()| id_taken())?;
         shared.metrics.joins.inc();
         debug!(conn = self.id, peer = %id, room = %room, introduced = introductions.peers.len(), "joined");
         let announce = encode(&ServerMessage::PeerJoined {

@@ -13,16 +13,20 @@
 //! ```
 //!
 //! What it guarantees:
-//! - Ids: by default a join proves its id (ed25519 signature over the connection's nonce; the
-//!   id is SHA-1 of the key). One live connection holds an id; a second join with it is
+//! - Ids: by default a join proves its id (ed25519 signature over the connection's nonce and
+//!   this server's host, so a proof cannot be relayed to another server; the id is SHA-1 of
+//!   the key). One live connection holds an id; a second join with it is
 //!   refused (`id_taken`) and the holder keeps it; only the holding connection can
 //!   unregister it.
 //! - Rooms: nothing crosses rooms. Introductions are targeted: the joiner's K XOR-closest
 //!   peers and a few random ones (the registry module documents how, and its cost).
 //! - Relays: `from` is always set by the server.
 //! - Limits (see [`Config`]): frame size (close 1009), per-connection rate limit (GCRA; error,
-//!   then close 1008), maximum clients (`server_full`, close 1013), idle timeout with
-//!   WebSocket pings, join timeout. Every outgoing queue is bounded.
+//!   then close 1008; a join is charged the notifications it causes), maximum clients
+//!   (`server_full`, close 1013), per source address: open connections (`429`), joins per
+//!   second, peers per introduction; HTTP header-read timeout, write timeout, idle timeout with
+//!   WebSocket pings, join timeout. Every outgoing queue is bounded. `/metrics` never names a
+//!   room.
 //! - Every malformed input gets an `error` with a `code`; the connection keeps serving.
 //! - Shutdown: clients get a `shutdown` message and a close 1001, then the server returns.
 
@@ -34,6 +38,7 @@ mod fields;
 mod metrics;
 mod rate;
 mod registry;
+mod source;
 mod web;
 
 use std::future::Future;
@@ -48,19 +53,24 @@ use axum::extract::{FromRequestParts as _, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::serve::ListenerExt;
 use futures_util::{SinkExt as _, StreamExt as _};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tracing::{info, warn};
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
+use tracing::{debug, info, warn};
 use transport::{ErrorCode, ServerMessage};
 
 pub use config::Config;
 
 use metrics::Metrics;
 use registry::Registry;
+use source::{Admitted, Connections, Joins, Source};
 
 /// The read buffer of one WebSocket: small, because there are tens of thousands of them
 /// (tungstenite's default is 128 KiB); larger messages grow it as needed.
@@ -77,6 +87,12 @@ pub(crate) struct Shared {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) next_conn: AtomicU64,
+    /// Open connections per source address.
+    pub(crate) connections: Arc<Connections>,
+    /// Joins per source address.
+    pub(crate) joins: Joins,
+    /// The hosts a join proof may name (`None`: the connection's `Host` header).
+    pub(crate) proof_hosts: Option<Vec<String>>,
     /// The server's randomness (challenge nonces, random introductions): seeded from the OS
     /// in [`Server::bind`], from a printed seed in tests.
     pub(crate) rng: Mutex<ChaCha20Rng>,
@@ -89,6 +105,9 @@ impl Shared {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.max_clients)),
+            connections: Arc::new(Connections::default()),
+            joins: Joins::new(config.source_join_rate, config.source_join_burst),
+            proof_hosts: config.proof_hosts(),
             config,
             registry: RwLock::new(Registry::default()),
             metrics: Metrics::default(),
@@ -126,8 +145,16 @@ impl std::fmt::Debug for Shared {
 
 impl Server {
     /// Bind the listening socket of `config.addr` (port 0 picks a free port).
-    pub async fn bind(config: Config) -> std::io::Result<Self> {
+    pub async fn bind(mut config: Config) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr).await?;
+        // Port 0 picked a port: the proofs name the real one.
+        config.addr = listener.local_addr()?;
+        if config.proof_hosts().is_none() {
+            warn!(
+                "listening on every interface without --public-host: join proofs are checked \
+                 against each request's Host header, which a server relaying proofs can forge"
+            );
+        }
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
         let (shared, shutdown_tx) = Shared::new(config, seed);
@@ -166,18 +193,53 @@ impl Server {
             "signaling server listening"
         );
         let app = router(shared.clone());
-        let listener = listener.tap_io(|tcp| {
+        let mut http = JoinSet::new();
+        let stop = shutdown_tx.subscribe();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => {
+                    info!("shutting down: closing every connection");
+                    let _ = shutdown_tx.send(true);
+                    break;
+                }
+                Some(_) = http.join_next(), if !http.is_empty() => continue,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: as axum::serve, wait a little.
+                    warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
             // Signals are small and latency matters: no Nagle delay.
             let _ = tcp.set_nodelay(true);
-        });
-        let tx = shutdown_tx.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                info!("shutting down: closing every connection");
-                let _ = tx.send(true);
-            })
-            .await?;
+            let source = Source::of(remote.ip());
+            let Some(admitted) = shared
+                .connections
+                .admit(source, shared.config.max_connections_per_source)
+            else {
+                shared.metrics.refused_connections.inc();
+                debug!(%source, "refused a connection: too many from its source");
+                http.spawn(refuse_busy_source(tcp));
+                continue;
+            };
+            http.spawn(serve_http(
+                tcp,
+                Arc::new(admitted),
+                app.clone(),
+                shared.config.http_header_timeout(),
+                stop.clone(),
+            ));
+        }
+        // The HTTP connections that are not WebSockets finish their request and close.
+        let grace = Duration::from_secs(shared.config.shutdown_grace_secs);
+        let _ =
+            tokio::time::timeout(grace, async { while http.join_next().await.is_some() {} }).await;
+        http.abort_all();
         let _ = shutdown_tx.send(true);
         // Upgraded WebSockets are not HTTP connections any more: wait for them by their permits.
         let grace = Duration::from_secs(shared.config.shutdown_grace_secs);
@@ -202,6 +264,56 @@ pub async fn run(
     Server::bind(config).await?.run(shutdown).await
 }
 
+/// Refuse a connection from a source over its limit: a short `429`, then close.
+async fn refuse_busy_source(mut tcp: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 44\r\n\r\ntoo many connections from your address now\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = tcp.write_all(BUSY).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
+/// The source of a request's connection (a request extension): the WebSocket it upgrades to
+/// keeps the source's place until it closes.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer(pub(crate) Arc<Admitted>);
+
+/// One HTTP/1.1 connection: hyper with a header-read timer (a request head not complete within
+/// `header_timeout`, or an idle keep-alive connection, is closed), WebSocket upgrades allowed.
+async fn serve_http(
+    tcp: TcpStream,
+    admitted: Arc<Admitted>,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = Peer(admitted);
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(peer.clone());
+        app.clone().oneshot(request)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                debug!(%err, "HTTP connection ended");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stopping| *stopping) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", any(root))
@@ -218,7 +330,18 @@ async fn root(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let asks_upgrade =
         parts.headers.contains_key(header::UPGRADE) || parts.method == axum::http::Method::CONNECT;
     match WebSocketUpgrade::from_request_parts(&mut parts, &shared).await {
-        Ok(ws) => websocket(ws, shared).await,
+        Ok(ws) => {
+            let Some(peer) = parts.extensions.get::<Peer>().cloned() else {
+                warn!("a request without its connection's source");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(transport::normalize_host);
+            websocket(ws, shared, peer, host).await
+        }
         Err(rejection) if asks_upgrade => rejection.into_response(),
         Err(_) => web::index(&shared.config.web_dir, Request::from_parts(parts, body)).await,
     }
@@ -239,17 +362,18 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     let (joined, rooms, sizes) = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        (
-            registry.len(),
-            registry.room_count(),
-            registry.room_sizes(metrics::MAX_ROOMS_LISTED),
-        )
+        (registry.len(), registry.room_count(), registry.room_sizes())
     };
-    let body = shared.metrics.render(joined, rooms, &sizes);
+    let body = shared.metrics.render(joined, rooms, sizes);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 
-async fn websocket(ws: WebSocketUpgrade, shared: Arc<Shared>) -> Response {
+async fn websocket(
+    ws: WebSocketUpgrade,
+    shared: Arc<Shared>,
+    peer: Peer,
+    host: Option<String>,
+) -> Response {
     let config = &shared.config;
     let ws = ws
         .read_buffer_size(READ_BUFFER)
@@ -285,7 +409,12 @@ async fn websocket(ws: WebSocketUpgrade, shared: Arc<Shared>) -> Response {
     };
     ws.on_upgrade(move |socket| async move {
         let (write, read) = socket.split();
-        connection::serve(write, read, shared).await;
+        let origin = connection::Origin {
+            source: peer.0.source,
+            host,
+        };
+        connection::serve(write, read, shared, origin).await;
         drop(permit);
+        drop(peer);
     })
 }

@@ -3,10 +3,14 @@
 //!
 //! The names: `signaling_clients`, `signaling_joined_clients`, `signaling_joins_total`,
 //! `signaling_relayed_messages_total`, `signaling_refused_connections_total`, `signaling_rooms`,
-//! `signaling_rejected_inputs_total{reason}` and `signaling_room_clients{room}` (prometheus-client
-//! appends `_total` to a counter's registered name).
+//! `signaling_rejected_inputs_total{reason}`, `signaling_largest_room_clients` and
+//! `signaling_rooms_by_size{size}` (prometheus-client appends `_total` to a counter's registered
+//! name).
+//!
+//! Room names are never exported: anyone may read `/metrics`, and a room's name is what a
+//! stranger needs to join it. Rooms are counted by size bucket instead (a fixed label set).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,8 +19,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use transport::ErrorCode;
 
-/// Most rooms listed by `signaling_room_clients` (the largest ones).
-pub(crate) const MAX_ROOMS_LISTED: usize = 1000;
+/// The upper bounds of `signaling_rooms_by_size`'s buckets (members per room); the last bucket
+/// holds the larger rooms.
+pub(crate) const ROOM_SIZE_BUCKETS: [(usize, &str); 5] = [
+    (1, "1"),
+    (10, "2-10"),
+    (100, "11-100"),
+    (1000, "101-1000"),
+    (usize::MAX, "1001+"),
+];
 
 /// The content type of [`Metrics::render`]'s text.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -27,10 +38,10 @@ struct Reason {
     reason: &'static str,
 }
 
-/// The label of `signaling_room_clients`. Room names are `[A-Za-z0-9._-]`.
+/// The label of `signaling_rooms_by_size`: a bucket of [`ROOM_SIZE_BUCKETS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoomLabel {
-    room: String,
+struct SizeLabel {
+    size: &'static str,
 }
 
 /// The server's counters, and the registry that encodes them.
@@ -44,7 +55,8 @@ pub(crate) struct Metrics {
     /// Set from the registry at each scrape.
     joined: Gauge,
     rooms: Gauge,
-    room_clients: Family<RoomLabel, Gauge>,
+    largest_room: Gauge,
+    rooms_by_size: Family<SizeLabel, Gauge>,
     registry: Registry,
     /// Serialises scrapes: each sets the scrape-time gauges, then encodes them.
     scrape: Mutex<()>,
@@ -60,7 +72,8 @@ impl Default for Metrics {
             rejected: Family::default(),
             joined: Gauge::default(),
             rooms: Gauge::default(),
-            room_clients: Family::default(),
+            largest_room: Gauge::default(),
+            rooms_by_size: Family::default(),
             registry: Registry::default(),
             scrape: Mutex::new(()),
         };
@@ -104,9 +117,14 @@ impl Default for Metrics {
             metrics.rejected.clone(),
         );
         registry.register(
-            "signaling_room_clients",
-            format!("Members per room (the {MAX_ROOMS_LISTED} largest rooms)"),
-            metrics.room_clients.clone(),
+            "signaling_largest_room_clients",
+            "Members of the largest room",
+            metrics.largest_room.clone(),
+        );
+        registry.register(
+            "signaling_rooms_by_size",
+            "Rooms by their number of members (room names are not exported)",
+            metrics.rooms_by_size.clone(),
         );
         metrics
     }
@@ -130,20 +148,26 @@ impl Metrics {
         &self,
         joined: usize,
         rooms: usize,
-        room_sizes: &[(Arc<str>, usize)],
+        room_sizes: impl IntoIterator<Item = usize>,
     ) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.joined.set(gauge_value(joined));
         self.rooms.set(gauge_value(rooms));
-        self.room_clients.clear();
-        for (room, size) in room_sizes {
-            self.room_clients
-                .get_or_create(&RoomLabel {
-                    room: room.to_string(),
-                })
-                .set(gauge_value(*size));
+        let mut buckets = [0usize; ROOM_SIZE_BUCKETS.len()];
+        let mut largest = 0;
+        for size in room_sizes {
+            largest = largest.max(size);
+            if let Some(i) = ROOM_SIZE_BUCKETS.iter().position(|(max, _)| size <= *max) {
+                buckets[i] += 1;
+            }
         }
-        let mut out = String::with_capacity(2048 + room_sizes.len() * 48);
+        self.largest_room.set(gauge_value(largest));
+        for ((_, label), count) in ROOM_SIZE_BUCKETS.iter().zip(buckets) {
+            self.rooms_by_size
+                .get_or_create(&SizeLabel { size: label })
+                .set(gauge_value(count));
+        }
+        let mut out = String::with_capacity(4096);
         if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(%err, "could not encode the metrics");
         }
@@ -218,8 +242,7 @@ mod tests {
         metrics.refused_connections.inc();
         metrics.reject(ErrorCode::InvalidJson);
         metrics.reject(ErrorCode::InvalidJson);
-        let sizes = [(Arc::from("red"), 5), (Arc::from("blue"), 2)];
-        let scrape = parse(&metrics.render(7, 2, &sizes));
+        let scrape = parse(&metrics.render(7, 3, [5, 2, 1]));
 
         for (family, kind) in [
             ("signaling_clients", "gauge"),
@@ -229,7 +252,8 @@ mod tests {
             ("signaling_refused_connections", "counter"),
             ("signaling_rooms", "gauge"),
             ("signaling_rejected_inputs", "counter"),
-            ("signaling_room_clients", "gauge"),
+            ("signaling_largest_room_clients", "gauge"),
+            ("signaling_rooms_by_size", "gauge"),
         ] {
             assert_eq!(
                 scrape.types.get(family).map(String::as_str),
@@ -249,9 +273,11 @@ mod tests {
         assert_eq!(value("signaling_joins_total"), 3.0);
         assert_eq!(value("signaling_relayed_messages_total"), 7.0);
         assert_eq!(value("signaling_refused_connections_total"), 1.0);
-        assert_eq!(value("signaling_rooms"), 2.0);
-        assert_eq!(value(r#"signaling_room_clients{room="red"}"#), 5.0);
-        assert_eq!(value(r#"signaling_room_clients{room="blue"}"#), 2.0);
+        assert_eq!(value("signaling_rooms"), 3.0);
+        assert_eq!(value("signaling_largest_room_clients"), 5.0);
+        assert_eq!(value(r#"signaling_rooms_by_size{size="1"}"#), 1.0);
+        assert_eq!(value(r#"signaling_rooms_by_size{size="2-10"}"#), 2.0);
+        assert_eq!(value(r#"signaling_rooms_by_size{size="11-100"}"#), 0.0);
         assert_eq!(
             value(r#"signaling_rejected_inputs_total{reason="invalid_json"}"#),
             2.0
@@ -272,22 +298,21 @@ mod tests {
     }
 
     #[test]
-    fn a_room_that_emptied_is_no_longer_listed() {
+    fn a_room_that_emptied_is_no_longer_counted() {
         let metrics = Metrics::default();
-        let first = parse(&metrics.render(1, 1, &[(Arc::from("gone"), 1)]));
-        assert!(
-            first
-                .samples
-                .contains_key(r#"signaling_room_clients{room="gone"}"#)
+        let first = parse(&metrics.render(1, 1, [1]));
+        assert_eq!(
+            first.samples.get(r#"signaling_rooms_by_size{size="1"}"#),
+            Some(&1.0)
         );
-        let second = parse(&metrics.render(0, 0, &[]));
-        assert!(
-            !second
-                .samples
-                .keys()
-                .any(|s| s.starts_with("signaling_room_clients")),
-            "{:?}",
-            second.samples.keys()
+        let second = parse(&metrics.render(0, 0, Vec::new()));
+        assert_eq!(
+            second.samples.get(r#"signaling_rooms_by_size{size="1"}"#),
+            Some(&0.0)
+        );
+        assert_eq!(
+            second.samples.get("signaling_largest_room_clients"),
+            Some(&0.0)
         );
         assert_eq!(second.samples.get("signaling_rooms"), Some(&0.0));
     }

@@ -62,6 +62,19 @@ impl<C: Clock> Limiter<C> {
     pub(crate) fn try_take(&self) -> bool {
         self.inner.check().is_ok()
     }
+
+    /// Take `n` more tokens at once if the quota allows it now (`n` over the burst counts as the
+    /// whole burst: such a cost is paid by a full bucket).
+    pub(crate) fn try_take_n(&self, n: u32) -> bool {
+        let Some(n) = NonZeroU32::new(n) else {
+            return true;
+        };
+        match self.inner.check_n(n) {
+            Ok(verdict) => verdict.is_ok(),
+            Err(governor::InsufficientCapacity(burst)) => NonZeroU32::new(burst)
+                .is_none_or(|burst| self.inner.check_n(burst).is_ok_and(|v| v.is_ok())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +125,22 @@ mod tests {
             clock.advance(Duration::from_millis(5));
         }
         assert!((599..=601).contains(&passed), "passed {passed}");
+    }
+
+    #[test]
+    fn a_cost_is_paid_at_once_and_a_cost_over_the_burst_needs_a_full_bucket() {
+        let (limiter, clock) = limiter(10, 5);
+        assert!(limiter.try_take_n(4));
+        assert!(!limiter.try_take_n(2), "one token left");
+        assert!(limiter.try_take_n(1));
+        clock.advance(Duration::from_millis(400));
+        assert!(!limiter.try_take_n(9), "four tokens are not a full bucket");
+        clock.advance(Duration::from_millis(100));
+        assert!(
+            limiter.try_take_n(9),
+            "a full bucket pays a cost over the burst"
+        );
+        assert!(!limiter.try_take());
     }
 
     #[test]

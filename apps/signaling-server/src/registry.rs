@@ -14,17 +14,32 @@
 //! random ids, independent of the room's size. Random introductions pick the first member at
 //! or after a random key (O(log N) each). Leaves tell only the peers a member was
 //! introduced to or by (at most [`MAX_INTRODUCED`] per member), never the whole room.
+//!
+//! # Ids ground near a victim
+//!
+//! Anyone can make ids near a given id (keys are free; a 16-bit shared prefix costs 65,536
+//! key generations), so the closest peers alone would let one host that joins many such ids be
+//! most of a victim's introduction. An introduction therefore holds at most
+//! `max_introduced_per_source` peers that connected from one source address: the closest are
+//! taken from the (up to) [`CANDIDATES`]·K nearest, skipping a source's extra ones, and the random
+//! peers (always drawn when the room has more members) obey the same cap.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use p2pmesh_base::introduce::{Members, Rule, distance, introduce};
+use p2pmesh_base::introduce::{Members, Rule, distance};
 use tokio::sync::mpsc;
+
+use crate::source::Source;
 
 /// Most introductions remembered per member (to tell them when it leaves).
 pub(crate) const MAX_INTRODUCED: usize = 32;
+
+/// At most how many times K nearest members are looked at to find K closest within the
+/// per-source cap (a host holds at most `max_connections_per_source` ids, 64 by default).
+pub(crate) const CANDIDATES: usize = 16;
 
 type Key = [u8; 20];
 
@@ -40,7 +55,7 @@ pub(crate) struct Member {
 
 #[derive(Debug, Default)]
 struct Room {
-    members: BTreeMap<(Key, u64), Arc<str>>,
+    members: BTreeMap<(Key, u64), (Arc<str>, Source)>,
 }
 
 /// All joined connections.
@@ -60,14 +75,18 @@ pub(crate) struct Introductions {
 }
 
 impl Registry {
-    /// Register `id` for connection `conn`, unless another connection holds it.
+    /// Register `id` for connection `conn` (from `source`), unless another connection holds it;
+    /// its introduction follows `rule` with at most `per_source` peers from one source.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn join(
         &mut self,
         id: Arc<str>,
         conn: u64,
         room: Arc<str>,
         tx: mpsc::Sender<Utf8Bytes>,
+        source: Source,
         rule: Rule,
+        per_source: usize,
         rng: &mut (impl rand::Rng + ?Sized),
     ) -> Result<Introductions, ()> {
         if self.peers.contains_key(&id) {
@@ -75,8 +94,14 @@ impl Registry {
         }
         let key = transport::distance_key(&id);
         let room_entry = self.rooms.entry(room.clone()).or_default();
-        let peers = introduce(&RoomMembers(&room_entry.members), &key, rule, rng);
-        room_entry.members.insert((key, conn), id.clone());
+        let peers = introduce_capped(
+            &RoomMembers(&room_entry.members),
+            &key,
+            rule,
+            per_source,
+            rng,
+        );
+        room_entry.members.insert((key, conn), (id.clone(), source));
         let mut queues = Vec::with_capacity(peers.len());
         for p in &peers {
             if let Some(m) = self.peers.get_mut(p) {
@@ -126,6 +151,16 @@ impl Registry {
         tell
     }
 
+    /// How many members `room` has.
+    pub(crate) fn room_len(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
+    /// Whether some connection holds `id`.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.peers.contains_key(id)
+    }
+
     /// The queue of `to` if it is joined in `room`.
     pub(crate) fn route(&self, room: &str, to: &str) -> Option<&mpsc::Sender<Utf8Bytes>> {
         self.peers
@@ -134,16 +169,9 @@ impl Registry {
             .map(|m| &m.tx)
     }
 
-    /// How many members each room has, largest first, at most `limit` rooms.
-    pub(crate) fn room_sizes(&self, limit: usize) -> Vec<(Arc<str>, usize)> {
-        let mut sizes: Vec<(Arc<str>, usize)> = self
-            .rooms
-            .iter()
-            .map(|(name, room)| (name.clone(), room.members.len()))
-            .collect();
-        sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        sizes.truncate(limit);
-        sizes
+    /// How many members each room has (in no order, without the rooms' names).
+    pub(crate) fn room_sizes(&self) -> Vec<usize> {
+        self.rooms.values().map(|room| room.members.len()).collect()
     }
 
     /// How many rooms exist.
@@ -155,6 +183,70 @@ impl Registry {
     pub(crate) fn len(&self) -> usize {
         self.peers.len()
     }
+}
+
+/// [`p2pmesh_base::introduce::introduce`] with at most `per_source` peers from one source: the
+/// closest from the (up to) [`CANDIDATES`]·K nearest, then random ones under the same cap.
+fn introduce_capped(
+    members: &RoomMembers<'_>,
+    target: &Key,
+    rule: Rule,
+    per_source: usize,
+    rng: &mut (impl rand::Rng + ?Sized),
+) -> Vec<Arc<str>> {
+    let per_source = per_source.max(1);
+    let mut taken: Vec<(Source, usize)> = Vec::new();
+    let mut admit = |source: Source| -> bool {
+        match taken.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, n)) if *n >= per_source => false,
+            Some((_, n)) => {
+                *n += 1;
+                true
+            }
+            None => {
+                taken.push((source, 1));
+                true
+            }
+        }
+    };
+    let mut out: Vec<(Arc<str>, Source)> = Vec::with_capacity(rule.closest + rule.random);
+    // Look at the K nearest, then (while sources over their cap were skipped) twice as many,
+    // up to CANDIDATES·K.
+    let mut looked = 0;
+    let mut look_at = rule.closest;
+    loop {
+        let candidates = members.closest(target, look_at);
+        let found = candidates.len();
+        for (id, source) in candidates.into_iter().skip(looked) {
+            if out.len() == rule.closest {
+                break;
+            }
+            if admit(source) {
+                out.push((id, source));
+            }
+        }
+        looked = found;
+        let limit = rule.closest.saturating_mul(CANDIDATES);
+        if out.len() >= rule.closest || found < look_at || look_at >= limit {
+            break;
+        }
+        look_at = look_at.saturating_mul(2).min(limit);
+    }
+    let chosen_closest = out.len();
+    let want = rule
+        .random
+        .min(members.len().saturating_sub(chosen_closest));
+    let mut attempts = 0;
+    while out.len() < chosen_closest + want && attempts < rule.attempts {
+        attempts += 1;
+        let Some((id, source)) = members.pick(rng) else {
+            break;
+        };
+        if !out.iter().any(|(p, _)| *p == id) && admit(source) {
+            out.push((id, source));
+        }
+    }
+    out.into_iter().map(|(id, _)| id).collect()
 }
 
 fn remember(list: &mut VecDeque<Arc<str>>, id: Arc<str>) {
@@ -191,23 +283,23 @@ fn subtree_max(lo: &Key, depth: usize) -> Key {
 /// A room's members as the introduction rule ([`p2pmesh_base::introduce`]) queries them: the closest
 /// by a walk of the key tree (O(K log N)), a random one as the first member at or after a random key
 /// (O(log N)).
-struct RoomMembers<'a>(&'a BTreeMap<(Key, u64), Arc<str>>);
+struct RoomMembers<'a>(&'a BTreeMap<(Key, u64), (Arc<str>, Source)>);
 
 impl Members for RoomMembers<'_> {
-    type Peer = Arc<str>;
+    type Peer = (Arc<str>, Source);
 
     fn len(&self) -> usize {
         self.0.len()
     }
 
-    fn closest(&self, target: &Key, k: usize) -> Vec<Arc<str>> {
+    fn closest(&self, target: &Key, k: usize) -> Vec<(Arc<str>, Source)> {
         let mut peers = Vec::with_capacity(k);
         xor_closest(self.0, target, k, &mut peers);
         peers.sort_by_key(|(key, _)| distance(key, target));
         peers.into_iter().map(|(_, id)| id).collect()
     }
 
-    fn pick<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<Arc<str>> {
+    fn pick<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<(Arc<str>, Source)> {
         let mut start = [0u8; 20];
         rng.fill_bytes(&mut start);
         self.0
@@ -220,21 +312,21 @@ impl Members for RoomMembers<'_> {
 
 /// Push the `need` members closest to `target` by XOR (unordered) onto `out`.
 fn xor_closest(
-    members: &BTreeMap<(Key, u64), Arc<str>>,
+    members: &BTreeMap<(Key, u64), (Arc<str>, Source)>,
     target: &Key,
     need: usize,
-    out: &mut Vec<(Key, Arc<str>)>,
+    out: &mut Vec<(Key, (Arc<str>, Source))>,
 ) {
     collect(members, target, [0u8; 20], 0, need, out);
 }
 
 fn collect(
-    members: &BTreeMap<(Key, u64), Arc<str>>,
+    members: &BTreeMap<(Key, u64), (Arc<str>, Source)>,
     target: &Key,
     lo: Key,
     depth: usize,
     need: usize,
-    out: &mut Vec<(Key, Arc<str>)>,
+    out: &mut Vec<(Key, (Arc<str>, Source))>,
 ) {
     if need == 0 {
         return;
@@ -281,6 +373,10 @@ mod tests {
         }
     }
 
+    fn local() -> Source {
+        Source::of(std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
     #[test]
     fn xor_closest_matches_brute_force() {
         let mut rng = Lcg(42);
@@ -292,7 +388,7 @@ mod tests {
                     // Clustered keys share long prefixes, the hard case for the walk.
                     k[..15].fill(0xab);
                 }
-                members.insert((k, i as u64), Arc::<str>::from(hex::encode(k)));
+                members.insert((k, i as u64), (Arc::<str>::from(hex::encode(k)), local()));
             }
             for _ in 0..20 {
                 let mut target = rng.key();
@@ -330,23 +426,106 @@ mod tests {
         let id: Arc<str> = Arc::from("a".repeat(40));
         let room: Arc<str> = Arc::from("default");
         assert!(
-            reg.join(id.clone(), 1, room.clone(), tx.clone(), rule, &mut rk)
-                .is_ok()
+            reg.join(
+                id.clone(),
+                1,
+                room.clone(),
+                tx.clone(),
+                local(),
+                rule,
+                99,
+                &mut rk
+            )
+            .is_ok()
         );
         assert!(
-            reg.join(id.clone(), 2, room.clone(), tx.clone(), rule, &mut rk)
-                .is_err()
+            reg.join(
+                id.clone(),
+                2,
+                room.clone(),
+                tx.clone(),
+                local(),
+                rule,
+                99,
+                &mut rk
+            )
+            .is_err()
         );
         assert!(reg.leave(&id, 2).is_empty());
         assert!(reg.route("default", &id).is_some());
         let other: Arc<str> = Arc::from("b".repeat(40));
         let intro = reg
-            .join(other.clone(), 3, room.clone(), tx, rule, &mut rk)
+            .join(
+                other.clone(),
+                3,
+                room.clone(),
+                tx,
+                local(),
+                rule,
+                99,
+                &mut rk,
+            )
             .expect("join");
         assert_eq!(intro.peers, vec![id.clone()]);
         assert!(reg.route("other-room", &id).is_none());
         assert_eq!(reg.leave(&id, 1).len(), 1);
         assert!(reg.route("default", &id).is_none());
         assert_eq!(reg.len(), 1);
+    }
+
+    #[test]
+    fn one_source_fills_at_most_its_share_of_an_introduction() {
+        let mut rng = Lcg(9);
+        let mut rk = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(3);
+        let rule = Rule {
+            closest: 8,
+            random: 3,
+            attempts: 12,
+        };
+        let attacker = Source::of(std::net::IpAddr::from([10, 0, 0, 66]));
+        let target = rng.key();
+        let mut reg = Registry::default();
+        let (tx, _rx) = mpsc::channel(4);
+        let room: Arc<str> = Arc::from("default");
+        // 40 ids from one host, each sharing 12 bytes with the target; 20 honest ids from 20 hosts.
+        for i in 0..40u64 {
+            let mut k = rng.key();
+            k[..12].copy_from_slice(&target[..12]);
+            let id: Arc<str> = Arc::from(hex::encode(k));
+            reg.join(id, i, room.clone(), tx.clone(), attacker, rule, 2, &mut rk)
+                .expect("join");
+        }
+        for i in 0..20u8 {
+            let id: Arc<str> = Arc::from(hex::encode(rng.key()));
+            let honest = Source::of(std::net::IpAddr::from([10, 1, 0, i]));
+            reg.join(
+                id,
+                100 + u64::from(i),
+                room.clone(),
+                tx.clone(),
+                honest,
+                rule,
+                2,
+                &mut rk,
+            )
+            .expect("join");
+        }
+        let victim: Arc<str> = Arc::from(hex::encode(target));
+        let victim_source = Source::of(std::net::IpAddr::from([10, 2, 0, 1]));
+        let intro = reg
+            .join(victim, 999, room, tx, victim_source, rule, 2, &mut rk)
+            .expect("join");
+        let from_attacker = intro
+            .peers
+            .iter()
+            .filter(|p| reg.peers.get(&***p).is_some_and(|m| m.conn < 40))
+            .count();
+        assert!(from_attacker <= 2, "{from_attacker} of {:?}", intro.peers);
+        assert_eq!(
+            intro.peers.len(),
+            rule.closest + rule.random,
+            "{:?}",
+            intro.peers
+        );
     }
 }

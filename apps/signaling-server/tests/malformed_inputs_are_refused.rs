@@ -38,7 +38,7 @@ async fn malformed_inputs_get_their_error_code_and_serving_goes_on() {
 
     let good_sig = |raw: &Raw, k: &ed25519_dalek::SigningKey| {
         hex::encode(
-            k.sign(&transport::join_proof_message(&raw.nonce))
+            k.sign(&transport::join_proof_message(&raw.nonce, &raw.host))
                 .to_bytes(),
         )
     };
@@ -49,7 +49,7 @@ async fn malformed_inputs_get_their_error_code_and_serving_goes_on() {
     let k3_id = id_of(&k3);
     let other_pub = hex::encode(other_key.verifying_key().to_bytes());
     let wrong_nonce_sig = hex::encode(
-        k3.sign(&transport::join_proof_message(&[0u8; 32]))
+        k3.sign(&transport::join_proof_message(&[0u8; 32], &fresh.host))
             .to_bytes(),
     );
     let deep = format!(
@@ -182,6 +182,18 @@ async fn malformed_inputs_get_their_error_code_and_serving_goes_on() {
             "invalid_field",
         ),
         (
+            "a proof without the server's host",
+            Input::Json(json!({"type": "join", "peerId": k3_id, "publicKey": k3_pub,
+                "signature": good_sig(&fresh, &k3), "host": null})),
+            "missing_field",
+        ),
+        (
+            "a proof for another server",
+            Input::Json(json!({"type": "join", "peerId": k3_id, "publicKey": k3_pub,
+                "signature": good_sig(&fresh, &k3), "host": "elsewhere.example:8080"})),
+            "wrong_host",
+        ),
+        (
             "a held id, even with its key",
             Input::Json(
                 json!({"type": "join", "peerId": other_id, "publicKey": other_pub,
@@ -266,7 +278,13 @@ async fn malformed_inputs_get_their_error_code_and_serving_goes_on() {
         for (case, input, code) in cases {
             match input {
                 Input::Text(t) => conn.send_text(t).await,
-                Input::Json(v) => conn.send(v).await,
+                Input::Json(mut v) => {
+                    // Every proof names the server (protocol version 2).
+                    if v.get("signature").is_some() && v.get("host").is_none() {
+                        v["host"] = json!(conn.host);
+                    }
+                    conn.send(v).await
+                }
                 Input::Binary => {
                     conn.send_message(Message::Binary(vec![1, 2, 3].into()))
                         .await

@@ -264,6 +264,25 @@ struct Driver {
     stop: Stop,
 }
 
+/// A join's proof of its id, for the server `host`.
+struct Proof {
+    public_key: String,
+    signature: String,
+    host: String,
+}
+
+/// The host a join proof names for the server at `url`: its authority (`host` or `host:port`,
+/// without the scheme's default port), lowercase, as [`transport::normalize_host`] compares it.
+pub fn host_of_url(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Some(transport::normalize_host(&authority))
+}
+
 /// Errors after which reconnecting with the same configuration cannot succeed.
 fn is_fatal(code: ErrorCode) -> bool {
     matches!(
@@ -273,6 +292,7 @@ fn is_fatal(code: ErrorCode) -> bool {
             | ErrorCode::InvalidPublicKey
             | ErrorCode::InvalidSignature
             | ErrorCode::IdMismatch
+            | ErrorCode::WrongHost
             | ErrorCode::InvalidRoom
             | ErrorCode::UnsupportedVersion
     )
@@ -461,7 +481,7 @@ impl Driver {
         if let Identity::Unverified(id) = &self.config.identity {
             // As the JavaScript client does: join as soon as the socket is open.
             let id = id.clone();
-            self.send_join(ws, id, None, None).await?;
+            self.send_join(ws, id, None).await?;
         }
         let deadline = Instant::now() + self.config.join_timeout;
         let mut early = Vec::new();
@@ -495,11 +515,20 @@ impl Driver {
                         if hex::decode_to_slice(&nonce, &mut raw).is_err() {
                             return Err(lost("malformed challenge".into()));
                         }
-                        let signature = key.sign(&join_proof_message(&raw));
-                        let key_hex = hex::encode(key.verifying_key().to_bytes());
-                        let sig_hex = hex::encode(signature.to_bytes());
-                        self.send_join(ws, peer_id.clone(), Some(key_hex), Some(sig_hex))
-                            .await?;
+                        // The proof names the server dialled, so that no other server can use it.
+                        let Some(host) = host_of_url(&self.config.url) else {
+                            return Err(End::Fatal(format!(
+                                "no host in the signaling URL {}",
+                                self.config.url
+                            )));
+                        };
+                        let signature = key.sign(&join_proof_message(&raw, &host));
+                        let proof = Proof {
+                            public_key: hex::encode(key.verifying_key().to_bytes()),
+                            signature: hex::encode(signature.to_bytes()),
+                            host,
+                        };
+                        self.send_join(ws, peer_id.clone(), Some(proof)).await?;
                     }
                 }
                 ServerMessage::Joined { peer_id, room, .. } => {
@@ -542,13 +571,17 @@ impl Driver {
         &mut self,
         ws: &mut Socket,
         peer_id: PeerId,
-        public_key: Option<String>,
-        signature: Option<String>,
+        proof: Option<Proof>,
     ) -> Result<(), End> {
+        let (public_key, signature, host) = match proof {
+            Some(p) => (Some(p.public_key), Some(p.signature), Some(p.host)),
+            None => (None, None, None),
+        };
         let join = ClientMessage::Join(Join {
             peer_id,
             public_key,
             signature,
+            host,
             room: self.config.room.clone(),
             protocol_version: Some(PROTOCOL_VERSION),
         });

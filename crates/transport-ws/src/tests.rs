@@ -44,6 +44,27 @@ fn backoff_grows_is_jittered_and_capped() {
     assert!(config.backoff(40) <= config.backoff_max);
 }
 
+#[test]
+fn the_proof_host_is_the_urls_authority_without_a_default_port() {
+    let cases = [
+        ("ws://127.0.0.1:8080", Some("127.0.0.1:8080")),
+        ("ws://127.0.0.1:8080/", Some("127.0.0.1:8080")),
+        ("wss://Signal.Example.org/", Some("signal.example.org")),
+        ("wss://signal.example.org:443/x", Some("signal.example.org")),
+        ("ws://signal.example.org:80", Some("signal.example.org")),
+        (
+            "wss://signal.example.org:8443",
+            Some("signal.example.org:8443"),
+        ),
+        ("ws://[::1]:9000", Some("[::1]:9000")),
+        ("ws://user:pw@host.example:81/", Some("host.example:81")),
+        ("not a url", None),
+    ];
+    for (url, host) in cases {
+        assert_eq!(host_of_url(url).as_deref(), host, "{url}");
+    }
+}
+
 #[tokio::test]
 async fn a_refusing_server_is_retried_until_close() {
     let (listener, url) = listener().await;
@@ -92,6 +113,28 @@ async fn accept_and_join(listener: &TcpListener, room: &str) -> (ServerSocket, P
         other => panic!("expected join, got {other:?}"),
     };
     assert!(join.public_key.is_some() && join.signature.is_some());
+    // The proof names the server dialled, and verifies over the nonce and that host.
+    let host = listener.local_addr().expect("address").to_string();
+    assert_eq!(join.host.as_deref(), Some(host.as_str()));
+    let mut public_key = [0u8; 32];
+    hex::decode_to_slice(
+        join.public_key.as_deref().unwrap_or_default(),
+        &mut public_key,
+    )
+    .expect("public key hex");
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(
+        join.signature.as_deref().unwrap_or_default(),
+        &mut signature,
+    )
+    .expect("signature hex");
+    ed25519_dalek::VerifyingKey::from_bytes(&public_key)
+        .expect("key")
+        .verify_strict(
+            &join_proof_message(&[9u8; NONCE_LEN], &host),
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
+        .expect("the proof verifies for the dialled host");
     let joined = ServerMessage::Joined {
         peer_id: join.peer_id.clone(),
         room: room.into(),

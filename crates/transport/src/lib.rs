@@ -19,8 +19,9 @@ mod signaling;
 
 pub use link::{LinkConnector, LinkError, LinkEvent, LinkSender, PeerLink, Role};
 pub use message::{
-    ClientMessage, DEFAULT_ROOM, ErrorCode, JOIN_PROOF_DOMAIN, Join, MAX_ROOM_LEN, NONCE_LEN,
-    PROTOCOL_VERSION, PeerInfo, ServerMessage, is_valid_room, join_proof_message,
+    ClientMessage, DEFAULT_ROOM, ErrorCode, JOIN_PROOF_DOMAIN, Join, MAX_HOST_LEN, MAX_ROOM_LEN,
+    NONCE_LEN, PROTOCOL_VERSION, PeerInfo, ServerMessage, is_valid_room, join_proof_message,
+    normalize_host,
 };
 pub use peer_id::{
     CompatId, HEX_PEER_ID_LEN, MAX_PEER_ID_LEN, PeerId, VerifiedId, distance_key, is_compat_id,

@@ -12,22 +12,41 @@ use serde_json::Value;
 
 use crate::PeerId;
 
-/// The protocol version this crate speaks (sent in `challenge`, `join` and `joined`).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this crate speaks (sent in `challenge`, `join` and `joined`). Version 2
+/// binds the join proof to the server's host ([`join_proof_message`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Length in bytes of the server's join nonce (sent as hex in `challenge`).
 pub const NONCE_LEN: usize = 32;
 
 /// Domain separator of the join proof: a signature over it can be used for nothing else.
-pub const JOIN_PROOF_DOMAIN: &[u8] = b"p2pmesh/signaling/join/v1\0";
+pub const JOIN_PROOF_DOMAIN: &[u8] = b"p2pmesh/signaling/join/v2\0";
 
-/// The bytes a client signs to prove its id: [`JOIN_PROOF_DOMAIN`] followed by the raw
-/// nonce bytes of the server's `challenge`.
-pub fn join_proof_message(nonce: &[u8; NONCE_LEN]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(JOIN_PROOF_DOMAIN.len() + NONCE_LEN);
+/// Longest `host` of a join.
+pub const MAX_HOST_LEN: usize = 255;
+
+/// The bytes a client signs to prove its id: [`JOIN_PROOF_DOMAIN`], the raw nonce bytes of the
+/// server's `challenge`, then `host`: the server the client dialled, as the authority of its URL
+/// (`host` or `host:port`, the port left out when it is the scheme's default, lowercase; see
+/// [`normalize_host`]). The server refuses a proof for another host, so a proof cannot be relayed
+/// by one server to another.
+pub fn join_proof_message(nonce: &[u8; NONCE_LEN], host: &str) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(JOIN_PROOF_DOMAIN.len() + NONCE_LEN + host.len());
     msg.extend_from_slice(JOIN_PROOF_DOMAIN);
     msg.extend_from_slice(nonce);
+    msg.extend_from_slice(host.as_bytes());
     msg
+}
+
+/// A host as it is signed and compared: lowercase, without a default port (`:80`, `:443`).
+pub fn normalize_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    for default in [":80", ":443"] {
+        if let Some(bare) = host.strip_suffix(default) {
+            return bare.to_owned();
+        }
+    }
+    host
 }
 
 /// The room a join without a `room` field enters (the JavaScript clients' only room).
@@ -58,9 +77,13 @@ pub struct Join {
     /// The ed25519 public key, 32 bytes as hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
-    /// The ed25519 signature of [`join_proof_message`] of the challenge nonce, 64 bytes as hex.
+    /// The ed25519 signature of [`join_proof_message`] of the challenge nonce and `host`, 64
+    /// bytes as hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The server the proof is for (see [`join_proof_message`]); required with a signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The room to enter; [`DEFAULT_ROOM`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
@@ -364,6 +387,7 @@ error_codes! {
     InvalidPublicKey => "invalid_public_key": "`publicKey` is not 32 bytes of hex encoding a valid ed25519 key.",
     InvalidSignature => "invalid_signature": "`signature` is not 64 bytes of hex, or does not verify over the challenge.",
     IdMismatch => "id_mismatch": "`peerId` is not SHA-1 of `publicKey`.",
+    WrongHost => "wrong_host": "The join proof's `host` is not this server: a proof is valid only for the server it was made for.",
     IdTaken => "id_taken": "Another live connection holds this id; it keeps it.",
     AlreadyJoined => "already_joined": "This connection has already joined (send `leave` first).",
     NotJoined => "not_joined": "The message needs a joined connection.",
@@ -399,6 +423,7 @@ mod tests {
                 peer_id: PeerId::new("abc"),
                 public_key: None,
                 signature: None,
+                host: None,
                 room: None,
                 protocol_version: None,
             })

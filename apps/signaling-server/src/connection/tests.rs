@@ -22,6 +22,16 @@ use transport::{PeerId, join_proof_message};
 use super::serve;
 use crate::{Config, Shared};
 
+/// The host a join proof names: [`Config::default`]'s address.
+const HOST: &str = "127.0.0.1:8080";
+
+fn local() -> super::Origin {
+    super::Origin {
+        source: crate::source::Source::of(std::net::IpAddr::from([127, 0, 0, 1])),
+        host: Some(HOST.to_owned()),
+    }
+}
+
 /// A test's seed; printed if the test panics.
 struct Seed(u64);
 
@@ -91,7 +101,7 @@ impl Server {
     async fn connect(&self) -> Client {
         let (to_server, read) = chan::channel(64);
         let (write, from_server) = chan::channel(64);
-        let task = tokio::spawn(serve(write, read, self.shared.clone()));
+        let task = tokio::spawn(serve(write, read, self.shared.clone(), local()));
         let mut client = Client {
             to_server,
             from_server,
@@ -105,7 +115,7 @@ impl Server {
     }
 
     fn metric(&self, series: &str) -> f64 {
-        let text = self.shared.metrics.render(0, 0, &[]);
+        let text = self.shared.metrics.render(0, 0, Vec::new());
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
@@ -186,12 +196,13 @@ impl Client {
     }
 
     fn join_message(&self, key: &SigningKey) -> Value {
-        let signature = key.sign(&join_proof_message(&self.nonce));
+        let signature = key.sign(&join_proof_message(&self.nonce, HOST));
         json!({
             "type": "join",
             "peerId": id_of(key),
             "publicKey": hex::encode(key.verifying_key().to_bytes()),
             "signature": hex::encode(signature.to_bytes()),
+            "host": HOST,
             "protocolVersion": 1,
         })
     }
@@ -277,7 +288,7 @@ async fn bad_joins_and_relays_get_their_error_and_serving_goes_on() {
     // A proof signed over another connection's nonce.
     let mut forged = c.join_message(&key);
     forged["signature"] = json!(hex::encode(
-        key.sign(&join_proof_message(&[9; 32])).to_bytes()
+        key.sign(&join_proof_message(&[9; 32], HOST)).to_bytes()
     ));
     c.send(forged).await;
     c.expect_error("invalid_signature").await;
@@ -469,7 +480,7 @@ async fn shutdown_tells_each_client_then_closes_with_1001() {
     // A connection that arrives during shutdown is closed at once.
     let (to_server, read) = chan::channel::<Result<Message, axum::Error>>(1);
     let (write, mut from_server) = chan::channel(8);
-    serve(write, read, server.shared.clone()).await;
+    serve(write, read, server.shared.clone(), local()).await;
     drop(to_server);
     let first = from_server.next().await;
     assert!(
@@ -477,4 +488,90 @@ async fn shutdown_tells_each_client_then_closes_with_1001() {
         "{first:?}"
     );
     assert_eq!(server.metric("signaling_clients"), 0.0);
+}
+
+/// Join/leave cycling: every join makes the server tell each introduced peer (`peer_joined`), and
+/// every leave tells them again (`peer_left`). The notifications a cycling connection causes are
+/// paid from its own rate limit, so the server never sends the room more messages than the
+/// cycler may send itself (its burst plus its rate over the time taken).
+#[tokio::test(start_paused = true)]
+async fn join_leave_cycling_cannot_multiply_the_servers_traffic() {
+    let config = Config::default();
+    let (rate, burst) = (config.rate_per_sec, config.rate_burst);
+    let mut server = Server::new(config, 23);
+    let mut bystanders = Vec::new();
+    for _ in 0..10 {
+        let key = server.key();
+        let mut client = server.connect().await;
+        client.join(&key).await;
+        bystanders.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    for b in &mut bystanders {
+        b.pending();
+    }
+    let key = server.key();
+    let mut cycler = server.connect().await;
+    let started = tokio::time::Instant::now();
+    let mut notifications = 0usize;
+    for _ in 0..100 {
+        let join = Message::Text(cycler.join_message(&key).to_string().into());
+        let leave = Message::Text(json!({"type": "leave"}).to_string().into());
+        // The cycler may be closed for abuse: its sends then fail, which is fine.
+        let _ = cycler.to_server.send(Ok(join)).await;
+        let _ = cycler.to_server.send(Ok(leave)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        cycler.pending();
+        for b in &mut bystanders {
+            notifications += b
+                .pending()
+                .iter()
+                .filter(|f| {
+                    matches!(f, Message::Text(t) if t.contains("peer_joined") || t.contains("peer_left"))
+                })
+                .count();
+        }
+    }
+    let elapsed = started.elapsed().as_secs() + 1;
+    let budget = burst as usize + rate as usize * elapsed as usize;
+    assert!(notifications > 0, "the first join is announced");
+    assert!(
+        notifications <= budget,
+        "{notifications} notifications sent for one connection whose budget is {budget} messages"
+    );
+}
+
+/// A client that never reads its socket: relays to it queue up (bounded: `peer_busy`), its socket
+/// stops taking writes, and the write timeout drops it, which frees its id, instead of its task
+/// waiting on the write forever.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
+    let config = Config {
+        rate_per_sec: 100_000,
+        rate_burst: 100_000,
+        ..Config::default()
+    };
+    let (write_timeout, idle) = (config.write_timeout(), config.idle_timeout());
+    let mut server = Server::new(config, 29);
+    let (_a_key, b_key, mut a, b) = server.join_pair().await;
+    let b_id = id_of(&b_key);
+    let signal = json!({"type": "signal", "to": b_id, "signal": {"type": "offer", "sdp": "x"}});
+    let mut busy = false;
+    for _ in 0..400 {
+        a.send(signal.clone()).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        busy |= a
+            .pending()
+            .iter()
+            .any(|f| matches!(f, Message::Text(t) if t.contains("peer_busy")));
+    }
+    assert!(busy, "the queue to a client that does not read is bounded");
+    assert!(!b.task.is_finished(), "still within the write timeout");
+    // Longer than the write timeout, shorter than the idle timeout.
+    assert!(write_timeout * 2 < idle);
+    tokio::time::sleep(write_timeout * 2).await;
+    a.pending();
+    assert!(b.task.is_finished(), "the stuck writer was dropped");
+    let held = server.shared.registry.read().unwrap().holds(&b_id);
+    assert!(!held, "its id is free again");
 }

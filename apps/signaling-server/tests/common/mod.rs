@@ -87,6 +87,8 @@ pub struct Raw {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The nonce of the server's challenge.
     pub nonce: [u8; 32],
+    /// The server's host (`ip:port`), which a join proof names.
+    pub host: String,
 }
 
 impl Raw {
@@ -95,7 +97,38 @@ impl Raw {
         let (ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .expect("connect");
-        let mut raw = Self { ws, nonce: [0; 32] };
+        Self::challenged(ws, server).await
+    }
+
+    /// Connect from the loopback address `from` (any of 127.0.0.0/8) and read the challenge.
+    pub async fn connect_from(server: &TestServer, from: [u8; 4]) -> Self {
+        Self::try_connect_from(server, from).await.expect("connect")
+    }
+
+    /// [`Raw::connect_from`], or the error of a refused connection.
+    pub async fn try_connect_from(
+        server: &TestServer,
+        from: [u8; 4],
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::from((from, 0)))
+            .expect("bind a loopback source");
+        let tcp = socket.connect(server.addr).await.expect("tcp connect");
+        let (ws, _) =
+            tokio_tungstenite::client_async(server.url(), MaybeTlsStream::Plain(tcp)).await?;
+        Ok(Self::challenged(ws, server).await)
+    }
+
+    async fn challenged(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        server: &TestServer,
+    ) -> Self {
+        let mut raw = Self {
+            ws,
+            nonce: [0; 32],
+            host: server.addr.to_string(),
+        };
         let challenge = raw.recv().await;
         assert_eq!(challenge["type"], "challenge", "{challenge}");
         hex::decode_to_slice(challenge["nonce"].as_str().unwrap(), &mut raw.nonce).unwrap();
@@ -177,12 +210,13 @@ impl Raw {
 
     /// A valid signed join for this connection.
     pub fn join_message(&self, key: &SigningKey, room: Option<&str>) -> Value {
-        let signature = key.sign(&join_proof_message(&self.nonce));
+        let signature = key.sign(&join_proof_message(&self.nonce, &self.host));
         let mut msg = json!({
             "type": "join",
             "peerId": id_of(key),
             "publicKey": hex::encode(key.verifying_key().to_bytes()),
             "signature": hex::encode(signature.to_bytes()),
+            "host": self.host,
             "protocolVersion": 1,
         });
         if let Some(room) = room {

@@ -148,6 +148,15 @@ impl Cluster {
         let log = self.log_file("server")?;
         let mut cmd = in_netns(netns.as_deref(), &self.bins.server);
         cmd.args(["--addr", &addr.to_string()])
+            // Every node runs on this host: lift the server's limits per source address.
+            .args(["--max-connections-per-source", "100000"])
+            .args([
+                "--source-join-rate",
+                "100000",
+                "--source-join-burst",
+                "100000",
+            ])
+            .args(["--max-introduced-per-source", "100000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
