@@ -79,10 +79,10 @@ pub fn mesh_reassembly(data: &[u8]) {
                     data: vec![msg; usize::from(len)],
                 })
                 .encode();
-                if let Ok(Frame::Chunk(c)) = Frame::decode(&bytes) {
-                    if let ChunkResult::Complete(whole) = r.push(now, c, &config) {
-                        assert!(whole.len() <= config.max_message_bytes);
-                    }
+                if let Ok(Frame::Chunk(c)) = Frame::decode(&bytes)
+                    && let ChunkResult::Complete(whole) = r.push(now, c, &config)
+                {
+                    assert!(whole.len() <= config.max_message_bytes);
                 }
             }
             Step::Split { msg, len, order } => {
