@@ -6,6 +6,7 @@ mod bench_link;
 mod bench_signaling;
 mod bench_web;
 mod ci;
+mod fuzz;
 mod sim;
 mod test_mesh;
 mod util;
@@ -44,6 +45,10 @@ enum Task {
     /// through real faults: join-broadcast, direct, churn, hot-churn, server-restart, partition,
     /// large-message, forged, mesh-signaling.
     TestMesh(test_mesh::Args),
+    /// Run the cargo-fuzz targets (nightly and cargo-fuzz, installed when missing) in turn for
+    /// --seconds each (or --runs) and print executions per target; fails on a crash.
+    /// `--seed-corpus` rewrites the committed seeds from the current encoders.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Task::Web(args) => web::run_task(args),
         Task::BenchWeb(args) => bench_web::run_task(args),
         Task::TestMesh(args) => test_mesh::run_task(args),
+        Task::Fuzz(args) => fuzz::run_task(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

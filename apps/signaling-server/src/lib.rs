@@ -35,6 +35,8 @@
 mod config;
 mod connection;
 mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod rate;
 mod registry;
