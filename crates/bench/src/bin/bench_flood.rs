@@ -715,6 +715,12 @@ async fn run(opts: Opts) -> Res<()> {
         .get("elapsed_s")
         .and_then(Value::as_f64)
         .unwrap_or(flood_wall);
+    let last_send_s = done
+        .get("last_send_s")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    // The link took no frame in the flood's last 2 s: the attacker's transport stalled.
+    let stalled = last_send_s + 2.0 < opts.seconds as f64;
     let frames_per_s = frames as f64 / attack_s.max(1e-9);
     let mb_per_s = bytes as f64 / attack_s.max(1e-9) / 1e6;
 
@@ -762,6 +768,13 @@ async fn run(opts: Opts) -> Res<()> {
         state.attacker_unlinked,
         done.get("sent").cloned().unwrap_or(Value::Null)
     );
+    if stalled {
+        println!(
+            "the attacker's link took its last frame at t={last_send_s:.1} s: the flood stopped \
+             early (its transport stalled; see the attacker's log in {})",
+            logs.display()
+        );
+    }
     if !state.victim_disconnects.is_empty() {
         println!("victim's links that closed: {:?}", state.victim_disconnects);
     }
@@ -800,6 +813,8 @@ async fn run(opts: Opts) -> Res<()> {
             "attacker_frames_per_kind": done.get("sent"),
             "attacker_bytes_per_kind": done.get("bytes"),
             "attacker_link_drops": state.attacker_unlinked,
+            "attacker_last_send_s": round(last_send_s, 1),
+            "attacker_stalled": stalled,
             "victim_stats": state.victim_stats,
             "rss_samples_mb": rss.iter().map(|k| round(mib(*k), 1)).collect::<Vec<_>>(),
             "seconds": opts.seconds,

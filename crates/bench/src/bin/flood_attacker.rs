@@ -438,6 +438,9 @@ struct Shared {
     bytes: [AtomicU64; ALL_KINDS.len()],
     send_errors: AtomicU64,
     link_drops: AtomicU64,
+    /// When the flood began, and the microseconds after it of the last frame the link took.
+    started: Instant,
+    last_send_us: AtomicU64,
 }
 
 impl Shared {
@@ -477,6 +480,7 @@ impl Shared {
             "bytes": per_kind(&self.bytes),
             "send_errors": self.send_errors.load(Ordering::Relaxed),
             "link_drops": self.link_drops.load(Ordering::Relaxed),
+            "last_send_s": self.last_send_us.load(Ordering::Relaxed) as f64 / 1e6,
         })
     }
 }
@@ -496,10 +500,16 @@ async fn flood_kind(shared: Arc<Shared>, kind: Kind, mut forge: Forge, end: Inst
             continue;
         };
         let len = bytes.len() as u64;
-        match sender.send(bytes).await {
+        // A link that stops taking frames (its transport stalled) ends the task at `end`.
+        let Ok(sent) = tokio::time::timeout_at(end.into(), sender.send(bytes)).await else {
+            break;
+        };
+        match sent {
             Ok(()) => {
                 shared.frames[slot].fetch_add(1, Ordering::Relaxed);
                 shared.bytes[slot].fetch_add(len, Ordering::Relaxed);
+                let at = u64::try_from(shared.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                shared.last_send_us.fetch_max(at, Ordering::Relaxed);
             }
             Err(LinkError::NotOpen) => {
                 shared.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -525,6 +535,7 @@ async fn flood(opts: &Opts, senders: &Senders, identity: &Identity) -> Value {
         kinds.dedup();
         kinds
     };
+    let started = Instant::now();
     let shared = Arc::new(Shared {
         senders: senders.clone(),
         victim: opts.victim.to_string(),
@@ -533,8 +544,9 @@ async fn flood(opts: &Opts, senders: &Senders, identity: &Identity) -> Value {
         bytes: Default::default(),
         send_errors: AtomicU64::new(0),
         link_drops: AtomicU64::new(0),
+        started,
+        last_send_us: AtomicU64::new(0),
     });
-    let started = Instant::now();
     let end = started + Duration::from_secs_f64(opts.seconds);
     let tasks: Vec<_> = kinds
         .iter()
