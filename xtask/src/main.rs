@@ -2,6 +2,7 @@
 //!
 //! `cargo xtask ci` runs every check that CI runs, in order; `.ci/run` calls nothing else of substance.
 
+mod bench_flood;
 mod bench_link;
 mod bench_signaling;
 mod bench_web;
@@ -35,6 +36,9 @@ enum Task {
     /// Measure WebRTC links (release build): open time, Mesh::send vs raw throughput, RSS per
     /// link, broadcast latency across 20 nodes.
     BenchLink(bench_link::Args),
+    /// Flood a mesh node over real links (a victim mesh-node, honest nodes, an attacker at full
+    /// speed) and print its RSS over time, its CPU share and the honest broadcasts it delivered.
+    BenchFlood(bench_flood::Args),
     /// Build the browser chat (p2pmesh-js for wasm32, wasm-bindgen, the page's files) into
     /// apps/chat-web/dist, which the signaling server serves at GET /; prints the sizes.
     Web(web::Args),
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Task::Sim(args) => sim::run_task(args),
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
         Task::BenchLink(args) => bench_link::run_task(args),
+        Task::BenchFlood(args) => bench_flood::run_task(args),
         Task::Web(args) => web::run_task(args),
         Task::BenchWeb(args) => bench_web::run_task(args),
         Task::TestMesh(args) => test_mesh::run_task(args),
