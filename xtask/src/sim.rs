@@ -2,9 +2,9 @@
 //!
 //! The simulator is a binary of `crates/sim` (`cargo run --release -p sim --bin sim`), so xtask needs no
 //! dependency on it and the simulation runs optimised while xtask itself builds in debug. Its flags
-//! (`--scenario`, `--nodes`, `--seed`, `--strategy`, `--loss`, `--crash`, `--json`, `--progress`) are
-//! the binary's own: xtask passes them through unchanged, so they are declared and checked in one
-//! place (`cargo xtask sim --help` shows the binary's help).
+//! (`--scenario`, `--nodes`, `--seed`, `--strategy`, `--loss`, `--crash`, `--attackers`, `--json`,
+//! `--progress`) are the binary's own: xtask passes them through unchanged, so they are declared and
+//! checked in one place (`cargo xtask sim --help` shows the binary's help).
 
 use crate::util::{cargo_run_release, run};
 

@@ -21,11 +21,13 @@
 //! # }
 //! ```
 //!
-//! [`scenario`] holds the measured scenarios (broadcast, lookup, churn, partition) that the tests and
+//! [`scenario`] holds the measured scenarios (broadcast, lookup, churn, partition; [`attack`] the
+//! broadcast under attack) that the tests and
 //! `cargo xtask sim` run; [`Report`] is what they return.
 
 #![deny(missing_docs)]
 
+pub mod attack;
 pub mod mesh;
 pub mod protocol;
 pub mod recorder;

@@ -8,7 +8,7 @@ use mesh_core::{Node, SignatureCheck};
 
 use crate::protocol::{Event, Output, Protocol, ServerInput};
 use crate::report::Report;
-use crate::scenario::{ScenarioArgs, Strategy, run_with};
+use crate::scenario::{Scenario, ScenarioArgs, Strategy, run_with};
 
 /// Distinct broadcast signatures remembered per thread; past it the memo starts afresh.
 const MAX_CHECKED: usize = 1 << 16;
@@ -217,5 +217,8 @@ pub fn node_config(strategy: Strategy) -> Result<mesh_core::Config, String> {
 /// When the strategy asked for is not available.
 pub fn run(args: &ScenarioArgs) -> Result<Report, String> {
     let config = node_config(args.strategy)?;
+    if args.scenario == Scenario::BroadcastAttack {
+        return Ok(crate::attack::run(args, config));
+    }
     Ok(run_with::<Node>(args, config))
 }

@@ -27,6 +27,9 @@ pub enum Scenario {
     Churn,
     /// Two halves cut apart for 60 s, then healed.
     Partition,
+    /// 100 honest broadcasts while 5% of the nodes attack (tree hijack, false neighbour claims,
+    /// future-dated floods, dropping); mesh-core nodes only (see [`crate::attack`]).
+    BroadcastAttack,
 }
 
 impl Scenario {
@@ -37,6 +40,7 @@ impl Scenario {
             Scenario::Lookup => "lookup",
             Scenario::Churn => "churn",
             Scenario::Partition => "partition",
+            Scenario::BroadcastAttack => "broadcast-attack",
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct ScenarioArgs {
     pub strategy: Strategy,
     /// Print progress to standard error every 10 s of virtual time.
     pub progress: bool,
+    /// Fraction of the nodes that attack (`broadcast-attack` only); `None`: 0.05.
+    pub attackers: Option<f64>,
 }
 
 impl ScenarioArgs {
@@ -91,12 +97,13 @@ impl ScenarioArgs {
             crash: None,
             strategy: Strategy::Plumtree,
             progress: false,
+            attackers: None,
         }
     }
 }
 
 const SETTLE: Duration = Duration::from_secs(20);
-const DRAIN: Duration = Duration::from_secs(40);
+pub(crate) const DRAIN: Duration = Duration::from_secs(40);
 /// Broadcasts whose redundancy is not counted (the tree is still forming).
 pub const WARMUP: u32 = 20;
 /// A node is expected to deliver a broadcast if it joined at least this long before the publish.
@@ -119,6 +126,9 @@ pub fn run_with<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Rep
         Scenario::Lookup => lookup::<P>(args, node_config),
         Scenario::Churn => churn::<P>(args, node_config),
         Scenario::Partition => partition::<P>(args, node_config),
+        Scenario::BroadcastAttack => {
+            panic!("broadcast-attack runs mesh-core nodes: call sim::mesh::run")
+        }
     };
     report.wall_s = wall.elapsed().as_secs_f64();
     report.peak_rss_mb = peak_rss_mb();
@@ -136,12 +146,12 @@ fn new_sim<P: Protocol>(args: &ScenarioArgs, loss: f64, node_config: P::Config) 
     sim
 }
 
-fn scenario_rng(seed: u64) -> ChaCha8Rng {
+pub(crate) fn scenario_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ 0x5ce7_a210_0000_0001)
 }
 
 /// `fraction` of the `nodes` node indices, distinct, in random order.
-fn pick_victims(nodes: usize, fraction: f64, rng: &mut ChaCha8Rng) -> Vec<u32> {
+pub(crate) fn pick_victims(nodes: usize, fraction: f64, rng: &mut ChaCha8Rng) -> Vec<u32> {
     let mut victims: Vec<u32> = (0..nodes as u32).collect();
     shuffle(&mut victims, rng);
     victims.truncate((fraction * nodes as f64).round() as usize);
@@ -157,9 +167,15 @@ fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
 
 /// Create `n` nodes and join them evenly over the join span, then let the mesh settle.
 fn join_all<P: Protocol>(sim: &mut Simulation<P>, n: usize) {
+    let slots: Vec<u32> = (0..n).map(|_| sim.add_node()).collect();
+    join_slots(sim, slots);
+}
+
+/// Join the created nodes `slots` evenly over the join span, then let the mesh settle.
+pub(crate) fn join_slots<P: Protocol>(sim: &mut Simulation<P>, slots: Vec<u32>) {
+    let n = slots.len();
     let span = secs((n as f64 * 0.005).max(10.0));
     let start = sim.now();
-    let slots: Vec<u32> = (0..n).map(|_| sim.add_node()).collect();
     for (i, slot) in slots.into_iter().enumerate() {
         let at = start + span.mul_f64(i as f64 / n as f64);
         sim.run_until(at);
@@ -169,7 +185,7 @@ fn join_all<P: Protocol>(sim: &mut Simulation<P>, n: usize) {
 }
 
 /// A random live slot that satisfies `ok`, or `None` after many tries.
-fn pick<P: Protocol>(
+pub(crate) fn pick<P: Protocol>(
     sim: &Simulation<P>,
     rng: &mut ChaCha8Rng,
     mut ok: impl FnMut(u32) -> bool,
@@ -182,13 +198,30 @@ fn pick<P: Protocol>(
 
 /// Broadcast measurements over the messages `first..` (all recorded ones), with the redundancy counted
 /// from `payload_before` (the payload transmissions when message `WARMUP` was published).
-fn broadcast_metrics<P: Protocol>(
+fn broadcast_metrics_from<P: Protocol>(
     sim: &Simulation<P>,
     report: &mut Report,
     first: usize,
     payload_before: Option<u64>,
 ) {
-    let live: Vec<u32> = sim.live_slots();
+    broadcast_metrics(sim, report, None, first, payload_before);
+}
+
+/// [`broadcast_metrics_from`], where only the slots `counted` marks (`None`: all) are receivers: expected
+/// to deliver (when live and joined [`JOIN_GRACE`] before the publish) and measured.
+pub(crate) fn broadcast_metrics<P: Protocol>(
+    sim: &Simulation<P>,
+    report: &mut Report,
+    counted: Option<&[bool]>,
+    first: usize,
+    payload_before: Option<u64>,
+) {
+    let counts = |s: u32| counted.is_none_or(|c| c.get(s as usize).copied().unwrap_or(false));
+    let live: Vec<u32> = sim
+        .live_slots()
+        .into_iter()
+        .filter(|&s| counts(s))
+        .collect();
     let mut expected = 0u64;
     let mut delivered = 0u64;
     let mut latencies = Vec::new();
@@ -214,7 +247,7 @@ fn broadcast_metrics<P: Protocol>(
             }
         }
         let mut message_ldh = 0;
-        for &(_, latency_us, hops) in &rec.deliveries {
+        for &(_, latency_us, hops) in rec.deliveries.iter().filter(|d| counts(d.0)) {
             latencies.push(latency_us as f64 / 1000.0);
             ldh = ldh.max(hops);
             message_ldh = message_ldh.max(hops);
@@ -256,6 +289,7 @@ fn broadcast_metrics<P: Protocol>(
     let hops = sim.recorder.broadcasts.iter().skip(first).flat_map(|rec| {
         rec.deliveries
             .iter()
+            .filter(|d| counts(d.0))
             .map(|&(_, _, hops)| usize::try_from(hops).unwrap_or(usize::MAX))
     });
     report.note("deliveries by hops (0..)", histogram(hops, 33));
@@ -266,7 +300,7 @@ fn broadcast_metrics<P: Protocol>(
 
 /// Counts of `values` in `bins` bins (the last one takes every larger value), as one line of counts
 /// from 0 up to the last non-empty bin.
-fn histogram(values: impl IntoIterator<Item = usize>, bins: usize) -> String {
+pub(crate) fn histogram(values: impl IntoIterator<Item = usize>, bins: usize) -> String {
     let mut hist = vec![0u64; bins.max(1)];
     let last_bin = hist.len() - 1;
     for v in values {
@@ -280,7 +314,7 @@ fn histogram(values: impl IntoIterator<Item = usize>, bins: usize) -> String {
         .join(" ")
 }
 
-fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
+pub(crate) fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
     let s = sim.stats();
     report.note(
         "virtual seconds",
@@ -388,7 +422,7 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
         }
     }
     sim.run_for(DRAIN);
-    broadcast_metrics(&sim, &mut report, 0, payload_before);
+    broadcast_metrics_from(&sim, &mut report, 0, payload_before);
     report.components = Some(sim.components());
     report.note("loss", loss);
     report.note("crashed", victims.len());
@@ -626,7 +660,7 @@ fn churn<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
         }
     }
     sim.run_for(DRAIN);
-    broadcast_metrics(&sim, &mut report, 0, None);
+    broadcast_metrics_from(&sim, &mut report, 0, None);
     lookup_metrics(&sim, &mut report);
     report.components = Some(sim.components());
     report.note("loss", loss);
@@ -680,7 +714,7 @@ fn partition<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
         sim.run_for(Duration::from_secs(1));
     }
     sim.run_for(DRAIN);
-    broadcast_metrics(&sim, &mut report, first, None);
+    broadcast_metrics_from(&sim, &mut report, first, None);
     report.note("loss", loss);
     report.note("crashed before the cut", victims.len());
     report.note("components 30 s into the cut", components_during);

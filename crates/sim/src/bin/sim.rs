@@ -31,6 +31,9 @@ struct Cli {
     /// Print progress to standard error every 10 s of virtual time.
     #[arg(long)]
     progress: bool,
+    /// Fraction of the nodes that attack (`broadcast-attack` only; default 0.05).
+    #[arg(long)]
+    attackers: Option<f64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         crash: cli.crash,
         strategy: cli.strategy,
         progress: cli.progress,
+        attackers: cli.attackers,
     };
     // A panic inside a node or the simulator still names the seed that replays it.
     let seed = args.seed;
