@@ -181,7 +181,8 @@ impl Topology {
 
     /// Up to `alternatives` peers to propose to `peer` instead of us: our links and their links
     /// closest to it, those with free slots first (a neighbor list shorter than `max_peers` means a
-    /// free slot).
+    /// free slot). A link's link is handed out only when it is proven to us (in the peer book): a
+    /// link's claims alone are never passed on.
     pub(crate) fn alternatives_for(
         &self,
         links: &Links,
@@ -199,7 +200,7 @@ impl Topology {
                 *p,
             ));
             for n in &l.neighbors {
-                if n != peer && *n != self.local {
+                if n != peer && *n != self.local && self.book.contains(n) {
                     c.push((true, n.distance(peer), *n));
                 }
             }
