@@ -320,6 +320,9 @@ pub struct Stats {
     /// Dropped: an answer to one of our lookup probes from a node that is neither the probe's
     /// addressee nor behind the link the probe left on (or for no probe of ours).
     pub dropped_probe_answers: u64,
+    /// Candidates (ids a link named: its links, alternatives) asked to prove themselves with a probe
+    /// before they may enter the peer book.
+    pub candidates_checked: u64,
     /// kademlia-core's counters.
     pub kad: kademlia_core::Stats,
     /// gossip-core's counters.

@@ -152,7 +152,10 @@ impl Node {
             Frame::Ping(n) => self.send_frame(now, peer, &Frame::Pong(n)),
             Frame::Pong(_) => {}
             Frame::Evict(alternatives) => {
-                // The alternatives are the peer's say-so: for the application, not the peer book.
+                // The alternatives are the peer's say-so: candidates, not peer-book entries.
+                for p in &alternatives {
+                    self.topology.hear_of(*p);
+                }
                 self.emit(Output::Event(Event::Evicted {
                     by: peer,
                     alternatives,
@@ -182,8 +185,12 @@ impl Node {
         let second = beyond(n.second);
         let third = beyond(n.third);
         let fourth = beyond(n.fourth);
-        // The lists are the peer's say-so: used to route (see `Node::send` for how a lie is survived),
-        // never learned into the peer book (so never dialled nor handed on).
+        // The lists are the peer's say-so: used to route (see `Node::send` for how a lie is survived);
+        // its links are candidates, which enter the peer book only once they prove themselves
+        // (`Node::verify_candidates`), so a made-up one is never dialled nor handed on.
+        for p in &links {
+            self.topology.hear_of(*p);
+        }
         let mut changed = false;
         if let Some(link) = self.links.get_mut(&peer) {
             changed = link.neighbors != links;
@@ -474,6 +481,7 @@ impl Node {
         for p in dials {
             self.dial(now, p);
         }
+        self.verify_candidates(now);
     }
 
     fn dial(&mut self, now: Instant, peer: NodeId) {

@@ -16,6 +16,9 @@ use crate::route;
 use crate::router::{self, DirectStep, Hop, Rejected};
 use crate::timer::Timer;
 
+/// Hop budget of a candidate's check: a link's link is two links away (one more for a detour).
+const CANDIDATE_HOPS: u8 = 3;
+
 impl Node {
     /// Sends a routed message from us, signed unless it may go out unsigned (see
     /// `Router::seal`). `attempt` picks the first hop among the ranked links (0 = best);
@@ -385,8 +388,11 @@ impl Node {
             .take(self.config.alternatives)
             .filter(|p| *p != self.local)
             .collect();
-        // The alternatives are the peer's say-so: handed to the application, not learned (an unproven
-        // id never enters the peer book, so it is never dialled nor handed on).
+        // The alternatives are the peer's say-so: candidates, which enter the peer book only once they
+        // prove themselves (an unproven id is never dialled nor handed on).
+        for p in &alternatives {
+            self.topology.hear_of(*p);
+        }
         self.topology.handle_rejected(now, from, &self.config);
         self.close(now, from, DisconnectReason::Rejected, false);
         // A refusal blocks the refusing peer. It paces the node's dialling only when the node is
@@ -553,10 +559,39 @@ impl Node {
             self.lookups
                 .handle_nodes(probe, from, link, nodes, hops, &self.config)
         else {
-            self.stats.dropped_probe_answers += 1;
+            // The answer to a candidate's check proved it (`deliver` learned it): nothing else to do.
+            if !self.topology.checked(probe, from) {
+                self.stats.dropped_probe_answers += 1;
+            }
             return;
         };
         self.lookup_step(now, id, step);
+    }
+
+    /// Asks a few candidates (ids our links named: their links, alternatives) to prove themselves:
+    /// a probe routed to each, with a hop budget for two links; its signed answer puts the candidate
+    /// in the peer book (`deliver` learns a verified origin). A made-up id never answers.
+    pub(super) fn verify_candidates(&mut self, now: Instant) {
+        for c in self.topology.candidates_to_check() {
+            if self.links.contains_key(&c) {
+                continue;
+            }
+            let probe = self.rng.random::<u64>();
+            let Some(mut r) = self.router.envelope(
+                &self.identity,
+                c,
+                probe,
+                None,
+                &Payload::FindNode,
+                &self.config,
+            ) else {
+                continue;
+            };
+            r.hops_left = r.hops_left.min(CANDIDATE_HOPS);
+            self.topology.checking(probe, c);
+            self.stats.candidates_checked += 1;
+            let _ = self.send_routed(now, r, 0, false);
+        }
     }
 
     /// Carries out what lookup `id` decided.
