@@ -240,7 +240,14 @@ impl Node {
                 self.answer_probe(now, &r, target, via_server);
             }
             Payload::Nodes { probe_hops, nodes } => {
-                self.on_nodes(now, r.id, r.src, link, nodes, probe_hops.saturating_add(hops));
+                self.on_nodes(
+                    now,
+                    r.id,
+                    r.src,
+                    link,
+                    nodes,
+                    probe_hops.saturating_add(hops),
+                );
             }
         }
     }

@@ -549,7 +549,14 @@ fn a_linked_peers_oversized_frame_is_not_handed_to_the_server() {
     // A frame of 100 KB whose hop budget runs out here, for a node we have no link to: it used to
     // go to the server, which closes a connection sending over 64 KiB (1009).
     let big = Payload::Data(alloc::vec![7; 100 * 1024]);
-    let r = routed(&p, identity(5).id(), &big, alloc::vec![p.id()], Vec::new(), 0);
+    let r = routed(
+        &p,
+        identity(5).id(),
+        &big,
+        alloc::vec![p.id()],
+        Vec::new(),
+        0,
+    );
     n.handle_message(now, p.id(), &Frame::Routed(r).encode());
     let out = drain(&mut n);
     assert!(
@@ -606,7 +613,11 @@ fn relays_of_others_frames_through_the_server_are_rate_limited() {
     // Our own messages are not counted: with no link left, ours still goes through the server.
     n.handle_link_closed(now + Duration::from_secs(1), p.id());
     drain(&mut n);
-    let _ = n.send(now + Duration::from_secs(1), identity(61).id(), b"mine".to_vec());
+    let _ = n.send(
+        now + Duration::from_secs(1),
+        identity(61).id(),
+        b"mine".to_vec(),
+    );
     assert_eq!(signals(&drain(&mut n)).len(), 1);
 }
 
@@ -629,12 +640,13 @@ fn a_direct_message_too_large_for_the_server_stays_on_the_mesh() {
         "no attempt went through the server: {:?}",
         signals(&out)
     );
-    let attempts = out
+    let attempts = transmitted(&out, p.id())
         .iter()
-        .filter(|o| matches!(o, Output::Transmit { link, .. } if *link == p.id()))
+        .filter(|r| r.dst == q.id())
         .count();
-    assert!(
-        attempts >= n.config().direct_attempts as usize,
+    assert_eq!(
+        attempts,
+        n.config().direct_attempts as usize,
         "every attempt went over the mesh"
     );
 }
@@ -715,10 +727,7 @@ fn a_peer_claiming_made_up_neighbours_gets_them_neither_dialled_nor_handed_out()
             _ => None,
         })
         .collect();
-    assert!(
-        dialled.iter().all(|d| !made_up.contains(d)),
-        "{dialled:?}"
-    );
+    assert!(dialled.iter().all(|d| !made_up.contains(d)), "{dialled:?}");
     // They were asked to prove themselves, and could not: not in the peer book.
     assert!(n.stats().candidates_checked >= made_up.len() as u64);
     assert!(made_up.iter().all(|m| !n.topology.book.contains(m)));
@@ -838,7 +847,13 @@ fn a_probe_answer_from_a_stranger_is_ignored() {
     })
     .unwrap_or_default();
     let me = n.local_id();
-    let mut r = envelope(&stranger, me, &Payload::Ack, alloc::vec![stranger.id()], false);
+    let mut r = envelope(
+        &stranger,
+        me,
+        &Payload::Ack,
+        alloc::vec![stranger.id()],
+        false,
+    );
     r.id = probes[0].id;
     r.body = body;
     r.signature = stranger
@@ -858,4 +873,54 @@ fn a_probe_answer_from_a_stranger_is_ignored() {
         "the lookup did not take the stranger's word"
     );
     assert_eq!(n.stats().dropped_probe_answers, 1);
+}
+
+#[test]
+fn a_named_neighbour_enters_the_peer_book_once_it_answers_its_check() {
+    let (mut n, p, now) = linked_to_one();
+    let me = n.local_id();
+    let q = identity(5);
+    let claims = frame::Neighbors {
+        links: alloc::vec![q.id()],
+        ..frame::Neighbors::default()
+    };
+    n.handle_message(now, p.id(), &Frame::Neighbors(claims).encode());
+    assert!(!n.topology.book.contains(&q.id()));
+    let later = now + Duration::from_secs(2);
+    n.handle_timeout(later);
+    let checks: Vec<Routed> = transmitted(&drain(&mut n), p.id())
+        .into_iter()
+        .filter(|r| r.dst == q.id())
+        .collect();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        postcard::from_bytes::<Payload>(&checks[0].body),
+        Ok(Payload::FindNode)
+    );
+    // q answers along the reversed path, signed: proven.
+    let mut answer = routed(
+        &q,
+        me,
+        &Payload::Nodes {
+            probe_hops: 2,
+            nodes: Vec::new(),
+        },
+        alloc::vec![q.id(), p.id()],
+        alloc::vec![me],
+        8,
+    );
+    answer.id = checks[0].id;
+    answer.signature = q
+        .sign(&Routed::signed_bytes(
+            &q.id(),
+            &me,
+            answer.id,
+            None,
+            &answer.body,
+        ))
+        .to_vec();
+    n.handle_message(later, p.id(), &Frame::Routed(answer).encode());
+    drain(&mut n);
+    assert!(n.topology.book.contains(&q.id()));
+    assert_eq!(n.stats().dropped_probe_answers, 0);
 }
