@@ -85,6 +85,23 @@ pub struct Config {
     /// Use the signaling server as the last resort for routed messages (no link, or the mesh route failed).
     /// Default true.
     pub server_fallback: bool,
+    /// Largest frame this node hands to the signaling server ([`Output::Signal`](crate::Output::Signal)
+    /// payload, before the driver's framing). The server closes a connection that sends a WebSocket
+    /// message over its limit (64 KiB by default, close 1009), and the driver wraps the frame as
+    /// `{"type":"signal","to":"<40 hex>","signal":{"p2pmesh":"<base64>"}}`: base64 makes 4 bytes of
+    /// 3, and 512 bytes are left for the JSON around it. A routed message larger than this never goes
+    /// through the server (it stays on the mesh, or is dropped and counted in
+    /// `Stats::dropped_server_oversized`). Default `(64 KiB - 512) / 4 * 3` = 48,768.
+    pub max_signal_bytes: usize,
+    /// Routed messages of other nodes this node hands to the signaling server per second on average
+    /// (a token bucket refilled at this rate, fed by the `now` of the inputs), when their hop budget
+    /// ran out here. The server closes a connection over its own rate (50 messages/s by default, close
+    /// 1008): a linked peer's burst must not spend it for us. Over it, such a message is dropped and
+    /// counted (`Stats::dropped_relay_rate`). Our own messages are not counted. Default 10.
+    pub server_relay_rate: u32,
+    /// The token bucket's size for `server_relay_rate` (relays of others' messages in a burst).
+    /// Default 20.
+    pub server_relay_burst: u32,
     /// Direct messages awaiting their end-to-end acknowledgement; `send` beyond this fails with
     /// [`Error::TooManyPending`](crate::Error::TooManyPending). Default 256.
     pub max_pending_direct: usize,
@@ -150,6 +167,9 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(30),
             hop_limit: 32,
             server_fallback: true,
+            max_signal_bytes: (64 * 1024 - 512) / 4 * 3,
+            server_relay_rate: 10,
+            server_relay_burst: 20,
             max_pending_direct: 256,
             direct_retry_timeout: Duration::from_secs(3),
             direct_attempts: 3,
@@ -191,6 +211,7 @@ impl Config {
             ("lookup_k", self.lookup_k),
             ("direct_attempts", self.direct_attempts as usize),
             ("max_outputs", self.max_outputs),
+            ("max_signal_bytes", self.max_signal_bytes),
         ];
         if let Some((field, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(field));

@@ -307,6 +307,22 @@ pub struct Stats {
     /// gossip-core events of a kind this version does not know (gossip-core's events are
     /// `#[non_exhaustive]`).
     pub gossip_events_unmapped: u64,
+    /// Dropped: a routed message larger than `Config::max_signal_bytes` that could only go through
+    /// the signaling server (the server would have closed our connection).
+    pub dropped_server_oversized: u64,
+    /// Dropped: another node's routed message that would have gone through the signaling server past
+    /// `Config::server_relay_rate`.
+    pub dropped_relay_rate: u64,
+    /// Dropped: a routed message whose explicit route does not name this node next, revisits a node,
+    /// does not end at its addressee, is longer than its hop budget, or whose path is longer than
+    /// `hop_limit` allows.
+    pub dropped_bad_route: u64,
+    /// Dropped: an answer to one of our lookup probes from a node that is neither the probe's
+    /// addressee nor behind the link the probe left on (or for no probe of ours).
+    pub dropped_probe_answers: u64,
+    /// Candidates (ids a link named: its links, alternatives) asked to prove themselves with a probe
+    /// before they may enter the peer book.
+    pub candidates_checked: u64,
     /// kademlia-core's counters.
     pub kad: kademlia_core::Stats,
     /// gossip-core's counters.

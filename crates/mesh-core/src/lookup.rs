@@ -59,12 +59,21 @@ pub(crate) enum Step {
     Finished(Finished),
 }
 
+/// A probe awaiting its answer: whose it is, where it went, and the link it left on.
+#[derive(Debug)]
+struct Outstanding {
+    lookup: u64,
+    dst: NodeId,
+    /// The link the probe left on (`None`: through the server, or nowhere).
+    first_hop: Option<NodeId>,
+}
+
 /// The running lookups and the probes they wait for.
 #[derive(Debug, Default)]
 pub(crate) struct Lookups {
     lookups: BTreeMap<u64, Lookup>,
-    /// Probe id -> lookup id.
-    probes: BTreeMap<u64, u64>,
+    /// Probe id -> the probe.
+    probes: BTreeMap<u64, Outstanding>,
 }
 
 impl Lookups {
@@ -157,11 +166,28 @@ impl Lookups {
         }
         let mut probes = Vec::with_capacity(dsts.len());
         for (attempt, dst) in dsts.into_iter().enumerate() {
-            let probe = fresh_id();
+            // Ids are random (the composer draws them): a collision with a waiting probe is redrawn.
+            let mut probe = fresh_id();
+            for _ in 0..8 {
+                if !self.probes.contains_key(&probe) {
+                    break;
+                }
+                probe = fresh_id();
+            }
+            if self.probes.contains_key(&probe) {
+                continue;
+            }
             l.outstanding.insert(probe);
             l.requests += 1;
             l.probed.insert(dst);
-            self.probes.insert(probe, id);
+            self.probes.insert(
+                probe,
+                Outstanding {
+                    lookup: id,
+                    dst,
+                    first_hop: None,
+                },
+            );
             probes.push(Probe {
                 probe,
                 dst,
@@ -172,17 +198,33 @@ impl Lookups {
         probes
     }
 
-    /// Probe `probe` was answered by `from` with `nodes`, `hops` link traversals there and back.
-    /// Returns the lookup's id, the ids it now holds (for the peer book) and what it does next.
+    /// Probe `probe` left on the link to `first_hop` (`None`: through the server, or nowhere).
+    pub(crate) fn sent(&mut self, probe: u64, first_hop: Option<NodeId>) {
+        if let Some(p) = self.probes.get_mut(&probe) {
+            p.first_hop = first_hop;
+        }
+    }
+
+    /// Probe `probe` was answered by `from` (its signature verified) with `nodes`, `hops` link
+    /// traversals there and back; the answer came over the link to `link` (`None`: through the
+    /// server). Accepted only from the probe's addressee, or from a node behind the link the probe
+    /// left on (a node it passed answers along the reversed path): anything else, an answer to no
+    /// probe of ours included, is `None` and leaves the probe waiting. Returns the lookup's id and what
+    /// it does next.
     pub(crate) fn handle_nodes(
         &mut self,
         probe: u64,
         from: NodeId,
+        link: Option<NodeId>,
         nodes: Vec<NodeId>,
         hops: u32,
         config: &Config,
-    ) -> Option<(u64, Vec<NodeId>, Step)> {
-        let id = self.probes.remove(&probe)?;
+    ) -> Option<(u64, Step)> {
+        let p = self.probes.get(&probe)?;
+        if from != p.dst && (link.is_none() || link != p.first_hop) {
+            return None;
+        }
+        let id = self.probes.remove(&probe)?.lookup;
         let k = config.lookup_k;
         let l = self.lookups.get_mut(&id)?;
         l.outstanding.remove(&probe);
@@ -196,7 +238,6 @@ impl Lookups {
         }
         let found = l.found.first().is_some_and(|e| e.1 == target);
         let idle = l.outstanding.is_empty();
-        let known = l.found.iter().map(|e| e.1).collect();
         let step = if found {
             self.finish(id).map_or(Step::Wait, Step::Finished)
         } else if idle {
@@ -204,7 +245,7 @@ impl Lookups {
         } else {
             Step::Wait
         };
-        Some((id, known, step))
+        Some((id, step))
     }
 
     /// Lookup `id`'s round deadline passed: its outstanding probes are forgotten, and it goes on.
@@ -280,17 +321,18 @@ mod tests {
     fn an_answer_naming_the_target_finishes_the_lookup() {
         let config = Config::default();
         let (mut lookups, probes, _) = start(&config);
-        let (id_, known, step) = lookups
+        lookups.sent(probes[0].probe, Some(id(5)));
+        let (id_, step) = lookups
             .handle_nodes(
                 probes[0].probe,
                 id(7),
+                Some(id(5)),
                 alloc::vec![id(9), id(8)],
                 4,
                 &config,
             )
             .expect("a probe of this lookup");
         assert_eq!(id_, 1);
-        assert!(known.contains(&id(9)));
         match step {
             Step::Finished(f) => {
                 assert_eq!(f.peers[0], id(9));
@@ -303,8 +345,32 @@ mod tests {
         // A late answer to another probe of the finished lookup is ignored.
         assert!(
             lookups
-                .handle_nodes(probes[1].probe, id(7), Vec::new(), 1, &config)
+                .handle_nodes(probes[1].probe, id(9), None, Vec::new(), 1, &config)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn answers_count_only_from_the_addressee_or_behind_the_probes_first_hop() {
+        let config = Config::default();
+        let (mut lookups, probes, _) = start(&config);
+        let probe = probes[0].probe;
+        lookups.sent(probe, Some(id(5)));
+        let answer = |l: &mut Lookups, from, link| {
+            l.handle_nodes(probe, from, link, alloc::vec![id(3)], 2, &config)
+        };
+        // A stranger, through the server or over another link: refused, and the probe still waits.
+        assert!(answer(&mut lookups, id(6), None).is_none());
+        assert!(answer(&mut lookups, id(6), Some(id(4))).is_none());
+        // A node behind the link the probe left on: accepted.
+        assert!(answer(&mut lookups, id(6), Some(id(5))).is_some());
+        // The addressee itself (the target, in round 1), whichever way it came.
+        let probe = probes[1].probe;
+        lookups.sent(probe, Some(id(4)));
+        assert!(
+            lookups
+                .handle_nodes(probe, id(9), None, Vec::new(), 2, &config)
+                .is_some()
         );
     }
 

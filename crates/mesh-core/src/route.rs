@@ -119,6 +119,40 @@ pub fn simple_path(path: &[NodeId]) -> Vec<NodeId> {
     out
 }
 
+/// Whether an explicit route received by `me` may be followed, taking `me` off its head. A route is
+/// a reply retracing its request's simple path: it names each node still to visit, the receiver of the
+/// frame first and the addressee last, each once. `path` (the nodes visited, `me` last) and `dst`
+/// come from the same frame; `hops_left` is what the frame may still travel. Refused: a route that
+/// does not name `me` next (a route on a message this node is not a party to), that names a node
+/// twice or one already visited (a frame bouncing over the same links), that does not end at `dst`,
+/// or that is longer than the hops left. An empty route is fine (greedy routing).
+pub fn take_route(
+    me: &NodeId,
+    dst: &NodeId,
+    path: &[NodeId],
+    hops_left: u8,
+    route: &mut Vec<NodeId>,
+) -> bool {
+    if route.is_empty() {
+        return true;
+    }
+    if route.first() != Some(me) {
+        return false;
+    }
+    route.remove(0);
+    if route.is_empty() {
+        return dst == me;
+    }
+    if route.len() > usize::from(hops_left) || route.last() != Some(dst) {
+        return false;
+    }
+    let mut seen: Vec<NodeId> = route.clone();
+    seen.sort_unstable();
+    let before = seen.len();
+    seen.dedup();
+    seen.len() == before && !path.iter().any(|p| seen.binary_search(p).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +261,28 @@ mod tests {
             ranked(&me, &id(0x40), &links, &[]),
             alloc::vec![id(0x41), id(0x60), id(0x80)]
         );
+    }
+
+    #[test]
+    fn a_route_must_name_the_receiver_next_visit_each_node_once_and_end_at_the_addressee() {
+        let (me, a, b, dst) = (id(1), id(2), id(3), id(4));
+        let path = [id(9), me];
+        let ok = |route: &[NodeId], hops: u8| {
+            let mut r = route.to_vec();
+            take_route(&me, &dst, &path, hops, &mut r).then_some(r)
+        };
+        assert_eq!(ok(&[], 8), Some(Vec::new()));
+        assert_eq!(ok(&[me, a, dst], 8), Some(alloc::vec![a, dst]));
+        // Not naming us next: we are no party to it.
+        assert_eq!(ok(&[a, dst], 8), None);
+        // Bouncing: a node twice, or one already visited.
+        assert_eq!(ok(&[me, a, me, a, dst], 8), None);
+        assert_eq!(ok(&[me, a, b, a, dst], 8), None);
+        assert_eq!(ok(&[me, id(9), dst], 8), None);
+        // Not ending at the addressee, ending early, or longer than the hops left.
+        assert_eq!(ok(&[me, a, b], 8), None);
+        assert_eq!(ok(&[me], 8), None);
+        assert_eq!(ok(&[me, a, b, dst], 2), None);
     }
 
     #[test]

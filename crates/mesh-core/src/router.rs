@@ -59,6 +59,42 @@ pub(crate) struct Router {
     pending_direct: BTreeMap<u64, PendingDirect>,
     seen_direct: BTreeSet<(NodeId, u64)>,
     seen_order: VecDeque<(NodeId, u64)>,
+    /// Others' routed messages handed to the signaling server (see `Config::server_relay_rate`).
+    relays: TokenBucket,
+}
+
+/// A token bucket driven by the `now` of the inputs: `rate` tokens a second, at most `burst`, full at
+/// first. Levels are in millionths of a token, so that no float is needed.
+#[derive(Debug, Default)]
+pub(crate) struct TokenBucket {
+    level: u64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    const UNIT: u64 = 1_000_000;
+
+    /// Takes a token at `now` if there is one.
+    pub(crate) fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        let cap = u64::from(burst).saturating_mul(Self::UNIT);
+        self.level = match self.last {
+            None => cap,
+            Some(last) => {
+                let micros = u64::try_from(now.saturating_duration_since(last).as_micros())
+                    .unwrap_or(u64::MAX);
+                self.level
+                    .saturating_add(micros.saturating_mul(u64::from(rate)))
+                    .min(cap)
+            }
+        };
+        self.last = Some(self.last.map_or(now, |l| l.max(now)));
+        if self.level >= Self::UNIT {
+            self.level -= Self::UNIT;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Router {
@@ -69,7 +105,15 @@ impl Router {
             pending_direct: BTreeMap::new(),
             seen_direct: BTreeSet::new(),
             seen_order: VecDeque::new(),
+            relays: TokenBucket::default(),
         }
+    }
+
+    /// Whether another node's routed message may go through the signaling server at `now` (see
+    /// `Config::server_relay_rate`); takes its token.
+    pub(crate) fn relay_allowed(&mut self, now: Instant, config: &Config) -> bool {
+        self.relays
+            .take(now, config.server_relay_rate, config.server_relay_burst)
     }
 
     /// A new id for a command or an envelope (one sequence for all of them).
@@ -155,7 +199,10 @@ impl Router {
             to: p.to,
             data: p.data.clone(),
             attempt,
-            via_server: attempt >= config.direct_attempts && config.server_fallback,
+            // One too large for the server stays on the mesh (the server would close us for it).
+            via_server: attempt >= config.direct_attempts
+                && config.server_fallback
+                && p.data.len() + ROUTED_OVERHEAD <= config.max_signal_bytes,
         })
     }
 
@@ -257,18 +304,16 @@ impl Router {
     }
 
     /// Where `r` (carrying us last in its path) goes next. An explicit route first, while it runs
-    /// over our up links; else greedy over the links' neighbor lists (`attempt` > 0 picks another
-    /// first hop for our own messages), else back toward the previous node.
+    /// over our up links (its head is the next hop, and stays in the frame: the receiver checks it is
+    /// named there, see [`route::take_route`]); else greedy over the links' neighbor lists
+    /// (`attempt` > 0 picks another first hop for our own messages), else back toward the previous
+    /// node.
     pub(crate) fn next_hop(&self, links: &Links, r: &mut Routed, attempt: usize) -> Hop {
         if r.hops_left == 0 {
             return Hop::DeadEnd;
         }
-        while r.route.first() == Some(&self.local) {
-            r.route.remove(0);
-        }
         let explicit = r.route.first().copied().filter(|p| links.is_up(p));
         if let Some(p) = explicit {
-            r.route.remove(0);
             return Hop::Link(p);
         }
         r.route.clear();
@@ -420,6 +465,21 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         assert_eq!(router.check_direct(10, &config), Ok(()));
+    }
+
+    #[test]
+    fn the_relay_bucket_allows_its_burst_then_its_rate() {
+        let mut bucket = TokenBucket::default();
+        let t = Instant::from_millis(1_000);
+        let taken = (0..30).filter(|_| bucket.take(t, 10, 20)).count();
+        assert_eq!(taken, 20);
+        // 10 a second: one more after 100 ms, none before.
+        assert!(!bucket.take(t + core::time::Duration::from_millis(50), 10, 20));
+        assert!(bucket.take(t + core::time::Duration::from_millis(100), 10, 20));
+        assert!(!bucket.take(t + core::time::Duration::from_millis(100), 10, 20));
+        // Never above the burst, however long the silence.
+        let later = t + core::time::Duration::from_secs(3_600);
+        assert_eq!((0..30).filter(|_| bucket.take(later, 10, 20)).count(), 20);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! function of this state and the links: it returns what to do (peers to dial, a link to evict), and
 //! the composer ([`Node`](crate::Node)) does it.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -35,7 +36,19 @@ pub(crate) struct Topology {
     pub(crate) next_dial: Instant,
     /// Since when the node has had a free slot (`None` while full).
     pub(crate) underfull_since: Option<Instant>,
+    /// Ids our links named (their links, alternatives) that are not proven yet: never dialled nor
+    /// handed out, checked a few at a time (see `Node::verify_candidates`); at most
+    /// [`MAX_CANDIDATES`], the oldest forgotten.
+    candidates: VecDeque<NodeId>,
+    /// Checks under way: (probe id, candidate); at most [`MAX_CANDIDATES`].
+    checks: VecDeque<(u64, NodeId)>,
 }
+
+/// Unproven ids a node keeps to check, and checks it keeps waiting.
+pub(crate) const MAX_CANDIDATES: usize = 64;
+
+/// Candidates checked per maintenance pass.
+const CHECKS_PER_PASS: usize = 4;
 
 impl Topology {
     pub(crate) fn new(local: NodeId, config: &Config) -> Self {
@@ -46,6 +59,52 @@ impl Topology {
             failures: 0,
             next_dial: Instant::ZERO,
             underfull_since: None,
+            candidates: VecDeque::new(),
+            checks: VecDeque::new(),
+        }
+    }
+
+    /// A link named `p` (one of its links, an alternative): a candidate until it proves itself.
+    pub(crate) fn hear_of(&mut self, p: NodeId) {
+        if p == self.local || self.book.contains(&p) || self.candidates.contains(&p) {
+            return;
+        }
+        if self.candidates.len() >= MAX_CANDIDATES {
+            self.candidates.pop_front();
+        }
+        self.candidates.push_back(p);
+    }
+
+    /// The next candidates to check (taken off the list), skipping those proven meanwhile.
+    pub(crate) fn candidates_to_check(&mut self) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        while out.len() < CHECKS_PER_PASS {
+            let Some(c) = self.candidates.pop_front() else {
+                break;
+            };
+            if !self.book.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Probe `probe` checks candidate `c`.
+    pub(crate) fn checking(&mut self, probe: u64, c: NodeId) {
+        if self.checks.len() >= MAX_CANDIDATES {
+            self.checks.pop_front();
+        }
+        self.checks.push_back((probe, c));
+    }
+
+    /// Whether `from` answered probe `probe` as the candidate it checks (the check is then over).
+    pub(crate) fn checked(&mut self, probe: u64, from: NodeId) -> bool {
+        match self.checks.iter().position(|e| *e == (probe, from)) {
+            Some(i) => {
+                self.checks.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -181,7 +240,8 @@ impl Topology {
 
     /// Up to `alternatives` peers to propose to `peer` instead of us: our links and their links
     /// closest to it, those with free slots first (a neighbor list shorter than `max_peers` means a
-    /// free slot).
+    /// free slot). A link's link is handed out only when it is proven to us (in the peer book): a
+    /// link's claims alone are never passed on.
     pub(crate) fn alternatives_for(
         &self,
         links: &Links,
@@ -199,7 +259,7 @@ impl Topology {
                 *p,
             ));
             for n in &l.neighbors {
-                if n != peer && *n != self.local {
+                if n != peer && *n != self.local && self.book.contains(n) {
                     c.push((true, n.distance(peer), *n));
                 }
             }

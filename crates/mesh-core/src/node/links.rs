@@ -130,18 +130,7 @@ impl Node {
             }
             Frame::Kad(bytes) => self.kad.handle_message(now, peer, &bytes),
             Frame::Gossip(bytes) => self.gossip.handle_message(now, peer, &bytes),
-            Frame::Routed(mut r) => {
-                if r.path.last() != Some(&peer)
-                    || r.path.contains(&self.local) && r.dst == self.local
-                {
-                    // The sender must have put itself last; a message to us never passes us twice.
-                    self.stats.dropped_unexpected += 1;
-                    return;
-                }
-                r.hops_left = r.hops_left.min(self.config.hop_limit);
-                r.path.push(self.local);
-                self.deliver(now, r, Some(peer));
-            }
+            Frame::Routed(r) => self.on_routed(now, peer, r),
             Frame::Chunk(c) => {
                 if !allow_chunk {
                     self.stats.dropped_unexpected += 1;
@@ -163,8 +152,9 @@ impl Node {
             Frame::Ping(n) => self.send_frame(now, peer, &Frame::Pong(n)),
             Frame::Pong(_) => {}
             Frame::Evict(alternatives) => {
+                // The alternatives are the peer's say-so: candidates, not peer-book entries.
                 for p in &alternatives {
-                    self.learn(now, *p);
+                    self.topology.hear_of(*p);
                 }
                 self.emit(Output::Event(Event::Evicted {
                     by: peer,
@@ -195,8 +185,11 @@ impl Node {
         let second = beyond(n.second);
         let third = beyond(n.third);
         let fourth = beyond(n.fourth);
+        // The lists are the peer's say-so: used to route (see `Node::send` for how a lie is survived);
+        // its links are candidates, which enter the peer book only once they prove themselves
+        // (`Node::verify_candidates`), so a made-up one is never dialled nor handed on.
         for p in &links {
-            self.learn(now, *p);
+            self.topology.hear_of(*p);
         }
         let mut changed = false;
         if let Some(link) = self.links.get_mut(&peer) {
@@ -488,6 +481,7 @@ impl Node {
         for p in dials {
             self.dial(now, p);
         }
+        self.verify_candidates(now);
     }
 
     fn dial(&mut self, now: Instant, peer: NodeId) {

@@ -225,6 +225,11 @@ impl Node {
     /// Sends `data` to the peer `to`: over its link when there is one, otherwise routed hop by hop over
     /// the mesh (the signaling server as the last resort). Signed by us, verified by the receiver,
     /// acknowledged end to end and retried; [`Event::DirectFailed`] if it never is.
+    ///
+    /// Without a link to `to`, the first attempt leaves through the two best first hops at once (the
+    /// receiver drops the second copy), so that one neighbour lying about its links cannot black-hole
+    /// it; each retry takes the next first hop. A message too large for the server
+    /// ([`Config::max_signal_bytes`]) never goes through it: its last attempt stays on the mesh.
     pub fn send(&mut self, now: Instant, to: NodeId, data: Vec<u8>) -> Result<DirectId, Error> {
         if to == self.local {
             return Err(Error::SelfAddressed);
@@ -235,7 +240,10 @@ impl Node {
             .router
             .start_direct(now, id, to, data.clone(), &self.config);
         self.timers.set(Timer::Direct(id), Some(deadline));
-        self.originate(now, to, id, None, &Payload::Data(data), 0, false);
+        let first = self.originate(now, to, id, None, &Payload::Data(data.clone()), 0, false);
+        if first.is_some_and(|p| p != to) && self.links.up().len() >= 2 {
+            let _ = self.originate(now, to, id, None, &Payload::Data(data), 1, false);
+        }
         self.flush(now);
         Ok(DirectId(id))
     }
@@ -254,7 +262,7 @@ impl Node {
                 .any(|l| l.is_up() && l.neighbors.contains(&target));
         if direct || self.lookups.len() >= self.config.max_lookups {
             let peers = if direct {
-                self.closest_known(&target, self.config.lookup_k)
+                self.closest_known(&target, self.config.lookup_k, true)
             } else {
                 Vec::new()
             };
@@ -508,7 +516,8 @@ impl Node {
                             self.send_frame(now, to, &Frame::Kad(bytes));
                         } else {
                             let id = self.router.fresh_id();
-                            self.originate(now, to, id, None, &Payload::Kad(bytes), 0, false);
+                            let _ =
+                                self.originate(now, to, id, None, &Payload::Kad(bytes), 0, false);
                         }
                     }
                     kademlia_core::Output::Event(e) => self.on_kad_event(now, e),

@@ -5,19 +5,24 @@ use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use kademlia_core::{Instant, NodeId};
+use rand::RngExt as _;
 
 use super::{Node, new_link};
 use crate::event::{DirectFailure, DirectId, DisconnectReason, Event, MessageRef, Output, QueryId};
 use crate::frame::{Frame, Payload, Routed};
 use crate::link::LinkState;
 use crate::lookup::Step;
+use crate::route;
 use crate::router::{self, DirectStep, Hop, Rejected};
 use crate::timer::Timer;
+
+/// Hop budget of a candidate's check: a link's link is two links away (one more for a detour).
+const CANDIDATE_HOPS: u8 = 3;
 
 impl Node {
     /// Sends a routed message from us, signed unless it may go out unsigned (see
     /// `Router::seal`). `attempt` picks the first hop among the ranked links (0 = best);
-    /// `via_server` sends it through the signaling server at once.
+    /// `via_server` sends it through the signaling server at once. Returns the link it left on.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn originate(
         &mut self,
@@ -28,13 +33,35 @@ impl Node {
         payload: &Payload,
         attempt: usize,
         via_server: bool,
-    ) {
-        if let Some(r) =
-            self.router
-                .envelope(&self.identity, dst, id, lookup, payload, &self.config)
-        {
-            self.send_routed(now, r, attempt, via_server);
+    ) -> Option<NodeId> {
+        let r = self
+            .router
+            .envelope(&self.identity, dst, id, lookup, payload, &self.config)?;
+        self.send_routed(now, r, attempt, via_server)
+    }
+
+    /// A routed frame arrived over the verified link to `peer`. Checked here, before anything acts
+    /// on it: the sender put itself last in the path, a message to us never passes us twice, the path
+    /// is no longer than `hop_limit` allows, and an explicit route names us next, visits each node
+    /// once and ends at the addressee (see [`route::take_route`]): a frame can then never bounce
+    /// over the same links, so one frame costs at most `hop_limit` link traversals, all on distinct
+    /// links but for backtracking.
+    pub(super) fn on_routed(&mut self, now: Instant, peer: NodeId, mut r: Routed) {
+        if r.path.last() != Some(&peer) || r.path.contains(&self.local) && r.dst == self.local {
+            self.stats.dropped_unexpected += 1;
+            return;
         }
+        if r.path.len() > usize::from(self.config.hop_limit) {
+            self.stats.dropped_bad_route += 1;
+            return;
+        }
+        r.hops_left = r.hops_left.min(self.config.hop_limit);
+        r.path.push(self.local);
+        if !route::take_route(&self.local, &r.dst, &r.path, r.hops_left, &mut r.route) {
+            self.stats.dropped_bad_route += 1;
+            return;
+        }
+        self.deliver(now, r, Some(peer));
     }
 
     /// Sends a reply retracing the simple path of `request` backwards.
@@ -54,10 +81,18 @@ impl Node {
         }
     }
 
-    /// Forwards `r` (already carrying us last in its path) one hop, or falls back.
-    fn send_routed(&mut self, now: Instant, mut r: Routed, attempt: usize, via_server: bool) {
+    /// Forwards `r` (already carrying us last in its path) one hop, or falls back. Returns the link
+    /// it went out on, if any.
+    fn send_routed(
+        &mut self,
+        now: Instant,
+        mut r: Routed,
+        attempt: usize,
+        via_server: bool,
+    ) -> Option<NodeId> {
         if via_server {
-            return self.via_server(r);
+            self.via_server(now, r);
+            return None;
         }
         let next = match self.router.next_hop(&self.links, &mut r, attempt) {
             Hop::Link(p) => Some(p),
@@ -78,6 +113,7 @@ impl Node {
                     self.stats.routed_forwarded += 1;
                 }
                 self.send_frame(now, p, &Frame::Routed(r));
+                Some(p)
             }
             None => {
                 // Dead end. A lookup probe is answered with what this node knows; anything else goes
@@ -85,42 +121,71 @@ impl Node {
                 if let Some(target) = r.lookup
                     && r.src != self.local
                 {
-                    return self.answer_probe(now, &r, target, false);
+                    self.answer_probe(now, &r, target, false);
+                    return None;
                 }
-                self.via_server(r);
+                self.via_server(now, r);
+                None
             }
         }
     }
 
-    fn via_server(&mut self, mut r: Routed) {
+    /// Hands `r` to the signaling server, unless the server would refuse it and close our connection
+    /// for it: larger than `max_signal_bytes` (close 1009), or, for another node's message, past
+    /// `server_relay_rate` (the server's own rate limit closes with 1008) or not signed by its origin
+    /// (the server would carry a forgery in our name).
+    fn via_server(&mut self, now: Instant, mut r: Routed) {
         if !self.config.server_fallback || r.dst == self.local {
             self.stats.dropped_no_route += 1;
             return;
         }
+        let relay = r.src != self.local;
         // Through the server: always signed.
         self.router.seal(&self.identity, &mut r);
-        self.stats.server_fallbacks += 1;
         let to = r.dst;
-        let payload = Frame::Routed(r).encode();
+        let frame = Frame::Routed(r);
+        let payload = frame.encode();
+        if payload.len() > self.config.max_signal_bytes {
+            self.stats.dropped_server_oversized += 1;
+            return;
+        }
+        if relay {
+            if !self.router.relay_allowed(now, &self.config) {
+                self.stats.dropped_relay_rate += 1;
+                return;
+            }
+            if !matches!(&frame, Frame::Routed(r) if router::signed_by_src(r)) {
+                self.stats.dropped_bad_signature += 1;
+                return;
+            }
+        }
+        self.stats.server_fallbacks += 1;
         self.emit(Output::Signal { to, payload });
     }
 
     /// A routed message reached us (its path ends with us), over the verified link to `link` or,
     /// when `None`, through the server.
+    ///
+    /// The origin's signature is verified where the message is acted on: by its addressee, by a
+    /// node that answers a lookup probe, and before another node's message goes through the server
+    /// in our name; a forwarder only checks the envelope is signed at all (an unsigned one may only
+    /// travel straight over the link to its addressee) and the route ([`Node::on_routed`]). Nothing
+    /// in the path is learned: no id there is proven (only `src`, and only once its signature
+    /// verified, enters the peer book).
     pub(super) fn deliver(&mut self, now: Instant, r: Routed, link: Option<NodeId>) {
         let via_server = link.is_none();
-        for p in r.path.iter().rev().take(4) {
-            if *p != self.local {
-                self.learn(now, *p);
-            }
-        }
         if r.dst != self.local {
+            if r.signature.is_empty() {
+                self.stats.dropped_bad_signature += 1;
+                return;
+            }
             if let Some(target) = r.lookup
                 && self.knows(&target)
             {
                 return self.answer_probe(now, &r, target, false);
             }
-            return self.send_routed(now, r, 0, false);
+            self.send_routed(now, r, 0, false);
+            return;
         }
         // Ours: the signature is checked once, here.
         let payload = match self.router.check_delivered(&self.links, &r, link) {
@@ -134,6 +199,8 @@ impl Node {
                 return;
             }
         };
+        // Proven by its signature (or by the hello of the link it came straight over).
+        self.learn(now, r.src);
         self.stats.routed_delivered += 1;
         let hops = r.hops() + u32::from(via_server);
         match payload {
@@ -173,7 +240,14 @@ impl Node {
                 self.answer_probe(now, &r, target, via_server);
             }
             Payload::Nodes { probe_hops, nodes } => {
-                self.on_nodes(now, r.id, r.src, nodes, probe_hops.saturating_add(hops));
+                self.on_nodes(
+                    now,
+                    r.id,
+                    r.src,
+                    link,
+                    nodes,
+                    probe_hops.saturating_add(hops),
+                );
             }
         }
     }
@@ -196,7 +270,7 @@ impl Node {
         else {
             return;
         };
-        self.send_routed(now, envelope.clone(), 0, via_server);
+        let _ = self.send_routed(now, envelope.clone(), 0, via_server);
         let retry = self.config.signal_retry;
         if let Some(link) = self.links.get_mut(&peer) {
             link.keep_sent(now, envelope, retry);
@@ -213,7 +287,7 @@ impl Node {
         let via_server = link.via_server;
         for envelope in sent {
             self.stats.signals_resent += 1;
-            self.send_routed(now, envelope, attempt, via_server);
+            let _ = self.send_routed(now, envelope, attempt, via_server);
         }
     }
 
@@ -298,7 +372,7 @@ impl Node {
             .topology
             .alternatives_for(&self.links, &peer, &self.config);
         let id = self.router.fresh_id();
-        self.originate(
+        let _ = self.originate(
             now,
             peer,
             id,
@@ -321,8 +395,10 @@ impl Node {
             .take(self.config.alternatives)
             .filter(|p| *p != self.local)
             .collect();
+        // The alternatives are the peer's say-so: candidates, which enter the peer book only once they
+        // prove themselves (an unproven id is never dialled nor handed on).
         for p in &alternatives {
-            self.learn(now, *p);
+            self.topology.hear_of(*p);
         }
         self.topology.handle_rejected(now, from, &self.config);
         self.close(now, from, DisconnectReason::Rejected, false);
@@ -363,13 +439,15 @@ impl Node {
                     via_server,
                 }) => {
                     self.stats.direct_retries += 1;
-                    self.originate(
+                    // The first attempt went through the two best first hops (`Node::send`): a
+                    // retry takes the next one.
+                    let _ = self.originate(
                         now,
                         to,
                         id,
                         None,
                         &Payload::Data(data),
-                        (attempt - 1) as usize,
+                        attempt as usize,
                         via_server,
                     );
                 }
@@ -386,19 +464,19 @@ impl Node {
         self.topology.learn(now, p);
     }
 
+    /// Whether `target` is proven to us (a link, the peer book, the Kademlia table): a probe for it is
+    /// answered here. A link's say-so that it is linked to `target` is not enough: the probe goes on
+    /// to that link, which answers itself.
     fn knows(&self, target: &NodeId) -> bool {
         self.links.is_up(target)
             || self.topology.book.contains(target)
             || self.kad.routing_table().contains(target)
-            || self
-                .links
-                .values()
-                .any(|l| l.is_up() && l.neighbors.contains(target))
     }
 
-    /// The `n` peers closest to `target` among everything we know: links, their links, the peer book and
-    /// the Kademlia routing table (we count ourselves too).
-    pub(super) fn closest_known(&self, target: &NodeId, n: usize) -> Vec<NodeId> {
+    /// The `n` peers closest to `target` among everything we know: links, the peer book and the
+    /// Kademlia routing table (we count ourselves too), and, when `hearsay` (for our own application,
+    /// never for another node), our links' claimed links.
+    pub(super) fn closest_known(&self, target: &NodeId, n: usize, hearsay: bool) -> Vec<NodeId> {
         let mut all: BTreeSet<(kademlia_core::Distance, NodeId)> = BTreeSet::new();
         let mut add = |p: NodeId| {
             all.insert((p.distance(target), p));
@@ -407,8 +485,10 @@ impl Node {
         for (p, l) in self.links.iter() {
             if l.is_up() {
                 add(*p);
-                for q in &l.neighbors {
-                    add(*q);
+                if hearsay {
+                    for q in &l.neighbors {
+                        add(*q);
+                    }
                 }
             }
         }
@@ -427,7 +507,7 @@ impl Node {
             return;
         }
         self.stats.probes_answered += 1;
-        let nodes = self.closest_known(&target, self.config.lookup_k);
+        let nodes = self.closest_known(&target, self.config.lookup_k, false);
         let probe_hops = r.hops() + u32::from(via_server);
         self.reply(
             now,
@@ -441,18 +521,20 @@ impl Node {
     /// Sends the next round of lookup `id`'s probes.
     pub(super) fn lookup_round(&mut self, now: Instant, id: u64) {
         let have_links = self.links.values().any(|l| l.is_up());
-        let router = &mut self.router;
+        // Probe ids are drawn at random: an answer is matched on one, and only the nodes the probe
+        // passed have seen it.
+        let rng = &mut self.rng;
         let probes = self.lookups.next_round(
             now,
             id,
             self.local,
             have_links,
-            || router.fresh_id(),
+            || rng.random::<u64>(),
             &self.config,
         );
         if let Some(target) = self.lookups.target(id) {
             for p in probes {
-                self.originate(
+                let first_hop = self.originate(
                     now,
                     p.dst,
                     p.probe,
@@ -461,23 +543,62 @@ impl Node {
                     p.attempt,
                     p.via_server,
                 );
+                self.lookups.sent(p.probe, first_hop);
             }
         }
         self.timers
             .set(Timer::Lookup(id), self.lookups.deadline(id));
     }
 
-    fn on_nodes(&mut self, now: Instant, probe: u64, from: NodeId, nodes: Vec<NodeId>, hops: u32) {
-        let Some((id, known, step)) =
+    /// An answer to probe `probe`, signed by `from`, came over the link to `link` (`None`: through
+    /// the server). Only `from` is proven (its signature): the ids it names are a lookup result, not
+    /// peer-book entries.
+    fn on_nodes(
+        &mut self,
+        now: Instant,
+        probe: u64,
+        from: NodeId,
+        link: Option<NodeId>,
+        nodes: Vec<NodeId>,
+        hops: u32,
+    ) {
+        let Some((id, step)) =
             self.lookups
-                .handle_nodes(probe, from, nodes, hops, &self.config)
+                .handle_nodes(probe, from, link, nodes, hops, &self.config)
         else {
+            // The answer to a candidate's check proved it (`deliver` learned it): nothing else to do.
+            if !self.topology.checked(probe, from) {
+                self.stats.dropped_probe_answers += 1;
+            }
             return;
         };
-        for p in known {
-            self.learn(now, p);
-        }
         self.lookup_step(now, id, step);
+    }
+
+    /// Asks a few candidates (ids our links named: their links, alternatives) to prove themselves:
+    /// a probe routed to each, with a hop budget for two links; its signed answer puts the candidate
+    /// in the peer book (`deliver` learns a verified origin). A made-up id never answers.
+    pub(super) fn verify_candidates(&mut self, now: Instant) {
+        for c in self.topology.candidates_to_check() {
+            if self.links.contains_key(&c) {
+                continue;
+            }
+            let probe = self.rng.random::<u64>();
+            let Some(mut r) = self.router.envelope(
+                &self.identity,
+                c,
+                probe,
+                None,
+                &Payload::FindNode,
+                &self.config,
+            ) else {
+                continue;
+            };
+            r.hops_left = r.hops_left.min(CANDIDATE_HOPS);
+            self.topology.checking(probe, c);
+            self.stats.candidates_checked += 1;
+            let _ = self.send_routed(now, r, 0, false);
+        }
     }
 
     /// Carries out what lookup `id` decided.

@@ -508,3 +508,419 @@ fn large_frames_are_chunked_on_the_wire() {
     assert!(parts.len() >= 4);
     assert!(parts.iter().all(|b| b.len() <= n.config().max_frame_bytes));
 }
+
+// ---------------------------------------------------------------- issue 14: routing hardening
+
+/// A routed envelope from `from` to `dst`, signed, with this path, route, hop budget and payload.
+fn routed(
+    from: &Identity,
+    dst: NodeId,
+    payload: &Payload,
+    path: Vec<NodeId>,
+    route: Vec<NodeId>,
+    hops_left: u8,
+) -> Routed {
+    let mut r = envelope(from, dst, payload, path, true);
+    r.route = route;
+    r.hops_left = hops_left;
+    r
+}
+
+/// The `Output::Signal` payload sizes in `out`.
+fn signals(out: &[Output]) -> Vec<usize> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Signal { payload, .. } => Some(payload.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A node id near `of` (the same but for the last byte, XORed with `b`).
+fn near(of: NodeId, b: u8) -> NodeId {
+    let mut bytes = *of.as_bytes();
+    bytes[19] ^= b;
+    NodeId::from_bytes(bytes)
+}
+
+#[test]
+fn a_linked_peers_oversized_frame_is_not_handed_to_the_server() {
+    let (mut n, p, now) = linked_to_one();
+    // A frame of 100 KB whose hop budget runs out here, for a node we have no link to: it used to
+    // go to the server, which closes a connection sending over 64 KiB (1009).
+    let big = Payload::Data(alloc::vec![7; 100 * 1024]);
+    let r = routed(
+        &p,
+        identity(5).id(),
+        &big,
+        alloc::vec![p.id()],
+        Vec::new(),
+        0,
+    );
+    n.handle_message(now, p.id(), &Frame::Routed(r).encode());
+    let out = drain(&mut n);
+    assert!(
+        signals(&out)
+            .iter()
+            .all(|len| *len <= n.config().max_signal_bytes),
+        "{:?}",
+        signals(&out)
+    );
+    assert_eq!(n.stats().dropped_server_oversized, 1);
+    // A small one still goes (the server is the last resort).
+    let small = routed(
+        &p,
+        identity(5).id(),
+        &Payload::Data(b"x".to_vec()),
+        alloc::vec![p.id()],
+        Vec::new(),
+        0,
+    );
+    n.handle_message(now, p.id(), &Frame::Routed(small).encode());
+    assert_eq!(signals(&drain(&mut n)).len(), 1);
+}
+
+#[test]
+fn relays_of_others_frames_through_the_server_are_rate_limited() {
+    let (mut n, p, now) = linked_to_one();
+    let burst = n.config().server_relay_burst as usize;
+    let rate = n.config().server_relay_rate as usize;
+    let flood = |n: &mut crate::Node, at: Instant| {
+        let mut sent = 0;
+        for i in 0..100u64 {
+            let mut r = routed(
+                &p,
+                identity(100 + i).id(),
+                &Payload::Data(b"x".to_vec()),
+                alloc::vec![p.id()],
+                Vec::new(),
+                0,
+            );
+            r.id = i;
+            r.signature = p
+                .sign(&Routed::signed_bytes(&r.src, &r.dst, r.id, None, &r.body))
+                .to_vec();
+            n.handle_message(at, p.id(), &Frame::Routed(r).encode());
+            sent += signals(&drain(n)).len();
+        }
+        sent
+    };
+    // A burst of 100 exhausted frames from a linked peer: the server sees `server_relay_burst`.
+    assert_eq!(flood(&mut n, now), burst);
+    assert_eq!(n.stats().dropped_relay_rate, (100 - burst) as u64);
+    // A second later, `server_relay_rate` more.
+    assert_eq!(flood(&mut n, now + Duration::from_secs(1)), rate);
+    // Our own messages are not counted: with no link left, ours still goes through the server.
+    n.handle_link_closed(now + Duration::from_secs(1), p.id());
+    drain(&mut n);
+    let _ = n.send(
+        now + Duration::from_secs(1),
+        identity(61).id(),
+        b"mine".to_vec(),
+    );
+    assert_eq!(signals(&drain(&mut n)).len(), 1);
+}
+
+#[test]
+fn a_direct_message_too_large_for_the_server_stays_on_the_mesh() {
+    let (mut n, p, mut now) = linked_to_one();
+    let q = identity(2);
+    let data = alloc::vec![1u8; 60 * 1024];
+    let Ok(_) = n.send(now, q.id(), data) else {
+        panic!("send");
+    };
+    let mut out = drain(&mut n);
+    for _ in 1..n.config().direct_attempts {
+        now += n.config().direct_retry_timeout;
+        n.handle_timeout(now);
+        out.extend(drain(&mut n));
+    }
+    assert!(
+        signals(&out).is_empty(),
+        "no attempt went through the server: {:?}",
+        signals(&out)
+    );
+    let attempts = transmitted(&out, p.id())
+        .iter()
+        .filter(|r| r.dst == q.id())
+        .count();
+    assert_eq!(
+        attempts,
+        n.config().direct_attempts as usize,
+        "every attempt went over the mesh"
+    );
+}
+
+#[test]
+fn a_frame_bouncing_over_one_link_is_refused() {
+    let now = Instant::from_millis(2);
+    let mut n = node();
+    let me = n.local_id();
+    let attacker = identity(1);
+    let b = identity(2);
+    connect(&mut n, &attacker, now);
+    connect(&mut n, &b, now);
+    drain(&mut n);
+    let far = identity(3).id();
+    let data = Payload::Data(alloc::vec![0; 1000]);
+    // One frame whose route makes n and b pass it back and forth 30 times over their one link.
+    let mut bounce = Vec::new();
+    for _ in 0..15 {
+        bounce.push(me);
+        bounce.push(b.id());
+    }
+    bounce.push(far);
+    // And a route that does not name n at all (n is no party to it).
+    let stranger = alloc::vec![b.id(), far];
+    for route in [bounce, stranger] {
+        let r = routed(&attacker, far, &data, alloc::vec![attacker.id()], route, 32);
+        n.handle_message(now, attacker.id(), &Frame::Routed(r).encode());
+        let out = drain(&mut n);
+        assert!(transmitted(&out, b.id()).is_empty(), "not forwarded to b");
+    }
+    assert_eq!(n.stats().dropped_bad_route, 2);
+    assert_eq!(n.stats().routed_forwarded, 0);
+    // An honest route (n next, then b, ending at the addressee) is followed.
+    let r = routed(
+        &attacker,
+        far,
+        &data,
+        alloc::vec![attacker.id()],
+        alloc::vec![me, b.id(), far],
+        32,
+    );
+    n.handle_message(now, attacker.id(), &Frame::Routed(r).encode());
+    let sent = transmitted(&drain(&mut n), b.id());
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].route, alloc::vec![b.id(), far]);
+}
+
+#[test]
+fn a_peer_claiming_made_up_neighbours_gets_them_neither_dialled_nor_handed_out() {
+    let (mut n, p, now) = linked_to_one();
+    let me = n.local_id();
+    let made_up: Vec<NodeId> = (1..=8).map(|b| near(me, b)).collect();
+    let claims = frame::Neighbors {
+        links: made_up.clone(),
+        ..frame::Neighbors::default()
+    };
+    n.handle_message(now, p.id(), &Frame::Neighbors(claims).encode());
+    // Maintenance passes: nothing is dialled toward a made-up id.
+    let mut out = Vec::new();
+    for s in 1..=30 {
+        n.handle_timeout(now + Duration::from_secs(s));
+        out.extend(drain(&mut n));
+    }
+    // A dial is a `Connect`, or a link request or offer routed to the peer.
+    let signaling = |bytes: &[u8]| match Frame::decode(bytes) {
+        Ok(Frame::Routed(r)) => postcard::from_bytes::<Payload>(&r.body)
+            .is_ok_and(|p| p.is_signaling())
+            .then_some(r.dst),
+        _ => None,
+    };
+    let dialled: Vec<NodeId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Connect { peer, .. } => Some(*peer),
+            Output::Signal { payload, .. } => signaling(payload),
+            Output::Transmit { bytes, .. } => signaling(bytes),
+            _ => None,
+        })
+        .collect();
+    assert!(dialled.iter().all(|d| !made_up.contains(d)), "{dialled:?}");
+    // They were asked to prove themselves, and could not: not in the peer book.
+    assert!(n.stats().candidates_checked >= made_up.len() as u64);
+    assert!(made_up.iter().all(|m| !n.topology.book.contains(m)));
+    // A stranger's probe for ids near us is answered without them.
+    let q = identity(7);
+    n.handle_server(
+        now + Duration::from_secs(31),
+        relayed(&q, me, &Payload::FindNode),
+    );
+    let answers = relayed_out(&drain(&mut n));
+    assert_eq!(answers.len(), 1);
+    let Ok(Payload::Nodes { nodes, .. }) = postcard::from_bytes::<Payload>(&answers[0].1.body)
+    else {
+        panic!("not an answer");
+    };
+    assert!(nodes.iter().all(|x| !made_up.contains(x)), "{nodes:?}");
+}
+
+#[test]
+fn honest_entries_are_not_evicted_by_a_strangers_claims() {
+    let mut n = node();
+    let me = n.local_id();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    connect(&mut n, &p, now);
+    drain(&mut n);
+    // The server introduces 15 honest peers of one bucket (the farthest half of the id space; with
+    // the link's peer, perhaps, the bucket is full).
+    let honest: Vec<NodeId> = (0..15u8)
+        .map(|i| {
+            let mut b = *me.as_bytes();
+            b[0] ^= 0x80;
+            b[19] = i;
+            NodeId::from_bytes(b)
+        })
+        .collect();
+    n.handle_server(now, ServerInput::BootstrapPeers(honest.clone()));
+    drain(&mut n);
+    // A linked peer claims 64 made-up neighbours in that bucket, then evicts us with 64 more.
+    let fake = |salt: u8| -> Vec<NodeId> {
+        (0..64u8)
+            .map(|i| {
+                let mut b = *me.as_bytes();
+                b[0] ^= 0x80;
+                b[18] = salt;
+                b[19] = i;
+                NodeId::from_bytes(b)
+            })
+            .collect()
+    };
+    let later = now + Duration::from_secs(1);
+    let claims = frame::Neighbors {
+        links: fake(1),
+        ..frame::Neighbors::default()
+    };
+    n.handle_message(later, p.id(), &Frame::Neighbors(claims).encode());
+    n.handle_message(later, p.id(), &Frame::Evict(fake(2)).encode());
+    drain(&mut n);
+    for h in &honest {
+        assert!(n.topology.book.contains(h), "honest {h:?} evicted");
+    }
+}
+
+#[test]
+fn routed_traffic_still_arrives_when_a_neighbour_lies_about_its_links() {
+    let now = Instant::from_millis(2);
+    let mut n = node();
+    // Two links; the liar has the lower id, so that on equal claims it is the first choice.
+    let mut pair: Vec<Identity> = (1..4).map(identity).collect();
+    pair.sort_by_key(Identity::id);
+    let (liar, honest) = (pair[0].clone(), pair[1].clone());
+    let dst = pair[2].id();
+    connect(&mut n, &liar, now);
+    connect(&mut n, &honest, now);
+    drain(&mut n);
+    // Both claim a link to dst; only the honest one has it (the liar drops what it gets).
+    for p in [&liar, &honest] {
+        let claims = frame::Neighbors {
+            links: alloc::vec![dst],
+            ..frame::Neighbors::default()
+        };
+        n.handle_message(now, p.id(), &Frame::Neighbors(claims).encode());
+    }
+    drain(&mut n);
+    let Ok(id) = n.send(now, dst, b"hello".to_vec()) else {
+        panic!("send");
+    };
+    let out = drain(&mut n);
+    // The first attempt reaches the honest neighbour at once, not only after a retry.
+    let via_honest: Vec<Routed> = transmitted(&out, honest.id())
+        .into_iter()
+        .filter(|r| r.dst == dst && r.id == id.0)
+        .collect();
+    assert_eq!(via_honest.len(), 1);
+    assert!(verify(
+        &via_honest[0].key,
+        &Routed::signed_bytes(&via_honest[0].src, &dst, id.0, None, &via_honest[0].body),
+        &via_honest[0].signature
+    ));
+    assert_eq!(n.stats().direct_retries, 0);
+}
+
+#[test]
+fn a_probe_answer_from_a_stranger_is_ignored() {
+    let (mut n, p, now) = linked_to_one();
+    let target = identity(40).id();
+    let lookup = n.find_node(now, target);
+    let probes = transmitted(&drain(&mut n), p.id());
+    assert!(!probes.is_empty());
+    // Probe ids are not the node's sequential ids.
+    assert!(probes.iter().all(|r| r.id != lookup.0 + 1));
+    // A stranger, through the server, answers the first probe naming the target: ignored.
+    let stranger = identity(9);
+    let body = postcard::to_allocvec(&Payload::Nodes {
+        probe_hops: 1,
+        nodes: alloc::vec![target],
+    })
+    .unwrap_or_default();
+    let me = n.local_id();
+    let mut r = envelope(
+        &stranger,
+        me,
+        &Payload::Ack,
+        alloc::vec![stranger.id()],
+        false,
+    );
+    r.id = probes[0].id;
+    r.body = body;
+    r.signature = stranger
+        .sign(&Routed::signed_bytes(&r.src, &me, r.id, None, &r.body))
+        .to_vec();
+    n.handle_server(
+        now,
+        ServerInput::Relayed {
+            from: stranger.id(),
+            payload: Frame::Routed(r).encode(),
+        },
+    );
+    let out = drain(&mut n);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Event(Event::LookupFinished { .. }))),
+        "the lookup did not take the stranger's word"
+    );
+    assert_eq!(n.stats().dropped_probe_answers, 1);
+}
+
+#[test]
+fn a_named_neighbour_enters_the_peer_book_once_it_answers_its_check() {
+    let (mut n, p, now) = linked_to_one();
+    let me = n.local_id();
+    let q = identity(5);
+    let claims = frame::Neighbors {
+        links: alloc::vec![q.id()],
+        ..frame::Neighbors::default()
+    };
+    n.handle_message(now, p.id(), &Frame::Neighbors(claims).encode());
+    assert!(!n.topology.book.contains(&q.id()));
+    let later = now + Duration::from_secs(2);
+    n.handle_timeout(later);
+    let checks: Vec<Routed> = transmitted(&drain(&mut n), p.id())
+        .into_iter()
+        .filter(|r| r.dst == q.id())
+        .collect();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        postcard::from_bytes::<Payload>(&checks[0].body),
+        Ok(Payload::FindNode)
+    );
+    // q answers along the reversed path, signed: proven.
+    let mut answer = routed(
+        &q,
+        me,
+        &Payload::Nodes {
+            probe_hops: 2,
+            nodes: Vec::new(),
+        },
+        alloc::vec![q.id(), p.id()],
+        alloc::vec![me],
+        8,
+    );
+    answer.id = checks[0].id;
+    answer.signature = q
+        .sign(&Routed::signed_bytes(
+            &q.id(),
+            &me,
+            answer.id,
+            None,
+            &answer.body,
+        ))
+        .to_vec();
+    n.handle_message(later, p.id(), &Frame::Routed(answer).encode());
+    drain(&mut n);
+    assert!(n.topology.book.contains(&q.id()));
+    assert_eq!(n.stats().dropped_probe_answers, 0);
+}
