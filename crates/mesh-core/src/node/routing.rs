@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use kademlia_core::{Instant, NodeId};
 
 use super::{Node, new_link};
-use crate::event::{DirectFailure, DirectId, DisconnectReason, Event, MessageRef, Output, QueryId};
+use crate::event::{DirectFailure, DirectId, DisconnectReason, Event, Output, QueryId};
 use crate::frame::{Frame, Payload, Routed};
 use crate::link::LinkState;
 use crate::lookup::Step;
@@ -31,14 +31,14 @@ impl Node {
     ) {
         if let Some(r) =
             self.router
-                .envelope(&self.identity, dst, id, lookup, payload, &self.config)
+                .envelope(now, &self.identity, dst, id, lookup, payload, &self.config)
         {
             self.send_routed(now, r, attempt, via_server);
         }
     }
 
     /// Sends a reply retracing the simple path of `request` backwards.
-    fn reply(
+    pub(super) fn reply(
         &mut self,
         now: Instant,
         request: &Routed,
@@ -127,6 +127,10 @@ impl Node {
             Ok(p) => p,
             Err(Rejected::BadSignature) => {
                 self.stats.dropped_bad_signature += 1;
+                if link == Some(r.src) {
+                    // The link's own peer signed it badly: an offence.
+                    self.offend(now, r.src, 1);
+                }
                 return;
             }
             Err(Rejected::Malformed) => {
@@ -137,33 +141,24 @@ impl Node {
         self.stats.routed_delivered += 1;
         let hops = r.hops() + u32::from(via_server);
         match payload {
-            Payload::Data(data) => {
-                self.reply(now, &r, r.id, &Payload::Ack, via_server);
-                if !self.router.first_delivery(r.src, r.id, &self.config) {
-                    self.stats.direct_duplicates += 1;
-                    return;
-                }
-                self.emit(Output::Event(Event::Message {
-                    from: r.src,
-                    topic: None,
-                    data,
-                    hops,
-                    id: MessageRef::Direct(DirectId(r.id)),
-                }));
-            }
+            Payload::Data(data) => self.on_direct(now, r, data, hops, via_server),
             Payload::Ack => {
-                if self.router.handle_ack(r.id, r.src) {
+                if self.router.handle_ack(r.id, r.src, r.sent_at) {
                     self.timers.stop(Timer::Direct(r.id));
                 }
             }
             Payload::Kad(bytes) => self.kad.handle_message(now, r.src, &bytes),
             Payload::Signal(bytes) => {
-                if self.heard_signaling(now, r.src, r.id, via_server) {
+                if self.admit_signaling(now, &r)
+                    && self.heard_signaling(now, r.src, r.id, via_server)
+                {
                     self.on_signal(now, r.src, r.id, bytes, via_server);
                 }
             }
             Payload::LinkRequest => {
-                if self.heard_signaling(now, r.src, r.id, via_server) {
+                if self.admit_signaling(now, &r)
+                    && self.heard_signaling(now, r.src, r.id, via_server)
+                {
                     self.on_link_request(now, r.src, r.id, via_server);
                 }
             }
@@ -192,7 +187,7 @@ impl Node {
         let via_server = self.links.get(&peer).is_some_and(|l| l.via_server);
         let Some(envelope) =
             self.router
-                .envelope(&self.identity, peer, id, None, &payload, &self.config)
+                .envelope(now, &self.identity, peer, id, None, &payload, &self.config)
         else {
             return;
         };

@@ -206,7 +206,7 @@ fn routed_messages_to_non_neighbours_stay_signed() {
     let a = &acks[0];
     assert!(verify(
         &a.key,
-        &Routed::signed_bytes(&a.src, &a.dst, a.id, None, &a.body),
+        &Routed::signed_bytes(&a.src, &a.dst, a.id, a.sent_at, None, &a.body),
         &a.signature
     ));
     // Our own send: straight to the neighbour unsigned, toward a non-neighbour signed.
@@ -233,7 +233,7 @@ fn routed_messages_to_non_neighbours_stay_signed() {
     assert_eq!(s.dst, q.id());
     assert!(verify(
         &s.key,
-        &Routed::signed_bytes(&s.src, &s.dst, s.id, None, &s.body),
+        &Routed::signed_bytes(&s.src, &s.dst, s.id, s.sent_at, None, &s.body),
         &s.signature
     ));
 }
