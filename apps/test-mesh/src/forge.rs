@@ -283,6 +283,7 @@ mod tests {
             src,
             dst: id(9),
             id: 1,
+            sent_at: 0,
             lookup: None,
             hops_left: 8,
             path: vec![src],

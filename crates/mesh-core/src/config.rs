@@ -110,8 +110,36 @@ pub struct Config {
     /// Attempts per direct message; the last one goes through the signaling server when
     /// `server_fallback` is on. Default 3.
     pub direct_attempts: u32,
-    /// Direct messages remembered per receiver to drop duplicates (retries). Default 1024.
+    /// Direct messages (and link requests and offers from peers without a link) remembered to drop
+    /// duplicates and replays, each until it is older than `max_message_age`; while it is full, new
+    /// ones are refused unacknowledged (their sender retries later) rather than any being forgotten
+    /// early (which would let it be replayed). Default 4096.
     pub max_seen_direct: usize,
+    /// A direct message, link request or offer dated (by its signed `sent_at`) more than this before
+    /// `now` is refused as a replay. At least `direct_retry_timeout * direct_attempts` (a retry keeps
+    /// its first date). Default 60 s.
+    pub max_message_age: Duration,
+    /// How far in the future (the sender's clock ahead of ours) such a message may be dated. Default
+    /// 30 s, as gossip's `max_clock_skew`.
+    pub max_clock_skew: Duration,
+    /// Direct messages are acknowledged only once the driver confirms the application got them
+    /// ([`Node::confirm_direct`](crate::Node::confirm_direct)): a driver whose application queue can
+    /// be full sets it. Off: acknowledged when delivered as [`Event::Message`](crate::Event::Message).
+    /// Default false.
+    pub confirm_direct: bool,
+    /// A link's peer may cost this many signature checks per second (routed messages to verify,
+    /// gossip frames; every whole frame counts); beyond it (after a burst of twice as many) its frames
+    /// are dropped, and each second spent over it counts as 10 offences (a flood). Default 500.
+    pub link_verify_rate: u32,
+    /// Offences (malformed or unexpected frames, bad signatures, frames over its budget, unsolicited
+    /// answers) a link's peer may commit in a burst; one is forgiven per second. Past it the link
+    /// is closed ([`DisconnectReason::Misbehaved`](crate::DisconnectReason::Misbehaved)) and the
+    /// peer banned for `ban_duration`. Default 50.
+    pub max_offences: u32,
+    /// How long a misbehaving peer is neither dialled nor admitted. Default 10 min.
+    pub ban_duration: Duration,
+    /// Peers banned at once; beyond it the ban ending first is lifted early. Default 1024.
+    pub max_bans: usize,
     /// Mesh lookups (`find_node`) running at once; beyond this `find_node` finishes at once with no
     /// result. Default 64.
     pub max_lookups: usize,
@@ -173,7 +201,14 @@ impl Default for Config {
             max_pending_direct: 256,
             direct_retry_timeout: Duration::from_secs(3),
             direct_attempts: 3,
-            max_seen_direct: 1024,
+            max_seen_direct: 4096,
+            max_message_age: Duration::from_secs(60),
+            max_clock_skew: Duration::from_secs(30),
+            confirm_direct: false,
+            link_verify_rate: 1000,
+            max_offences: 50,
+            ban_duration: Duration::from_secs(600),
+            max_bans: 1024,
             max_lookups: 64,
             lookup_parallelism: 3,
             lookup_max_rounds: 4,
@@ -212,6 +247,9 @@ impl Config {
             ("direct_attempts", self.direct_attempts as usize),
             ("max_outputs", self.max_outputs),
             ("max_signal_bytes", self.max_signal_bytes),
+            ("max_seen_direct", self.max_seen_direct),
+            ("link_verify_rate", self.link_verify_rate as usize),
+            ("max_offences", self.max_offences as usize),
         ];
         if let Some((field, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(field));
@@ -254,6 +292,9 @@ impl Config {
         {
             return Err(ConfigError::TooManyChunks);
         }
+        if self.max_message_age < self.direct_retry_timeout * self.direct_attempts {
+            return Err(ConfigError::MessageAgeBelowRetries);
+        }
         self.gossip.validate()?;
         self.kademlia.validate()?;
         Ok(())
@@ -294,6 +335,10 @@ pub enum ConfigError {
     /// A message of `max_message_bytes` would need more than 65535 chunks.
     #[error("Config::max_message_bytes needs more than 65535 chunks")]
     TooManyChunks,
+    /// `max_message_age` is shorter than a direct message's retries (`direct_retry_timeout *
+    /// direct_attempts`): its last attempts would be refused as stale.
+    #[error("Config::max_message_age must be at least direct_retry_timeout * direct_attempts")]
+    MessageAgeBelowRetries,
 }
 
 #[cfg(test)]

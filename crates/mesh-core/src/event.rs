@@ -66,6 +66,10 @@ pub enum DisconnectReason {
     PeerLeft,
     /// We leave the mesh ([`Node::leave`](crate::Node::leave)).
     Leaving,
+    /// The peer committed more than `Config::max_offences` offences in a burst (malformed or
+    /// unexpected frames, bad signatures, frames over its signature-check budget): it is banned for
+    /// `Config::ban_duration`.
+    Misbehaved,
 }
 
 /// Why a hello failed.
@@ -283,6 +287,22 @@ pub struct Stats {
     pub direct_retries: u64,
     /// Duplicate direct messages (retries) dropped after acknowledging them again.
     pub direct_duplicates: u64,
+    /// Dropped: a direct message, link request or offer dated outside the freshness window
+    /// (`Config::max_message_age`, `Config::max_clock_skew`), or a link request or offer seen
+    /// before (a replay).
+    pub dropped_stale: u64,
+    /// Direct messages refused unacknowledged because the duplicate memory (`max_seen_direct`) was
+    /// full of messages still inside the freshness window (their sender retries).
+    pub direct_refused_full: u64,
+    /// Direct messages the driver reported its application could not take
+    /// ([`Node::confirm_direct`](crate::Node::confirm_direct)): not acknowledged.
+    pub direct_refused_by_app: u64,
+    /// Dropped: frames from a link's peer beyond its signature-check budget (`link_verify_rate`).
+    pub dropped_over_budget: u64,
+    /// Dropped: link requests or offers from a banned peer.
+    pub dropped_banned: u64,
+    /// Peers banned for misbehaving (see [`DisconnectReason::Misbehaved`]).
+    pub peers_banned: u64,
     /// Links that became up.
     pub links_up: u64,
     /// Link attempts that failed (timeout, closed before up).

@@ -121,6 +121,12 @@ pub struct Routed {
     pub dst: NodeId,
     /// Origin-chosen id (direct message id, lookup probe id, ...).
     pub id: u64,
+    /// When the origin first sent it, microseconds since the Unix epoch on the origin's clock (signed):
+    /// the same on every retry of one direct message, and an `Ack` carries the one of the message it
+    /// acknowledges. The receiver refuses direct messages and link signaling dated outside its
+    /// freshness window (`Config::max_message_age`, `Config::max_clock_skew`), and remembers the fresh
+    /// ones until they age out, so a replay is refused and a restarted sender's ids never collide.
+    pub sent_at: u64,
     /// When set, any node on the way that knows this id answers the lookup probe itself.
     pub lookup: Option<NodeId>,
     /// Link traversals left; a node receiving 0 may not forward.
@@ -144,19 +150,21 @@ impl Routed {
     /// Domain separation for routed-message signatures.
     pub const DOMAIN: &'static [u8] = b"p2pmesh-routed-v1";
 
-    /// What the signature covers: domain, src, dst, id, lookup target, body.
+    /// What the signature covers: domain, src, dst, id, sent_at, lookup target, body.
     pub fn signed_bytes(
         src: &NodeId,
         dst: &NodeId,
         id: u64,
+        sent_at: u64,
         lookup: Option<&NodeId>,
         body: &[u8],
     ) -> Vec<u8> {
-        let mut out = Vec::with_capacity(Self::DOMAIN.len() + 70 + body.len());
+        let mut out = Vec::with_capacity(Self::DOMAIN.len() + 78 + body.len());
         out.extend_from_slice(Self::DOMAIN);
         out.extend_from_slice(src.as_bytes());
         out.extend_from_slice(dst.as_bytes());
         out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&sent_at.to_le_bytes());
         match lookup {
             Some(t) => {
                 out.push(1);
@@ -639,6 +647,7 @@ mod tests {
                 src: id(1),
                 dst: id(2),
                 id: 77,
+                sent_at: 1_234_567,
                 lookup: Some(id(3)),
                 hops_left: 5,
                 path: alloc::vec![id(1), id(4)],

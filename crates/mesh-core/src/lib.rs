@@ -151,6 +151,7 @@
 
 extern crate alloc;
 
+mod abuse;
 pub mod config;
 pub mod event;
 pub mod frame;

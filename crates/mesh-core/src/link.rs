@@ -10,6 +10,7 @@ use kademlia_core::{Instant, NodeId};
 use p2pmesh_base::Identity;
 
 use crate::Config;
+use crate::abuse::{Bucket, Charge};
 use crate::event::HelloError;
 use crate::frame::{Frame, Hello, Neighbors, Reassembly, Routed};
 
@@ -82,6 +83,12 @@ pub(crate) struct Link {
     pub(crate) hello_at: Option<Instant>,
     /// gossip-core's ack timeouts toward this peer (see `Node::on_ack_timeout`).
     pub(crate) ack_timeouts: u32,
+    /// The peer's signature-check budget (`Config::link_verify_rate`), made at its first frame.
+    budget: Option<Bucket>,
+    /// When the peer was last charged flood offences for being over its budget.
+    flood_offence_at: Option<Instant>,
+    /// The peer's offence allowance (`Config::max_offences`), made at its first offence.
+    offences: Option<Bucket>,
 }
 
 /// What a link's timers decided at one `handle_timeout` (see [`Link::handle_timeout`]).
@@ -137,6 +144,9 @@ impl Link {
             reassembly: Reassembly::default(),
             next_chunk_msg: 0,
             ack_timeouts: 0,
+            budget: None,
+            flood_offence_at: None,
+            offences: None,
         }
     }
 
@@ -265,6 +275,34 @@ impl Link {
             return Some(Err(HelloError::BadSignature));
         }
         Some(Ok(()))
+    }
+
+    /// A frame from the peer that may cost a signature check arrived at `now`: whether it is within
+    /// the peer's budget (`link_verify_rate` per second, bursts of twice that).
+    pub(crate) fn charge(&mut self, now: Instant, config: &Config) -> Charge {
+        let rate = config.link_verify_rate;
+        let budget = self
+            .budget
+            .get_or_insert_with(|| Bucket::new(now, rate.saturating_mul(2), rate));
+        if budget.take(now, 1) {
+            return Charge::Ok;
+        }
+        if self
+            .flood_offence_at
+            .is_some_and(|t| now < t + Duration::from_secs(1))
+        {
+            return Charge::Drop;
+        }
+        self.flood_offence_at = Some(now);
+        Charge::DropAndOffend
+    }
+
+    /// The peer committed `n` offences at `now`: whether it is past its allowance
+    /// (`max_offences` in a burst, one forgiven per second).
+    pub(crate) fn offend(&mut self, now: Instant, n: u32, config: &Config) -> bool {
+        self.offences
+            .get_or_insert_with(|| Bucket::new(now, config.max_offences, 1))
+            .drain(now, n)
     }
 
     /// A frame goes out on the link at `now`: the chunk message number to use.

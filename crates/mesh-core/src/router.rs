@@ -2,7 +2,7 @@
 //! messages awaiting acknowledgement with their retry deadlines, and duplicate suppression. It does no
 //! I/O: the composer ([`Node`](crate::Node)) sends what it decides.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use kademlia_core::{Instant, NodeId};
@@ -23,6 +23,8 @@ pub(crate) struct PendingDirect {
     pub(crate) data: Vec<u8>,
     pub(crate) attempts: u32,
     pub(crate) deadline: Instant,
+    /// When it was first sent (µs since the epoch): every retry carries it, and so must its ack.
+    pub(crate) sent_at: u64,
 }
 
 /// What a due direct message needs (see [`Router::handle_direct_timeout`]).
@@ -57,8 +59,10 @@ pub(crate) struct Router {
     local: NodeId,
     next_id: u64,
     pending_direct: BTreeMap<u64, PendingDirect>,
-    seen_direct: BTreeSet<(NodeId, u64)>,
-    seen_order: VecDeque<(NodeId, u64)>,
+    /// Direct messages (and link requests and offers from strangers) received inside the freshness
+    /// window, by (sent_at, origin, id): the oldest first, so those that aged out are cut off the
+    /// front. At most `max_seen_direct`.
+    seen: BTreeSet<(u64, NodeId, u64)>,
     /// Others' routed messages handed to the signaling server (see `Config::server_relay_rate`).
     relays: TokenBucket,
 }
@@ -97,14 +101,26 @@ impl TokenBucket {
     }
 }
 
+/// What a received direct message (or link request or offer) is (see [`Router::first_delivery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Fresh and new: deliver it (it is remembered now).
+    New,
+    /// Received before, inside the window: a retry (acknowledge again) or a replay.
+    Duplicate,
+    /// Dated outside the freshness window: a replay, or a sender whose clock is off. Refused.
+    Stale,
+    /// New, but the memory is full of messages still inside the window: refused for now.
+    Full,
+}
+
 impl Router {
     pub(crate) fn new(local: NodeId) -> Self {
         Self {
             local,
             next_id: 1,
             pending_direct: BTreeMap::new(),
-            seen_direct: BTreeSet::new(),
-            seen_order: VecDeque::new(),
+            seen: BTreeSet::new(),
             relays: TokenBucket::default(),
         }
     }
@@ -154,14 +170,21 @@ impl Router {
                 data,
                 attempts: 1,
                 deadline,
+                sent_at: now.as_micros(),
             },
         );
         deadline
     }
 
-    /// `from` acknowledged direct message `id`: whether it was pending (and now is not).
-    pub(crate) fn handle_ack(&mut self, id: u64, from: NodeId) -> bool {
-        if self.pending_direct.get(&id).is_some_and(|p| p.to == from) {
+    /// `from` acknowledged direct message `id` sent at `sent_at`: whether it was pending (and now is
+    /// not). The date must match: an ack of an earlier run's message `id` (our ids restart at 1) does
+    /// not acknowledge this one.
+    pub(crate) fn handle_ack(&mut self, id: u64, from: NodeId, sent_at: u64) -> bool {
+        if self
+            .pending_direct
+            .get(&id)
+            .is_some_and(|p| p.to == from && p.sent_at == sent_at)
+        {
             self.pending_direct.remove(&id);
             return true;
         }
@@ -206,24 +229,52 @@ impl Router {
         })
     }
 
-    /// Whether direct message `id` from `src` is new; remembers it (at most `max_seen_direct`).
-    pub(crate) fn first_delivery(&mut self, src: NodeId, id: u64, config: &Config) -> bool {
-        if self.seen_direct.contains(&(src, id)) {
-            return false;
-        }
-        self.seen_direct.insert((src, id));
-        self.seen_order.push_back((src, id));
-        while self.seen_order.len() > config.max_seen_direct {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen_direct.remove(&old);
-            }
-        }
-        true
+    /// Whether a message dated `sent_at` (µs since the epoch) is inside the freshness window at `now`.
+    pub(crate) fn fresh(now: Instant, sent_at: u64, config: &Config) -> bool {
+        let oldest = now.saturating_sub(config.max_message_age).as_micros();
+        let newest = now.saturating_add(config.max_clock_skew).as_micros();
+        (oldest..=newest).contains(&sent_at)
     }
 
-    /// A routed envelope from us, signed unless it may go out unsigned (see [`Router::seal`]).
+    /// Whether message `id` from `src` dated `sent_at` is new and fresh at `now`; a new one is
+    /// remembered until it leaves the window (at most `max_seen_direct` at once).
+    pub(crate) fn first_delivery(
+        &mut self,
+        now: Instant,
+        src: NodeId,
+        id: u64,
+        sent_at: u64,
+        config: &Config,
+    ) -> Seen {
+        // Those that aged out are refused by date from now on: forget them.
+        let oldest = now.saturating_sub(config.max_message_age).as_micros();
+        while self.seen.first().is_some_and(|e| e.0 < oldest) {
+            self.seen.pop_first();
+        }
+        if !Self::fresh(now, sent_at, config) {
+            return Seen::Stale;
+        }
+        if self.seen.contains(&(sent_at, src, id)) {
+            return Seen::Duplicate;
+        }
+        if self.seen.len() >= config.max_seen_direct {
+            return Seen::Full;
+        }
+        self.seen.insert((sent_at, src, id));
+        Seen::New
+    }
+
+    /// Forgets message `id` from `src` dated `sent_at` (it was not handed over: its retry is new).
+    pub(crate) fn forget(&mut self, src: NodeId, id: u64, sent_at: u64) {
+        self.seen.remove(&(sent_at, src, id));
+    }
+
+    /// A routed envelope from us, signed unless it may go out unsigned (see [`Router::seal`]), dated
+    /// `now` (a pending direct message's retry keeps the date of its first attempt).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn envelope(
         &self,
+        now: Instant,
         identity: &Identity,
         dst: NodeId,
         id: u64,
@@ -232,10 +283,15 @@ impl Router {
         config: &Config,
     ) -> Option<Routed> {
         let body = postcard::to_allocvec(payload).ok()?;
+        let sent_at = match payload {
+            Payload::Data(_) => self.pending_direct.get(&id).map(|p| p.sent_at),
+            _ => None,
+        };
         let mut r = Routed {
             src: self.local,
             dst,
             id,
+            sent_at: sent_at.unwrap_or(now.as_micros()),
             lookup,
             hops_left: config.hop_limit,
             path: alloc::vec![self.local],
@@ -268,6 +324,9 @@ impl Router {
             src: self.local,
             dst: request.src,
             id,
+            // An ack names the message it acknowledges by id and date; other answers are dated as
+            // their request too (the origin matches them to it).
+            sent_at: request.sent_at,
             lookup: None,
             hops_left: config.hop_limit,
             path: alloc::vec![self.local],
@@ -296,6 +355,7 @@ impl Router {
                     &r.src,
                     &r.dst,
                     r.id,
+                    r.sent_at,
                     r.lookup.as_ref(),
                     &r.body,
                 ))
@@ -382,7 +442,7 @@ pub(crate) fn signed_by_src(r: &Routed) -> bool {
     NodeId::from_public_key(&r.key) == r.src
         && verify(
             &r.key,
-            &Routed::signed_bytes(&r.src, &r.dst, r.id, r.lookup.as_ref(), &r.body),
+            &Routed::signed_bytes(&r.src, &r.dst, r.id, r.sent_at, r.lookup.as_ref(), &r.body),
             &r.signature,
         )
 }
@@ -435,24 +495,61 @@ mod tests {
         let mut router = Router::new(id(1));
         let now = Instant::from_millis(1);
         router.start_direct(now, 5, id(2), Vec::new(), &config);
-        assert!(!router.handle_ack(5, id(3)));
-        assert!(router.handle_ack(5, id(2)));
-        assert!(!router.handle_ack(5, id(2)));
+        let at = now.as_micros();
+        assert!(!router.handle_ack(5, id(3), at));
+        // An ack of an earlier run's message 5 (another date) does not count.
+        assert!(!router.handle_ack(5, id(2), at - 1));
+        assert!(router.handle_ack(5, id(2), at));
+        assert!(!router.handle_ack(5, id(2), at));
     }
 
     #[test]
-    fn duplicates_are_suppressed_within_the_bound() {
+    fn duplicates_are_suppressed_until_they_age_out_and_never_forgotten_early() {
         let config = Config {
             max_seen_direct: 2,
             ..Config::default()
         };
         let mut router = Router::new(id(1));
-        assert!(router.first_delivery(id(2), 1, &config));
-        assert!(!router.first_delivery(id(2), 1, &config));
-        assert!(router.first_delivery(id(2), 2, &config));
-        assert!(router.first_delivery(id(3), 1, &config));
-        // The oldest was forgotten.
-        assert!(router.first_delivery(id(2), 1, &config));
+        let now = Instant::from_millis(100_000);
+        let t = now.as_micros();
+        assert_eq!(router.first_delivery(now, id(2), 1, t, &config), Seen::New);
+        assert_eq!(
+            router.first_delivery(now, id(2), 1, t, &config),
+            Seen::Duplicate
+        );
+        assert_eq!(router.first_delivery(now, id(2), 2, t, &config), Seen::New);
+        // Full of fresh ones: a new one waits (its sender retries) rather than one being forgotten.
+        assert_eq!(router.first_delivery(now, id(3), 1, t, &config), Seen::Full);
+        assert_eq!(
+            router.first_delivery(now, id(2), 1, t, &config),
+            Seen::Duplicate
+        );
+        // Too old or too far ahead: refused by date.
+        let old = now.saturating_sub(config.max_message_age).as_micros() - 1;
+        assert_eq!(
+            router.first_delivery(now, id(3), 1, old, &config),
+            Seen::Stale
+        );
+        let ahead = now.saturating_add(config.max_clock_skew).as_micros() + 1;
+        assert_eq!(
+            router.first_delivery(now, id(3), 1, ahead, &config),
+            Seen::Stale
+        );
+        // Once the first ones left the window they are refused by date, and room is free again.
+        let later = now + config.max_message_age + core::time::Duration::from_micros(1);
+        assert_eq!(
+            router.first_delivery(later, id(2), 1, t, &config),
+            Seen::Stale
+        );
+        assert_eq!(
+            router.first_delivery(later, id(3), 1, later.as_micros(), &config),
+            Seen::New
+        );
+        // The same id from a sender that restarted (a later date) is another message.
+        assert_eq!(
+            router.first_delivery(later, id(2), 1, later.as_micros(), &config),
+            Seen::New
+        );
     }
 
     #[test]
@@ -488,14 +585,30 @@ mod tests {
         let me = identity(1);
         let router = Router::new(me.id());
         let data = router
-            .envelope(&me, id(9), 3, None, &Payload::Data(b"hi".to_vec()), &config)
+            .envelope(
+                Instant::from_millis(1),
+                &me,
+                id(9),
+                3,
+                None,
+                &Payload::Data(b"hi".to_vec()),
+                &config,
+            )
             .expect("encodes");
         assert!(data.signature.is_empty());
         let mut sealed = data.clone();
         router.seal(&me, &mut sealed);
         assert!(signed_by_src(&sealed));
         let request = router
-            .envelope(&me, id(9), 4, None, &Payload::LinkRequest, &config)
+            .envelope(
+                Instant::from_millis(1),
+                &me,
+                id(9),
+                4,
+                None,
+                &Payload::LinkRequest,
+                &config,
+            )
             .expect("encodes");
         assert!(signed_by_src(&request));
     }

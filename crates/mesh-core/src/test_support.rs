@@ -10,6 +10,14 @@ use crate::event::{DisconnectReason, Event, Output, ServerInput};
 use crate::frame::{Frame, Hello, Payload, Routed};
 use crate::{Config, Node};
 
+/// When the hand-made envelopes say they were sent (µs since the epoch): 1 ms, within the
+/// freshness window of the tests' clocks (a few ms).
+pub(crate) const SENT_AT: u64 = 1_000;
+
+/// The id of [`envelope`]'s messages (not that of [`relayed`]'s, which a test may have used to set
+/// up the link: one sender never uses an id twice).
+pub(crate) const ENVELOPE_ID: u64 = 2;
+
 pub(crate) fn identity(n: u64) -> Identity {
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&n.to_le_bytes());
@@ -31,11 +39,19 @@ pub(crate) fn drain(n: &mut Node) -> Vec<Output> {
 /// A routed frame from `from` to `dst` as the server would relay it.
 pub(crate) fn relayed(from: &Identity, dst: NodeId, payload: &Payload) -> ServerInput {
     let body = postcard::to_allocvec(payload).unwrap_or_default();
-    let signature = from.sign(&Routed::signed_bytes(&from.id(), &dst, 1, None, &body));
+    let signature = from.sign(&Routed::signed_bytes(
+        &from.id(),
+        &dst,
+        1,
+        SENT_AT,
+        None,
+        &body,
+    ));
     let r = Routed {
         src: from.id(),
         dst,
         id: 1,
+        sent_at: SENT_AT,
         lookup: None,
         hops_left: 8,
         path: alloc::vec![from.id()],
@@ -112,15 +128,23 @@ pub(crate) fn envelope(
 ) -> Routed {
     let body = postcard::to_allocvec(payload).unwrap_or_default();
     let signature = if signed {
-        from.sign(&Routed::signed_bytes(&from.id(), &dst, 1, None, &body))
-            .to_vec()
+        from.sign(&Routed::signed_bytes(
+            &from.id(),
+            &dst,
+            ENVELOPE_ID,
+            SENT_AT,
+            None,
+            &body,
+        ))
+        .to_vec()
     } else {
         Vec::new()
     };
     Routed {
         src: from.id(),
         dst,
-        id: 1,
+        id: ENVELOPE_ID,
+        sent_at: SENT_AT,
         lookup: None,
         hops_left: 8,
         path,
@@ -174,6 +198,7 @@ pub(crate) fn bare_routed(src: NodeId, dst: NodeId) -> Routed {
         src,
         dst,
         id: 1,
+        sent_at: SENT_AT,
         lookup: None,
         hops_left: 8,
         path: alloc::vec![src],

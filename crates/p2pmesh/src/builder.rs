@@ -361,9 +361,13 @@ where
             Some(seed) => seed,
             None => getrandom::u64().map_err(|e| Error::Entropy(e.to_string()))?,
         };
-        let node = mesh_core::Node::new(keypair.secret(), self.config, seed);
+        // The driver acknowledges a direct message only once it is in the events queue.
+        let mut config = self.config;
+        config.confirm_direct = true;
+        let node = mesh_core::Node::new(keypair.secret(), config, seed);
         let (commands_tx, commands) = mpsc::channel(self.limits.commands);
-        let (events_tx, events_rx) = broadcast::channel(self.limits.events);
+        let (events_tx, _) = broadcast::channel(self.limits.events);
+        let events_weak = events_tx.downgrade();
         let driver = Driver::new(crate::driver::Parts {
             node,
             keypair,
@@ -378,7 +382,7 @@ where
             start_time: self.start_time,
         });
         drop(p2pmesh_rt::spawn(driver.run()));
-        Ok(Mesh::new(local_id, commands_tx, events_rx))
+        Ok(Mesh::new(local_id, commands_tx, events_weak))
     }
 
     /// [`build`](Self::build), then [`Mesh::join`].

@@ -8,13 +8,23 @@
 //! link queue drops the frame and counts it; gossip and direct messages are acknowledged and
 //! retried above), server messages likewise to the signaling task, events to broadcast channels
 //! (a slow subscriber lags, it never slows the driver).
+//!
+//! A direct message is acknowledged only if the application will get it: the node holds its
+//! acknowledgement (`confirm_direct` in the node's config) until the driver reports whether it put
+//! the message in the events queue, which it does only while the queue has room (and a reader). So
+//! that nothing overwrites it there, the driver never lets the events queue overflow: an event that
+//! finds it full is dropped and counted, and the next one that fits is preceded by
+//! [`Event::Lagged`] with how many were lost. The queue is as slow as its slowest reader; a sender
+//! whose message found it full sees no ack, retries, and at last gets `Event::DirectFailed`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_core::{Event as NodeEvent, Instant, Node, NodeId, Output, QueryId, ServerInput};
+use mesh_core::{
+    Event as NodeEvent, Instant, MessageRef, Node, NodeId, Output, QueryId, ServerInput,
+};
 use p2pmesh_rt::{Task, TaskSet, sleep_until_opt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -179,6 +189,9 @@ pub(crate) struct Driver<C> {
     limits: Limits,
     join_timeout: Duration,
     stats: Stats,
+    /// Events dropped since the events queue was last not full, told to the readers as
+    /// [`Event::Lagged`] before the next event that fits.
+    events_missed: u64,
 }
 
 impl<C> Driver<C>
@@ -212,6 +225,7 @@ where
             limits: parts.limits,
             join_timeout: parts.join_timeout,
             stats: Stats::default(),
+            events_missed: 0,
         }
     }
 
@@ -554,6 +568,29 @@ where
             NodeEvent::PeerTimedOut { peer } => self.emit(Event::PeerTimedOut { peer }),
             NodeEvent::Message {
                 from,
+                topic: None,
+                data,
+                hops,
+                id: MessageRef::Direct(id),
+                ..
+            } => {
+                // Handed over only into room in the events queue; acknowledged only then.
+                let delivered = self.events_room() > 0;
+                if delivered {
+                    self.emit(Event::Message(Message {
+                        from,
+                        topic: None,
+                        data: data.into(),
+                        hops,
+                    }));
+                } else {
+                    self.stats.direct_refused += 1;
+                }
+                let now = self.clock.now();
+                self.node.confirm_direct(now, from, id, delivered);
+            }
+            NodeEvent::Message {
+                from,
                 topic,
                 data,
                 hops,
@@ -597,8 +634,34 @@ where
         }
     }
 
-    fn emit(&self, event: Event) {
-        // No receiver is not an error: nobody listens.
+    /// Events that fit in the events queue now without overwriting one not yet read (0 without a
+    /// reader: nobody would get them), the [`Event::Lagged`] owed to the readers counted.
+    fn events_room(&self) -> usize {
+        if self.events.receiver_count() == 0 {
+            return 0;
+        }
+        let owed = usize::from(self.events_missed > 0);
+        self.limits
+            .events
+            .saturating_sub(self.events.len())
+            .saturating_sub(owed)
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.receiver_count() == 0 {
+            // Not an error: nobody listens.
+            return;
+        }
+        if self.events_room() == 0 {
+            // Never overwrite an unread event (it may be an acknowledged direct message).
+            self.events_missed += 1;
+            self.stats.events_dropped_full += 1;
+            return;
+        }
+        if self.events_missed > 0 {
+            let missed = std::mem::take(&mut self.events_missed);
+            let _ = self.events.send(Event::Lagged { missed });
+        }
         let _ = self.events.send(event);
     }
 }

@@ -42,7 +42,9 @@ pub(crate) enum Command {
 pub struct Mesh {
     local_id: NodeId,
     commands: mpsc::Sender<Command>,
-    events: broadcast::Receiver<Event>,
+    /// The driver's events queue, held weakly: a handle is no reader (the driver hands a direct
+    /// message over only into room no reader lacks), and the streams end when the driver does.
+    events: broadcast::WeakSender<Event>,
 }
 
 impl Clone for Mesh {
@@ -50,7 +52,7 @@ impl Clone for Mesh {
         Self {
             local_id: self.local_id,
             commands: self.commands.clone(),
-            events: self.events.resubscribe(),
+            events: self.events.clone(),
         }
     }
 }
@@ -64,7 +66,7 @@ impl Mesh {
     pub(crate) fn new(
         local_id: NodeId,
         commands: mpsc::Sender<Command>,
-        events: broadcast::Receiver<Event>,
+        events: broadcast::WeakSender<Event>,
     ) -> Self {
         Self {
             local_id,
@@ -142,7 +144,12 @@ impl Mesh {
     /// The stream of this node's [`Event`]s from now on. Each stream buffers the builder's
     /// `event_capacity` events; one that falls further behind gets [`Event::Lagged`].
     pub fn events(&self) -> Events {
-        Events::new(self.events.resubscribe())
+        let rx = match self.events.upgrade() {
+            Some(sender) => sender.subscribe(),
+            // The driver ended: a stream that ends at once.
+            None => broadcast::channel(1).1,
+        };
+        Events::new(rx)
     }
 
     /// The neighbours: peers with an up link (hello verified), in id order.

@@ -17,4 +17,10 @@ pub struct Stats {
     pub signals_dropped: u64,
     /// Server messages that were not for p2pmesh (e.g. a JavaScript client's raw WebRTC signals).
     pub foreign_signals: u64,
+    /// Events dropped because the events queue was full (a reader fell behind; it gets
+    /// [`Event::Lagged`](crate::Event::Lagged) once there is room).
+    pub events_dropped_full: u64,
+    /// Direct messages not handed over (the events queue was full or had no reader): not
+    /// acknowledged, so their sender retries and at last reports them failed.
+    pub direct_refused: u64,
 }

@@ -80,6 +80,10 @@ pub struct Config {
     /// Remote candidates held while the remote description has not arrived yet (signals may
     /// overtake each other when relayed over the mesh); more are dropped. Default 32.
     pub max_early_candidates: usize,
+    /// Remote candidates a link takes in all (early ones included): a peer that sends more gets
+    /// an error for each and they are dropped, so a flood of candidates costs no more than this
+    /// many connectivity checks. Default 64 (a host has a handful per interface and server).
+    pub max_remote_candidates: usize,
     /// ICE connectivity-check interval while connecting. The crate's default (200 ms) is
     /// the first of the 200 ms steps of link setup; default here 20 ms. Ignored in the browser.
     pub ice_check_interval: Duration,
@@ -106,6 +110,7 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             event_capacity: 256,
             max_early_candidates: 32,
+            max_remote_candidates: 64,
             ice_check_interval: Duration::from_millis(20),
             ice_check_budget: Duration::from_millis(1400),
             setup_wake_interval: Duration::from_millis(2),

@@ -124,7 +124,7 @@ fn setup_error(what: &str, err: &JsValue) -> LinkError {
 ///
 /// Of the [`Config`], the browser uses `ice_servers`, `open_timeout`, `send_buffer_limit`
 /// (capped at 8 MiB, half of what Chromium queues per channel), `max_message_size`,
-/// `event_capacity` and `max_early_candidates`; the socket, mDNS and ICE-timing fields are the
+/// `event_capacity`, `max_early_candidates` and `max_remote_candidates`; the socket, mDNS and ICE-timing fields are the
 /// browser's business and are ignored.
 #[derive(Debug, Clone)]
 pub struct Connector {
@@ -561,6 +561,8 @@ async fn run_link(
         remote_description_set: false,
         early_candidates: Vec::new(),
         max_early_candidates: config.max_early_candidates,
+        remote_candidates: 0,
+        max_remote_candidates: config.max_remote_candidates,
         send_limit: u32::try_from(send_limit(&config)).unwrap_or(u32::MAX),
         paused: false,
     };
@@ -591,6 +593,9 @@ struct Actor {
     remote_description_set: bool,
     early_candidates: Vec<Candidate>,
     max_early_candidates: usize,
+    /// Remote candidates taken so far (early ones included), at most `max_remote_candidates`.
+    remote_candidates: usize,
+    max_remote_candidates: usize,
     send_limit: u32,
     /// The channel holds more than `send_limit` bytes: sends wait for `bufferedamountlow`.
     paused: bool,
@@ -761,12 +766,20 @@ impl Actor {
     async fn apply(&mut self, signal: Signal) -> Result<(), LinkError> {
         match signal {
             Signal::Description(desc) => self.apply_description(desc).await,
+            Signal::Candidate(_) if self.remote_candidates >= self.max_remote_candidates => {
+                Err(LinkError::Setup(format!(
+                    "more than {} remote ICE candidates",
+                    self.max_remote_candidates
+                )))
+            }
             Signal::Candidate(candidate) if self.remote_description_set => {
+                self.remote_candidates += 1;
                 self.add_candidate(candidate).await;
                 Ok(())
             }
             Signal::Candidate(candidate) => {
                 if self.early_candidates.len() < self.max_early_candidates {
+                    self.remote_candidates += 1;
                     self.early_candidates.push(candidate);
                 } else {
                     tracing::debug!("early ICE candidate dropped");

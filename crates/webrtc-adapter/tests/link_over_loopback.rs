@@ -205,6 +205,39 @@ async fn bad_signals_and_early_sends_are_errors_not_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_remote_candidates_is_refused_past_the_bound() {
+    let config = Config {
+        max_remote_candidates: 3,
+        ..Config::loopback()
+    };
+    let (mut a, mut b) = pair(config).await;
+    let candidate = |port: u16| {
+        json!({"type": "candidate", "candidate": {
+            "candidate": format!("candidate:{port} 1 udp 2130706431 127.0.0.1 {port} typ host"),
+            "sdpMid": "0", "sdpMLineIndex": 0}})
+    };
+    // Before the offer (held) and after it (added), three in all; the next ones are refused.
+    b.handle_signal(candidate(5000)).await.expect("held");
+    let offer = match timeout(GUARD, a.next_event()).await.expect("event") {
+        Some(LinkEvent::Signal(s)) if s["type"] == "offer" => s,
+        other => panic!("expected the offer first, got {other:?}"),
+    };
+    b.handle_signal(offer).await.expect("offer");
+    for port in [5001, 5002] {
+        b.handle_signal(candidate(port)).await.expect("added");
+    }
+    for port in 5003..5010 {
+        assert!(
+            matches!(
+                b.handle_signal(candidate(port)).await,
+                Err(LinkError::Setup(reason)) if reason.contains("remote ICE candidates")
+            ),
+            "candidate {port} taken"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidates_that_overtake_the_offer_are_kept() {
     let (mut a, mut b) = pair(Config::loopback()).await;
     // Hold a's offer back until its candidates have been delivered.

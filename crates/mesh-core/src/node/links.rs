@@ -70,6 +70,8 @@ impl Node {
                 self.stats.dropped_malformed += 1;
                 if link.state != LinkState::Up {
                     self.fail_hello(now, peer, HelloError::Missing);
+                } else {
+                    self.offend(now, peer, 1);
                 }
                 return;
             }
@@ -112,6 +114,11 @@ impl Node {
             }
             return;
         }
+        // Every whole frame may cost a signature check (routed messages, gossip) or an answer: the
+        // peer's budget bounds them (chunks count once, as the frame they make up).
+        if !matches!(frame, Frame::Chunk(_)) && !self.within_budget(now, peer) {
+            return;
+        }
         match frame {
             Frame::Hello(_) => {
                 // The peer sends its hello again: it has not verified ours. Ours goes again, at most
@@ -134,17 +141,25 @@ impl Node {
             Frame::Chunk(c) => {
                 if !allow_chunk {
                     self.stats.dropped_unexpected += 1;
+                    self.offend(now, peer, 1);
                     return;
                 }
+                let Some(link) = self.links.get_mut(&peer) else {
+                    return;
+                };
                 match link.reassembly.push(now, c, &self.config) {
                     ChunkResult::Complete(bytes) => match Frame::decode(&bytes) {
                         Ok(f) => self.on_frame(now, peer, f, false),
-                        Err(_) => self.stats.dropped_malformed += 1,
+                        Err(_) => {
+                            self.stats.dropped_malformed += 1;
+                            self.offend(now, peer, 1);
+                        }
                     },
                     ChunkResult::Pending => {}
                     ChunkResult::Invalid => {
                         self.stats.dropped_oversized += 1;
                         self.stats.reassembly_dropped += 1;
+                        self.offend(now, peer, 1);
                     }
                 }
             }
@@ -485,7 +500,7 @@ impl Node {
     }
 
     fn dial(&mut self, now: Instant, peer: NodeId) {
-        if peer == self.local || self.links.contains_key(&peer) {
+        if peer == self.local || self.links.contains_key(&peer) || self.is_banned(now, &peer) {
             return;
         }
         if self.local < peer {

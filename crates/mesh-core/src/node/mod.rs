@@ -4,6 +4,7 @@
 //! the cores return; `links.rs` holds link set-up, frames and topology actions, `routing.rs` routed
 //! messages, signaling and lookups.
 
+mod direct;
 mod links;
 mod routing;
 #[cfg(test)]
@@ -51,6 +52,10 @@ pub struct Node {
     joined: bool,
     /// When lists whose third level changed go out (in the timer table only while joined).
     neighbors_refresh_at: Option<Instant>,
+    /// Peers banned for misbehaving: neither dialled nor admitted until their ban ends.
+    bans: crate::abuse::Bans,
+    /// Direct messages handed to the driver and not yet confirmed (`Config::confirm_direct`).
+    unconfirmed: VecDeque<direct::Unconfirmed>,
 }
 
 impl Node {
@@ -109,6 +114,8 @@ impl Node {
             stats: Stats::default(),
             joined: false,
             neighbors_refresh_at: None,
+            bans: crate::abuse::Bans::default(),
+            unconfirmed: VecDeque::new(),
             config,
         }
     }

@@ -8,7 +8,7 @@ use kademlia_core::{Instant, NodeId};
 use rand::RngExt as _;
 
 use super::{Node, new_link};
-use crate::event::{DirectFailure, DirectId, DisconnectReason, Event, MessageRef, Output, QueryId};
+use crate::event::{DirectFailure, DirectId, DisconnectReason, Event, Output, QueryId};
 use crate::frame::{Frame, Payload, Routed};
 use crate::link::LinkState;
 use crate::lookup::Step;
@@ -34,9 +34,9 @@ impl Node {
         attempt: usize,
         via_server: bool,
     ) -> Option<NodeId> {
-        let r = self
-            .router
-            .envelope(&self.identity, dst, id, lookup, payload, &self.config)?;
+        let r =
+            self.router
+                .envelope(now, &self.identity, dst, id, lookup, payload, &self.config)?;
         self.send_routed(now, r, attempt, via_server)
     }
 
@@ -48,7 +48,9 @@ impl Node {
     /// links but for backtracking.
     pub(super) fn on_routed(&mut self, now: Instant, peer: NodeId, mut r: Routed) {
         if r.path.last() != Some(&peer) || r.path.contains(&self.local) && r.dst == self.local {
+            // The sender must have put itself last; a message to us never passes us twice.
             self.stats.dropped_unexpected += 1;
+            self.offend(now, peer, 1);
             return;
         }
         if r.path.len() > usize::from(self.config.hop_limit) {
@@ -65,7 +67,7 @@ impl Node {
     }
 
     /// Sends a reply retracing the simple path of `request` backwards.
-    fn reply(
+    pub(super) fn reply(
         &mut self,
         now: Instant,
         request: &Routed,
@@ -192,6 +194,10 @@ impl Node {
             Ok(p) => p,
             Err(Rejected::BadSignature) => {
                 self.stats.dropped_bad_signature += 1;
+                if link == Some(r.src) {
+                    // The link's own peer signed it badly: an offence.
+                    self.offend(now, r.src, 1);
+                }
                 return;
             }
             Err(Rejected::Malformed) => {
@@ -204,33 +210,24 @@ impl Node {
         self.stats.routed_delivered += 1;
         let hops = r.hops() + u32::from(via_server);
         match payload {
-            Payload::Data(data) => {
-                self.reply(now, &r, r.id, &Payload::Ack, via_server);
-                if !self.router.first_delivery(r.src, r.id, &self.config) {
-                    self.stats.direct_duplicates += 1;
-                    return;
-                }
-                self.emit(Output::Event(Event::Message {
-                    from: r.src,
-                    topic: None,
-                    data,
-                    hops,
-                    id: MessageRef::Direct(DirectId(r.id)),
-                }));
-            }
+            Payload::Data(data) => self.on_direct(now, r, data, hops, via_server),
             Payload::Ack => {
-                if self.router.handle_ack(r.id, r.src) {
+                if self.router.handle_ack(r.id, r.src, r.sent_at) {
                     self.timers.stop(Timer::Direct(r.id));
                 }
             }
             Payload::Kad(bytes) => self.kad.handle_message(now, r.src, &bytes),
             Payload::Signal(bytes) => {
-                if self.heard_signaling(now, r.src, r.id, via_server) {
+                if self.admit_signaling(now, &r)
+                    && self.heard_signaling(now, r.src, r.id, via_server)
+                {
                     self.on_signal(now, r.src, r.id, bytes, via_server);
                 }
             }
             Payload::LinkRequest => {
-                if self.heard_signaling(now, r.src, r.id, via_server) {
+                if self.admit_signaling(now, &r)
+                    && self.heard_signaling(now, r.src, r.id, via_server)
+                {
                     self.on_link_request(now, r.src, r.id, via_server);
                 }
             }
@@ -266,7 +263,7 @@ impl Node {
         let via_server = self.links.get(&peer).is_some_and(|l| l.via_server);
         let Some(envelope) =
             self.router
-                .envelope(&self.identity, peer, id, None, &payload, &self.config)
+                .envelope(now, &self.identity, peer, id, None, &payload, &self.config)
         else {
             return;
         };
@@ -585,6 +582,7 @@ impl Node {
             }
             let probe = self.rng.random::<u64>();
             let Some(mut r) = self.router.envelope(
+                now,
                 &self.identity,
                 c,
                 probe,

@@ -206,7 +206,7 @@ fn routed_messages_to_non_neighbours_stay_signed() {
     let a = &acks[0];
     assert!(verify(
         &a.key,
-        &Routed::signed_bytes(&a.src, &a.dst, a.id, None, &a.body),
+        &Routed::signed_bytes(&a.src, &a.dst, a.id, a.sent_at, None, &a.body),
         &a.signature
     ));
     // Our own send: straight to the neighbour unsigned, toward a non-neighbour signed.
@@ -233,7 +233,7 @@ fn routed_messages_to_non_neighbours_stay_signed() {
     assert_eq!(s.dst, q.id());
     assert!(verify(
         &s.key,
-        &Routed::signed_bytes(&s.src, &s.dst, s.id, None, &s.body),
+        &Routed::signed_bytes(&s.src, &s.dst, s.id, s.sent_at, None, &s.body),
         &s.signature
     ));
 }
@@ -598,7 +598,9 @@ fn relays_of_others_frames_through_the_server_are_rate_limited() {
             );
             r.id = i;
             r.signature = p
-                .sign(&Routed::signed_bytes(&r.src, &r.dst, r.id, None, &r.body))
+                .sign(&Routed::signed_bytes(
+                    &r.src, &r.dst, r.id, r.sent_at, None, &r.body,
+                ))
                 .to_vec();
             n.handle_message(at, p.id(), &Frame::Routed(r).encode());
             sent += signals(&drain(n)).len();
@@ -824,7 +826,14 @@ fn routed_traffic_still_arrives_when_a_neighbour_lies_about_its_links() {
     assert_eq!(via_honest.len(), 1);
     assert!(verify(
         &via_honest[0].key,
-        &Routed::signed_bytes(&via_honest[0].src, &dst, id.0, None, &via_honest[0].body),
+        &Routed::signed_bytes(
+            &via_honest[0].src,
+            &dst,
+            id.0,
+            via_honest[0].sent_at,
+            None,
+            &via_honest[0].body
+        ),
         &via_honest[0].signature
     ));
     assert_eq!(n.stats().direct_retries, 0);
@@ -857,7 +866,9 @@ fn a_probe_answer_from_a_stranger_is_ignored() {
     r.id = probes[0].id;
     r.body = body;
     r.signature = stranger
-        .sign(&Routed::signed_bytes(&r.src, &me, r.id, None, &r.body))
+        .sign(&Routed::signed_bytes(
+            &r.src, &me, r.id, r.sent_at, None, &r.body,
+        ))
         .to_vec();
     n.handle_server(
         now,
@@ -915,6 +926,7 @@ fn a_named_neighbour_enters_the_peer_book_once_it_answers_its_check() {
             &q.id(),
             &me,
             answer.id,
+            answer.sent_at,
             None,
             &answer.body,
         ))

@@ -109,6 +109,9 @@ pub struct Link {
     remote_description_set: bool,
     early_candidates: Vec<Candidate>,
     max_early_candidates: usize,
+    /// Remote candidates taken so far (early ones included), at most `max_remote_candidates`.
+    remote_candidates: usize,
+    max_remote_candidates: usize,
     max_message_size: usize,
 }
 
@@ -133,6 +136,7 @@ pub(crate) struct Parts {
     pub(crate) open_timeout: Duration,
     pub(crate) wake_interval: Duration,
     pub(crate) max_early_candidates: usize,
+    pub(crate) max_remote_candidates: usize,
     pub(crate) max_message_size: usize,
 }
 
@@ -171,6 +175,8 @@ impl Link {
             remote_description_set: false,
             early_candidates: Vec::new(),
             max_early_candidates: parts.max_early_candidates,
+            remote_candidates: 0,
+            max_remote_candidates: parts.max_remote_candidates,
             max_message_size: parts.max_message_size,
         };
         if link.role == Role::Initiator {
@@ -321,12 +327,20 @@ impl PeerLink for Link {
         }
         match Signal::from_json(signal).map_err(|e| LinkError::Setup(e.to_string()))? {
             Signal::Description(desc) => self.apply_description(desc).await,
+            Signal::Candidate(_) if self.remote_candidates >= self.max_remote_candidates => {
+                Err(LinkError::Setup(format!(
+                    "more than {} remote ICE candidates",
+                    self.max_remote_candidates
+                )))
+            }
             Signal::Candidate(candidate) if self.remote_description_set => {
+                self.remote_candidates += 1;
                 self.add_candidate(candidate).await;
                 Ok(())
             }
             Signal::Candidate(candidate) => {
                 if self.early_candidates.len() < self.max_early_candidates {
+                    self.remote_candidates += 1;
                     self.early_candidates.push(candidate);
                 } else {
                     tracing::debug!(peer = %self.peer, "early ICE candidate dropped");

@@ -166,6 +166,7 @@ impl Connector {
             open_timeout: self.config.open_timeout,
             wake_interval: self.config.setup_wake_interval,
             max_early_candidates: self.config.max_early_candidates,
+            max_remote_candidates: self.config.max_remote_candidates,
             max_message_size: self.config.max_message_size,
         })
         .await
