@@ -88,7 +88,14 @@ pub fn kademlia_node(data: &[u8]) {
     let peers: Vec<NodeId> = (0..PEERS).map(|i| peer(i).id()).collect();
     let _ = node.bootstrap(now, &peers);
     let _ = node.get_value(now, NodeId::hash(b"key"));
-    let _ = node.put_value(now, NodeId::hash(b"mine"), b"value".to_vec());
+    let mine = kademlia_core::Record::sign(
+        &Identity::from_secret_bytes(&[7; 32]),
+        b"mine".to_vec(),
+        1,
+        b"value".to_vec(),
+        now + Duration::from_secs(3600),
+    );
+    let _ = node.put_value(now, mine);
     drain_kad(&mut node);
     for step in steps(data) {
         now += Duration::from_millis(u64::from(step.wait_ms));

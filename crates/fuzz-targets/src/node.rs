@@ -119,10 +119,16 @@ enum KadResponseSpec {
 
 #[derive(Debug, Arbitrary)]
 struct RecordSpec {
-    key: IdRef,
+    /// The attacker that signs it (index modulo the attackers).
+    publisher: u8,
+    salt: Vec<u8>,
+    seq: u64,
     value: Vec<u8>,
-    publisher: IdRef,
     ttl_s: u16,
+    /// Flip one bit of the signature.
+    forged: bool,
+    /// Name this key instead of the one the publisher's key and salt derive.
+    key: Option<IdRef>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -168,6 +174,8 @@ struct RoutedSpec {
     via: Vec<IdRef>,
     raw_path: bool,
     route: Vec<IdRef>,
+    /// Seconds after (positive) or before the harness's clock the origin dates it.
+    sent_at_offset_s: i16,
     signature: Signature,
     payload: PayloadSpec,
 }
@@ -210,7 +218,7 @@ enum AppSpec {
     FindNode(IdRef),
     DhtFindNode(IdRef),
     GetValue(IdRef),
-    PutValue { key: IdRef, value: Vec<u8> },
+    PutValue { salt: Vec<u8>, value: Vec<u8> },
     Signal { to: IdRef, payload: Vec<u8> },
     Leave,
     Join,
@@ -346,12 +354,23 @@ impl Harness {
     }
 
     fn record(&self, r: &RecordSpec) -> kademlia_core::Record {
-        kademlia_core::Record {
-            key: self.id(r.key),
-            value: r.value.clone(),
-            publisher: self.id(r.publisher),
-            expires: self.now + Duration::from_secs(u64::from(r.ttl_s)),
+        let signer = &self.attackers[usize::from(r.publisher) % ATTACKERS];
+        let mut salt = r.salt.clone();
+        salt.truncate(kademlia_core::MAX_SALT_BYTES);
+        let mut record = kademlia_core::Record::sign(
+            signer,
+            salt,
+            r.seq,
+            r.value.clone(),
+            self.now + Duration::from_secs(u64::from(r.ttl_s)),
+        );
+        if r.forged {
+            record.signature[0] ^= 1;
         }
+        if let Some(key) = r.key {
+            record.key = self.id(key);
+        }
+        record
     }
 
     fn kad(&self, spec: &KadSpec) -> Vec<u8> {
@@ -485,12 +504,20 @@ impl Harness {
             (None, _) => Vec::new(),
         };
         let signer = self.identity_of(src).unwrap_or(&self.attackers[0]);
+        let offset = Duration::from_secs(u64::from(spec.sent_at_offset_s.unsigned_abs()));
+        let sent_at = if spec.sent_at_offset_s >= 0 {
+            self.now + offset
+        } else {
+            self.now.saturating_sub(offset)
+        }
+        .as_micros();
         let signature = match spec.signature {
             Signature::Valid => signer
                 .sign(&Routed::signed_bytes(
                     &src,
                     &dst,
                     id,
+                    sent_at,
                     lookup.as_ref(),
                     &body,
                 ))
@@ -512,6 +539,7 @@ impl Harness {
             src,
             dst,
             id,
+            sent_at,
             lookup,
             hops_left: spec.hops_left,
             path,
@@ -592,6 +620,7 @@ impl Harness {
                     via: Vec::new(),
                     raw_path: false,
                     route: Vec::new(),
+                    sent_at_offset_s: 0,
                     signature: Signature::Valid,
                     payload,
                 };
@@ -700,8 +729,8 @@ impl Harness {
             AppSpec::GetValue(k) => {
                 let _ = self.node.get_value(now, self.id(*k));
             }
-            AppSpec::PutValue { key, value } => {
-                let _ = self.node.put_value(now, self.id(*key), value.clone());
+            AppSpec::PutValue { salt, value } => {
+                let _ = self.node.put_value(now, salt.clone(), value.clone());
             }
             AppSpec::Signal { to, payload } => {
                 self.node.send_signal(now, self.id(*to), payload.clone());

@@ -49,12 +49,13 @@ fn id(n: u8) -> NodeId {
 }
 
 fn record() -> Record {
-    Record {
-        key: id(1),
-        value: b"value".to_vec(),
-        publisher: id(2),
-        expires: Instant::from_millis(1_700_000_600_000),
-    }
+    Record::sign(
+        &Identity::from_secret_bytes(&[2; 32]),
+        b"salt".to_vec(),
+        1,
+        b"value".to_vec(),
+        Instant::from_millis(1_700_000_600_000),
+    )
 }
 
 fn kad_messages() -> Vec<Vec<u8>> {
@@ -128,17 +129,21 @@ fn id_of(n: u8) -> NodeId {
     Identity::from_secret_bytes(&[n; 32]).id()
 }
 
+/// When the seed messages were sent: the harnesses' clock (1,700,000,000 s after the epoch).
+const SENT_AT: u64 = 1_700_000_000_000_000;
+
 fn routed(payload: &Payload) -> Routed {
     let signer = Identity::from_secret_bytes(&[4; 32]);
     let src = signer.id();
     let body = postcard::to_allocvec(payload).unwrap_or_default();
     let signature = signer
-        .sign(&Routed::signed_bytes(&src, &id(2), 9, None, &body))
+        .sign(&Routed::signed_bytes(&src, &id(2), 9, SENT_AT, None, &body))
         .to_vec();
     Routed {
         src,
         dst: id(2),
         id: 9,
+        sent_at: SENT_AT,
         lookup: None,
         hops_left: 8,
         path: vec![src],

@@ -5,10 +5,13 @@
 //! that rewrites and adds to what the node sends, always through the public encoders of
 //! [`mesh_core::frame`] and [`gossip_core::wire`], so that the attacks follow the wire format:
 //!
-//! - **tree hijack**: every gossip `Tree` frame the node would send is replaced by one claiming, in every
-//!   rooted tree, the lowest possible root (an id that is lowest in that tree's order) at distance 0,
-//!   and it is repeated every few seconds on every link: honest nodes re-root their trees through the
-//!   attacker, which forwards nothing;
+//! - **tree hijack**: a root must prove itself with its signature (gossip-core's `Roots` frame), so an
+//!   attacker can no longer claim a made-up lowest root (before that fix, it claimed the lowest
+//!   possible id of every tree at distance 0). It does what it still can: every gossip `Tree` frame
+//!   its node would send is replaced by one naming the same, genuine roots (whose proofs its node
+//!   forwards, as any node does) at distance 1, the closest a non-root can claim, and that frame is
+//!   repeated every few seconds on every link: honest nodes take the attacker as their parent, and it
+//!   forwards nothing;
 //! - **false neighbour claims**: every `Neighbors` frame is replaced by one claiming links to many
 //!   nodes (drawn from every node id: the attackers collude and know the mesh), so that routed traffic
 //!   is sent to the attacker, which forwards nothing;
@@ -117,6 +120,8 @@ struct Attack {
     next_flood_round: u64,
     queue: VecDeque<Output>,
     started: bool,
+    /// The adverts of the last `Tree` frame its own node made (the roots it can name).
+    adverts: Vec<TreeAdvert>,
 }
 
 /// A mesh-core node, honest or attacking (see the module docs).
@@ -129,22 +134,19 @@ pub struct Agent {
     attack: Option<Box<Attack>>,
 }
 
-/// The lowest id in tree `tree`'s order of roots (gossip-core's `tree_key`: the first byte offset by
-/// the tree's share of the id space): no honest node can be a lower root.
-fn lowest_root(tree: usize, trees: usize) -> NodeId {
-    let mut bytes = [0u8; 20];
-    bytes[0] = u8::try_from(tree * 256 / trees.max(1)).unwrap_or(0);
-    NodeId::from_bytes(bytes)
-}
-
-/// The forged advert of one tree: the lowest root, as if the attacker were it. This is the one place to
-/// change when a root advert must prove its root: the attacker then sends what it can.
-fn forged_advert(tree: usize, trees: usize) -> TreeAdvert {
-    TreeAdvert {
-        root: lowest_root(tree, trees),
-        distance: 0,
-        child: false,
-    }
+/// The forged adverts: what an attacker can claim now that a root must prove itself (gossip-core's
+/// `Roots` frame). It cannot name a root it is not without that root's fresh signature, so it takes
+/// the roots its own node follows (their proofs are public: its node forwards them) and lies about its
+/// distance to each: one hop, the closest any non-root can be, so that its links take it as their
+/// parent on every tree and it drops what comes down. Its own root place (if any) is left as is.
+fn forged_adverts(real: &[TreeAdvert], me: NodeId) -> Vec<TreeAdvert> {
+    real.iter()
+        .map(|a| TreeAdvert {
+            root: a.root,
+            distance: if a.root == me { 0 } else { 1 },
+            child: a.child,
+        })
+        .collect()
 }
 
 impl Agent {
@@ -167,14 +169,18 @@ impl Agent {
             next_flood_round: 0,
             queue: VecDeque::new(),
             started: false,
+            adverts: Vec::new(),
         }));
     }
 
-    /// The forged `Tree` frame (a mesh frame around a gossip frame).
-    fn forged_tree(&self) -> Vec<u8> {
-        let trees = self.node.config().gossip.trees;
-        let adverts = (0..trees).map(|t| forged_advert(t, trees)).collect();
-        Frame::Gossip(wire::encode(&wire::Frame::Tree(adverts))).encode()
+    /// The forged `Tree` frame (a mesh frame around a gossip frame), or `None` while its node has
+    /// made none to lie about.
+    fn forged_tree(real: &[TreeAdvert], me: NodeId) -> Option<Vec<u8>> {
+        if real.is_empty() {
+            return None;
+        }
+        let adverts = forged_adverts(real, me);
+        Some(Frame::Gossip(wire::encode(&wire::Frame::Tree(adverts))).encode())
     }
 
     /// A forged `Neighbors` frame: as many random ids as each level takes.
@@ -260,20 +266,22 @@ impl Agent {
         let links = self.node.links();
         if now >= attack.next_claim {
             attack.next_claim = now + CLAIM_INTERVAL;
-            let tree = self.forged_tree();
             let me = self.node.local_id();
+            let tree = Self::forged_tree(&attack.adverts, me);
             for &link in &links {
                 let neighbors = Self::forged_neighbors(&mut attack, me);
-                attack.queue.push_back(Output::Transmit {
-                    link,
-                    bytes: tree.clone(),
-                });
+                if let Some(tree) = &tree {
+                    attack.queue.push_back(Output::Transmit {
+                        link,
+                        bytes: tree.clone(),
+                    });
+                    attack.shared.borrow_mut().traffic.tree_frames += 1;
+                }
                 attack.queue.push_back(Output::Transmit {
                     link,
                     bytes: neighbors,
                 });
                 let mut shared = attack.shared.borrow_mut();
-                shared.traffic.tree_frames += 1;
                 shared.traffic.neighbor_frames += 1;
             }
         }
@@ -317,7 +325,7 @@ impl Agent {
 
     /// What an attacker makes of a frame its node would send: `None` drops it. Its own `Neighbors`
     /// frames are dropped too: the forged ones go out every [`CLAIM_INTERVAL`].
-    fn rewrite(&self, shared: &mut Shared, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    fn rewrite(&mut self, shared: &mut Shared, bytes: Vec<u8>) -> Option<Vec<u8>> {
         let me = self.node.local_id();
         let t = &mut shared.traffic;
         match Frame::decode(&bytes) {
@@ -330,9 +338,13 @@ impl Agent {
                     t.gossip_dropped += 1;
                     None
                 }
-                Ok(wire::Frame::Tree(_)) => {
+                Ok(wire::Frame::Tree(real)) => {
                     t.tree_frames += 1;
-                    Some(self.forged_tree())
+                    let tree = Self::forged_tree(&real, me);
+                    if let Some(attack) = self.attack.as_mut() {
+                        attack.adverts = real;
+                    }
+                    tree
                 }
                 _ => {
                     t.passed += 1;

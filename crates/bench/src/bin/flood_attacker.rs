@@ -270,12 +270,14 @@ impl Forge {
     fn routed(&mut self, dst: NodeId, lookup: Option<NodeId>, payload: &Payload) -> Routed {
         let body = postcard::to_allocvec(payload).unwrap_or_default();
         let id = self.rng.next_u64();
+        let sent_at = wall_now().as_micros();
         let signature = self
             .identity
             .sign(&Routed::signed_bytes(
                 &self.local,
                 &dst,
                 id,
+                sent_at,
                 lookup.as_ref(),
                 &body,
             ))
@@ -284,6 +286,7 @@ impl Forge {
             src: self.local,
             dst,
             id,
+            sent_at,
             lookup,
             hops_left: self.hop_limit,
             path: vec![self.local],
