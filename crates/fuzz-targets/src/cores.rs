@@ -83,13 +83,14 @@ pub fn step_bytes(peer: u8, wait_ms: u16, bytes: &[u8]) -> Vec<u8> {
 /// deadline past `now`.
 pub fn kademlia_node(data: &[u8]) {
     let config = kademlia_core::Config::default();
-    let mut node = kademlia_core::Node::new(NodeId::hash(b"victim"), config.clone(), 1);
+    let victim = Identity::from_secret_bytes(&[7; 32]);
+    let mut node = kademlia_core::Node::new(victim.id(), config.clone(), 1);
     let mut now = Instant::from_millis(1_700_000_000_000);
     let peers: Vec<NodeId> = (0..PEERS).map(|i| peer(i).id()).collect();
     let _ = node.bootstrap(now, &peers);
     let _ = node.get_value(now, NodeId::hash(b"key"));
     let mine = kademlia_core::Record::sign(
-        &Identity::from_secret_bytes(&[7; 32]),
+        &victim,
         b"mine".to_vec(),
         1,
         b"value".to_vec(),

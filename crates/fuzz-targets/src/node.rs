@@ -148,6 +148,9 @@ enum GossipSpec {
     Prune,
     Tree(Vec<(IdRef, u8, bool)>),
     CatchUp(u64),
+    /// Root proofs signed by these attackers (modulo), dated `skew_s` seconds from now; `forged`
+    /// flips a bit of the signature.
+    Roots(Vec<(u8, i16, bool)>),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -471,6 +474,25 @@ impl Harness {
                     .collect(),
             ),
             GossipSpec::CatchUp(micros) => G::CatchUp(*micros),
+            GossipSpec::Roots(proofs) => G::Roots(
+                proofs
+                    .iter()
+                    .map(|(signer, skew_s, forged)| {
+                        let signer = &self.attackers[usize::from(*signer) % ATTACKERS];
+                        let skew = Duration::from_secs(u64::from(skew_s.unsigned_abs()));
+                        let at = if *skew_s >= 0 {
+                            self.now + skew
+                        } else {
+                            self.now.saturating_sub(skew)
+                        };
+                        let mut proof = gossip_core::wire::RootProof::sign(signer, at);
+                        if *forged {
+                            proof.signature[0] ^= 1;
+                        }
+                        proof
+                    })
+                    .collect(),
+            ),
         };
         gossip_core::wire::encode(&frame)
     }

@@ -3,7 +3,7 @@
 //! `fuzz/corpus/TARGET/`), and, for the targets read with `arbitrary`, a few fixed byte strings.
 
 use gossip_core::wire::{
-    Announce, Auth, Frame as GossipFrame, Message as GossipMessage, TreeAdvert,
+    Announce, Auth, Frame as GossipFrame, Message as GossipMessage, RootProof, TreeAdvert,
 };
 use gossip_core::{Identity, MessageId};
 use kademlia_core::wire::{Message as KadMessage, Request as KadRequest, Response as KadResponse};
@@ -119,6 +119,10 @@ fn gossip_frames() -> Vec<Vec<u8>> {
             child: true,
         }]),
         GossipFrame::CatchUp(30_000_000),
+        GossipFrame::Roots(vec![RootProof::sign(
+            &Identity::from_secret_bytes(&[3; 32]),
+            Instant::from_millis(1_700_000_000_000),
+        )]),
     ]
     .iter()
     .map(gossip_core::wire::encode)

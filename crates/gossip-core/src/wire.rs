@@ -1,7 +1,7 @@
 //! The wire codec: one version byte, then a postcard-encoded [`Frame`].
 //!
 //! ```text
-//! frame    = version:u8 (= 2) body
+//! frame    = version:u8 (= 3) body
 //! body     = postcard(Frame)          variant index as a varint, then the fields in order
 //! Gossip   = 0 Message
 //! Ack      = 1 id:[u8;20]
@@ -25,7 +25,7 @@ use crate::message::MessageId;
 use p2pmesh_base::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// The version byte this crate writes and accepts.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// One unit of the gossip protocol on a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,16 @@ pub struct RootProof {
 }
 
 impl RootProof {
+    /// `signer`'s proof that it exists at `timestamp` (its clock), which makes it a root others may
+    /// name: a signature over `"p2pmesh/gossip/root/v1" || id || u64be(timestamp µs)`.
+    pub fn sign(signer: &impl p2pmesh_base::Signer, timestamp: Instant) -> RootProof {
+        RootProof {
+            public_key: signer.public_key(),
+            timestamp,
+            signature: signer.sign(&crate::message::root_signed_bytes(&signer.id(), timestamp)),
+        }
+    }
+
     /// The root this proves.
     pub fn root(&self) -> NodeId {
         NodeId::from_public_key(&self.public_key)

@@ -1,6 +1,6 @@
 //! The wire codec: what nodes send each other, and its checks.
 //!
-//! A message is one version byte ([`VERSION`], 1) followed by a postcard encoding of [`Message`]. The
+//! A message is one version byte ([`VERSION`], 2) followed by a postcard encoding of [`Message`]. The
 //! driver carries the bytes to the peer named in [`Output::Transmit`](crate::Output::Transmit) and hands them
 //! to that peer's [`Node::handle_message`](crate::Node::handle_message) with the sender's id, which the
 //! transport has authenticated; ids inside messages are only contacts.
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{NodeId, Record};
 
 /// The version byte that starts every message.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// A Kademlia message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,12 +331,16 @@ mod tests {
         let l = limits();
         assert_eq!(Message::decode(&[], &l), Err(DecodeError::Version(None)));
         assert_eq!(
-            Message::decode(&[2, 0, 1, 0], &l),
-            Err(DecodeError::Version(Some(2)))
+            Message::decode(&[VERSION + 1, 0, 1, 0], &l),
+            Err(DecodeError::Version(Some(VERSION + 1)))
         );
-        assert_eq!(Message::decode(&[1], &l), Err(DecodeError::Undecodable));
         assert_eq!(
-            Message::decode(&[1, 0xff, 0xff], &l),
+            Message::decode(&[VERSION - 1, 0, 1, 0], &l),
+            Err(DecodeError::Version(Some(VERSION - 1)))
+        );
+        assert_eq!(Message::decode(&[VERSION], &l), Err(DecodeError::Undecodable));
+        assert_eq!(
+            Message::decode(&[VERSION, 0xff, 0xff], &l),
             Err(DecodeError::Undecodable)
         );
         let mut trailing = samples()[0].encode();
@@ -351,7 +355,7 @@ mod tests {
             Err(DecodeError::Oversized(l.max_message_bytes + 1))
         );
         // A sequence that claims a huge length must not allocate it: it fails on the missing bytes.
-        let huge_len = [1u8, 1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        let huge_len = [VERSION, 1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f];
         assert_eq!(
             Message::decode(&huge_len, &l),
             Err(DecodeError::Undecodable)

@@ -129,7 +129,7 @@ pub struct Config {
     pub confirm_direct: bool,
     /// A link's peer may cost this many signature checks per second (routed messages to verify,
     /// gossip frames; every whole frame counts); beyond it (after a burst of twice as many) its frames
-    /// are dropped, and each second spent over it counts as 10 offences (a flood). Default 500.
+    /// are dropped, and each second spent over it counts as 10 offences (a flood). Default 1,000.
     pub link_verify_rate: u32,
     /// Offences (malformed or unexpected frames, bad signatures, frames over its budget, unsolicited
     /// answers) a link's peer may commit in a burst; one is forgiven per second. Past it the link

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Config;
 
 /// Version byte of every frame.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Bytes a chunk frame adds to its slice of data (version, kind, message id, index, count and the slice
 /// length, with postcard's worst-case varints), rounded up.
@@ -133,7 +133,9 @@ pub struct Routed {
     pub hops_left: u8,
     /// Nodes visited so far, the origin first (forwarding state, not signed).
     pub path: Vec<NodeId>,
-    /// Explicit next hops (a reply retracing its request's path); followed while they are links.
+    /// Explicit next hops (a reply retracing its request's path), starting at the receiver; followed
+    /// while they are links. A forwarder refuses a route that does not name it first, revisits a
+    /// node, does not end at `dst` or is longer than the hops left.
     pub route: Vec<NodeId>,
     /// The origin's ed25519 public key; its SHA-1 must be `src`.
     pub key: [u8; 32],
@@ -688,12 +690,20 @@ mod tests {
     #[test]
     fn bad_headers_and_bodies_are_errors() {
         assert_eq!(Frame::decode(&[]), Err(DecodeError::Short));
-        assert_eq!(Frame::decode(&[2, 0]), Err(DecodeError::Version(2)));
-        assert_eq!(Frame::decode(&[1, 200]), Err(DecodeError::Kind(200)));
-        assert_eq!(Frame::decode(&[1, 0, 1, 2]), Err(DecodeError::Body));
-        assert_eq!(Frame::decode(&[1, 10, 0]), Err(DecodeError::Body));
+        assert_eq!(
+            Frame::decode(&[VERSION + 1, 0]),
+            Err(DecodeError::Version(VERSION + 1))
+        );
+        // The previous version (before signed `Routed.sent_at`) is refused, not misread.
+        assert_eq!(
+            Frame::decode(&[VERSION - 1, 0]),
+            Err(DecodeError::Version(VERSION - 1))
+        );
+        assert_eq!(Frame::decode(&[VERSION, 200]), Err(DecodeError::Kind(200)));
+        assert_eq!(Frame::decode(&[VERSION, 0, 1, 2]), Err(DecodeError::Body));
+        assert_eq!(Frame::decode(&[VERSION, 10, 0]), Err(DecodeError::Body));
         // trailing bytes after a ping body
-        assert_eq!(Frame::decode(&[1, 7, 5, 5]), Err(DecodeError::Body));
+        assert_eq!(Frame::decode(&[VERSION, 7, 5, 5]), Err(DecodeError::Body));
     }
 
     #[test]

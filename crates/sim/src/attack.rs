@@ -533,6 +533,45 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
     let honest_mask: Vec<bool> = attacker.iter().map(|a| !a).collect();
     let receivers = sim.live_slots().into_iter().filter(|&s| honest(s)).count();
     scenario::broadcast_metrics(&sim, &mut report, Some(&honest_mask), 0, None);
+    // The receivers that missed most, with their links: cut off by attackers, or slow repair?
+    let mut missed: BTreeMap<u32, u64> = BTreeMap::new();
+    for rec in &sim.recorder.broadcasts {
+        for s in sim.live_slots().into_iter().filter(|&s| honest(s) && s != rec.origin) {
+            let counted = sim
+                .joined_at(s)
+                .is_some_and(|j| j + scenario::JOIN_GRACE <= rec.published);
+            if counted && !rec.has(s) {
+                *missed.entry(s).or_default() += 1;
+            }
+        }
+    }
+    let mut worst: Vec<(u32, u64)> = missed.into_iter().collect();
+    worst.sort_by_key(|&(s, n)| (core::cmp::Reverse(n), s));
+    let worst: Vec<String> = worst
+        .iter()
+        .take(5)
+        .map(|&(s, n)| {
+            let links = sim.node(s).map(Protocol::links).unwrap_or_default();
+            let bad = links
+                .iter()
+                .filter(|l| sim.slot_of(l).is_some_and(|t| !honest(t)))
+                .count();
+            let st = sim.node(s).map(|a| a.node().stats().clone()).unwrap_or_default();
+            format!(
+                "{s}: {n} missed, {} links ({bad} to attackers), links up {} / failed {} / \
+                 evicted {} / refused {}, joined {:?}",
+                links.len(),
+                st.links_up,
+                st.link_failures,
+                st.evictions,
+                st.rejections,
+                sim.joined_at(s)
+            )
+        })
+        .collect();
+    if !worst.is_empty() {
+        report.note("receivers that missed most", worst.join("; "));
+    }
     let directs = &sim.recorder.directs;
     let delivered = directs.iter().filter(|d| d.delivered.is_some()).count();
     report.direct_delivery_ratio = Some(delivered as f64 / directs.len().max(1) as f64);

@@ -2,9 +2,9 @@
 //! future-dated floods past the seen-cache bound, dropping everything they should forward): every honest
 //! broadcast still reaches every honest live node (issue 14's target).
 //!
-//! The attackers are in `sim::attack`. Until gossip-core refuses a seen-cache floor pushed into the
-//! future and root adverts that do not prove their root, and mesh-core discounts unconfirmed neighbour
-//! claims, this test fails: the attacks bite (delivery about 0.77 at seed 1).
+//! The attackers are in `sim::attack`. Before gossip-core kept future-dated messages from pushing the
+//! seen-cache floor past the present and made roots prove themselves, and before mesh-core stopped
+//! taking unconfirmed neighbour claims, the attacks bit: delivery about 0.77 at seed 1.
 
 mod common;
 

@@ -269,12 +269,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 .own_proof
                 .is_none_or(|p| self.now.saturating_duration_since(p.timestamp) >= renew)
             {
-                let signature = self.signer.sign(&root_signed_bytes(&self.id, self.now));
-                self.own_proof = Some(RootProof {
-                    public_key: self.signer.public_key(),
-                    timestamp: self.now,
-                    signature,
-                });
+                self.own_proof = Some(RootProof::sign(&self.signer, self.now));
             }
             return self.own_proof;
         }

@@ -19,6 +19,10 @@ use crate::timer::Timer;
 /// Hop budget of a candidate's check: a link's link is two links away (one more for a detour).
 const CANDIDATE_HOPS: u8 = 3;
 
+/// The resend of a link attempt's signaling that goes through the signaling server: the last one
+/// before `link_open_timeout` (resends go at `signal_retry`, then 2x later: 2 s and 6 s by default).
+pub(crate) const LAST_SIGNAL_RESEND: usize = 2;
+
 impl Node {
     /// Sends a routed message from us, signed unless it may go out unsigned (see
     /// `Router::seal`). `attempt` picks the first hop among the ranked links (0 = best);
@@ -275,13 +279,15 @@ impl Node {
     }
 
     /// Sends again every signaling message kept for the attempt to `peer`, through another first hop
-    /// each time.
+    /// each time, and from the [`LAST_SIGNAL_RESEND`]th on through the signaling server: a node whose
+    /// links all lead to black holes (an attacker as its only link drops what it should forward) would
+    /// otherwise never make another link.
     pub(super) fn resend_signaling(&mut self, now: Instant, peer: NodeId, attempt: usize) {
         let Some(link) = self.links.get(&peer) else {
             return;
         };
         let sent = link.sent.clone();
-        let via_server = link.via_server;
+        let via_server = link.via_server || attempt >= LAST_SIGNAL_RESEND;
         for envelope in sent {
             self.stats.signals_resent += 1;
             let _ = self.send_routed(now, envelope, attempt, via_server);

@@ -74,7 +74,7 @@ fn garbage_on_links_and_from_the_server_is_counted_not_fatal() {
             },
         );
     }
-    n.handle_message(now, identity(3).id(), &[1, 7, 0]);
+    n.handle_message(now, identity(3).id(), &[crate::frame::VERSION, 7, 0]);
     drain(&mut n);
     let s = n.stats();
     assert!(s.dropped_malformed >= 8, "{s:?}");
@@ -935,4 +935,53 @@ fn a_named_neighbour_enters_the_peer_book_once_it_answers_its_check() {
     drain(&mut n);
     assert!(n.topology.book.contains(&q.id()));
     assert_eq!(n.stats().dropped_probe_answers, 0);
+}
+
+#[test]
+fn a_node_whose_only_link_drops_its_signaling_still_reaches_the_server() {
+    // Our only link is a black hole (an attacker drops what it should forward): a link attempt
+    // routed through it would never be heard of, and we would never make a second link. The last
+    // resend of the attempt's signaling goes through the signaling server.
+    let (mut n, black_hole, now) = linked_to_one();
+    let me = n.local_id();
+    let q = (2..80)
+        .map(identity)
+        .find(|i| i.id() < me)
+        .unwrap_or_else(|| identity(2));
+    n.handle_server(now, ServerInput::BootstrapPeers(alloc::vec![q.id()]));
+    // Where the attempt's signaling to `q` goes: over the link, or to the server.
+    let to_q = |out: &[Output]| -> (usize, usize) {
+        let mut over_link = 0;
+        for o in out {
+            if let Output::Transmit { link, bytes } = o
+                && *link == black_hole.id()
+                && let Ok(Frame::Routed(r)) = Frame::decode(bytes)
+                && r.dst == q.id()
+                && postcard::from_bytes::<Payload>(&r.body).is_ok_and(|p| p.is_signaling())
+            {
+                over_link += 1;
+            }
+        }
+        let via_server = relayed_out(out).iter().filter(|(to, _)| *to == q.id()).count();
+        (over_link, via_server)
+    };
+    let mut at = now;
+    let mut sends = Vec::new();
+    while at <= now + n.config().link_open_timeout {
+        n.handle_timeout(at);
+        let out = drain(&mut n);
+        let (link, server) = to_q(&out);
+        if link + server > 0 {
+            sends.push((at, link, server));
+        }
+        at += Duration::from_millis(250);
+    }
+    assert!(
+        sends.first().is_some_and(|&(_, link, server)| link == 1 && server == 0),
+        "first through the mesh: {sends:?}"
+    );
+    assert!(
+        sends.iter().any(|&(_, _, server)| server == 1),
+        "and a resend through the server: {sends:?}"
+    );
 }

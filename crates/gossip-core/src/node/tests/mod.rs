@@ -104,11 +104,7 @@ fn low_identity() -> Identity {
 
 /// `root`'s proof of itself, signed at `at`.
 fn root_proof(root: &Identity, at: Instant) -> RootProof {
-    RootProof {
-        public_key: root.public_key(),
-        timestamp: at,
-        signature: root.sign(&root_signed_bytes(&root.id(), at)),
-    }
+    RootProof::sign(root, at)
 }
 
 fn gossip(message: &Message) -> Vec<u8> {

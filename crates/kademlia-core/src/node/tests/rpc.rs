@@ -7,7 +7,7 @@ fn garbage_is_dropped_and_counted() {
     let mut node = Node::new(id(0), Config::default(), 1);
     node.handle_message(t(0), id(1), &[]);
     node.handle_message(t(0), id(1), &[9, 9]);
-    node.handle_message(t(0), id(1), &[1, 200, 3]);
+    node.handle_message(t(0), id(1), &[crate::wire::VERSION, 200, 3]);
     node.handle_message(t(0), id(1), &vec![1; 100_000]);
     node.handle_message(
         t(0),
