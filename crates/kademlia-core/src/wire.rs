@@ -338,7 +338,10 @@ mod tests {
             Message::decode(&[VERSION - 1, 0, 1, 0], &l),
             Err(DecodeError::Version(Some(VERSION - 1)))
         );
-        assert_eq!(Message::decode(&[VERSION], &l), Err(DecodeError::Undecodable));
+        assert_eq!(
+            Message::decode(&[VERSION], &l),
+            Err(DecodeError::Undecodable)
+        );
         assert_eq!(
             Message::decode(&[VERSION, 0xff, 0xff], &l),
             Err(DecodeError::Undecodable)

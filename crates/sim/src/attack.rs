@@ -536,7 +536,11 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
     // The receivers that missed most, with their links: cut off by attackers, or slow repair?
     let mut missed: BTreeMap<u32, u64> = BTreeMap::new();
     for rec in &sim.recorder.broadcasts {
-        for s in sim.live_slots().into_iter().filter(|&s| honest(s) && s != rec.origin) {
+        for s in sim
+            .live_slots()
+            .into_iter()
+            .filter(|&s| honest(s) && s != rec.origin)
+        {
             let counted = sim
                 .joined_at(s)
                 .is_some_and(|j| j + scenario::JOIN_GRACE <= rec.published);
@@ -556,7 +560,10 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
                 .iter()
                 .filter(|l| sim.slot_of(l).is_some_and(|t| !honest(t)))
                 .count();
-            let st = sim.node(s).map(|a| a.node().stats().clone()).unwrap_or_default();
+            let st = sim
+                .node(s)
+                .map(|a| a.node().stats().clone())
+                .unwrap_or_default();
             format!(
                 "{s}: {n} missed, {} links ({bad} to attackers), links up {} / failed {} / \
                  evicted {} / refused {}, joined {:?}",

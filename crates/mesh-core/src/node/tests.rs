@@ -962,7 +962,10 @@ fn a_node_whose_only_link_drops_its_signaling_still_reaches_the_server() {
                 over_link += 1;
             }
         }
-        let via_server = relayed_out(out).iter().filter(|(to, _)| *to == q.id()).count();
+        let via_server = relayed_out(out)
+            .iter()
+            .filter(|(to, _)| *to == q.id())
+            .count();
         (over_link, via_server)
     };
     let mut at = now;
@@ -977,7 +980,9 @@ fn a_node_whose_only_link_drops_its_signaling_still_reaches_the_server() {
         at += Duration::from_millis(250);
     }
     assert!(
-        sends.first().is_some_and(|&(_, link, server)| link == 1 && server == 0),
+        sends
+            .first()
+            .is_some_and(|&(_, link, server)| link == 1 && server == 0),
         "first through the mesh: {sends:?}"
     );
     assert!(

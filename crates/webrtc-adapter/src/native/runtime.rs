@@ -4,19 +4,65 @@
 //! SCTP then stalls on retransmission timers; with 4 MiB buffers throughput is steady
 //! (docs: reference/webrtc-notes.md, pitfall 4). The `webrtc` crate binds its sockets itself
 //! and hands each one to [`Runtime::wrap_udp_socket`], which is where this wrapper sets them.
+//!
+//! It also caps the datagrams one GSO send may batch ([`MAX_GSO_SEGMENTS`]): `webrtc` 0.21.1
+//! batches up to 65,535 bytes per GSO run, but a UDP/IPv4 datagram carries at most 65,507, so a run
+//! of 56 SCTP packets of 1,170 bytes (65,520) fails with `EMSGSIZE`, is rebuilt the same on every
+//! retransmission and the association never recovers: the link stays up and carries nothing. Found
+//! by `cargo xtask bench-flood` (issue 14).
 
 use std::future::Future;
 use std::io;
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 use webrtc::runtime::{
-    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
-    TokioRuntime,
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
+    TokioRuntime, Transmit,
 };
+
+/// Most datagrams one GSO send may carry. A run is at most this many datagrams no larger than its
+/// first, so 50 keeps it within a UDP/IPv4 datagram's 65,507 bytes for datagrams up to 1,310 bytes
+/// (this stack sends SCTP packets of at most ~1,200 bytes plus DTLS overhead; 1,170 measured), where
+/// the crate's own limit (64 datagrams, 65,535 bytes) let 56 x 1,170 = 65,520 bytes through.
+pub const MAX_GSO_SEGMENTS: usize = 50;
+
+/// A UDP socket that reports at most [`MAX_GSO_SEGMENTS`] GSO segments, and is otherwise the
+/// socket it wraps.
+#[derive(Debug)]
+struct GsoCapped(Arc<dyn AsyncUdpSocket>);
+
+impl AsyncUdpSocket for GsoCapped {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        self.0.poll_send(cx, transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_recv(cx, bufs, meta)
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.0.max_gso_segments().min(MAX_GSO_SEGMENTS)
+    }
+
+    fn max_gro_segments(&self) -> usize {
+        self.0.max_gro_segments()
+    }
+}
 
 /// [`TokioRuntime`] with `SO_RCVBUF` / `SO_SNDBUF` set on every UDP socket.
 #[derive(Debug)]
@@ -62,7 +108,8 @@ impl Runtime for BufferedRuntime {
                 tracing::debug!(%err, "could not set SO_SNDBUF");
             }
         }
-        self.inner.wrap_udp_socket(socket)
+        let socket = self.inner.wrap_udp_socket(socket)?;
+        Ok(Arc::new(GsoCapped(socket)))
     }
 
     fn wrap_tcp_listener(
@@ -126,5 +173,26 @@ mod tests {
         // report it as set. Either way it is well above the 208 KiB default.
         assert!(sock.recv_buffer_size().expect("rcvbuf") >= 1 << 20);
         assert!(sock.send_buffer_size().expect("sndbuf") >= 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn wrapped_sockets_never_batch_more_than_a_datagram_holds() {
+        let rt = BufferedRuntime::new(0);
+        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let wrapped = rt.wrap_udp_socket(std_sock).expect("wrap");
+        let segments = wrapped.max_gso_segments();
+        assert!(segments <= MAX_GSO_SEGMENTS, "{segments}");
+        // The largest run the `webrtc` crate would build of 1,170-byte SCTP packets (what the flood
+        // benchmark saw fail at 56 of them) fits one UDP/IPv4 datagram.
+        assert!(segments * 1_170 <= 65_507);
+        let mut buf = [0u8; 8];
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let sent = wrapped
+            .send_to(b"datagram", peer.local_addr().expect("addr"))
+            .await
+            .expect("send");
+        assert_eq!(sent, 8);
+        let (len, _) = peer.recv_from(&mut buf).expect("recv");
+        assert_eq!(&buf[..len], b"datagram");
     }
 }
