@@ -8,7 +8,7 @@ use crate::fields::{self, Fields, MAX_FIELDS};
 
 /// Parses `text` as a connection parses a client's message, reads every field as the handlers do,
 /// and checks what relaying relies on: the message re-emitted with `from` replaced
-/// ([`Fields::with_from`]) is itself an accepted message, equal to the original with `from` set.
+/// (`Fields::with_from`) is itself an accepted message, equal to the original with `from` set.
 ///
 /// # Panics
 /// If the parse accepts what is not a JSON object of at most `MAX_FIELDS` fields, or the re-emitted

@@ -9,7 +9,11 @@ use core::time::Duration;
 /// documented there.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Links this node holds at most, counting links still being set up. Default 5.
+    /// Links this node holds up at most. It dials no one while its links, counting those still being
+    /// set up, reach it; but when full it still accepts a peer's offer or link request that covers a
+    /// role it lacks or is closer than its link of that class, and evicts the redundant link once the
+    /// newcomer is up. So links being set up may pass it for a while (the `mesh_node` fuzz target
+    /// checks up links <= `max_peers` and attempts <= twice it). Default 5.
     pub max_peers: usize,
     /// Of `max_peers`, links kept to random peers picked bucket-uniformly from the peer book (long links
     /// that keep the mesh one small world). The rest are close links, one per close class (see
