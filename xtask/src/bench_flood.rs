@@ -33,6 +33,11 @@ pub struct Args {
     /// bad-signature, lookup, unsolicited, ihave.
     #[arg(long)]
     kinds: Vec<String>,
+    /// The attacker's frames per second of each kind (0, the default: as fast as its link takes
+    /// them, until the victim disconnects and bans it). Under the victim's per-link budget
+    /// (`link_verify_rate`), the flood it can keep up.
+    #[arg(long, default_value_t = 0.0)]
+    attacker_rate: f64,
     /// Build and run optimised binaries.
     #[arg(long)]
     release: bool,
@@ -82,7 +87,8 @@ pub fn run_task(args: Args) -> Result<(), String> {
         .arg(bin.join("flood_attacker"))
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--honest", &args.honest.to_string()])
-        .args(["--rate", &args.rate.to_string()]);
+        .args(["--rate", &args.rate.to_string()])
+        .args(["--attacker-rate", &args.attacker_rate.to_string()]);
     for kind in &args.kinds {
         cmd.args(["--kinds", kind]);
     }

@@ -807,6 +807,13 @@ impl Harness {
                         Frame::decode(&payload).is_ok(),
                         "a relayed signal is not a frame"
                     );
+                    // Never what the server would refuse (and close the node's connection for).
+                    assert!(
+                        payload.len() <= self.config.max_signal_bytes,
+                        "a {}-byte signal over max_signal_bytes {}",
+                        payload.len(),
+                        self.config.max_signal_bytes
+                    );
                     self.observe(&payload);
                 }
                 Output::Connect {

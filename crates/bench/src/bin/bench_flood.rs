@@ -97,6 +97,9 @@ struct Opts {
     /// Payload bytes of the attacker's unique broadcasts.
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
+    /// The attacker's frames per second of each kind (0: as fast as its link takes them).
+    #[arg(long, default_value_t = 0.0)]
+    attacker_rate: f64,
     /// Seed of the attacker's random ids.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -410,6 +413,7 @@ impl Bench {
             .args(["--victim", victim, "--topic", TOPIC])
             .args(["--seconds", &self.opts.seconds.to_string()])
             .args(["--payload-bytes", &self.opts.payload_bytes.to_string()])
+            .args(["--rate", &self.opts.attacker_rate.to_string()])
             .args(["--seed", &self.opts.seed.to_string()]);
         for kind in &self.opts.kinds {
             cmd.args(["--kinds", kind]);
@@ -769,9 +773,16 @@ async fn run(opts: Opts) -> Res<()> {
         done.get("sent").cloned().unwrap_or(Value::Null)
     );
     if stalled {
+        // Either the victim closed the attacker's link (and refuses it while banned), or the
+        // attacker's transport stalled.
+        let why = if state.victim_disconnects.is_empty() {
+            "its transport stalled"
+        } else {
+            "the victim closed its link, below"
+        };
         println!(
             "the attacker's link took its last frame at t={last_send_s:.1} s: the flood stopped \
-             early (its transport stalled; see the attacker's log in {})",
+             early ({why}; see the attacker's log in {})",
             logs.display()
         );
     }

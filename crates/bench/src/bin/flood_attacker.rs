@@ -111,6 +111,10 @@ struct Opts {
     /// Payload bytes of each unique broadcast.
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
+    /// Frames per second of each kind (0: as fast as the link takes them). A rate under the victim's
+    /// per-link budget is the flood an attacker can keep up without being disconnected.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Most links of the attacker's own node.
     #[arg(long, default_value_t = 8)]
     max_peers: usize,
@@ -489,10 +493,18 @@ impl Shared {
 }
 
 /// One kind's flood: its frames, one after the other, each sent when the link takes it.
-async fn flood_kind(shared: Arc<Shared>, kind: Kind, mut forge: Forge, end: Instant) {
+async fn flood_kind(shared: Arc<Shared>, kind: Kind, mut forge: Forge, end: Instant, rate: f64) {
     let slot = ALL_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
     let mut linked = shared.victim_sender();
+    let mut pace = (rate > 0.0).then(|| {
+        let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pace
+    });
     while Instant::now() < end {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
         let Some((generation, sender)) = linked.clone() else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             linked = shared.victim_sender();
@@ -556,7 +568,7 @@ async fn flood(opts: &Opts, senders: &Senders, identity: &Identity) -> Value {
         .enumerate()
         .map(|(i, &kind)| {
             let forge = Forge::new(identity.clone(), opts.victim, opts, i as u64);
-            tokio::spawn(flood_kind(shared.clone(), kind, forge, end))
+            tokio::spawn(flood_kind(shared.clone(), kind, forge, end, opts.rate))
         })
         .collect();
     let mut ticks = tokio::time::interval_at(
