@@ -321,6 +321,16 @@ impl Harness {
         h
     }
 
+    /// The harness's clock moved by `seconds` (negative: into the past).
+    fn skewed(&self, seconds: i16) -> Instant {
+        let by = Duration::from_secs(u64::from(seconds.unsigned_abs()));
+        if seconds >= 0 {
+            self.now + by
+        } else {
+            self.now.saturating_sub(by)
+        }
+    }
+
     fn id(&self, r: IdRef) -> NodeId {
         match r.0 {
             n @ 0..=3 => self.attackers[usize::from(n)].id(),
@@ -427,12 +437,7 @@ impl Harness {
                     .iter()
                     .position(|a| a.id() == sender)
                     .unwrap_or(0);
-                let skew = Duration::from_secs(u64::from(skew_s.unsigned_abs()));
-                let at = if *skew_s >= 0 {
-                    self.now + skew
-                } else {
-                    self.now.saturating_sub(skew)
-                };
+                let at = self.skewed(*skew_s);
                 let topic = if *other_topic { "other" } else { "chat" };
                 let publisher = &mut self.publishers[i];
                 let _ = publisher.publish(at, topic, payload.clone());
@@ -479,13 +484,8 @@ impl Harness {
                     .iter()
                     .map(|(signer, skew_s, forged)| {
                         let signer = &self.attackers[usize::from(*signer) % ATTACKERS];
-                        let skew = Duration::from_secs(u64::from(skew_s.unsigned_abs()));
-                        let at = if *skew_s >= 0 {
-                            self.now + skew
-                        } else {
-                            self.now.saturating_sub(skew)
-                        };
-                        let mut proof = gossip_core::wire::RootProof::sign(signer, at);
+                        let mut proof =
+                            gossip_core::wire::RootProof::sign(signer, self.skewed(*skew_s));
                         if *forged {
                             proof.signature[0] ^= 1;
                         }
@@ -526,13 +526,7 @@ impl Harness {
             (None, _) => Vec::new(),
         };
         let signer = self.identity_of(src).unwrap_or(&self.attackers[0]);
-        let offset = Duration::from_secs(u64::from(spec.sent_at_offset_s.unsigned_abs()));
-        let sent_at = if spec.sent_at_offset_s >= 0 {
-            self.now + offset
-        } else {
-            self.now.saturating_sub(offset)
-        }
-        .as_micros();
+        let sent_at = self.skewed(spec.sent_at_offset_s).as_micros();
         let signature = match spec.signature {
             Signature::Valid => signer
                 .sign(&Routed::signed_bytes(

@@ -532,23 +532,8 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
 
     let honest_mask: Vec<bool> = attacker.iter().map(|a| !a).collect();
     let receivers = sim.live_slots().into_iter().filter(|&s| honest(s)).count();
-    scenario::broadcast_metrics(&sim, &mut report, Some(&honest_mask), 0, None);
+    let missed = scenario::broadcast_metrics(&sim, &mut report, Some(&honest_mask), 0, None);
     // The receivers that missed most, with their links: cut off by attackers, or slow repair?
-    let mut missed: BTreeMap<u32, u64> = BTreeMap::new();
-    for rec in &sim.recorder.broadcasts {
-        for s in sim
-            .live_slots()
-            .into_iter()
-            .filter(|&s| honest(s) && s != rec.origin)
-        {
-            let counted = sim
-                .joined_at(s)
-                .is_some_and(|j| j + scenario::JOIN_GRACE <= rec.published);
-            if counted && !rec.has(s) {
-                *missed.entry(s).or_default() += 1;
-            }
-        }
-    }
     let mut worst: Vec<(u32, u64)> = missed.into_iter().collect();
     worst.sort_by_key(|&(s, n)| (core::cmp::Reverse(n), s));
     let worst: Vec<String> = worst

@@ -6,6 +6,7 @@
 //! scenario's own phase runs; then a drain long enough for every retry to finish.
 
 use core::time::Duration;
+use std::collections::BTreeMap;
 
 use kademlia_core::Instant;
 use rand::{RngExt, SeedableRng};
@@ -204,18 +205,19 @@ fn broadcast_metrics_from<P: Protocol>(
     first: usize,
     payload_before: Option<u64>,
 ) {
-    broadcast_metrics(sim, report, None, first, payload_before);
+    let _ = broadcast_metrics(sim, report, None, first, payload_before);
 }
 
 /// [`broadcast_metrics_from`], where only the slots `counted` marks (`None`: all) are receivers: expected
-/// to deliver (when live and joined [`JOIN_GRACE`] before the publish) and measured.
+/// to deliver (when live and joined [`JOIN_GRACE`] before the publish) and measured. Returns how many
+/// broadcasts each receiver that missed some missed.
 pub(crate) fn broadcast_metrics<P: Protocol>(
     sim: &Simulation<P>,
     report: &mut Report,
     counted: Option<&[bool]>,
     first: usize,
     payload_before: Option<u64>,
-) {
+) -> BTreeMap<u32, u64> {
     let counts = |s: u32| counted.is_none_or(|c| c.get(s as usize).copied().unwrap_or(false));
     let live: Vec<u32> = sim
         .live_slots()
@@ -229,6 +231,7 @@ pub(crate) fn broadcast_metrics<P: Protocol>(
     let mut per_message_ldh: Vec<f64> = Vec::new();
     let mut receivers_after_warmup = 0u64;
     let mut duplicates = 0u64;
+    let mut missed: BTreeMap<u32, u64> = BTreeMap::new();
     for (i, rec) in sim.recorder.broadcasts.iter().enumerate().skip(first) {
         duplicates += u64::from(rec.duplicates);
         for &s in &live {
@@ -244,6 +247,8 @@ pub(crate) fn broadcast_metrics<P: Protocol>(
             expected += 1;
             if rec.has(s) {
                 delivered += 1;
+            } else {
+                *missed.entry(s).or_default() += 1;
             }
         }
         let mut message_ldh = 0;
@@ -296,6 +301,7 @@ pub(crate) fn broadcast_metrics<P: Protocol>(
     report.note("broadcast expected deliveries", expected);
     report.note("broadcast missed deliveries", expected - delivered);
     report.note("broadcast duplicate deliveries", duplicates);
+    missed
 }
 
 /// Counts of `values` in `bins` bins (the last one takes every larger value), as one line of counts
