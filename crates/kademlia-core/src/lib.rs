@@ -119,4 +119,4 @@ pub use p2pmesh_base::{
     Distance, Duration, ID_BITS, ID_LEN, Instant, NodeId, ParseIdError, cmp_20,
 };
 pub use query::{QueryEnd, QueryId, QueryResult};
-pub use record::{MAX_SALT_BYTES, Record, Verify};
+pub use record::{KEY_DOMAIN, MAX_SALT_BYTES, Record, StoreError, Verify};

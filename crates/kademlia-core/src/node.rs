@@ -247,6 +247,47 @@ impl Node {
         self.store.iter()
     }
 
+    /// The unexpired record under `key` that this node stores for its publisher or publishes itself.
+    pub fn record(&self, now: Instant, key: &NodeId) -> Option<Record> {
+        self.local_record(now, key)
+    }
+
+    /// Stores `record` for its publisher, whoever hands it over (a node on the way of a put, a
+    /// replica handing it on after churn): checked like a STORE, that is expiry, size and signature
+    /// (with the node's verifier), its expiry capped at `record_ttl`, then the store's rules and
+    /// bounds (see [`record`](crate::record)). Counted in [`Stats`].
+    pub fn store_record(&mut self, now: Instant, mut record: Record) -> Result<(), StoreError> {
+        let refused = |stats: &mut Stats, e: StoreError| {
+            stats.stores_refused += 1;
+            match e {
+                StoreError::OtherPublisher | StoreError::Stale => stats.stores_stale += 1,
+                StoreError::PublisherQuota => stats.stores_over_quota += 1,
+                StoreError::Full => stats.stores_full += 1,
+                StoreError::Invalid => stats.records_bad_signature += 1,
+                StoreError::Expired | StoreError::TooLarge => {}
+            }
+            Err(e)
+        };
+        if record.is_expired(now) {
+            return refused(&mut self.stats, StoreError::Expired);
+        }
+        if record.value.len() > self.config.max_value_bytes {
+            return refused(&mut self.stats, StoreError::TooLarge);
+        }
+        if !record.verify(self.verify) {
+            return refused(&mut self.stats, StoreError::Invalid);
+        }
+        // A far-future expiry would pin the record: no record lives longer than our TTL.
+        record.expires = record.expires.min(now + self.config.record_ttl);
+        match self.store.put(record, &self.store_limits) {
+            Ok(()) => {
+                self.stats.stores_accepted += 1;
+                Ok(())
+            }
+            Err(e) => refused(&mut self.stats, e),
+        }
+    }
+
     /// The records this node publishes and republishes.
     pub fn published(&self) -> impl Iterator<Item = &Record> {
         self.published.values().map(|p| &p.record)

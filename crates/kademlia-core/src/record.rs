@@ -1,19 +1,22 @@
-//! Signed mutable records (after BitTorrent's BEP 44) and the bounded, expiring store of the records
-//! other nodes published.
+//! Signed mutable records (after BitTorrent's BEP 44, with names instead of per-publisher salts) and
+//! the bounded, expiring store of the records other nodes published.
 //!
 //! # The record
 //!
-//! A [`Record`] is published by the holder of an ed25519 key: its `key` is SHA-1 of the publisher's
-//! 32-byte public key followed by an optional `salt` ([`Record::key_for`]), and its `signature` covers
-//! the salt, a sequence number `seq` and the value ([`Record::signed_bytes`]). Hence:
+//! A [`Record`] is a value under a *name* (the user's key: at most [`MAX_SALT_BYTES`] bytes, kept in
+//! the `salt` field for BEP 44's sake), published by the holder of an ed25519 key. Its `key`, where it
+//! lives in the DHT, is SHA-1 of [`KEY_DOMAIN`] followed by the name ([`Record::key_for`]), the same
+//! for every publisher, so that anyone who knows the name finds the record; its `signature` covers the
+//! name, a sequence number `seq` and the value ([`Record::signed_bytes`]). Hence:
 //!
-//! - nobody but the key's holder can produce a record under that key (another key gives another
-//!   `key`, and a signature cannot be forged), so a forged FIND_VALUE answer or STORE is recognised
-//!   and dropped by the node that receives it;
+//! - nobody but its publisher can produce a record (a signature cannot be forged), so a forged answer
+//!   or STORE is recognised and dropped by the node that receives it;
 //! - a stored record is replaced only by a record of the same publisher with a higher `seq`; the same
-//!   `seq` is accepted again only for the very same record (a republication, which renews its expiry);
-//! - one publisher holds many records by choosing salts (at most [`MAX_SALT_BYTES`]); with no salt the
-//!   key is the publisher's own node id.
+//!   `seq` is accepted again only for the very same record (a republication, which renews its expiry).
+//!   A name is held by the first publisher a storer saw for it until that record expires (first come,
+//!   first served: see docs/security.md on squatting);
+//! - a record with an empty value is a *tombstone*: its publisher removed the name, and the tombstone
+//!   keeps the name its own until it expires.
 //!
 //! `expires` is not signed: each storer caps it at its own `record_ttl`, and the publisher refreshes it
 //! by republishing the same signed record.
@@ -35,6 +38,9 @@ use crate::{Instant, NodeId};
 /// Longest salt, in bytes (as BEP 44).
 pub const MAX_SALT_BYTES: usize = 64;
 
+/// The prefix of the bytes hashed into a record's key ([`Record::key_for`]).
+pub const KEY_DOMAIN: &[u8] = b"p2pmesh/kad/key/v1";
+
 /// The prefix of the bytes a record's signature covers, so that a record signature cannot be taken for
 /// any other signature made with the same key (hello, routed message, broadcast).
 pub const SIGNATURE_DOMAIN: &[u8] = b"p2pmesh/kad/record/v1";
@@ -48,11 +54,11 @@ pub type Verify = fn(&[u8; PUBLIC_KEY_LEN], &[u8], &[u8; SIGNATURE_LEN]) -> bool
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Where the record lives (the `k` nodes closest to this id store it): always
-    /// [`Record::key_for`]`(public_key, salt)`, checked on decoding.
+    /// [`Record::key_for`]`(salt)`, checked on decoding.
     pub key: NodeId,
     /// The publisher's ed25519 public key; its node id is [`Record::publisher`].
     pub public_key: [u8; PUBLIC_KEY_LEN],
-    /// Chosen by the publisher to hold several records, at most [`MAX_SALT_BYTES`]; may be empty.
+    /// The record's name (the user's key), at most [`MAX_SALT_BYTES`] bytes.
     #[serde(with = "crate::wire::byte_vec")]
     pub salt: Vec<u8>,
     /// The version: a record replaces a stored one under the same key only with a higher `seq`.
@@ -69,7 +75,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// A record of `value` under (`signer`'s key, `salt`), version `seq`, signed by `signer`.
+    /// A record of `value` under the name `salt`, version `seq`, signed by `signer`.
     ///
     /// # Panics
     /// If `salt` is longer than [`MAX_SALT_BYTES`] (a caller error: no node would accept the record).
@@ -88,7 +94,7 @@ impl Record {
         let public_key = signer.public_key();
         let signature = signer.sign(&Record::signed_bytes(&salt, seq, &value));
         Record {
-            key: Record::key_for(&public_key, &salt),
+            key: Record::key_for(&salt),
             public_key,
             salt,
             seq,
@@ -98,13 +104,18 @@ impl Record {
         }
     }
 
-    /// The key of the records of `public_key` with `salt`: SHA-1 of the public key followed by the
-    /// salt (as BEP 44). Without a salt, the publisher's node id.
-    pub fn key_for(public_key: &[u8; PUBLIC_KEY_LEN], salt: &[u8]) -> NodeId {
-        let mut bytes = Vec::with_capacity(PUBLIC_KEY_LEN + salt.len());
-        bytes.extend_from_slice(public_key);
-        bytes.extend_from_slice(salt);
+    /// The key of the records named `name`: SHA-1 of [`KEY_DOMAIN`] followed by the name. The same
+    /// for every publisher: whoever knows the name finds the record.
+    pub fn key_for(name: &[u8]) -> NodeId {
+        let mut bytes = Vec::with_capacity(KEY_DOMAIN.len() + name.len());
+        bytes.extend_from_slice(KEY_DOMAIN);
+        bytes.extend_from_slice(name);
         NodeId::hash(bytes)
+    }
+
+    /// Whether the record is a tombstone (an empty value: its publisher removed the name).
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_empty()
     }
 
     /// What a record's signature covers: [`SIGNATURE_DOMAIN`], the salt's length (one byte) and the
@@ -133,7 +144,7 @@ impl Record {
     /// The checks that need no signature verification: the salt's length and the key's derivation.
     pub fn is_well_formed(&self) -> bool {
         self.salt.len() <= MAX_SALT_BYTES
-            && self.key == Record::key_for(&self.public_key, &self.salt)
+            && self.key == Record::key_for(&self.salt)
     }
 
     /// Whether the record is well formed and its signature is valid under `verify`.
@@ -206,11 +217,12 @@ mod signature_bytes {
     }
 }
 
-/// Why the store refused a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StoreError {
-    /// A record under this key from another public key is stored (cannot happen with a well-formed
-    /// record, whose key derives from its public key; kept as a second line).
+/// Why a node refused to store a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record under this name from another publisher is stored (the name is taken until it
+    /// expires).
     OtherPublisher,
     /// The stored record has a higher `seq`, or the same `seq` with other contents.
     Stale,
@@ -218,6 +230,26 @@ pub(crate) enum StoreError {
     PublisherQuota,
     /// The store holds `max_records` records or `max_store_bytes` bytes.
     Full,
+    /// Not well formed, or its signature does not verify.
+    Invalid,
+    /// Already expired.
+    Expired,
+    /// Its value is larger than the storer's `max_value_bytes`.
+    TooLarge,
+}
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            StoreError::OtherPublisher => "the name is held by another publisher",
+            StoreError::Stale => "a newer version is stored",
+            StoreError::PublisherQuota => "the publisher's quota at the storer is used up",
+            StoreError::Full => "the storer's record store is full",
+            StoreError::Invalid => "the record is malformed or its signature does not verify",
+            StoreError::Expired => "the record has expired",
+            StoreError::TooLarge => "the value is larger than the storer accepts",
+        })
+    }
 }
 
 /// The bounds of a [`RecordStore`], from the [`Config`](crate::Config).
@@ -375,10 +407,11 @@ mod tests {
         }
     }
 
+    /// Publisher `p`'s record `salt` (names are global: the name is made of both).
     fn record(p: u8, salt: u8, seq: u64, expires: u64) -> Record {
         Record::sign(
             &publisher(p),
-            vec![salt],
+            vec![p * 16 + salt],
             seq,
             vec![p, salt],
             Instant::from_millis(expires),
@@ -390,22 +423,20 @@ mod tests {
         let r = record(1, 0, 1, 10);
         assert!(r.verify(p2pmesh_base::verify));
         assert_eq!(r.publisher(), publisher(1).id());
-        let unsalted = Record::sign(&publisher(1), vec![], 1, vec![], Instant::ZERO);
-        assert_eq!(
-            unsalted.key,
-            publisher(1).id(),
-            "no salt: the publisher's id"
-        );
+        let theirs = Record::sign(&publisher(2), vec![16], 1, vec![], Instant::ZERO);
+        assert_eq!(theirs.key, r.key, "a name is the same key for every publisher");
+        assert_eq!(r.key, Record::key_for(&[16]));
+        assert!(theirs.is_tombstone() && !r.is_tombstone());
         let mut value = r.clone();
         value.value.push(0);
         assert!(!value.verify(p2pmesh_base::verify));
         let mut seq = r.clone();
         seq.seq += 1;
         assert!(!seq.verify(p2pmesh_base::verify));
-        // Another key under the victim's key: not well formed.
+        // Another publisher's key on the victim's record: well formed, but the signature fails.
         let mut key = r.clone();
         key.public_key = publisher(2).public_key();
-        assert!(!key.is_well_formed());
+        assert!(key.is_well_formed() && !key.verify(p2pmesh_base::verify));
         // Expiry is not signed: the publisher renews it without signing again.
         let mut later = r;
         later.expires = Instant::from_millis(99);
@@ -430,7 +461,7 @@ mod tests {
         let l = limits(8, 8);
         assert_eq!(store.put(record(1, 1, 5, 10), &l), Ok(()));
         assert_eq!(store.put(record(1, 1, 4, 10), &l), Err(StoreError::Stale));
-        let mut other_value = Record::sign(&publisher(1), vec![1], 5, b"x".to_vec(), Instant::ZERO);
+        let mut other_value = Record::sign(&publisher(1), vec![17], 5, b"x".to_vec(), Instant::ZERO);
         other_value.expires = Instant::from_millis(10);
         assert_eq!(store.put(other_value, &l), Err(StoreError::Stale));
         // The same record again renews its expiry.

@@ -1,6 +1,6 @@
 //! The wire codec: what nodes send each other, and its checks.
 //!
-//! A message is one version byte ([`VERSION`], 2) followed by a postcard encoding of [`Message`]. The
+//! A message is one version byte ([`VERSION`], 3) followed by a postcard encoding of [`Message`]. The
 //! driver carries the bytes to the peer named in [`Output::Transmit`](crate::Output::Transmit) and hands them
 //! to that peer's [`Node::handle_message`](crate::Node::handle_message) with the sender's id, which the
 //! transport has authenticated; ids inside messages are only contacts.
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{NodeId, Record};
 
 /// The version byte that starts every message.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// A Kademlia message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,7 +403,7 @@ mod tests {
         moved.key = NodeId::hash(b"elsewhere");
         let mut salty = signed(b"", vec![1], Instant::ZERO);
         salty.salt = vec![0; crate::record::MAX_SALT_BYTES + 1];
-        salty.key = Record::key_for(&salty.public_key, &salty.salt);
+        salty.key = Record::key_for(&salty.salt);
         for record in [moved, salty] {
             let answer = Message::Response {
                 id: 1,

@@ -196,8 +196,39 @@ pub enum Event {
         /// Probes sent.
         requests: u32,
     },
-    /// A DHT command (`get_value`, `put_value`, `dht_find_node`) ended: kademlia-core's report.
+    /// [`Node::dht_find_node`](crate::Node::dht_find_node) (kademlia-core's iterative lookup, a
+    /// diagnostic) ended: kademlia-core's report.
     Dht(kademlia_core::Event),
+    /// A [`Node::put`](crate::Node::put) or [`Node::remove`](crate::Node::remove) ended.
+    PutFinished {
+        /// The id the command returned.
+        id: QueryId,
+        /// The record's key ([`kademlia_core::Record::key_for`] of its name).
+        key: NodeId,
+        /// Nodes that said they store it (the node where the put arrived, and the replicas it named).
+        stored: u32,
+        /// Nodes asked to store it.
+        asked: u32,
+        /// Why a node refused it (the last refusal heard), if one did.
+        refused: Option<kademlia_core::StoreError>,
+    },
+    /// A [`Node::get`](crate::Node::get) ended.
+    GetFinished {
+        /// The id the command returned.
+        id: QueryId,
+        /// The record's key.
+        key: NodeId,
+        /// The record, its signature and key checked (a tombstone when its publisher removed it);
+        /// `None` when no node answered with it.
+        record: Option<kademlia_core::Record>,
+        /// Whether any node answered at all (`false`: the request reached nobody before the deadline).
+        answered: bool,
+        /// Link traversals of the request that found the record, from this node to the node that
+        /// answered (0 from the local store); of the last answer when not found.
+        hops: u32,
+        /// Rounds of requests sent (0 from the local store).
+        rounds: u32,
+    },
     /// A peer evicted its link to us for a closer one and proposed alternatives (the seed's
     /// `reconnection_data`).
     Evicted {
@@ -248,6 +279,15 @@ pub enum Error {
     /// gossip-core refused the subscription.
     #[error("subscription refused: {0}")]
     Subscribe(#[from] gossip_core::SubscribeError),
+    /// A DHT value may not be empty (an empty value is how a removal is written).
+    #[error("a DHT value may not be empty")]
+    EmptyValue,
+    /// `remove` of a name this node does not publish.
+    #[error("this node publishes no record under that name")]
+    NotPublished,
+    /// `max_lookups` lookups and DHT commands are running.
+    #[error("too many lookups and DHT commands running")]
+    Busy,
 }
 
 /// Counters of what a node did and, above all, what it dropped. Read with
@@ -313,6 +353,13 @@ pub struct Stats {
     pub rejections: u64,
     /// Lookup probes answered here.
     pub probes_answered: u64,
+    /// DHT requests (get, put, store) this node answered.
+    pub dht_answered: u64,
+    /// DHT records this node handed to a closer node when a link to it came up, or to a node that
+    /// should have held it (a get's repair).
+    pub dht_handed_over: u64,
+    /// DHT answers dropped: to no request of ours, or a record whose key or signature is wrong.
+    pub dht_dropped_answers: u64,
     /// Signaling messages sent again (lost, or their answer was; see `Config::signal_retry`).
     pub signals_resent: u64,
     /// Duplicate signaling messages received (and not handed to the driver again).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Config;
 
 /// Version byte of every frame.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Bytes a chunk frame adds to its slice of data (version, kind, message id, index, count and the slice
 /// length, with postcard's worst-case varints), rounded up.
@@ -208,6 +208,45 @@ pub enum Payload {
         probe_hops: u32,
         /// The closest contacts known to the answerer, at most `lookup_k`.
         nodes: Vec<NodeId>,
+    },
+    /// DHT get: "the record under `key`". Sent toward the key (`dst == key`, `lookup == Some(key)`):
+    /// the first node on the way that holds the record answers, otherwise the node where no link
+    /// leads closer to the key; or to one node (`dst` its id), which answers.
+    DhtGet {
+        /// The record's key.
+        key: NodeId,
+    },
+    /// DHT put: sent toward the record's key (`dst == lookup == key`); the node where no link leads
+    /// closer stores it and answers with the nodes it knows closest to the key, to which the origin
+    /// then sends [`Payload::DhtStore`].
+    DhtPut {
+        /// The record, signed by its publisher.
+        record: kademlia_core::Record,
+    },
+    /// DHT store at the addressee (a replica, or a node that should hold the record).
+    DhtStore {
+        /// The record, signed by its publisher.
+        record: kademlia_core::Record,
+    },
+    /// Answer to a `DhtGet` (same envelope id).
+    DhtValue {
+        /// The record, or `None` when the answerer has none.
+        record: Option<kademlia_core::Record>,
+        /// When `record` is `None`: the nodes closest to the key the answerer knows, at most
+        /// `lookup_k`.
+        closest: Vec<NodeId>,
+        /// Link traversals the request made to reach the answerer.
+        request_hops: u32,
+    },
+    /// Answer to a `DhtPut` or `DhtStore` (same envelope id).
+    DhtStored {
+        /// Whether the answerer stores the record, or why not.
+        result: Result<(), kademlia_core::StoreError>,
+        /// From the node where a put arrived: the nodes closest to the key it knows, at most
+        /// `lookup_k` (empty in an answer to a store).
+        closest: Vec<NodeId>,
+        /// Link traversals the request made to reach the answerer.
+        request_hops: u32,
     },
 }
 

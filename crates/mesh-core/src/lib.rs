@@ -153,6 +153,7 @@ extern crate alloc;
 
 mod abuse;
 pub mod config;
+mod dht;
 pub mod event;
 pub mod frame;
 mod link;

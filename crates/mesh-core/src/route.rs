@@ -98,6 +98,23 @@ pub fn next_hop(
         .map(|(_, id)| id)
 }
 
+/// The distance to `dst` of the closest unvisited node this node sees within four hops (and the
+/// sampled fifth) through its links, or `None` with no unvisited link. A DHT request toward a key has
+/// arrived where this is not below the node's own distance: no link leads closer.
+pub fn best_distance(
+    me: &NodeId,
+    dst: &NodeId,
+    links: &[LinkView<'_>],
+    visited: &[NodeId],
+) -> Option<Distance> {
+    let excluded = excluded(me, visited);
+    links
+        .iter()
+        .filter(|l| !visited.contains(&l.peer))
+        .map(|l| score(dst, l, &excluded).0)
+        .min()
+}
+
 /// Where a message that cannot go forward goes back to: the node this one first received it from.
 /// `None` at the origin.
 pub fn parent(me: &NodeId, path: &[NodeId]) -> Option<NodeId> {

@@ -377,17 +377,7 @@ impl Router {
             return Hop::Link(p);
         }
         r.route.clear();
-        let views: Vec<route::LinkView<'_>> = links
-            .iter()
-            .filter(|(_, l)| l.is_up())
-            .map(|(p, l)| route::LinkView {
-                peer: *p,
-                links: &l.neighbors,
-                second: &l.second,
-                third: &l.third,
-                fourth: &l.fourth,
-            })
-            .collect();
+        let views = views(links);
         if attempt > 0 && r.path.len() == 1 && !views.iter().any(|v| v.peer == r.dst) {
             let ranked = route::ranked(&self.local, &r.dst, &views, &r.path);
             return ranked
@@ -401,6 +391,13 @@ impl Router {
         route::parent(&self.local, &r.path)
             .filter(|p| views.iter().any(|v| v.peer == *p))
             .map_or(Hop::DeadEnd, Hop::Back)
+    }
+
+    /// Whether a DHT request toward `key` that visited `path` has arrived here: no up link leads to
+    /// a node closer to `key` than this one (see [`route::best_distance`]).
+    pub(crate) fn arrived(&self, links: &Links, key: &NodeId, path: &[NodeId]) -> bool {
+        route::best_distance(&self.local, key, &views(links), path)
+            .is_none_or(|best| best >= self.local.distance(key))
     }
 
     /// Checks a routed message addressed to us, which came over the verified link to `link` or (when
@@ -426,6 +423,21 @@ impl Router {
         }
         Ok(payload)
     }
+}
+
+/// The router's view of the up links: each peer and the neighbor levels it announced.
+fn views(links: &Links) -> Vec<route::LinkView<'_>> {
+    links
+        .iter()
+        .filter(|(_, l)| l.is_up())
+        .map(|(p, l)| route::LinkView {
+            peer: *p,
+            links: &l.neighbors,
+            second: &l.second,
+            third: &l.third,
+            fourth: &l.fourth,
+        })
+        .collect()
 }
 
 /// Why a routed message for us was dropped (see [`Router::check_delivered`]).

@@ -18,6 +18,10 @@ pub(crate) enum Timer {
     Direct(u64),
     /// The round deadline of the lookup with this id.
     Lookup(u64),
+    /// The deadline of the DHT command with this id.
+    Dht(u64),
+    /// The next republication of a record this node publishes.
+    Republish,
     /// Our neighbor lists go out (`announce_delay` after a change).
     Announce,
     /// Lists whose third level changed go out anyway (only counted while joined).
@@ -100,6 +104,13 @@ impl TimerTable {
     }
 
     /// The lookups due at `now`, in id order.
+    pub(crate) fn due_dhts(&self, now: Instant) -> Vec<u64> {
+        self.due(now, |t| match t {
+            Timer::Dht(id) => Some(*id),
+            _ => None,
+        })
+    }
+
     pub(crate) fn due_lookups(&self, now: Instant) -> Vec<u64> {
         self.due(now, |t| match t {
             Timer::Lookup(id) => Some(*id),

@@ -24,36 +24,14 @@ impl Node {
         self.send(from, &Message::Response { id, body });
     }
 
-    pub(super) fn accept_store(&mut self, now: Instant, from: NodeId, mut record: Record) -> bool {
-        // Only publishers store (nobody replicates others' records here), so a record naming another
-        // publisher is refused; an expired one is useless. Both are checked before the signature,
-        // which costs more.
-        if record.publisher() != from || record.is_expired(now) {
+    pub(super) fn accept_store(&mut self, now: Instant, from: NodeId, record: Record) -> bool {
+        // Only publishers store over this RPC (nobody replicates others' records here), so a record
+        // naming another publisher is refused before its signature, which costs more, is checked.
+        if record.publisher() != from {
             self.stats.stores_refused += 1;
             return false;
         }
-        if !record.verify(self.verify) {
-            self.stats.records_bad_signature += 1;
-            self.stats.stores_refused += 1;
-            return false;
-        }
-        // A far-future expiry would pin the record: no record lives longer than our TTL.
-        record.expires = record.expires.min(now + self.config.record_ttl);
-        match self.store.put(record, &self.store_limits) {
-            Ok(()) => {
-                self.stats.stores_accepted += 1;
-                true
-            }
-            Err(e) => {
-                self.stats.stores_refused += 1;
-                match e {
-                    StoreError::OtherPublisher | StoreError::Stale => self.stats.stores_stale += 1,
-                    StoreError::PublisherQuota => self.stats.stores_over_quota += 1,
-                    StoreError::Full => self.stats.stores_full += 1,
-                }
-                false
-            }
-        }
+        self.store_record(now, record).is_ok()
     }
 
     pub(super) fn on_response(&mut self, now: Instant, from: NodeId, id: u64, body: Response) {

@@ -252,6 +252,7 @@ impl Node {
         self.stats.links_up += 1;
         self.topology.handle_link_up(now, peer);
         self.emit(Output::Event(Event::PeerConnected { peer }));
+        self.dht_link_up(now, peer);
         self.kad.handle_peer_up(now, peer);
         self.gossip.handle_peer_up(now, peer);
         for frame in early {

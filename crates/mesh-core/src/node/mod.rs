@@ -4,6 +4,7 @@
 //! the cores return; `links.rs` holds link set-up, frames and topology actions, `routing.rs` routed
 //! messages, signaling and lookups.
 
+mod dht;
 mod direct;
 mod links;
 mod routing;
@@ -46,6 +47,9 @@ pub struct Node {
     topology: Topology,
     router: Router,
     lookups: Lookups,
+    dht: crate::dht::Dht,
+    /// Checks record signatures (the same check as broadcasts').
+    record_check: SignatureCheck,
     timers: TimerTable,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -103,6 +107,8 @@ impl Node {
             topology: Topology::new(local, &config),
             router: Router::new(local),
             lookups: Lookups::default(),
+            dht: crate::dht::Dht::default(),
+            record_check: check,
             timers: TimerTable::default(),
             identity,
             local,
@@ -291,62 +297,13 @@ impl Node {
     }
 
     /// Kademlia's own iterative FIND_NODE (RPCs travel over links, routed over the mesh, or through the
-    /// server); ends with [`Event::Dht`].
+    /// server); ends with [`Event::Dht`]. A diagnostic (the simulator compares it with
+    /// [`Node::find_node`]): no command of the facade uses it; the DHT's commands ([`Node::put`],
+    /// [`Node::get`]) go over the mesh's own routing.
     pub fn dht_find_node(&mut self, now: Instant, target: NodeId) -> kademlia_core::QueryId {
         let id = self.kad.find_node(now, target);
         self.flush(now);
         id
-    }
-
-    /// Looks up the record under `key` in the DHT; ends with [`Event::Dht`]. The record a node
-    /// answers with is accepted only with its publisher's valid signature (a forged answer is
-    /// discarded and the lookup goes on). The key of a publisher's records is
-    /// [`kademlia_core::Record::key_for`]`(public_key, salt)`.
-    pub fn get_value(&mut self, now: Instant, key: NodeId) -> kademlia_core::QueryId {
-        let id = self.kad.get_value(now, key);
-        self.flush(now);
-        id
-    }
-
-    /// Publishes `value` under this node's key and `salt`, signed by this node, at the key
-    /// [`kademlia_core::Record::key_for`]`(self.public_key(), salt)` (an empty salt: the node's own id),
-    /// and republishes it; ends with [`Event::Dht`]. Its `seq` is the larger of `now` in microseconds
-    /// and one more than that of the record this node last published under the same key, so that a
-    /// new value replaces the old one at the storers, also after a restart.
-    ///
-    /// # Errors
-    /// [`Error::TooLarge`] if `value` is larger than the Kademlia config's `max_value_bytes`, or `salt`
-    /// larger than [`kademlia_core::MAX_SALT_BYTES`] (no node would accept it).
-    pub fn put_value(
-        &mut self,
-        now: Instant,
-        salt: Vec<u8>,
-        value: Vec<u8>,
-    ) -> Result<kademlia_core::QueryId, Error> {
-        let max = self.config.kademlia.max_value_bytes;
-        if value.len() > max {
-            return Err(Error::TooLarge {
-                len: value.len(),
-                max,
-            });
-        }
-        if salt.len() > kademlia_core::MAX_SALT_BYTES {
-            return Err(Error::TooLarge {
-                len: salt.len(),
-                max: kademlia_core::MAX_SALT_BYTES,
-            });
-        }
-        let key = kademlia_core::Record::key_for(&self.identity.public_key(), &salt);
-        let previous = self
-            .kad
-            .published()
-            .find(|r| r.key == key)
-            .map_or(0, |r| r.seq.saturating_add(1));
-        let seq = previous.max(now.as_micros());
-        let record = kademlia_core::Record::sign(&self.identity, salt, seq, value, now);
-        let id = self.kad.put_value(now, record);
-        self.flush(now);
-        Ok(id)
     }
 
     // ------------------------------------------------------------------ inputs
@@ -435,6 +392,7 @@ impl Node {
         self.link_timers(now);
         self.direct_timers(now);
         self.lookup_timers(now);
+        self.dht_timers(now);
         if self.timers.is_due(Timer::Announce, now) {
             self.send_neighbors(now);
         }

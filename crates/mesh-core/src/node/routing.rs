@@ -185,6 +185,9 @@ impl Node {
                 self.stats.dropped_bad_signature += 1;
                 return;
             }
+            if r.lookup.is_some() && self.dht_transit(now, &r) {
+                return;
+            }
             if let Some(target) = r.lookup
                 && self.knows(&target)
             {
@@ -240,6 +243,17 @@ impl Node {
                 let target = r.lookup.unwrap_or(r.dst);
                 self.answer_probe(now, &r, target, via_server);
             }
+            Payload::DhtGet { .. } | Payload::DhtPut { .. } | Payload::DhtStore { .. } => {
+                self.on_dht_request(now, &r, payload);
+            }
+            Payload::DhtValue {
+                record,
+                closest,
+                request_hops,
+            } => self.on_dht_value(now, r.id, r.src, record, closest, request_hops),
+            Payload::DhtStored {
+                result, closest, ..
+            } => self.on_dht_stored(now, r.id, r.src, result, closest),
             Payload::Nodes { probe_hops, nodes } => {
                 self.on_nodes(
                     now,

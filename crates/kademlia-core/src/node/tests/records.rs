@@ -109,20 +109,15 @@ fn another_publisher_cannot_overwrite_a_record() {
     let key = victim.key;
     assert!(store_request(&mut node, t(0), who(1).id(), victim.clone()));
     let attacker = who(2).id();
-    // Its own record under the victim's key: the key does not derive from its key, so the message
-    // is refused on decoding (no answer at all).
-    let mut moved = signed(2, b"name", 9, b"attacker", far);
-    moved.key = key;
-    node.handle_message(
+    // Its own record under the victim's name, with a higher seq: the name is the victim's while its
+    // record lives.
+    assert!(!store_request(
+        &mut node,
         t(1),
         attacker,
-        &Message::Request {
-            id: 1,
-            body: Request::Store { record: moved },
-        }
-        .encode(),
-    );
-    assert_eq!(node.stats().dropped_over_limit, 1);
+        signed(2, b"name", 9, b"attacker", far)
+    ));
+    assert_eq!(node.stats().stores_stale, 1);
     // The victim's key and a higher seq, but the attacker's signature: refused.
     let mut forged = signed(2, b"name", 9, b"attacker", far);
     forged.public_key = victim.public_key;
@@ -205,7 +200,7 @@ fn one_publisher_cannot_fill_the_store() {
         &mut node,
         t(1),
         who(2).id(),
-        signed(2, b"1", 1, b"v", far)
+        signed(2, b"other", 1, b"v", far)
     ));
     // Bytes count too: one value over its byte quota is refused, though it holds one record.
     let big = vec![0; 100];
@@ -213,13 +208,13 @@ fn one_publisher_cannot_fill_the_store() {
         &mut node,
         t(2),
         who(3).id(),
-        signed(3, b"1", 1, &big, far)
+        signed(3, b"3", 1, &big, far)
     ));
     assert!(store_request(
         &mut node,
         t(2),
         who(3).id(),
-        signed(3, b"1", 1, &big[..99], far)
+        signed(3, b"3", 1, &big[..99], far)
     ));
     assert_eq!(node.stats().stores_over_quota, 2);
     assert_eq!(node.records().count(), 4);

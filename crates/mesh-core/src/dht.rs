@@ -1,0 +1,460 @@
+//! The DHT part ([`Node::put`](crate::Node::put), [`Node::get`](crate::Node::get),
+//! [`Node::remove`](crate::Node::remove)): each command is a pure state machine, like the probe lookup.
+//! It says which requests to send ([`Dht::next_round`], [`Dht::stores_for`]), takes the answers
+//! ([`Dht::handle_value`], [`Dht::handle_stored`]) and its deadline ([`Dht::handle_timeout`]), and ends
+//! with a [`Finished`] report; the composer sends the requests (docs/decisions.md §33).
+//!
+//! A get goes toward the key through `lookup_parallelism` different first links at once; the first
+//! node on a path that holds the record answers with it, otherwise the node where no link leads closer
+//! answers "none" with the nodes it knows closest to the key. When every path said none, the next
+//! round asks those nodes themselves. A put goes toward the key the same way; the node where it
+//! arrives stores it and names the closest nodes it knows, and the origin sends each of them the
+//! record to store (`lookup_k` replicas in all).
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+use kademlia_core::{Distance, Instant, NodeId, Record, StoreError};
+
+use crate::Config;
+
+/// A record this node publishes, and when it goes out again.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) record: Record,
+    pub(crate) next_republish: Instant,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Get {
+        /// Nodes that answered "none", closest first: a found record is handed to those closer to
+        /// the key than the node that had it (they should have held it).
+        misses: BTreeSet<(Distance, NodeId)>,
+    },
+    Put {
+        record: Record,
+        /// Whether the application hears of the end (not for republications).
+        notify: bool,
+        stored: BTreeSet<NodeId>,
+        refused: Option<StoreError>,
+        /// Nodes sent a store (the closest named by the node where the put arrived).
+        asked: BTreeSet<NodeId>,
+    },
+}
+
+#[derive(Debug)]
+struct Op {
+    key: NodeId,
+    kind: Kind,
+    round: u32,
+    deadline: Instant,
+    /// Request ids awaiting their answer.
+    outstanding: BTreeSet<u64>,
+    /// Closest nodes named by answers, bounded by `lookup_k`.
+    closest: BTreeSet<(Distance, NodeId)>,
+    /// Nodes a round-2+ get was sent to.
+    probed: BTreeSet<NodeId>,
+    answered: bool,
+    hops: u32,
+}
+
+/// A request to send for a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// A get toward the key through the `attempt`-th ranked first link.
+    GetTowardKey { request: u64, key: NodeId, attempt: usize },
+    /// A get sent to one node.
+    GetFrom { request: u64, key: NodeId, node: NodeId },
+    /// A put toward the key through the `attempt`-th ranked first link.
+    Put { request: u64, record: Record, attempt: usize },
+    /// A store at one node.
+    Store { request: u64, record: Record, node: NodeId },
+}
+
+/// A command that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// A get: the record found (checked by the composer), whether anybody answered, and the hops.
+    Get {
+        id: u64,
+        key: NodeId,
+        record: Option<Record>,
+        answered: bool,
+        hops: u32,
+        rounds: u32,
+    },
+    /// A put: how many stored it, how many were asked, the last refusal.
+    Put {
+        id: u64,
+        key: NodeId,
+        notify: bool,
+        stored: u32,
+        asked: u32,
+        refused: Option<StoreError>,
+    },
+}
+
+/// What a command does after an answer or its deadline.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Wait for more answers.
+    Wait,
+    /// Send these requests (and wait).
+    Send(Vec<Request>),
+    /// It ended.
+    Finished(Finished),
+}
+
+/// The running DHT commands, the requests they wait for, and the records this node publishes.
+#[derive(Debug, Default)]
+pub(crate) struct Dht {
+    ops: BTreeMap<u64, Op>,
+    /// Request id -> the command's id.
+    requests: BTreeMap<u64, u64>,
+    /// Records this node publishes, by key (bounded by the Kademlia config's `max_published`).
+    pub(crate) published: BTreeMap<NodeId, Published>,
+}
+
+impl Dht {
+    /// Number of running commands.
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The deadline of command `id`.
+    pub(crate) fn deadline(&self, id: u64) -> Option<Instant> {
+        self.ops.get(&id).map(|o| o.deadline)
+    }
+
+    /// When the next published record is due for republication.
+    pub(crate) fn next_republish(&self) -> Option<Instant> {
+        self.published.values().map(|p| p.next_republish).min()
+    }
+
+    /// Starts get `id` of `key`: its first round, requests numbered by `fresh`.
+    pub(crate) fn start_get(
+        &mut self,
+        now: Instant,
+        id: u64,
+        key: NodeId,
+        fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Vec<Request> {
+        self.insert(now, id, key, Kind::Get { misses: BTreeSet::new() });
+        self.round(now, id, fresh, config)
+    }
+
+    /// Starts put `id` of `record` (republications: `notify` false).
+    pub(crate) fn start_put(
+        &mut self,
+        now: Instant,
+        id: u64,
+        record: Record,
+        notify: bool,
+        fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Vec<Request> {
+        let kind = Kind::Put {
+            record: record.clone(),
+            notify,
+            stored: BTreeSet::new(),
+            refused: None,
+            asked: BTreeSet::new(),
+        };
+        self.insert(now, id, record.key, kind);
+        self.round(now, id, fresh, config)
+    }
+
+    fn insert(&mut self, now: Instant, id: u64, key: NodeId, kind: Kind) {
+        self.ops.insert(
+            id,
+            Op {
+                key,
+                kind,
+                round: 0,
+                deadline: now,
+                outstanding: BTreeSet::new(),
+                closest: BTreeSet::new(),
+                probed: BTreeSet::new(),
+                answered: false,
+                hops: 0,
+            },
+        );
+    }
+
+    /// The next round of command `id`. Round 1 goes toward the key through `lookup_parallelism`
+    /// first links; a get's later rounds ask the closest nodes named so far that were not asked yet
+    /// (and end when there are none); a put's later rounds (no node answered) go toward the key again
+    /// through the next first links.
+    fn round(
+        &mut self,
+        now: Instant,
+        id: u64,
+        mut fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Vec<Request> {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return Vec::new();
+        };
+        op.round += 1;
+        op.deadline = now + config.lookup_round_timeout;
+        let alpha = config.lookup_parallelism;
+        let first_attempt = (op.round as usize - 1) * alpha;
+        let mut out = Vec::new();
+        match &op.kind {
+            Kind::Get { .. } if op.round == 1 => {
+                for attempt in 0..alpha {
+                    out.push(Request::GetTowardKey { request: fresh(), key: op.key, attempt });
+                }
+            }
+            Kind::Get { misses } => {
+                let asked: BTreeSet<NodeId> = misses.iter().map(|e| e.1).collect();
+                let next: Vec<NodeId> = op
+                    .closest
+                    .iter()
+                    .map(|e| e.1)
+                    .filter(|n| !asked.contains(n) && !op.probed.contains(n))
+                    .take(alpha)
+                    .collect();
+                if next.is_empty() {
+                    // Nobody answered or named anybody: toward the key again, through other links.
+                    for attempt in first_attempt..first_attempt + alpha {
+                        out.push(Request::GetTowardKey { request: fresh(), key: op.key, attempt });
+                    }
+                }
+                for node in next {
+                    op.probed.insert(node);
+                    out.push(Request::GetFrom { request: fresh(), key: op.key, node });
+                }
+            }
+            Kind::Put { record, .. } => {
+                for attempt in first_attempt..first_attempt + alpha {
+                    out.push(Request::Put { request: fresh(), record: record.clone(), attempt });
+                }
+            }
+        }
+        for r in &out {
+            let request = request_id(r);
+            op.outstanding.insert(request);
+            self.requests.insert(request, id);
+        }
+        out
+    }
+
+    /// The command a request belongs to, if it still runs.
+    pub(crate) fn command_of(&self, request: u64) -> Option<u64> {
+        self.requests.get(&request).copied()
+    }
+
+    /// The key of command `id`.
+    pub(crate) fn key(&self, id: u64) -> Option<NodeId> {
+        self.ops.get(&id).map(|o| o.key)
+    }
+
+    /// A get's answer to `request` from `from` (its envelope verified): `record` (its key and
+    /// signature checked by the composer: `None` also when they failed), `closest`, and the request's
+    /// link traversals. Returns the command and what it does next; `None` for an answer to no
+    /// request of a running get.
+    pub(crate) fn handle_value(
+        &mut self,
+        now: Instant,
+        request: u64,
+        from: NodeId,
+        record: Option<Record>,
+        closest: Vec<NodeId>,
+        hops: u32,
+        fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Option<(u64, Step)> {
+        let id = self.take_request(request)?;
+        let op = self.ops.get_mut(&id)?;
+        let Kind::Get { misses } = &mut op.kind else {
+            return Some((id, Step::Wait));
+        };
+        op.answered = true;
+        op.hops = hops;
+        if let Some(record) = record {
+            let rounds = op.round;
+            let key = op.key;
+            self.finish_ops(id);
+            return Some((
+                id,
+                Step::Finished(Finished::Get {
+                    id,
+                    key,
+                    record: Some(record),
+                    answered: true,
+                    hops,
+                    rounds,
+                }),
+            ));
+        }
+        misses.insert((from.distance(&op.key), from));
+        merge_closest(op, closest, config.lookup_k);
+        Some((id, self.after_answer(now, id, fresh, config)))
+    }
+
+    /// Nodes that answered get `id` with none, closer to its key than `holder` (which had the
+    /// record): they should hold it. At most `n`.
+    pub(crate) fn repair_targets(&self, key: &NodeId, misses: &[NodeId], holder: &NodeId, n: usize) -> Vec<NodeId> {
+        let limit = holder.distance(key);
+        misses.iter().filter(|m| m.distance(key) < limit).take(n).copied().collect()
+    }
+
+    /// The nodes that answered get `id` with none, closest first (read before the answer that ends
+    /// it is handled).
+    pub(crate) fn misses(&self, id: u64) -> Vec<NodeId> {
+        match self.ops.get(&id).map(|o| &o.kind) {
+            Some(Kind::Get { misses }) => misses.iter().map(|e| e.1).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A put's or store's answer to `request` from `from`: `result`, and (from the node where the put
+    /// arrived) the closest nodes it knows. New closest nodes get the record to store
+    /// ([`Step::Send`]); the put ends when every node asked has answered.
+    pub(crate) fn handle_stored(
+        &mut self,
+        now: Instant,
+        request: u64,
+        from: NodeId,
+        result: Result<(), StoreError>,
+        closest: Vec<NodeId>,
+        local: NodeId,
+        mut fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Option<(u64, Step)> {
+        let id = self.take_request(request)?;
+        let op = self.ops.get_mut(&id)?;
+        let Kind::Put { record, stored, refused, asked, .. } = &mut op.kind else {
+            return Some((id, Step::Wait));
+        };
+        op.answered = true;
+        match result {
+            Ok(()) => {
+                stored.insert(from);
+            }
+            Err(e) => *refused = Some(e),
+        }
+        asked.insert(from);
+        let mut stores = Vec::new();
+        let k = config.lookup_k;
+        for node in closest.into_iter().take(k) {
+            if node == local || asked.contains(&node) || asked.len() >= k {
+                continue;
+            }
+            asked.insert(node);
+            let request = fresh();
+            op.outstanding.insert(request);
+            self.requests.insert(request, id);
+            stores.push(Request::Store { request, record: record.clone(), node });
+        }
+        if !stores.is_empty() {
+            // The store phase gets a round's time from now.
+            op.deadline = now + config.lookup_round_timeout;
+            return Some((id, Step::Send(stores)));
+        }
+        Some((id, self.after_answer(now, id, fresh, config)))
+    }
+
+    /// After an answer that did not end the command: wait while requests are out, otherwise the
+    /// next round or the end.
+    fn after_answer(&mut self, now: Instant, id: u64, fresh: impl FnMut() -> u64, config: &Config) -> Step {
+        match self.ops.get(&id) {
+            Some(op) if !op.outstanding.is_empty() => Step::Wait,
+            Some(op) if matches!(op.kind, Kind::Put { .. }) && op.answered => self.end(id),
+            Some(_) => self.next_or_end(now, id, fresh, config),
+            None => Step::Wait,
+        }
+    }
+
+    fn next_or_end(&mut self, now: Instant, id: u64, fresh: impl FnMut() -> u64, config: &Config) -> Step {
+        let Some(op) = self.ops.get(&id) else {
+            return Step::Wait;
+        };
+        if op.round >= config.lookup_max_rounds {
+            return self.end(id);
+        }
+        let requests = self.round(now, id, fresh, config);
+        if requests.is_empty() {
+            self.end(id)
+        } else {
+            Step::Send(requests)
+        }
+    }
+
+    /// Command `id`'s deadline passed: its outstanding requests are forgotten; a put that heard from
+    /// anybody ends, anything else goes on to its next round or ends.
+    pub(crate) fn handle_timeout(&mut self, now: Instant, id: u64, fresh: impl FnMut() -> u64, config: &Config) -> Step {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return Step::Wait;
+        };
+        for r in core::mem::take(&mut op.outstanding) {
+            self.requests.remove(&r);
+        }
+        if matches!(op.kind, Kind::Put { .. }) && op.answered {
+            return self.end(id);
+        }
+        self.next_or_end(now, id, fresh, config)
+    }
+
+    /// Ends command `id` with what it has.
+    fn end(&mut self, id: u64) -> Step {
+        let Some(op) = self.finish_ops(id) else {
+            return Step::Wait;
+        };
+        Step::Finished(match op.kind {
+            Kind::Get { .. } => Finished::Get {
+                id,
+                key: op.key,
+                record: None,
+                answered: op.answered,
+                hops: op.hops,
+                rounds: op.round,
+            },
+            Kind::Put { notify, stored, refused, asked, .. } => Finished::Put {
+                id,
+                key: op.key,
+                notify,
+                stored: stored.len() as u32,
+                asked: asked.len() as u32,
+                refused,
+            },
+        })
+    }
+
+    fn finish_ops(&mut self, id: u64) -> Option<Op> {
+        let op = self.ops.remove(&id)?;
+        for r in &op.outstanding {
+            self.requests.remove(r);
+        }
+        Some(op)
+    }
+
+    fn take_request(&mut self, request: u64) -> Option<u64> {
+        let id = self.requests.remove(&request)?;
+        if let Some(op) = self.ops.get_mut(&id) {
+            op.outstanding.remove(&request);
+        }
+        Some(id)
+    }
+}
+
+fn request_id(r: &Request) -> u64 {
+    match r {
+        Request::GetTowardKey { request, .. }
+        | Request::GetFrom { request, .. }
+        | Request::Put { request, .. }
+        | Request::Store { request, .. } => *request,
+    }
+}
+
+fn merge_closest(op: &mut Op, closest: Vec<NodeId>, k: usize) {
+    for n in closest.into_iter().take(k) {
+        op.closest.insert((n.distance(&op.key), n));
+    }
+    while op.closest.len() > k {
+        op.closest.pop_last();
+    }
+}
