@@ -33,7 +33,7 @@ enum Kind {
         misses: BTreeSet<(Distance, NodeId)>,
     },
     Put {
-        record: Record,
+        record: alloc::boxed::Box<Record>,
         /// Whether the application hears of the end (not for republications).
         notify: bool,
         stored: BTreeSet<NodeId>,
@@ -63,13 +63,29 @@ struct Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Request {
     /// A get toward the key through the `attempt`-th ranked first link.
-    GetTowardKey { request: u64, key: NodeId, attempt: usize },
+    GetTowardKey {
+        request: u64,
+        key: NodeId,
+        attempt: usize,
+    },
     /// A get sent to one node.
-    GetFrom { request: u64, key: NodeId, node: NodeId },
+    GetFrom {
+        request: u64,
+        key: NodeId,
+        node: NodeId,
+    },
     /// A put toward the key through the `attempt`-th ranked first link.
-    Put { request: u64, record: Record, attempt: usize },
+    Put {
+        request: u64,
+        record: Record,
+        attempt: usize,
+    },
     /// A store at one node.
-    Store { request: u64, record: Record, node: NodeId },
+    Store {
+        request: u64,
+        record: Record,
+        node: NodeId,
+    },
 }
 
 /// A command that ended.
@@ -93,6 +109,19 @@ pub(crate) enum Finished {
         asked: u32,
         refused: Option<StoreError>,
     },
+}
+
+/// An answer to one of our requests: its envelope verified, from `from`.
+#[derive(Debug)]
+pub(crate) struct Answer<T> {
+    pub(crate) request: u64,
+    pub(crate) from: NodeId,
+    /// The record (a get's), or the store's result (a put's or store's).
+    pub(crate) body: T,
+    /// The closest nodes the answerer named.
+    pub(crate) closest: Vec<NodeId>,
+    /// Link traversals the request made to reach the answerer.
+    pub(crate) hops: u32,
 }
 
 /// What a command does after an answer or its deadline.
@@ -141,7 +170,14 @@ impl Dht {
         fresh: impl FnMut() -> u64,
         config: &Config,
     ) -> Vec<Request> {
-        self.insert(now, id, key, Kind::Get { misses: BTreeSet::new() });
+        self.insert(
+            now,
+            id,
+            key,
+            Kind::Get {
+                misses: BTreeSet::new(),
+            },
+        );
         self.round(now, id, fresh, config)
     }
 
@@ -156,7 +192,7 @@ impl Dht {
         config: &Config,
     ) -> Vec<Request> {
         let kind = Kind::Put {
-            record: record.clone(),
+            record: alloc::boxed::Box::new(record.clone()),
             notify,
             stored: BTreeSet::new(),
             refused: None,
@@ -205,7 +241,11 @@ impl Dht {
         match &op.kind {
             Kind::Get { .. } if op.round == 1 => {
                 for attempt in 0..alpha {
-                    out.push(Request::GetTowardKey { request: fresh(), key: op.key, attempt });
+                    out.push(Request::GetTowardKey {
+                        request: fresh(),
+                        key: op.key,
+                        attempt,
+                    });
                 }
             }
             Kind::Get { misses } => {
@@ -217,22 +257,38 @@ impl Dht {
                     .filter(|n| !asked.contains(n) && !op.probed.contains(n))
                     .take(alpha)
                     .collect();
-                if next.is_empty() {
-                    // Nobody answered or named anybody: toward the key again, through other links.
+                if next.is_empty() && !op.answered {
+                    // Nobody answered: toward the key again, through other links.
                     for attempt in first_attempt..first_attempt + alpha {
-                        out.push(Request::GetTowardKey { request: fresh(), key: op.key, attempt });
+                        out.push(Request::GetTowardKey {
+                            request: fresh(),
+                            key: op.key,
+                            attempt,
+                        });
                     }
                 }
                 for node in next {
                     op.probed.insert(node);
-                    out.push(Request::GetFrom { request: fresh(), key: op.key, node });
+                    out.push(Request::GetFrom {
+                        request: fresh(),
+                        key: op.key,
+                        node,
+                    });
                 }
             }
             Kind::Put { record, .. } => {
                 for attempt in first_attempt..first_attempt + alpha {
-                    out.push(Request::Put { request: fresh(), record: record.clone(), attempt });
+                    out.push(Request::Put {
+                        request: fresh(),
+                        record: (**record).clone(),
+                        attempt,
+                    });
                 }
             }
+        }
+        if out.is_empty() {
+            // No round after all: the command ends (the caller sees no requests).
+            op.round -= 1;
         }
         for r in &out {
             let request = request_id(r);
@@ -259,14 +315,17 @@ impl Dht {
     pub(crate) fn handle_value(
         &mut self,
         now: Instant,
-        request: u64,
-        from: NodeId,
-        record: Option<Record>,
-        closest: Vec<NodeId>,
-        hops: u32,
+        answer: Answer<Option<Record>>,
         fresh: impl FnMut() -> u64,
         config: &Config,
     ) -> Option<(u64, Step)> {
+        let Answer {
+            request,
+            from,
+            body: record,
+            closest,
+            hops,
+        } = answer;
         let id = self.take_request(request)?;
         let op = self.ops.get_mut(&id)?;
         let Kind::Get { misses } = &mut op.kind else {
@@ -297,9 +356,20 @@ impl Dht {
 
     /// Nodes that answered get `id` with none, closer to its key than `holder` (which had the
     /// record): they should hold it. At most `n`.
-    pub(crate) fn repair_targets(&self, key: &NodeId, misses: &[NodeId], holder: &NodeId, n: usize) -> Vec<NodeId> {
+    pub(crate) fn repair_targets(
+        &self,
+        key: &NodeId,
+        misses: &[NodeId],
+        holder: &NodeId,
+        n: usize,
+    ) -> Vec<NodeId> {
         let limit = holder.distance(key);
-        misses.iter().filter(|m| m.distance(key) < limit).take(n).copied().collect()
+        misses
+            .iter()
+            .filter(|m| m.distance(key) < limit)
+            .take(n)
+            .copied()
+            .collect()
     }
 
     /// The nodes that answered get `id` with none, closest first (read before the answer that ends
@@ -317,17 +387,28 @@ impl Dht {
     pub(crate) fn handle_stored(
         &mut self,
         now: Instant,
-        request: u64,
-        from: NodeId,
-        result: Result<(), StoreError>,
-        closest: Vec<NodeId>,
+        answer: Answer<Result<(), StoreError>>,
         local: NodeId,
         mut fresh: impl FnMut() -> u64,
         config: &Config,
     ) -> Option<(u64, Step)> {
+        let Answer {
+            request,
+            from,
+            body: result,
+            closest,
+            ..
+        } = answer;
         let id = self.take_request(request)?;
         let op = self.ops.get_mut(&id)?;
-        let Kind::Put { record, stored, refused, asked, .. } = &mut op.kind else {
+        let Kind::Put {
+            record,
+            stored,
+            refused,
+            asked,
+            ..
+        } = &mut op.kind
+        else {
             return Some((id, Step::Wait));
         };
         op.answered = true;
@@ -348,7 +429,11 @@ impl Dht {
             let request = fresh();
             op.outstanding.insert(request);
             self.requests.insert(request, id);
-            stores.push(Request::Store { request, record: record.clone(), node });
+            stores.push(Request::Store {
+                request,
+                record: (**record).clone(),
+                node,
+            });
         }
         if !stores.is_empty() {
             // The store phase gets a round's time from now.
@@ -360,7 +445,13 @@ impl Dht {
 
     /// After an answer that did not end the command: wait while requests are out, otherwise the
     /// next round or the end.
-    fn after_answer(&mut self, now: Instant, id: u64, fresh: impl FnMut() -> u64, config: &Config) -> Step {
+    fn after_answer(
+        &mut self,
+        now: Instant,
+        id: u64,
+        fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Step {
         match self.ops.get(&id) {
             Some(op) if !op.outstanding.is_empty() => Step::Wait,
             Some(op) if matches!(op.kind, Kind::Put { .. }) && op.answered => self.end(id),
@@ -369,7 +460,13 @@ impl Dht {
         }
     }
 
-    fn next_or_end(&mut self, now: Instant, id: u64, fresh: impl FnMut() -> u64, config: &Config) -> Step {
+    fn next_or_end(
+        &mut self,
+        now: Instant,
+        id: u64,
+        fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Step {
         let Some(op) = self.ops.get(&id) else {
             return Step::Wait;
         };
@@ -386,7 +483,13 @@ impl Dht {
 
     /// Command `id`'s deadline passed: its outstanding requests are forgotten; a put that heard from
     /// anybody ends, anything else goes on to its next round or ends.
-    pub(crate) fn handle_timeout(&mut self, now: Instant, id: u64, fresh: impl FnMut() -> u64, config: &Config) -> Step {
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        id: u64,
+        fresh: impl FnMut() -> u64,
+        config: &Config,
+    ) -> Step {
         let Some(op) = self.ops.get_mut(&id) else {
             return Step::Wait;
         };
@@ -413,7 +516,13 @@ impl Dht {
                 hops: op.hops,
                 rounds: op.round,
             },
-            Kind::Put { notify, stored, refused, asked, .. } => Finished::Put {
+            Kind::Put {
+                notify,
+                stored,
+                refused,
+                asked,
+                ..
+            } => Finished::Put {
                 id,
                 key: op.key,
                 notify,
@@ -456,5 +565,244 @@ fn merge_closest(op: &mut Op, closest: Vec<NodeId>, k: usize) {
     }
     while op.closest.len() > k {
         op.closest.pop_last();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::id;
+    use p2pmesh_base::Identity;
+
+    fn fresh(next: &mut u64) -> impl FnMut() -> u64 + '_ {
+        move || {
+            *next += 1;
+            *next
+        }
+    }
+
+    fn record() -> Record {
+        Record::sign(
+            &Identity::from_secret_bytes(&[7; 32]),
+            b"name".to_vec(),
+            1,
+            b"v".to_vec(),
+            Instant::from_millis(1_000_000),
+        )
+    }
+
+    fn answer<T>(request: u64, from: NodeId, body: T, closest: Vec<NodeId>) -> Answer<T> {
+        Answer {
+            request,
+            from,
+            body,
+            closest,
+            hops: 3,
+        }
+    }
+
+    fn requests(step: Step) -> Vec<Request> {
+        match step {
+            Step::Send(r) => r,
+            other => panic!("expected requests, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_get_asks_toward_the_key_then_the_closest_named_then_ends_not_found() {
+        let config = Config::default();
+        let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
+        let key = id(9);
+        let first = dht.start_get(now, 1, key, fresh(&mut next), &config);
+        assert_eq!(first.len(), config.lookup_parallelism);
+        assert!(first.iter().enumerate().all(|(i, r)| matches!(r,
+            Request::GetTowardKey { key: k, attempt, .. } if *k == key && *attempt == i)));
+        // An answer to no request of ours is ignored.
+        assert!(
+            dht.handle_value(
+                now,
+                answer(5, id(1), None, vec![]),
+                fresh(&mut next),
+                &config
+            )
+            .is_none()
+        );
+        // Every path says none; one names two nodes.
+        let mut last = Step::Wait;
+        for (i, r) in first.iter().enumerate() {
+            let closest = if i == 0 { vec![id(8), id(3)] } else { vec![] };
+            let a = answer(request_id(r), id(20 + i as u8), None, closest);
+            last = dht
+                .handle_value(now, a, fresh(&mut next), &config)
+                .unwrap()
+                .1;
+        }
+        let second = requests(last);
+        let asked: Vec<NodeId> = second
+            .iter()
+            .map(|r| match r {
+                Request::GetFrom { node, .. } => *node,
+                other => panic!("round 2 asks nodes: {other:?}"),
+            })
+            .collect();
+        assert_eq!(asked.len(), 2);
+        assert!(asked.contains(&id(8)) && asked.contains(&id(3)));
+        // They have none either and name nobody new: not found, but answered.
+        let mut last = Step::Wait;
+        for r in &second {
+            last = dht
+                .handle_value(
+                    now,
+                    answer(request_id(r), id(8), None, vec![]),
+                    fresh(&mut next),
+                    &config,
+                )
+                .unwrap()
+                .1;
+        }
+        match last {
+            Step::Finished(Finished::Get {
+                record: None,
+                answered: true,
+                rounds: 2,
+                ..
+            }) => {}
+            other => panic!("expected not found, got {other:?}"),
+        }
+        assert_eq!(dht.len(), 0);
+    }
+
+    #[test]
+    fn a_found_record_ends_the_get_and_late_answers_are_ignored() {
+        let config = Config::default();
+        let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
+        let r = record();
+        let first = dht.start_get(now, 1, r.key, fresh(&mut next), &config);
+        let a = answer(request_id(&first[1]), id(4), Some(r.clone()), vec![]);
+        match dht
+            .handle_value(now, a, fresh(&mut next), &config)
+            .unwrap()
+            .1
+        {
+            Step::Finished(Finished::Get {
+                record: Some(found),
+                hops: 3,
+                rounds: 1,
+                ..
+            }) => {
+                assert_eq!(found, r);
+            }
+            other => panic!("expected found, got {other:?}"),
+        }
+        let late = answer(request_id(&first[0]), id(5), None, vec![]);
+        assert!(
+            dht.handle_value(now, late, fresh(&mut next), &config)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_put_stores_at_the_named_closest_and_counts_who_stored() {
+        let config = Config::default();
+        let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
+        let local = id(1);
+        let first = dht.start_put(now, 1, record(), true, fresh(&mut next), &config);
+        assert_eq!(first.len(), config.lookup_parallelism);
+        // The node where the put arrived stored it and names itself, us, and two others.
+        let root = id(9);
+        let a = answer(
+            request_id(&first[0]),
+            root,
+            Ok(()),
+            vec![root, local, id(7), id(6)],
+        );
+        let stores = requests(
+            dht.handle_stored(now, a, local, fresh(&mut next), &config)
+                .unwrap()
+                .1,
+        );
+        let targets: Vec<NodeId> = stores
+            .iter()
+            .map(|r| match r {
+                Request::Store { node, .. } => *node,
+                other => panic!("stores: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            vec![id(7), id(6)],
+            "neither the root again nor ourselves"
+        );
+        // The other paths arrived at the same root: nothing new to ask.
+        for r in &first[1..] {
+            let a = answer(request_id(r), root, Ok(()), vec![root, id(7)]);
+            assert_eq!(
+                dht.handle_stored(now, a, local, fresh(&mut next), &config)
+                    .unwrap()
+                    .1,
+                Step::Wait
+            );
+        }
+        let a = answer(request_id(&stores[0]), id(7), Ok(()), vec![]);
+        assert_eq!(
+            dht.handle_stored(now, a, local, fresh(&mut next), &config)
+                .unwrap()
+                .1,
+            Step::Wait
+        );
+        let a = answer(
+            request_id(&stores[1]),
+            id(6),
+            Err(StoreError::PublisherQuota),
+            vec![],
+        );
+        match dht
+            .handle_stored(now, a, local, fresh(&mut next), &config)
+            .unwrap()
+            .1
+        {
+            Step::Finished(Finished::Put {
+                stored: 2,
+                asked: 3,
+                refused: Some(StoreError::PublisherQuota),
+                notify: true,
+                ..
+            }) => {}
+            other => panic!("expected the end, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn commands_nobody_answers_retry_through_other_links_then_end_unanswered() {
+        let config = Config::default();
+        let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
+        let _ = dht.start_put(now, 1, record(), true, fresh(&mut next), &config);
+        let _ = dht.start_get(now, 2, id(9), fresh(&mut next), &config);
+        let mut ends = 0;
+        for round in 2..=config.lookup_max_rounds + 1 {
+            for op in [1, 2] {
+                match dht.handle_timeout(now, op, fresh(&mut next), &config) {
+                    Step::Send(r) => {
+                        assert!(round <= config.lookup_max_rounds);
+                        let first = (round as usize - 1) * config.lookup_parallelism;
+                        assert!(r.iter().all(|r| matches!(r,
+                            Request::Put { attempt, .. } | Request::GetTowardKey { attempt, .. } if *attempt >= first)));
+                    }
+                    Step::Finished(Finished::Put {
+                        stored: 0,
+                        asked: 0,
+                        ..
+                    })
+                    | Step::Finished(Finished::Get {
+                        answered: false,
+                        record: None,
+                        ..
+                    }) => ends += 1,
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(ends, 2);
+        assert_eq!(dht.len(), 0);
     }
 }

@@ -1,23 +1,24 @@
-//! DHT records over the mesh: a node publishes a signed record under its key and a salt, a node that
-//! does not store it finds it over the network (signature checked), and a new value from the
-//! publisher replaces the old one.
+//! The DHT over the mesh: a node publishes a signed record under a name, a node that does not store it
+//! finds it over the network (key and signature checked), a new value from the publisher replaces the
+//! old one, nobody else can take the name, a removal hides it, and records outlive the crash of a
+//! third of the nodes.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use harness::Net;
-use kademlia_core::{QueryId, QueryResult, Record};
-use mesh_core::{Config, Error, Event};
+use kademlia_core::{NodeId, Record, StoreError};
+use mesh_core::{Config, Error, Event, QueryId};
 
 mod harness;
 
-/// More than `k` (20), so that some nodes do not store the record and must ask for it.
+/// More than `lookup_k` (20), so that some nodes do not store the record and must ask for it.
 const N: usize = 30;
 
-fn formed_mesh() -> Net {
-    let mut net = Net::new(N, &Config::default());
-    for i in 0..N {
+fn formed_mesh(n: usize) -> Net {
+    let mut net = Net::new(n, &Config::default());
+    for i in 0..n {
         net.join(i);
         net.run_for(Duration::from_millis(200));
     }
@@ -25,74 +26,92 @@ fn formed_mesh() -> Net {
     net
 }
 
-/// The result of the DHT query `q` of node `i`.
-fn dht_result(net: &Net, i: usize, q: QueryId) -> QueryResult {
+/// What a put of node `i` reported: (stored, asked, refused).
+fn put_result(net: &Net, i: usize, q: QueryId) -> (u32, u32, Option<StoreError>) {
     net.events
         .iter()
         .find_map(|(n, e)| match e {
-            Event::Dht(kademlia_core::Event::QueryFinished { id, result, .. })
-                if *n == i && *id == q =>
-            {
-                Some(result.clone())
-            }
+            Event::PutFinished {
+                id,
+                stored,
+                asked,
+                refused,
+                ..
+            } if *n == i && *id == q => Some((*stored, *asked, *refused)),
             _ => None,
         })
-        .expect("the query finished")
+        .expect("the put finished")
 }
 
-/// Node `i` looks `key` up, over the network (not in its own store): the record found.
-fn get(net: &mut Net, i: usize, key: kademlia_core::NodeId) -> Option<Record> {
-    let q = net.do_with(i, |n, now| n.get_value(now, key));
+fn put(net: &mut Net, i: usize, name: &[u8], value: &[u8]) -> (u32, u32, Option<StoreError>) {
+    let q = net.do_with(i, |n, now| n.put(now, name, value.to_vec()).unwrap());
     net.run_for(Duration::from_secs(10));
-    let rounds = net
-        .events
+    put_result(net, i, q)
+}
+
+/// Node `i` looks `name` up: (record, rounds, hops).
+fn get(net: &mut Net, i: usize, name: &[u8]) -> (Option<Record>, u32, u32) {
+    let q = net.do_with(i, |n, now| n.get(now, name).unwrap());
+    net.run_for(Duration::from_secs(10));
+    net.events
         .iter()
         .find_map(|(n, e)| match e {
-            Event::Dht(kademlia_core::Event::QueryFinished { id, rounds, .. })
-                if *n == i && *id == q =>
-            {
-                Some(*rounds)
+            Event::GetFinished {
+                id,
+                record,
+                answered,
+                rounds,
+                hops,
+                key,
+            } if *n == i && *id == q => {
+                assert!(*answered, "somebody answered");
+                assert_eq!(*key, Record::key_for(name));
+                Some((record.clone(), *rounds, *hops))
             }
             _ => None,
         })
-        .expect("the query finished");
-    assert!(rounds >= 1, "found over the network, not in its own store");
-    match dht_result(net, i, q) {
-        QueryResult::GetValue { record, .. } => record,
-        other => panic!("get gave {other:?}"),
-    }
+        .expect("the get finished")
 }
 
-fn put(net: &mut Net, i: usize, salt: &[u8], value: &[u8]) -> usize {
-    let q = net.do_with(i, |n, now| {
-        n.put_value(now, salt.to_vec(), value.to_vec()).unwrap()
-    });
-    net.run_for(Duration::from_secs(10));
-    match dht_result(net, i, q) {
-        QueryResult::PutValue { stored, .. } => stored,
-        other => panic!("put gave {other:?}"),
-    }
+/// A node other than `except` that neither stores nor publishes the record under `key`.
+fn stranger(net: &Net, key: NodeId, except: &[usize]) -> usize {
+    net.live_nodes()
+        .into_iter()
+        .find(|(i, n)| {
+            !except.contains(i)
+                && n.kademlia().records().all(|r| r.key != key)
+                && n.published().all(|r| r.key != key)
+        })
+        .map(|(i, _)| i)
+        .expect("a node that does not store the record")
 }
 
 #[test]
-fn a_signed_record_is_found_and_replaced_by_its_publisher() {
-    let mut net = formed_mesh();
+fn a_signed_record_is_found_and_replaced_by_its_publisher_only() {
+    let mut net = formed_mesh(N);
     let publisher = 2;
-    let key = Record::key_for(&net.node(publisher).public_key(), b"profile");
-    assert!(put(&mut net, publisher, b"profile", b"v1") >= 1);
+    let key = Record::key_for(b"profile");
+    let (stored, asked, refused) = put(&mut net, publisher, b"profile", b"v1");
+    assert!(stored >= 10, "stored at {stored} of {asked} ({refused:?})");
+    assert_eq!(refused, None);
 
-    let reader = (0..N)
-        .find(|&i| i != publisher && net.node(i).kademlia().records().all(|r| r.key != key))
-        .expect("a node that does not store the record");
-    let found = get(&mut net, reader, key).expect("found");
+    let reader = stranger(&net, key, &[publisher]);
+    let (found, rounds, hops) = get(&mut net, reader, b"profile");
+    let found = found.expect("found");
     assert_eq!(found.value, b"v1");
     assert_eq!(found.publisher(), net.ids[publisher]);
     assert!(found.verify(p2pmesh_base::verify));
+    assert!(
+        rounds >= 1 && hops >= 1,
+        "over the network: {rounds} rounds, {hops} hops"
+    );
     let first_seq = found.seq;
 
     // A new value from the publisher replaces the old one wherever it was stored.
-    assert!(put(&mut net, publisher, b"profile", b"v2") >= 1);
-    let found = get(&mut net, reader, key).expect("found");
+    let (stored, _, _) = put(&mut net, publisher, b"profile", b"v2");
+    assert!(stored >= 10);
+    let (found, _, _) = get(&mut net, reader, b"profile");
+    let found = found.expect("found");
     assert_eq!(found.value, b"v2");
     assert!(found.seq > first_seq);
     for (i, n) in net.live_nodes() {
@@ -101,9 +120,61 @@ fn a_signed_record_is_found_and_replaced_by_its_publisher() {
         }
     }
 
-    // A salt longer than BEP 44's 64 bytes is refused before anything is sent.
-    let long = net.do_with(publisher, |n, now| {
-        n.put_value(now, vec![0; 65], b"x".to_vec())
-    });
+    // Another publisher cannot take the name: the nodes that hold it refuse, and gets still find
+    // the publisher's record.
+    let squatter = stranger(&net, key, &[publisher, reader]);
+    let (_, _, refused) = put(&mut net, squatter, b"profile", b"mine");
+    assert_eq!(refused, Some(StoreError::OtherPublisher));
+    let (found, _, _) = get(&mut net, reader, b"profile");
+    assert_eq!(found.unwrap().publisher(), net.ids[publisher]);
+
+    // Removed: a tombstone replaces it, and the name is no longer republished.
+    let q = net.do_with(publisher, |n, now| n.remove(now, b"profile").unwrap());
+    net.run_for(Duration::from_secs(10));
+    assert!(put_result(&net, publisher, q).0 >= 10);
+    let (found, _, _) = get(&mut net, reader, b"profile");
+    assert!(found.expect("the tombstone").is_tombstone());
+    assert_eq!(net.node(publisher).published().count(), 0);
+}
+
+#[test]
+fn commands_refuse_what_no_node_would_accept() {
+    let mut net = formed_mesh(3);
+    let long = net.do_with(0, |n, now| n.put(now, &[0; 65], b"x".to_vec()));
     assert!(matches!(long, Err(Error::TooLarge { len: 65, max: 64 })));
+    let big = net.do_with(0, |n, now| n.put(now, b"k", vec![0; 16 * 1024 + 1]));
+    assert!(matches!(big, Err(Error::TooLarge { .. })));
+    let empty = net.do_with(0, |n, now| n.put(now, b"k", Vec::new()));
+    assert!(matches!(empty, Err(Error::EmptyValue)));
+    let never = net.do_with(0, |n, now| n.remove(now, b"never put"));
+    assert!(matches!(never, Err(Error::NotPublished)));
+    // A name nobody published: answered, not found.
+    let (found, _, _) = get(&mut net, 1, b"nobody's");
+    assert!(found.is_none());
+}
+
+#[test]
+fn records_survive_the_crash_of_a_third_of_the_nodes() {
+    let n = 45;
+    let mut net = formed_mesh(n);
+    let names: Vec<Vec<u8>> = (0..10).map(|i| format!("rec-{i}").into_bytes()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let (stored, _, _) = put(&mut net, i, name, name);
+        assert!(stored >= 1);
+    }
+    // The publishers and every third other node crash without a word.
+    for i in (0..n).filter(|i| *i < names.len() || i % 3 == 0) {
+        net.crash(i);
+    }
+    net.run_for(Duration::from_secs(60));
+    let live: Vec<usize> = net.live_nodes().into_iter().map(|(i, _)| i).collect();
+    for (j, name) in names.iter().enumerate() {
+        let reader = live[(j * 7) % live.len()];
+        let (found, _, _) = get(&mut net, reader, name);
+        assert_eq!(
+            found.map(|r| r.value),
+            Some(name.clone()),
+            "{j} from {reader}"
+        );
+    }
 }

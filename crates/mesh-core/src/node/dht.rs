@@ -8,7 +8,7 @@ use kademlia_core::{Instant, NodeId, Record, StoreError};
 use rand::RngExt as _;
 
 use super::Node;
-use crate::dht::{Finished, Published, Request, Step};
+use crate::dht::{Answer, Finished, Published, Request, Step};
 use crate::event::{Error, Event, Output, QueryId};
 use crate::frame::{Frame, Payload, Routed};
 use crate::router;
@@ -42,7 +42,10 @@ impl Node {
         }
         let max = self.config.kademlia.max_value_bytes;
         if value.len() > max {
-            return Err(Error::TooLarge { len: value.len(), max });
+            return Err(Error::TooLarge {
+                len: value.len(),
+                max,
+            });
         }
         let record = self.sign_record(now, key, value)?;
         self.check_capacity()?;
@@ -153,7 +156,11 @@ impl Node {
             .published
             .get(&k)
             .map(|p| &p.record)
-            .or(self.kad.record(now, &k).as_ref().filter(|r| r.public_key == self.identity.public_key()))
+            .or(self
+                .kad
+                .record(now, &k)
+                .as_ref()
+                .filter(|r| r.public_key == self.identity.public_key()))
             .map_or(0, |r| r.seq.saturating_add(1));
         let seq = previous.max(now.as_micros());
         Ok(Record::sign(
@@ -170,9 +177,14 @@ impl Node {
         let _ = self.kad.store_record(now, record.clone());
         let id = self.router.fresh_id();
         let rng = &mut self.rng;
-        let requests = self
-            .dht
-            .start_put(now, id, record, notify, || rng.random::<u64>(), &self.config);
+        let requests = self.dht.start_put(
+            now,
+            id,
+            record,
+            notify,
+            || rng.random::<u64>(),
+            &self.config,
+        );
         self.send_dht(now, requests);
         self.timers.set(Timer::Dht(id), self.dht.deadline(id));
         id
@@ -191,19 +203,53 @@ impl Node {
     fn send_dht(&mut self, now: Instant, requests: Vec<Request>) {
         for r in requests {
             match r {
-                Request::GetTowardKey { request, key, attempt } => {
-                    let _ = self.originate_dht(now, key, request, key, &Payload::DhtGet { key }, attempt);
+                Request::GetTowardKey {
+                    request,
+                    key,
+                    attempt,
+                } => {
+                    let _ = self.originate_dht(
+                        now,
+                        key,
+                        request,
+                        key,
+                        &Payload::DhtGet { key },
+                        attempt,
+                    );
                 }
                 Request::GetFrom { request, key, node } => {
-                    let _ = self.originate_dht(now, node, request, key, &Payload::DhtGet { key }, 0);
+                    let _ =
+                        self.originate_dht(now, node, request, key, &Payload::DhtGet { key }, 0);
                 }
-                Request::Put { request, record, attempt } => {
+                Request::Put {
+                    request,
+                    record,
+                    attempt,
+                } => {
                     let key = record.key;
-                    let _ = self.originate_dht(now, key, request, key, &Payload::DhtPut { record }, attempt);
+                    let _ = self.originate_dht(
+                        now,
+                        key,
+                        request,
+                        key,
+                        &Payload::DhtPut { record },
+                        attempt,
+                    );
                 }
-                Request::Store { request, record, node } => {
+                Request::Store {
+                    request,
+                    record,
+                    node,
+                } => {
                     let key = record.key;
-                    let _ = self.originate_dht(now, node, request, key, &Payload::DhtStore { record }, 0);
+                    let _ = self.originate_dht(
+                        now,
+                        node,
+                        request,
+                        key,
+                        &Payload::DhtStore { record },
+                        0,
+                    );
                 }
             }
         }
@@ -220,9 +266,15 @@ impl Node {
         payload: &Payload,
         attempt: usize,
     ) -> Option<NodeId> {
-        let mut r = self
-            .router
-            .envelope(now, &self.identity, dst, id, Some(key), payload, &self.config)?;
+        let mut r = self.router.envelope(
+            now,
+            &self.identity,
+            dst,
+            id,
+            Some(key),
+            payload,
+            &self.config,
+        )?;
         r.hops_left = self.config.hop_limit;
         self.send_dht_routed(now, r, attempt)
     }
@@ -327,17 +379,40 @@ impl Node {
         }
     }
 
-    fn answer_get(&mut self, now: Instant, r: &Routed, record: Option<Record>, closest: Vec<NodeId>) {
+    fn answer_get(
+        &mut self,
+        now: Instant,
+        r: &Routed,
+        record: Option<Record>,
+        closest: Vec<NodeId>,
+    ) {
         if r.dst != self.local && !router::signed_by_src(r) {
             self.stats.dropped_bad_signature += 1;
             return;
         }
         self.stats.dht_answered += 1;
         let request_hops = r.hops();
-        self.reply(now, r, r.id, &Payload::DhtValue { record, closest, request_hops }, false);
+        self.reply(
+            now,
+            r,
+            r.id,
+            &Payload::DhtValue {
+                record,
+                closest,
+                request_hops,
+            },
+            false,
+        );
     }
 
-    fn answer_store(&mut self, now: Instant, r: &Routed, record: Record, arrived: bool, key: NodeId) {
+    fn answer_store(
+        &mut self,
+        now: Instant,
+        r: &Routed,
+        record: Record,
+        arrived: bool,
+        key: NodeId,
+    ) {
         if r.dst != self.local && !router::signed_by_src(r) {
             self.stats.dropped_bad_signature += 1;
             return;
@@ -350,7 +425,17 @@ impl Node {
             Vec::new()
         };
         let request_hops = r.hops();
-        self.reply(now, r, r.id, &Payload::DhtStored { result, closest, request_hops }, false);
+        self.reply(
+            now,
+            r,
+            r.id,
+            &Payload::DhtStored {
+                result,
+                closest,
+                request_hops,
+            },
+            false,
+        );
     }
 
     /// An answer to one of our get requests, from `from` (its envelope verified).
@@ -378,19 +463,25 @@ impl Node {
         };
         let misses = self.dht.misses(id);
         let rng = &mut self.rng;
-        let Some((id, step)) = self.dht.handle_value(
-            now,
+        let answer = Answer {
             request,
             from,
-            record,
+            body: record,
             closest,
             hops,
-            || rng.random::<u64>(),
-            &self.config,
-        ) else {
+        };
+        let Some((id, step)) =
+            self.dht
+                .handle_value(now, answer, || rng.random::<u64>(), &self.config)
+        else {
             return;
         };
-        if let Step::Finished(Finished::Get { record: Some(record), key, .. }) = &step {
+        if let Step::Finished(Finished::Get {
+            record: Some(record),
+            key,
+            ..
+        }) = &step
+        {
             // Nodes closer to the key that said none should have held it: hand it to them.
             for node in self.dht.repair_targets(key, &misses, &from, REPAIR_MAX) {
                 self.hand_over(now, node, record.clone());
@@ -410,16 +501,17 @@ impl Node {
     ) {
         let rng = &mut self.rng;
         let local = self.local;
-        let Some((id, step)) = self.dht.handle_stored(
-            now,
+        let answer = Answer {
             request,
             from,
-            result,
+            body: result,
             closest,
-            local,
-            || rng.random::<u64>(),
-            &self.config,
-        ) else {
+            hops: 0,
+        };
+        let Some((id, step)) =
+            self.dht
+                .handle_stored(now, answer, local, || rng.random::<u64>(), &self.config)
+        else {
             // The answer to a hand-over or a repair: nothing waits for it.
             return;
         };
@@ -431,7 +523,14 @@ impl Node {
         match step {
             Step::Wait => {}
             Step::Send(requests) => self.send_dht(now, requests),
-            Step::Finished(Finished::Get { id, key, record, answered, hops, rounds }) => {
+            Step::Finished(Finished::Get {
+                id,
+                key,
+                record,
+                answered,
+                hops,
+                rounds,
+            }) => {
                 self.emit(Output::Event(Event::GetFinished {
                     id: QueryId(id),
                     key,
@@ -441,7 +540,14 @@ impl Node {
                     rounds,
                 }));
             }
-            Step::Finished(Finished::Put { id, key, notify, stored, asked, refused }) => {
+            Step::Finished(Finished::Put {
+                id,
+                key,
+                notify,
+                stored,
+                asked,
+                refused,
+            }) => {
                 if notify {
                     self.emit(Output::Event(Event::PutFinished {
                         id: QueryId(id),
