@@ -203,6 +203,42 @@ enum PayloadSpec {
     },
     /// A body that is not necessarily a payload.
     Raw(Vec<u8>),
+    DhtGet(DhtKey),
+    DhtPut(RecordSpec),
+    DhtStore(RecordSpec),
+    DhtValue {
+        record: Option<RecordSpec>,
+        closest: Vec<IdRef>,
+        request_hops: u32,
+    },
+    DhtStored {
+        /// `None`: stored; else a refusal (modulo the kinds).
+        refused: Option<u8>,
+        closest: Vec<IdRef>,
+        request_hops: u32,
+    },
+}
+
+/// A DHT record name: one of eight short ones (`name-0`..`name-7`, which the node's own puts use
+/// too) or `n` bytes of `n` (from 8; over `MAX_SALT_BYTES` from 65).
+#[derive(Debug, Clone, Copy, Arbitrary)]
+struct Name(u8);
+
+impl Name {
+    fn bytes(self) -> Vec<u8> {
+        if self.0 < 8 {
+            format!("name-{}", self.0).into_bytes()
+        } else {
+            vec![self.0; usize::from(self.0)]
+        }
+    }
+}
+
+/// The key of a DHT request: a name's ([`kademlia_core::Record::key_for`]) or any id.
+#[derive(Debug, Arbitrary)]
+enum DhtKey {
+    Name(Name),
+    Id(IdRef),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -220,8 +256,9 @@ enum AppSpec {
     Send { to: IdRef, data: Vec<u8> },
     FindNode(IdRef),
     DhtFindNode(IdRef),
-    GetValue(IdRef),
-    PutValue { salt: Vec<u8>, value: Vec<u8> },
+    Get(Name),
+    Put { name: Name, value: Vec<u8> },
+    Remove(Name),
     Signal { to: IdRef, payload: Vec<u8> },
     Leave,
     Join,
@@ -244,6 +281,19 @@ struct Harness {
     message_ids: Vec<MessageId>,
     /// The chunked-message counter of the attackers' links.
     chunk_msg: u32,
+}
+
+fn store_error(n: u8) -> kademlia_core::StoreError {
+    use kademlia_core::StoreError as E;
+    [
+        E::OtherPublisher,
+        E::Stale,
+        E::PublisherQuota,
+        E::Full,
+        E::Invalid,
+        E::Expired,
+        E::TooLarge,
+    ][usize::from(n) % 7]
 }
 
 fn remember<T>(list: &mut Vec<T>, item: T) {
@@ -519,6 +569,36 @@ impl Harness {
                 nodes: self.ids(nodes),
             }),
             PayloadSpec::Raw(_) => None,
+            PayloadSpec::DhtGet(key) => Some(Payload::DhtGet {
+                key: match key {
+                    DhtKey::Name(name) => kademlia_core::Record::key_for(&name.bytes()),
+                    DhtKey::Id(id) => self.id(*id),
+                },
+            }),
+            PayloadSpec::DhtPut(r) => Some(Payload::DhtPut {
+                record: self.record(r),
+            }),
+            PayloadSpec::DhtStore(r) => Some(Payload::DhtStore {
+                record: self.record(r),
+            }),
+            PayloadSpec::DhtValue {
+                record,
+                closest,
+                request_hops,
+            } => Some(Payload::DhtValue {
+                record: record.as_ref().map(|r| self.record(r)),
+                closest: self.ids(closest),
+                request_hops: *request_hops,
+            }),
+            PayloadSpec::DhtStored {
+                refused,
+                closest,
+                request_hops,
+            } => Some(Payload::DhtStored {
+                result: refused.map_or(Ok(()), |r| Err(store_error(r))),
+                closest: self.ids(closest),
+                request_hops: *request_hops,
+            }),
         };
         let body = match (&payload, &spec.payload) {
             (Some(p), _) => postcard::to_allocvec(p).unwrap_or_default(),
@@ -742,11 +822,14 @@ impl Harness {
             AppSpec::DhtFindNode(t) => {
                 let _ = self.node.dht_find_node(now, self.id(*t));
             }
-            AppSpec::GetValue(k) => {
-                let _ = self.node.get_value(now, self.id(*k));
+            AppSpec::Get(name) => {
+                let _ = self.node.get(now, &name.bytes());
             }
-            AppSpec::PutValue { salt, value } => {
-                let _ = self.node.put_value(now, salt.clone(), value.clone());
+            AppSpec::Put { name, value } => {
+                let _ = self.node.put(now, &name.bytes(), value.clone());
+            }
+            AppSpec::Remove(name) => {
+                let _ = self.node.remove(now, &name.bytes());
             }
             AppSpec::Signal { to, payload } => {
                 self.node.send_signal(now, self.id(*to), payload.clone());
@@ -871,6 +954,7 @@ impl Harness {
         assert!(node.known_peers() <= 160 * self.config.peer_book_bucket);
         assert!(node.gossip().seen_len() <= self.config.gossip.max_seen);
         assert!(node.kademlia().records().count() <= self.config.kademlia.max_records);
+        assert!(node.published().count() <= self.config.kademlia.max_published);
     }
 }
 

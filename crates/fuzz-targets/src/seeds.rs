@@ -171,6 +171,19 @@ fn mesh_frames() -> Vec<Vec<u8>> {
             probe_hops: 2,
             nodes: vec![id(6)],
         },
+        Payload::DhtGet { key: id(7) },
+        Payload::DhtPut { record: record() },
+        Payload::DhtStore { record: record() },
+        Payload::DhtValue {
+            record: Some(record()),
+            closest: vec![id(8)],
+            request_hops: 3,
+        },
+        Payload::DhtStored {
+            result: Err(kademlia_core::StoreError::OtherPublisher),
+            closest: vec![id(9)],
+            request_hops: 1,
+        },
     ];
     let mut frames = vec![
         Frame::Hello(Hello {

@@ -450,6 +450,15 @@ impl Protocol for Agent {
     fn find_node(&mut self, now: Instant, target: NodeId) -> u64 {
         Protocol::find_node(&mut self.node, now, target)
     }
+    fn dht_put(&mut self, now: Instant, name: &[u8], value: Vec<u8>) -> Option<u64> {
+        Protocol::dht_put(&mut self.node, now, name, value)
+    }
+    fn dht_get(&mut self, now: Instant, name: &[u8]) -> Option<u64> {
+        Protocol::dht_get(&mut self.node, now, name)
+    }
+    fn dht_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        Protocol::dht_records(&self.node)
+    }
     fn links(&self) -> Vec<NodeId> {
         self.node.links()
     }

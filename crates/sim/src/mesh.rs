@@ -139,6 +139,32 @@ impl Protocol for Node {
                     closest,
                     rounds,
                 },
+                E::PutFinished {
+                    id,
+                    stored,
+                    asked,
+                    refused,
+                    ..
+                } => Event::PutFinished {
+                    id: id.0,
+                    stored,
+                    asked,
+                    refused,
+                },
+                E::GetFinished {
+                    id,
+                    record,
+                    answered,
+                    hops,
+                    rounds,
+                    ..
+                } => Event::GetFinished {
+                    id: id.0,
+                    value: record.map(|r| r.value),
+                    answered,
+                    hops,
+                    rounds,
+                },
                 E::DirectFailed { id, .. } => Event::DirectFailed { id: id.0 },
                 E::PeerConnected { peer } => Event::PeerConnected { peer },
                 _ => Event::Other,
@@ -165,6 +191,19 @@ impl Protocol for Node {
     }
     fn find_node(&mut self, now: Instant, target: NodeId) -> u64 {
         Node::find_node(self, now, target).0
+    }
+    fn dht_put(&mut self, now: Instant, name: &[u8], value: Vec<u8>) -> Option<u64> {
+        Node::put(self, now, name, value).ok().map(|id| id.0)
+    }
+    fn dht_get(&mut self, now: Instant, name: &[u8]) -> Option<u64> {
+        Node::get(self, now, name).ok().map(|id| id.0)
+    }
+    fn dht_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.kademlia()
+            .records()
+            .chain(self.published())
+            .map(|r| (r.salt.clone(), r.value.clone()))
+            .collect()
     }
     fn links(&self) -> Vec<NodeId> {
         Node::links(self)

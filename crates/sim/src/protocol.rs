@@ -83,6 +83,31 @@ pub enum Event {
         /// Link traversals on the lookup's critical path (probes and answers).
         hops: u32,
     },
+    /// A DHT put (`dht_put`) ended.
+    PutFinished {
+        /// The id `dht_put` returned.
+        id: u64,
+        /// Nodes that said they store the record.
+        stored: u32,
+        /// Nodes asked to store it.
+        asked: u32,
+        /// Why a node refused it (the last refusal heard), if one did.
+        refused: Option<kademlia_core::StoreError>,
+    },
+    /// A DHT get (`dht_get`) ended.
+    GetFinished {
+        /// The id `dht_get` returned.
+        id: u64,
+        /// The value of the record found (signature and key checked by the node), `None` if none.
+        value: Option<Vec<u8>>,
+        /// Whether any node answered at all.
+        answered: bool,
+        /// Link traversals of the request that found the record (0 from the local store); of the last
+        /// answer when not found.
+        hops: u32,
+        /// Rounds of requests (0 from the local store).
+        rounds: u32,
+    },
     /// A direct message could not be delivered.
     DirectFailed {
         /// The id `send` returned.
@@ -141,6 +166,12 @@ pub trait Protocol: Sized {
     fn dht_find_node(&mut self, now: Instant, target: NodeId) -> u64;
     /// Start a mesh-routed probe lookup of `target`.
     fn find_node(&mut self, now: Instant, target: NodeId) -> u64;
+    /// Publish `value` under the name `name` in the DHT; `None` if refused at once.
+    fn dht_put(&mut self, now: Instant, name: &[u8], value: Vec<u8>) -> Option<u64>;
+    /// Look up the DHT record named `name`; `None` if refused at once.
+    fn dht_get(&mut self, now: Instant, name: &[u8]) -> Option<u64>;
+    /// The DHT records the node holds, stored for others or published itself: (name, value) pairs.
+    fn dht_records(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// Links whose hello verified.
     fn links(&self) -> Vec<NodeId>;
     /// Payload transmissions of broadcast messages so far (eager pushes, retries, graft answers).

@@ -85,6 +85,84 @@ pub struct DirectRecord {
     pub failed: bool,
 }
 
+/// The name of DHT record `index`.
+pub fn dht_name(index: u32) -> Vec<u8> {
+    format!("rec-{index}").into_bytes()
+}
+
+/// The value DHT record `index` is put with (a small one: 16 bytes or so).
+pub fn dht_value(index: u32) -> Vec<u8> {
+    format!("value of rec-{index}").into_bytes()
+}
+
+/// How a DHT put ended.
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    /// When.
+    pub at: Instant,
+    /// Nodes that said they store the record.
+    pub stored: u32,
+    /// Nodes asked to store it.
+    pub asked: u32,
+    /// The last refusal heard, if any.
+    pub refused: Option<kademlia_core::StoreError>,
+}
+
+/// One DHT put.
+#[derive(Debug, Clone)]
+pub struct PutRecord {
+    /// Publishing slot.
+    pub from: u32,
+    /// The record's index ([`dht_name`], [`dht_value`]).
+    pub index: u32,
+    /// The id `dht_put` returned (`None`: refused at once).
+    pub query: Option<u64>,
+    /// Start.
+    pub started: Instant,
+    /// End.
+    pub finished: Option<PutResult>,
+}
+
+/// How a DHT get ended.
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    /// When.
+    pub at: Instant,
+    /// The value found, if any.
+    pub value: Option<Vec<u8>>,
+    /// Whether any node answered.
+    pub answered: bool,
+    /// Link traversals of the request that found it (of the last answer when not found).
+    pub hops: u32,
+    /// Rounds of requests.
+    pub rounds: u32,
+}
+
+/// One DHT get.
+#[derive(Debug, Clone)]
+pub struct GetRecord {
+    /// Searching slot.
+    pub from: u32,
+    /// The index of the record looked up.
+    pub index: u32,
+    /// The id `dht_get` returned (`None`: refused at once).
+    pub query: Option<u64>,
+    /// Start.
+    pub started: Instant,
+    /// End.
+    pub finished: Option<GetResult>,
+}
+
+impl GetRecord {
+    /// Whether it found the record with the value it was put with.
+    pub fn found(&self) -> bool {
+        self.finished
+            .as_ref()
+            .and_then(|f| f.value.as_ref())
+            .is_some_and(|v| *v == dht_value(self.index))
+    }
+}
+
 /// Everything measured during a run.
 #[derive(Debug, Default, Clone)]
 pub struct Recorder {
@@ -96,6 +174,10 @@ pub struct Recorder {
     pub probes: Vec<LookupRecord>,
     /// Direct messages by index.
     pub directs: Vec<DirectRecord>,
+    /// DHT puts, in the order started.
+    pub puts: Vec<PutRecord>,
+    /// DHT gets, in the order started.
+    pub gets: Vec<GetRecord>,
     /// Deliveries whose tag named no known message.
     pub unknown: u64,
 }
@@ -164,6 +246,30 @@ impl Recorder {
             let found = peers.first() == Some(&rec.target);
             rec.finished = Some((now, rounds, found));
             rec.links = Some(links);
+        }
+    }
+
+    /// A DHT put of `slot` ended.
+    pub fn on_put(&mut self, slot: u32, query: u64, result: PutResult) {
+        if let Some(rec) = self
+            .puts
+            .iter_mut()
+            .rev()
+            .find(|r| r.from == slot && r.query == Some(query) && r.finished.is_none())
+        {
+            rec.finished = Some(result);
+        }
+    }
+
+    /// A DHT get of `slot` ended.
+    pub fn on_get(&mut self, slot: u32, query: u64, result: GetResult) {
+        if let Some(rec) = self
+            .gets
+            .iter_mut()
+            .rev()
+            .find(|r| r.from == slot && r.query == Some(query) && r.finished.is_none())
+        {
+            rec.finished = Some(result);
         }
     }
 

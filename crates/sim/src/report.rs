@@ -14,6 +14,18 @@
 //!   `kad_lookup_success` counts lookups whose closest answering nodes include the target;
 //!   `kad_lookup_hops_*` are kademlia-core's rounds; `kad_lookup_ms_*` its duration.
 //! - `direct_hops_*` are link traversals of a routed direct message (+1 for a server relay).
+//!
+//! # DHT figures (`dht` scenario)
+//!
+//! - `put_success`: puts (`Node::put`) whose `PutFinished` says at least one node stores the record,
+//!   over puts started; `put_stored_p50` (extra key): the median of `stored` over finished puts.
+//! - `get_success`: gets (`Node::get`) whose `GetFinished` carries the record with the value it was
+//!   put with, over gets started. `get_hops_p50/p99`: `GetFinished.hops` (link traversals of the
+//!   request that found the record, 0 from the local store) of the gets that found it.
+//!   `get_ms_p50/p99`: the get command to `GetFinished`, virtual ms, over every finished get (a
+//!   failed one counts with its whole duration).
+//! - `records_lost`: records whose put succeeded that no node live at the end holds (stored for
+//!   others or published, with the value put).
 
 use serde_json::{Map, Value, json};
 
@@ -71,6 +83,22 @@ pub struct Report {
     pub direct_hops_p50: Option<f64>,
     /// Link traversals of a delivered direct message, 99th percentile.
     pub direct_hops_p99: Option<f64>,
+    /// DHT puts that at least one node stores, over puts started (see the module docs).
+    pub put_success: Option<f64>,
+    /// Nodes that stored a finished put, median (extra key).
+    pub put_stored_p50: Option<f64>,
+    /// DHT gets that returned the record with the right value, over gets started.
+    pub get_success: Option<f64>,
+    /// Link traversals of a successful get's request, median.
+    pub get_hops_p50: Option<f64>,
+    /// Link traversals of a successful get's request, 99th percentile.
+    pub get_hops_p99: Option<f64>,
+    /// Get duration, median, ms of virtual time.
+    pub get_ms_p50: Option<f64>,
+    /// Get duration, 99th percentile.
+    pub get_ms_p99: Option<f64>,
+    /// Records put successfully that no live node holds at the end.
+    pub records_lost: Option<u64>,
     /// Connected components of the live nodes at the end, over verified links.
     pub components: Option<usize>,
     /// Wall-clock seconds of the run (not deterministic).
@@ -112,6 +140,14 @@ impl Report {
             direct_delivery_ratio: None,
             direct_hops_p50: None,
             direct_hops_p99: None,
+            put_success: None,
+            put_stored_p50: None,
+            get_success: None,
+            get_hops_p50: None,
+            get_hops_p99: None,
+            get_ms_p50: None,
+            get_ms_p99: None,
+            records_lost: None,
             components: None,
             wall_s: 0.0,
             peak_rss_mb: None,
@@ -158,6 +194,13 @@ impl Report {
         );
         m.insert("direct_hops_p50".into(), json!(self.direct_hops_p50));
         m.insert("direct_hops_p99".into(), json!(self.direct_hops_p99));
+        m.insert("put_success".into(), json!(self.put_success.map(round4)));
+        m.insert("get_success".into(), json!(self.get_success.map(round4)));
+        m.insert("get_hops_p50".into(), json!(self.get_hops_p50));
+        m.insert("get_hops_p99".into(), json!(self.get_hops_p99));
+        m.insert("get_ms_p50".into(), json!(self.get_ms_p50));
+        m.insert("get_ms_p99".into(), json!(self.get_ms_p99));
+        m.insert("records_lost".into(), json!(self.records_lost));
         m.insert("components".into(), json!(self.components));
         m.insert("wall_s".into(), json!(round4(self.wall_s)));
         m.insert("peak_rss_mb".into(), json!(self.peak_rss_mb));
@@ -177,6 +220,7 @@ impl Report {
         );
         m.insert("kad_lookup_ms_p50".into(), json!(self.kad_lookup_ms_p50));
         m.insert("kad_lookup_ms_p99".into(), json!(self.kad_lookup_ms_p99));
+        m.insert("put_stored_p50".into(), json!(self.put_stored_p50));
         Value::Object(m)
     }
 
@@ -225,6 +269,15 @@ impl Report {
                 "direct_hops p50 / p99",
                 pair(self.direct_hops_p50, self.direct_hops_p99),
             ),
+            ("put_success", opt(&self.put_success.map(round4))),
+            ("put_stored p50", opt(&self.put_stored_p50)),
+            ("get_success", opt(&self.get_success.map(round4))),
+            (
+                "get_hops p50 / p99",
+                pair(self.get_hops_p50, self.get_hops_p99),
+            ),
+            ("get_ms p50 / p99", pair(self.get_ms_p50, self.get_ms_p99)),
+            ("records_lost", opt(&self.records_lost)),
             ("components", opt(&self.components)),
             ("wall_s", format!("{:.2}", self.wall_s)),
             ("peak_rss_mb", opt(&self.peak_rss_mb)),
@@ -317,10 +370,18 @@ mod tests {
             "kad_lookup_hops_p99",
             "kad_lookup_ms_p50",
             "kad_lookup_ms_p99",
+            "put_success",
+            "get_success",
+            "get_hops_p50",
+            "get_hops_p99",
+            "get_ms_p50",
+            "get_ms_p99",
+            "records_lost",
+            "put_stored_p50",
         ] {
             assert!(obj.contains_key(key), "{key}");
         }
-        assert_eq!(obj.len(), 28);
+        assert_eq!(obj.len(), 36);
         assert!(obj["rmr"].is_null());
     }
 }

@@ -31,6 +31,9 @@ pub enum Scenario {
     /// 100 honest broadcasts while 5% of the nodes attack (tree hijack, false neighbour claims,
     /// future-dated floods, dropping); mesh-core nodes only (see [`crate::attack`]).
     BroadcastAttack,
+    /// 1,000 DHT puts, then 30% of the nodes crash and as many new ones join, then 1,000 gets of the
+    /// records put (see [`dht`]).
+    Dht,
 }
 
 impl Scenario {
@@ -42,6 +45,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Partition => "partition",
             Scenario::BroadcastAttack => "broadcast-attack",
+            Scenario::Dht => "dht",
         }
     }
 }
@@ -77,7 +81,7 @@ pub struct ScenarioArgs {
     /// Frame loss probability on peer links; `None`: the scenario's default (broadcast 0.01, else 0).
     pub loss: Option<f64>,
     /// Fraction of nodes that crash; `None`: the scenario's default (broadcast 0.05, lookup 0.10,
-    /// churn 0.20 crash-and-restart events per node, partition 0).
+    /// churn 0.20 crash-and-restart events per node, partition 0, dht 0.30).
     pub crash: Option<f64>,
     /// Dissemination strategy.
     pub strategy: Strategy,
@@ -127,6 +131,7 @@ pub fn run_with<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Rep
         Scenario::Lookup => lookup::<P>(args, node_config),
         Scenario::Churn => churn::<P>(args, node_config),
         Scenario::Partition => partition::<P>(args, node_config),
+        Scenario::Dht => dht::<P>(args, node_config),
         Scenario::BroadcastAttack => {
             panic!("broadcast-attack runs mesh-core nodes: call sim::mesh::run")
         }
@@ -730,4 +735,339 @@ fn partition<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
     );
     net_notes(&sim, &mut report);
     report
+}
+
+/// DHT puts in the `dht` scenario, and gets.
+pub const DHT_RECORDS: u32 = 1_000;
+/// Between two puts, and between two gets: 1,000 of each over 5 s.
+const DHT_SPACING: Duration = Duration::from_millis(5);
+/// The most a phase waits for its puts or gets to finish (a get ends within `lookup_max_rounds` ×
+/// `lookup_round_timeout`, 8 s with mesh-core's defaults).
+const DHT_WAIT: Duration = Duration::from_secs(30);
+
+/// Run until every DHT command of `records` finished, checking once a virtual second, for at most
+/// [`DHT_WAIT`]; returns how long it waited.
+fn wait_dht<P: Protocol>(
+    sim: &mut Simulation<P>,
+    done: impl Fn(&Simulation<P>) -> bool,
+) -> Duration {
+    let start = sim.now();
+    while !done(sim) && sim.now() < start + DHT_WAIT {
+        sim.run_for(Duration::from_secs(1));
+    }
+    sim.now() - start
+}
+
+/// For each record index below [`DHT_RECORDS`], the live nodes that hold it with the value it was put
+/// with (stored for others or published).
+fn dht_holders<P: Protocol>(sim: &Simulation<P>) -> Vec<u32> {
+    let mut holders = vec![0u32; DHT_RECORDS as usize];
+    for slot in sim.live_slots() {
+        let Some(node) = sim.node(slot) else {
+            continue;
+        };
+        let mut held: Vec<u32> = node
+            .dht_records()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let index: u32 = std::str::from_utf8(&name)
+                    .ok()?
+                    .strip_prefix("rec-")?
+                    .parse()
+                    .ok()?;
+                (index < DHT_RECORDS && value == crate::recorder::dht_value(index)).then_some(index)
+            })
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        for index in held {
+            holders[index as usize] += 1;
+        }
+    }
+    holders
+}
+
+/// `dht`: `nodes` nodes join and settle; 1,000 records (`rec-<i>`, a 16-byte value) are put by random
+/// live nodes, one every 5 ms, and the scenario waits for the puts to end. Then `crash` (default 30%)
+/// of the nodes crash at once without notice and as many new nodes (new keys) join, spread over the
+/// join span (10 s up to 2,000 joiners), followed by the usual 20 s settle: 30 s from the crash to the
+/// first get. That is 6-15 times the 2-5 s a node takes to notice a dead link, so every survivor has
+/// dropped its dead links and the joiners have their links and records handed over, while the
+/// records' republication (every 30 min) plays no part: what is measured is the replicas made at put
+/// time and the hand-over to joiners. Then 1,000 gets of random records among those whose put
+/// succeeded, from random live nodes, one every 5 ms. See the [`report`](crate::report) docs.
+fn dht<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report {
+    let loss = args.loss.unwrap_or(0.0);
+    let crash = args.crash.unwrap_or(0.30);
+    let mut report = Report::new("dht", args.nodes, args.seed, args.strategy.name());
+    let mut rng = scenario_rng(args.seed);
+    let mut sim = new_sim::<P>(args, loss, node_config);
+    join_all(&mut sim, args.nodes);
+
+    for index in 0..DHT_RECORDS {
+        if let Some(from) = pick(&sim, &mut rng, |_| true) {
+            sim.dht_put(from, index);
+        }
+        sim.run_for(DHT_SPACING);
+    }
+    let put_wait = wait_dht(&mut sim, |sim| {
+        sim.recorder
+            .puts
+            .iter()
+            .all(|p| p.query.is_none() || p.finished.is_some())
+    });
+
+    let victims = pick_victims(args.nodes, crash, &mut rng);
+    for &v in &victims {
+        sim.crash(v);
+    }
+    let first_new = sim.len() as u32;
+    let joiners: Vec<u32> = (0..victims.len()).map(|_| sim.add_node()).collect();
+    let churn_start = sim.now();
+    join_slots(&mut sim, joiners);
+    let settle = sim.now() - churn_start;
+    let holders_before = dht_holders(&sim);
+
+    let stored: Vec<u32> = sim
+        .recorder
+        .puts
+        .iter()
+        .filter(|p| p.finished.as_ref().is_some_and(|f| f.stored >= 1))
+        .map(|p| p.index)
+        .collect();
+    if !stored.is_empty() {
+        for _ in 0..DHT_RECORDS {
+            let index = stored[rng.random_range(0..stored.len())];
+            if let Some(from) = pick(&sim, &mut rng, |_| true) {
+                sim.dht_get(from, index);
+            }
+            sim.run_for(DHT_SPACING);
+        }
+    }
+    let get_wait = wait_dht(&mut sim, |sim| {
+        sim.recorder
+            .gets
+            .iter()
+            .all(|g| g.query.is_none() || g.finished.is_some())
+    });
+    let holders_after = dht_holders(&sim);
+
+    dht_metrics(
+        &sim,
+        &mut report,
+        first_new,
+        &holders_before,
+        &holders_after,
+    );
+    report.components = Some(sim.components());
+    report.note("loss", loss);
+    report.note(
+        "crashed at once after the puts / joined",
+        format!("{} / {}", victims.len(), victims.len()),
+    );
+    report.note(
+        "waited for puts / crash to first get / waited for gets (virtual s)",
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            put_wait.as_secs_f64(),
+            settle.as_secs_f64(),
+            get_wait.as_secs_f64()
+        ),
+    );
+    net_notes(&sim, &mut report);
+    report
+}
+
+/// The DHT figures (see the [`report`](crate::report) docs) and diagnostics. Slots from `first_new`
+/// joined after the crash; `holders_*` are [`dht_holders`] before the gets and at the end.
+fn dht_metrics<P: Protocol>(
+    sim: &Simulation<P>,
+    report: &mut Report,
+    first_new: u32,
+    holders_before: &[u32],
+    holders_after: &[u32],
+) {
+    let puts = &sim.recorder.puts;
+    let put_ok: Vec<u32> = puts
+        .iter()
+        .filter(|p| p.finished.as_ref().is_some_and(|f| f.stored >= 1))
+        .map(|p| p.index)
+        .collect();
+    report.put_success = Some(put_ok.len() as f64 / puts.len().max(1) as f64);
+    let mut stored: Vec<f64> = puts
+        .iter()
+        .filter_map(|p| p.finished.as_ref().map(|f| f64::from(f.stored)))
+        .collect();
+    let mut asked: Vec<f64> = puts
+        .iter()
+        .filter_map(|p| p.finished.as_ref().map(|f| f64::from(f.asked)))
+        .collect();
+    report.put_stored_p50 = percentile(&mut stored, 50.0);
+    let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
+    for f in puts.iter().filter_map(|p| p.finished.as_ref()) {
+        if let Some(r) = f.refused {
+            *refusals.entry(format!("{r:?}")).or_default() += 1;
+        }
+    }
+    report.note(
+        "puts started / refused at once / finished / stored >= 1",
+        format!(
+            "{} / {} / {} / {}",
+            puts.len(),
+            puts.iter().filter(|p| p.query.is_none()).count(),
+            stored.len(),
+            put_ok.len()
+        ),
+    );
+    report.note(
+        "put stored min / p50; asked p50",
+        format!(
+            "{} / {}; {}",
+            stored.first().copied().unwrap_or(0.0),
+            percentile(&mut stored, 50.0).unwrap_or(0.0),
+            percentile(&mut asked, 50.0).unwrap_or(0.0)
+        ),
+    );
+    report.note(
+        "puts that heard a refusal, by the last one",
+        format!("{refusals:?}"),
+    );
+
+    let gets = &sim.recorder.gets;
+    let found: Vec<&crate::recorder::GetRecord> = gets.iter().filter(|g| g.found()).collect();
+    report.get_success = (!gets.is_empty()).then(|| found.len() as f64 / gets.len() as f64);
+    let mut hops: Vec<f64> = found
+        .iter()
+        .filter_map(|g| g.finished.as_ref().map(|f| f64::from(f.hops)))
+        .collect();
+    report.get_hops_p50 = percentile(&mut hops, 50.0);
+    report.get_hops_p99 = percentile(&mut hops, 99.0);
+    let mut durations: Vec<f64> = gets
+        .iter()
+        .filter_map(|g| g.finished.as_ref().map(|f| ms(f.at - g.started)))
+        .collect();
+    report.get_ms_p50 = percentile(&mut durations, 50.0);
+    report.get_ms_p99 = percentile(&mut durations, 99.0);
+    let mut rounds: Vec<f64> = gets
+        .iter()
+        .filter_map(|g| g.finished.as_ref().map(|f| f64::from(f.rounds)))
+        .collect();
+    let unfinished = gets
+        .iter()
+        .filter(|g| g.query.is_some() && g.finished.is_none())
+        .count();
+    let finished: Vec<(&crate::recorder::GetRecord, &crate::recorder::GetResult)> = gets
+        .iter()
+        .filter_map(|g| g.finished.as_ref().map(|f| (g, f)))
+        .collect();
+    let wrong = finished
+        .iter()
+        .filter(|(g, f)| f.value.is_some() && !g.found())
+        .count();
+    let none_answered = finished
+        .iter()
+        .filter(|(_, f)| f.value.is_none() && f.answered)
+        .count();
+    let none_silent = finished
+        .iter()
+        .filter(|(_, f)| f.value.is_none() && !f.answered)
+        .count();
+    report.note(
+        "gets started / found / refused at once / unfinished",
+        format!(
+            "{} / {} / {} / {unfinished}",
+            gets.len(),
+            found.len(),
+            gets.iter().filter(|g| g.query.is_none()).count()
+        ),
+    );
+    report.note(
+        "gets not found: wrong value / none, answered / none, no answer",
+        format!("{wrong} / {none_answered} / {none_silent}"),
+    );
+    report.note(
+        "gets from the local store (0 rounds)",
+        finished.iter().filter(|(_, f)| f.rounds == 0).count(),
+    );
+    report.note(
+        "get rounds p50 / p99 / max",
+        format!(
+            "{} / {} / {}",
+            percentile(&mut rounds, 50.0).unwrap_or(0.0),
+            percentile(&mut rounds, 99.0).unwrap_or(0.0),
+            rounds.last().copied().unwrap_or(0.0)
+        ),
+    );
+    report.note(
+        "found gets by link traversals (0..)",
+        histogram(hops.iter().map(|&h| h as usize), 33),
+    );
+    let by = |new: bool| {
+        let of: Vec<_> = gets
+            .iter()
+            .filter(|g| (g.from >= first_new) == new)
+            .collect();
+        format!("{} / {}", of.iter().filter(|g| g.found()).count(), of.len())
+    };
+    report.note(
+        "gets found / started: by first nodes; by joiners",
+        format!("{}; {}", by(false), by(true)),
+    );
+    let failed: Vec<String> = gets
+        .iter()
+        .filter(|g| !g.found())
+        .take(10)
+        .map(|g| {
+            let end = g.finished.as_ref().map_or_else(
+                || "unfinished".to_owned(),
+                |f| {
+                    format!(
+                        "answered {} rounds {} hops {} after {} ms",
+                        f.answered,
+                        f.rounds,
+                        f.hops,
+                        ms(f.at - g.started)
+                    )
+                },
+            );
+            format!(
+                "rec-{} from slot {}{}: {end}, live holders before the gets {} / at the end {}",
+                g.index,
+                g.from,
+                if g.from >= first_new { " (joiner)" } else { "" },
+                holders_before[g.index as usize],
+                holders_after[g.index as usize]
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        report.note("failed gets (first 10)", failed.join("; "));
+    }
+
+    let lost = put_ok
+        .iter()
+        .filter(|&&i| holders_after[i as usize] == 0)
+        .count();
+    report.records_lost = Some(lost as u64);
+    let holders = |h: &[u32]| {
+        let mut v: Vec<f64> = put_ok.iter().map(|&i| f64::from(h[i as usize])).collect();
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let p50 = percentile(&mut v, 50.0).unwrap_or(0.0);
+        if min.is_finite() {
+            format!("{min} / {p50}")
+        } else {
+            "-".to_owned()
+        }
+    };
+    report.note(
+        "record's live holders min / p50: before gets; at end",
+        format!("{}; {}", holders(holders_before), holders(holders_after)),
+    );
+    report.note(
+        "records held by no live node before the gets",
+        put_ok
+            .iter()
+            .filter(|&&i| holders_before[i as usize] == 0)
+            .count(),
+    );
 }

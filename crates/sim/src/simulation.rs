@@ -8,7 +8,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::protocol::{Event, Output, Protocol, ServerInput};
-use crate::recorder::{self, BroadcastRecord, DirectRecord, LookupRecord, Recorder};
+use crate::recorder::{
+    self, BroadcastRecord, DirectRecord, GetRecord, GetResult, LookupRecord, PutRecord, PutResult,
+    Recorder,
+};
 use netsim::NetConfig;
 
 pub use netsim::NetStats;
@@ -346,6 +349,40 @@ impl<P: Protocol> Simulation<P> {
         self.drive(slot);
     }
 
+    /// Put DHT record `index` ([`recorder::dht_name`], [`recorder::dht_value`]) from `slot`.
+    pub fn dht_put(&mut self, slot: u32, index: u32) {
+        let now = self.now();
+        let Some(Driven(node)) = self.engine.node_mut(slot) else {
+            return;
+        };
+        let query = node.dht_put(now, &recorder::dht_name(index), recorder::dht_value(index));
+        self.recorder.puts.push(PutRecord {
+            from: slot,
+            index,
+            query,
+            started: now,
+            finished: None,
+        });
+        self.drive(slot);
+    }
+
+    /// Get DHT record `index` at `slot`.
+    pub fn dht_get(&mut self, slot: u32, index: u32) {
+        let now = self.now();
+        let Some(Driven(node)) = self.engine.node_mut(slot) else {
+            return;
+        };
+        let query = node.dht_get(now, &recorder::dht_name(index));
+        self.recorder.gets.push(GetRecord {
+            from: slot,
+            index,
+            query,
+            started: now,
+            finished: None,
+        });
+        self.drive(slot);
+    }
+
     /// Print a progress line to standard error every `every` of virtual time (`None`: never).
     pub fn set_progress(&mut self, every: Option<Duration>) {
         self.progress = every.map(|e| (e, self.now() + e, std::time::Instant::now()));
@@ -446,6 +483,38 @@ impl<P: Protocol> Simulation<P> {
                     self.recorder.on_probe(now, slot, id, &peers, rounds, hops);
                 }
                 Event::DirectFailed { id } => self.recorder.on_direct_failed(slot, id),
+                Event::PutFinished {
+                    id,
+                    stored,
+                    asked,
+                    refused,
+                } => self.recorder.on_put(
+                    slot,
+                    id,
+                    PutResult {
+                        at: now,
+                        stored,
+                        asked,
+                        refused,
+                    },
+                ),
+                Event::GetFinished {
+                    id,
+                    value,
+                    answered,
+                    hops,
+                    rounds,
+                } => self.recorder.on_get(
+                    slot,
+                    id,
+                    GetResult {
+                        at: now,
+                        value,
+                        answered,
+                        hops,
+                        rounds,
+                    },
+                ),
                 Event::Signal { .. } | Event::PeerConnected { .. } | Event::Other => {}
             }
         }

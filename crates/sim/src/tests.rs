@@ -1,7 +1,7 @@
 //! The engine, network model, signaling server and link layer, tested with a small flooding node.
 
 use core::time::Duration;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use kademlia_core::{Instant, NodeId};
 
@@ -9,7 +9,9 @@ use crate::protocol::{Event, Output, Protocol, ServerInput};
 use crate::simulation::{SimConfig, Simulation};
 
 /// A fake node: connects to every peer the server names (lower id initiates, as mesh-core does), floods
-/// broadcasts, relays its signaling through the server, and ticks a 1 s timer.
+/// broadcasts, relays its signaling through the server, and ticks a 1 s timer. Its DHT floods a put to
+/// every node then up, which stores it; a get answers from the local store only (so a node that joined
+/// after the puts finds nothing).
 #[derive(Debug)]
 struct Flood {
     id: NodeId,
@@ -22,7 +24,13 @@ struct Flood {
     opened_with: Vec<(NodeId, Vec<u8>, Vec<u8>)>,
     closed: Vec<(Instant, NodeId)>,
     sent: u64,
+    records: BTreeMap<Vec<u8>, Vec<u8>>,
+    next_query: u64,
 }
+
+/// The first byte of a DHT frame (`[DHT_FRAME, name length, name, value]`); a broadcast frame starts
+/// with its hop count, far below.
+const DHT_FRAME: u8 = 0xff;
 
 impl Flood {
     fn meet(&mut self, peer: NodeId) {
@@ -63,6 +71,8 @@ impl Protocol for Flood {
             opened_with: Vec::new(),
             closed: Vec::new(),
             sent: 0,
+            records: BTreeMap::new(),
+            next_query: 0,
         }
     }
     fn local_id(&self) -> NodeId {
@@ -98,6 +108,14 @@ impl Protocol for Flood {
         self.opened_with.push((peer, local, remote));
     }
     fn handle_message(&mut self, _now: Instant, peer: NodeId, bytes: &[u8]) {
+        if bytes[0] == DHT_FRAME {
+            let len = usize::from(bytes[1]);
+            let (name, value) = bytes[2..].split_at(len);
+            if self.records.insert(name.to_vec(), value.to_vec()).is_none() {
+                self.flood(Some(peer), bytes);
+            }
+            return;
+        }
         if self.seen.insert(bytes[1..].to_vec()) {
             let hops = u32::from(bytes[0]) + 1;
             self.out.push_back(Output::Event(Event::Message {
@@ -148,6 +166,39 @@ impl Protocol for Flood {
     }
     fn find_node(&mut self, _now: Instant, _target: NodeId) -> u64 {
         0
+    }
+    fn dht_put(&mut self, _now: Instant, name: &[u8], value: Vec<u8>) -> Option<u64> {
+        let mut frame = vec![DHT_FRAME, u8::try_from(name.len()).ok()?];
+        frame.extend_from_slice(name);
+        frame.extend_from_slice(&value);
+        self.records.insert(name.to_vec(), value);
+        self.flood(None, &frame);
+        self.next_query += 1;
+        self.out.push_back(Output::Event(Event::PutFinished {
+            id: self.next_query,
+            stored: 1 + self.links.len() as u32,
+            asked: self.links.len() as u32,
+            refused: None,
+        }));
+        Some(self.next_query)
+    }
+    fn dht_get(&mut self, _now: Instant, name: &[u8]) -> Option<u64> {
+        self.next_query += 1;
+        let value = self.records.get(name).cloned();
+        self.out.push_back(Output::Event(Event::GetFinished {
+            id: self.next_query,
+            answered: value.is_some(),
+            value,
+            hops: 0,
+            rounds: 0,
+        }));
+        Some(self.next_query)
+    }
+    fn dht_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.records
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
     fn links(&self) -> Vec<NodeId> {
         self.links.iter().copied().collect()
@@ -368,6 +419,50 @@ fn the_broadcast_scenario_measures_a_flooding_mesh_and_replays() {
     assert_eq!(
         report.deterministic().to_json().to_string(),
         again.deterministic().to_json().to_string()
+    );
+}
+
+#[test]
+fn the_dht_scenario_measures_puts_gets_and_lost_records() {
+    use crate::scenario::{Scenario, ScenarioArgs, run_with};
+    let mut args = ScenarioArgs::new(Scenario::Dht);
+    args.nodes = 40;
+    args.seed = 3;
+    let report = run_with::<Flood>(&args, ());
+    let table = report.table();
+    eprintln!("{table}");
+    assert_eq!(report.put_success, Some(1.0), "{table}");
+    assert_eq!(report.records_lost, Some(0), "{table}");
+    // Every node of the first join holds every record and finds it at once; a joiner finds none.
+    let note = |key: &str| {
+        report
+            .notes
+            .iter()
+            .find(|(k, _)| k.starts_with(key))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no note {key}"))
+    };
+    let by = note("gets found / started: by first nodes");
+    let counts: Vec<u64> = by
+        .split(['/', ';'])
+        .map(|n| n.trim().parse().expect("a count"))
+        .collect();
+    assert_eq!(counts[0], counts[1], "{by}");
+    assert_eq!(counts[2], 0, "{by}");
+    assert_eq!(counts[1] + counts[3], 1_000, "{by}");
+    assert!(counts[3] > 100, "{by}");
+    let success = report.get_success.expect("gets measured");
+    assert!(
+        (success - counts[0] as f64 / 1_000.0).abs() < 1e-9,
+        "{table}"
+    );
+    assert_eq!(
+        (report.get_hops_p50, report.get_ms_p99),
+        (Some(0.0), Some(0.0))
+    );
+    assert!(
+        note("record's live holders").starts_with("28 / 28"),
+        "{table}"
     );
 }
 
