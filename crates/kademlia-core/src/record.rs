@@ -143,8 +143,7 @@ impl Record {
 
     /// The checks that need no signature verification: the salt's length and the key's derivation.
     pub fn is_well_formed(&self) -> bool {
-        self.salt.len() <= MAX_SALT_BYTES
-            && self.key == Record::key_for(&self.salt)
+        self.salt.len() <= MAX_SALT_BYTES && self.key == Record::key_for(&self.salt)
     }
 
     /// Whether the record is well formed and its signature is valid under `verify`.
@@ -424,7 +423,10 @@ mod tests {
         assert!(r.verify(p2pmesh_base::verify));
         assert_eq!(r.publisher(), publisher(1).id());
         let theirs = Record::sign(&publisher(2), vec![16], 1, vec![], Instant::ZERO);
-        assert_eq!(theirs.key, r.key, "a name is the same key for every publisher");
+        assert_eq!(
+            theirs.key, r.key,
+            "a name is the same key for every publisher"
+        );
         assert_eq!(r.key, Record::key_for(&[16]));
         assert!(theirs.is_tombstone() && !r.is_tombstone());
         let mut value = r.clone();
@@ -461,7 +463,8 @@ mod tests {
         let l = limits(8, 8);
         assert_eq!(store.put(record(1, 1, 5, 10), &l), Ok(()));
         assert_eq!(store.put(record(1, 1, 4, 10), &l), Err(StoreError::Stale));
-        let mut other_value = Record::sign(&publisher(1), vec![17], 5, b"x".to_vec(), Instant::ZERO);
+        let mut other_value =
+            Record::sign(&publisher(1), vec![17], 5, b"x".to_vec(), Instant::ZERO);
         other_value.expires = Instant::from_millis(10);
         assert_eq!(store.put(other_value, &l), Err(StoreError::Stale));
         // The same record again renews its expiry.
