@@ -5,6 +5,11 @@
 // direct answer to a hello), chat (a broadcast line, or a direct message) or bye (broadcast
 // before leaving), on the topic "chat".
 //
+// Names in the DHT, as chat-cli: when the first link comes up the page publishes its name as the
+// record "name:" + name whose value is its peer id (a string); a /dm to a name not heard on the
+// topic gets that record and sends to its publisher; leaving removes it. /put <key> <value> and
+// /get <key> publish and look up records (string values).
+//
 // URL parameters: ?name=&room= pre-fill the form (both present: join at once); ?server= the
 // signaling URL (default: this page's origin, ws://<host>/).
 //
@@ -14,6 +19,8 @@
 // (data-peer-id); #status (data-state = info | ok | error).
 
 const TOPIC = "chat";
+/** What a chat's name record is called in the DHT: this, then the name. */
+const NAME_PREFIX = "name:";
 /** Lines kept in #log (older ones are removed). */
 const MAX_LOG = 500;
 /** Lines typed before the first link, sent when it comes up (chat-cli's MAX_QUEUED). */
@@ -42,6 +49,7 @@ const state = {
   mesh: null,
   name: "",
   greeted: false,     // our hello went out (on the first link)
+  published: false,   // our name is in the DHT (removed when leaving)
   queued: [],         // lines typed before any link
   names: new Map(),   // peer id -> display name
   linked: [],         // peer ids linked now
@@ -153,9 +161,37 @@ async function onMessage({ from, data, topic }) {
 async function greetOnce() {
   if (state.greeted) return;
   state.greeted = true;
+  publishName();
   await broadcast("hello");
   while (state.queued.length > 0) await broadcast("chat", state.queued.shift());
 }
+
+/** Publishes "name:" + our name → our peer id in the DHT (in the background). */
+function publishName() {
+  const mesh = state.mesh;
+  const key = NAME_PREFIX + state.name;
+  mesh.put(key, mesh.peerId).then(({ stored, asked }) => {
+    state.published = true;
+    system(`your name is published in the DHT (${key}, stored by ${stored} of ${asked} nodes)`);
+  }, (err) => {
+    // Unless the node refused the command itself, it republishes the record later.
+    state.published = !["KeyTooLarge", "ValueTooLarge", "EmptyValue", "Busy"].includes(err?.code);
+    system(err?.reason === "OtherPublisher"
+      ? `the name ${state.name} is another peer's in the DHT: a /dm ${state.name} from a peer that has not seen you reaches them`
+      : `could not publish your name in the DHT: ${describe(err)}`);
+  });
+}
+
+/** How long ago, from milliseconds: 42s, 3m12s, 2h5m. */
+function ago(ms) {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  return `${Math.floor(s / 3600)}h${Math.floor(s / 60) % 60}m`;
+}
+
+const shown = (value) => typeof value === "string" ? value
+  : `0x${[...value].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 
 // ---------------------------------------------------------------- commands
 
@@ -187,16 +223,54 @@ async function handleLine(line) {
     const who = space < 0 ? trimmed : trimmed.slice(0, space);
     const text = space < 0 ? "" : trimmed.slice(space + 1);
     if (!who || !text.trim()) { system("usage: /dm <name or id prefix> <text>"); return; }
-    const to = resolve(who);
-    if (!to) { system(`no single peer called ${who} (see /peers)`); return; }
+    let to = resolve(who);
+    if (!to && who === state.name) { system(`${who} is you`); return; }
+    if (!to) {
+      system(`${who} not seen here: looking the name up in the DHT`);
+      let record;
+      try {
+        record = await state.mesh.get(NAME_PREFIX + who);
+      } catch (err) {
+        system(`no peer called ${who} seen here, and the DHT: ${describe(err)}`);
+        return;
+      }
+      if (!record) { system(`no peer called ${who}: not seen here, not in the DHT`); return; }
+      to = record.publisher;
+      if (to === state.mesh.peerId) { system(`${who} is you`); return; }
+      if (!state.names.has(to)) state.names.set(to, who);
+    }
     try {
       await state.mesh.send(to, payload("chat", text));
       addLine("dm", { from: state.mesh.peerId, name: state.name, text, to });
     } catch (err) {
       system(`could not send to ${display(to)}: ${describe(err)}`);
     }
+  } else if (command === "/put") {
+    const trimmed = rest.trimStart();
+    const space = trimmed.indexOf(" ");
+    const key = space < 0 ? trimmed : trimmed.slice(0, space);
+    const value = space < 0 ? "" : trimmed.slice(space + 1);
+    if (!key || !value) { system("usage: /put <key> <value>"); return; }
+    try {
+      const { stored, asked } = await state.mesh.put(key, value);
+      system(`put ${key}: stored by ${stored} of ${asked} nodes`);
+    } catch (err) {
+      system(`put ${key} failed: ${describe(err)}`);
+    }
+  } else if (command === "/get") {
+    const key = rest.trim();
+    if (!key || key.includes(" ")) { system("usage: /get <key>"); return; }
+    try {
+      const record = await state.mesh.get(key);
+      system(record
+        ? `${key} = ${shown(record.value)} (publisher ${display(record.publisher)}, seq ${record.seq}, ${ago(record.ageMs)} old)`
+        : `${key}: not found`);
+    } catch (err) {
+      system(`get ${key} failed: ${describe(err)}`);
+    }
   } else if (command === "/help") {
-    system("/peers, /dm <peer> <text>; other lines are sent to everyone");
+    system("/peers, /dm <name or id prefix> <text> (a name not seen here is looked up in the DHT), " +
+      "/put <key> <value>, /get <key>; other lines are sent to everyone");
   } else if (command.startsWith("/") && !command.startsWith("//")) {
     system(`unknown command ${command} (try /help)`);
   } else {
@@ -368,13 +442,15 @@ async function leave() {
   ui.leaveButton.disabled = true;
   try {
     if (state.greeted) await broadcast("bye").catch(() => {});
+    // So that a lookup of the name finds nothing rather than a peer that left.
+    if (state.published) await mesh.remove(NAME_PREFIX + state.name).catch(() => {});
     await mesh.leave();
     setStatus("left the mesh", "info");
     system("left");
   } catch (err) {
     setStatus(`error while leaving: ${describe(err)}`, "error");
   }
-  Object.assign(state, { mesh: null, greeted: false, queued: [], names: new Map(), linked: [], contacts: [] });
+  Object.assign(state, { mesh: null, greeted: false, published: false, queued: [], names: new Map(), linked: [], contacts: [] });
   ui.self.textContent = "not joined";
   ui.self.dataset.peerId = "";
   ui.leaveButton.disabled = false;

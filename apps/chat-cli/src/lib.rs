@@ -14,9 +14,25 @@
 //! ```
 //!
 //! Commands: `/peers` lists the neighbours and the names known; `/dm <peer> <text>` sends a direct
-//! message to a peer named by its name or a prefix of its id (neighbour or not); `/quit` (or the
-//! end of `stdin`) leaves gracefully. Lines typed before any peer is linked wait for the first link
-//! (at most [`MAX_QUEUED`] of them).
+//! message to a peer named by its name or a prefix of its id (neighbour or not), and a name not
+//! heard here is looked up in the DHT; `/put <key> <value>` publishes a record in the DHT and
+//! `/get <key>` looks one up; `/quit` (or the end of `stdin`) leaves gracefully. Lines typed before
+//! any peer is linked wait for the first link (at most [`MAX_QUEUED`] of them).
+//!
+//! # Names in the DHT
+//!
+//! When its first link comes up, a chat publishes its name in the mesh's DHT
+//! ([`Mesh::put`](p2pmesh::Mesh::put)): the record named [`NAME_PREFIX`]` + name` (`name:alice`)
+//! whose value is its peer id as 40 hex characters, text in the payload envelope (what the browser
+//! chat's `put(key, string)` writes). `/dm alice …` for a name not heard on the topic (a peer on
+//! another topic, or one whose hello was missed) gets that record and sends to its publisher, whose
+//! signature the DHT checked (the value is only informative). A name is first come, first served:
+//! when another peer holds it, the chat says so, and `/dm` by that name reaches the other peer. The
+//! chat removes its name when it leaves; a chat that ended without leaving keeps it until the record
+//! expires (an hour), and since each run has a new peer id, a restarted chat finds its name taken
+//! until then.
+//!
+//! `/put` and `/get` values are text, in the payload envelope too.
 //!
 //! # The chat message format
 //!
@@ -41,13 +57,22 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use p2pmesh::{Event, Mesh, Message, NodeId};
+use p2pmesh::{Event, Mesh, Message, NodeId, PutOutcome, Record, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Lines kept while no peer is linked yet.
 pub const MAX_QUEUED: usize = 100;
+
+/// What a chat's name record is called in the DHT: this, then the name.
+pub const NAME_PREFIX: &str = "name:";
+
+/// How long leaving waits for the removal of our name from the DHT.
+const REMOVE_WAIT: Duration = Duration::from_secs(5);
+
+/// DHT results waiting for the chat loop.
+const DHT_QUEUE: usize = 64;
 
 /// How long the end of `stdin` waits for a first link when lines are still queued.
 const EOF_WAIT: Duration = Duration::from_secs(15);
@@ -151,6 +176,117 @@ impl ChatMessage {
     }
 }
 
+/// A line typed by the user, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input<'a> {
+    /// Nothing (blank).
+    Empty,
+    /// `/quit` or `/exit`.
+    Quit,
+    /// `/peers`.
+    Peers,
+    /// `/help`.
+    Help,
+    /// `/dm <who> <text>`.
+    Dm { who: &'a str, text: &'a str },
+    /// `/put <key> <value>` (the value is the rest of the line).
+    Put { key: &'a str, value: &'a str },
+    /// `/get <key>`.
+    Get { key: &'a str },
+    /// A command used wrongly: how to use it.
+    Usage(&'static str),
+    /// An unknown `/command`.
+    Unknown(&'a str),
+    /// A line to broadcast (`//…` too: it is not a command).
+    Line(&'a str),
+}
+
+const HELP: &str = "* /peers, /dm <name or id prefix> <text> (a name not seen here is looked up in \
+                    the DHT), /put <key> <value>, /get <key>, /quit; other lines are sent to everyone";
+
+impl<'a> Input<'a> {
+    fn parse(line: &'a str) -> Self {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.trim().is_empty() {
+            return Self::Empty;
+        }
+        let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+        // The first word of `rest` and what follows it.
+        let split = |rest: &'a str| {
+            let rest = rest.trim_start();
+            rest.split_once(' ').unwrap_or((rest, ""))
+        };
+        match command {
+            "/quit" | "/exit" => Self::Quit,
+            "/peers" => Self::Peers,
+            "/help" => Self::Help,
+            "/dm" => match split(rest) {
+                (who, text) if !who.is_empty() && !text.trim().is_empty() => Self::Dm { who, text },
+                _ => Self::Usage("* usage: /dm <name or id prefix> <text>"),
+            },
+            "/put" => match split(rest) {
+                (key, value) if !key.is_empty() && !value.is_empty() => Self::Put { key, value },
+                _ => Self::Usage("* usage: /put <key> <value>"),
+            },
+            "/get" => match rest.trim() {
+                key if !key.is_empty() && !key.contains(' ') => Self::Get { key },
+                _ => Self::Usage("* usage: /get <key>"),
+            },
+            _ if command.starts_with('/') && !command.starts_with("//") => Self::Unknown(command),
+            _ => Self::Line(line),
+        }
+    }
+}
+
+/// The result of a DHT command the chat started, for its loop.
+#[derive(Debug)]
+enum DhtDone {
+    /// Our name was published (on the first link).
+    Published(Result<PutOutcome, p2pmesh::Error>),
+    /// A `/put`.
+    Put {
+        key: String,
+        result: Result<PutOutcome, p2pmesh::Error>,
+    },
+    /// A `/get`.
+    Got {
+        key: String,
+        result: Result<Option<Record>, p2pmesh::Error>,
+    },
+    /// The lookup of a `/dm`'s name.
+    Resolved {
+        who: String,
+        text: String,
+        result: Result<Option<Record>, p2pmesh::Error>,
+    },
+}
+
+/// The record under which `name` is published.
+fn name_key(name: &str) -> String {
+    format!("{NAME_PREFIX}{name}")
+}
+
+/// A record's value as the chat shows it: text, or bytes in hex.
+fn shown(value: &[u8]) -> String {
+    match p2pmesh::payload::decode(value) {
+        p2pmesh::payload::Payload::Text(text) => text.to_owned(),
+        p2pmesh::payload::Payload::Binary(bytes) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}")
+        }
+    }
+}
+
+/// A duration as the chat shows it: `42s`, `3m12s`, `2h5m`.
+fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, s / 60 % 60),
+    }
+}
+
 /// A signaling server this process started; stopped when the chat ends.
 struct HostedServer {
     stop: oneshot::Sender<()>,
@@ -214,6 +350,10 @@ struct Chat<W> {
     /// Whether our hello went out (on the first link).
     greeted: bool,
     queued: VecDeque<String>,
+    /// Where the DHT commands' tasks send their results.
+    dht: mpsc::Sender<DhtDone>,
+    /// Whether our name is published in the DHT (removed when leaving).
+    published: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Chat<W> {
@@ -235,31 +375,33 @@ impl<W: AsyncWrite + Unpin> Chat<W> {
 
     /// A line typed by the user. Returns false on `/quit`.
     async fn handle_line(&mut self, line: &str) -> Result<bool, Error> {
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() {
-            return Ok(true);
-        }
-        let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
-        match command {
-            "/quit" | "/exit" => return Ok(false),
-            "/peers" => self.list_peers().await?,
-            "/dm" => {
-                let (who, text) = rest.trim_start().split_once(' ').unwrap_or((rest, ""));
-                if who.is_empty() || text.trim().is_empty() {
-                    self.say("* usage: /dm <name or id prefix> <text>").await?;
-                } else {
-                    self.direct(who, text).await?;
-                }
+        match Input::parse(line) {
+            Input::Empty => {}
+            Input::Quit => return Ok(false),
+            Input::Peers => self.list_peers().await?,
+            Input::Help => self.say(HELP).await?,
+            Input::Dm { who, text } => self.direct(who, text).await?,
+            Input::Put { key, value } => {
+                let (mesh, key) = (self.mesh.clone(), key.to_owned());
+                let value = p2pmesh::payload::encode_text(value);
+                self.spawn_dht(async move {
+                    let result = mesh.put(&key, value).await;
+                    DhtDone::Put { key, result }
+                });
             }
-            "/help" => {
-                self.say("* /peers, /dm <peer> <text>, /quit; other lines are sent to everyone")
-                    .await?;
+            Input::Get { key } => {
+                let (mesh, key) = (self.mesh.clone(), key.to_owned());
+                self.spawn_dht(async move {
+                    let result = mesh.get(&key).await;
+                    DhtDone::Got { key, result }
+                });
             }
-            _ if command.starts_with('/') && !command.starts_with("//") => {
+            Input::Usage(usage) => self.say(usage).await?,
+            Input::Unknown(command) => {
                 self.say(&format!("* unknown command {command} (try /help)"))
                     .await?;
             }
-            _ => {
+            Input::Line(line) => {
                 if self.greeted {
                     let message = ChatMessage::new("chat", &self.name, line);
                     self.broadcast(&message).await?;
@@ -272,6 +414,88 @@ impl<W: AsyncWrite + Unpin> Chat<W> {
             }
         }
         Ok(true)
+    }
+
+    /// Runs a DHT command in a task of its own (it may take seconds); its result comes back to the
+    /// chat loop.
+    fn spawn_dht(&self, command: impl Future<Output = DhtDone> + Send + 'static) {
+        let results = self.dht.clone();
+        tokio::spawn(async move {
+            let _ = results.send(command.await).await;
+        });
+    }
+
+    /// What a DHT command ended with.
+    async fn handle_dht(&mut self, done: DhtDone) -> Result<(), Error> {
+        match done {
+            DhtDone::Published(Ok(outcome)) => {
+                self.published = true;
+                self.published_name(outcome).await
+            }
+            DhtDone::Published(Err(err)) => {
+                // Unless the node refused the command, it publishes the record (and republishes it
+                // later, also after a timeout, and where another peer's name is not stored):
+                // removed when leaving.
+                self.published = !matches!(
+                    err,
+                    p2pmesh::Error::KeyTooLarge { .. }
+                        | p2pmesh::Error::ValueTooLarge { .. }
+                        | p2pmesh::Error::EmptyValue
+                        | p2pmesh::Error::Busy
+                );
+                let line = if err == p2pmesh::Error::DhtRefused(StoreError::OtherPublisher) {
+                    format!(
+                        "* the name {} is another peer's in the DHT: a /dm {} from a peer that \
+                         has not seen you reaches them",
+                        self.name, self.name
+                    )
+                } else {
+                    format!("* could not publish your name in the DHT: {err}")
+                };
+                self.say(&line).await
+            }
+            DhtDone::Put { key, result } => {
+                let line = match result {
+                    Ok(outcome) => format!(
+                        "* put {key}: stored by {} of {} nodes",
+                        outcome.stored, outcome.asked
+                    ),
+                    Err(err) => format!("* put {key} failed: {err}"),
+                };
+                self.say(&line).await
+            }
+            DhtDone::Got { key, result } => {
+                let line = match result {
+                    Ok(Some(record)) => format!(
+                        "* {key} = {} (publisher {}, seq {}, {} old)",
+                        shown(&record.value),
+                        self.display(&record.publisher),
+                        record.seq,
+                        age(record.age)
+                    ),
+                    Ok(None) => format!("* {key}: not found"),
+                    Err(err) => format!("* get {key} failed: {err}"),
+                };
+                self.say(&line).await
+            }
+            DhtDone::Resolved { who, text, result } => match result {
+                Ok(Some(record)) if record.publisher != self.mesh.local_id() => {
+                    let to = record.publisher;
+                    // Learned: the name is known from now on (until another says otherwise).
+                    self.names.entry(to).or_insert_with(|| who.clone());
+                    self.send_direct(to, &text).await
+                }
+                Ok(Some(_)) => self.say(&format!("* {who} is you")).await,
+                Ok(None) => {
+                    let line = format!("* no peer called {who}: not seen here, not in the DHT");
+                    self.say(&line).await
+                }
+                Err(err) => {
+                    let line = format!("* no peer called {who} seen here, and the DHT: {err}");
+                    self.say(&line).await
+                }
+            },
+        }
     }
 
     async fn list_peers(&mut self) -> Result<(), Error> {
@@ -325,12 +549,37 @@ impl<W: AsyncWrite + Unpin> Chat<W> {
         }
     }
 
+    async fn published_name(&mut self, outcome: PutOutcome) -> Result<(), Error> {
+        let line = format!(
+            "* your name is published in the DHT ({}, stored by {} of {} nodes)",
+            name_key(&self.name),
+            outcome.stored,
+            outcome.asked
+        );
+        self.say(&line).await
+    }
+
+    /// A `/dm`: to the peer `who` names here, or else to the publisher of its name in the DHT.
     async fn direct(&mut self, who: &str, text: &str) -> Result<(), Error> {
-        let Some(to) = self.resolve(who) else {
-            return self
-                .say(&format!("* no single peer called {who} (see /peers)"))
-                .await;
-        };
+        if let Some(to) = self.resolve(who) {
+            return self.send_direct(to, text).await;
+        }
+        if who == self.name {
+            return self.say(&format!("* {who} is you")).await;
+        }
+        let (mesh, who, text) = (self.mesh.clone(), who.to_owned(), text.to_owned());
+        self.say(&format!(
+            "* {who} not seen here: looking the name up in the DHT"
+        ))
+        .await?;
+        self.spawn_dht(async move {
+            let result = mesh.get(name_key(&who)).await;
+            DhtDone::Resolved { who, text, result }
+        });
+        Ok(())
+    }
+
+    async fn send_direct(&mut self, to: NodeId, text: &str) -> Result<(), Error> {
         let message = ChatMessage::new("chat", &self.name, text);
         match self.mesh.send(to, message.to_bytes()).await {
             Ok(_) => Ok(()),
@@ -344,6 +593,12 @@ impl<W: AsyncWrite + Unpin> Chat<W> {
                 self.greeted = true;
                 let hello = ChatMessage::new("hello", &self.name, "");
                 self.broadcast(&hello).await?;
+                let mesh = self.mesh.clone();
+                let (key, id) = (name_key(&self.name), self.mesh.local_id().to_string());
+                self.spawn_dht(async move {
+                    let value = p2pmesh::payload::encode_text(&id);
+                    DhtDone::Published(mesh.put(key, value).await)
+                });
                 while let Some(line) = self.queued.pop_front() {
                     let message = ChatMessage::new("chat", &self.name, &line);
                     self.broadcast(&message).await?;
@@ -457,6 +712,7 @@ where
     let _subscription = mesh.subscribe(&config.topic).await?;
     mesh.join().await?;
 
+    let (dht, mut dht_results) = mpsc::channel(DHT_QUEUE);
     let mut chat = Chat {
         mesh: mesh.clone(),
         topic: config.topic.clone(),
@@ -465,6 +721,8 @@ where
         names: HashMap::new(),
         greeted: false,
         queued: VecDeque::new(),
+        dht,
+        published: false,
     };
     let joined = format!(
         "* joined {} (room {}, topic {}) as {} ({})",
@@ -503,6 +761,11 @@ where
                 }
                 None => break Ok(()),
             },
+            Some(done) = dht_results.recv() => {
+                if let Err(err) = chat.handle_dht(done).await {
+                    break Err(err);
+                }
+            }
             () = sleep_until(deadline) => {
                 let n = chat.queued.len();
                 chat.say(&format!("* no peer came: {n} queued lines not sent")).await?;
@@ -514,6 +777,13 @@ where
     if chat.greeted {
         let bye = ChatMessage::new("bye", &chat.name, "");
         let _ = chat.broadcast(&bye).await;
+    }
+    if chat.published {
+        // So that a lookup of the name finds nothing rather than a peer that left.
+        let removal = tokio::time::timeout(REMOVE_WAIT, mesh.remove(name_key(&chat.name)));
+        if let Ok(Err(err)) = removal.await {
+            tracing::debug!(%err, "could not remove the name from the DHT");
+        }
     }
     tokio::time::sleep(LINGER).await;
     mesh.leave().await?;
@@ -558,6 +828,63 @@ mod tests {
         assert!(server_addr("ws://a:99999").is_err());
         assert!(server_addr("ws://:1").is_err());
         assert!(server_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn commands_parse() {
+        use Input::*;
+        assert_eq!(Input::parse(""), Empty);
+        assert_eq!(Input::parse("   \r\n"), Empty);
+        assert_eq!(Input::parse("/quit"), Quit);
+        assert_eq!(Input::parse("/exit\r"), Quit);
+        assert_eq!(Input::parse("/peers"), Peers);
+        assert_eq!(Input::parse("/help"), Help);
+        assert_eq!(
+            Input::parse("/dm bob hi there"),
+            Dm {
+                who: "bob",
+                text: "hi there"
+            }
+        );
+        assert_eq!(
+            Input::parse("/dm  bob hi"),
+            Dm {
+                who: "bob",
+                text: "hi"
+            }
+        );
+        assert!(matches!(Input::parse("/dm bob"), Usage(u) if u.contains("/dm")));
+        assert!(matches!(Input::parse("/dm bob   "), Usage(_)));
+        assert!(matches!(Input::parse("/dm"), Usage(_)));
+        assert_eq!(
+            Input::parse("/put motto carpe diem"),
+            Put {
+                key: "motto",
+                value: "carpe diem"
+            }
+        );
+        assert!(matches!(Input::parse("/put motto"), Usage(u) if u.contains("/put")));
+        assert!(matches!(Input::parse("/put"), Usage(_)));
+        assert_eq!(Input::parse("/get motto"), Get { key: "motto" });
+        assert_eq!(Input::parse("/get  motto "), Get { key: "motto" });
+        assert!(matches!(Input::parse("/get"), Usage(u) if u.contains("/get")));
+        assert!(matches!(Input::parse("/get two words"), Usage(_)));
+        assert_eq!(Input::parse("/nope x"), Unknown("/nope"));
+        assert_eq!(Input::parse("//not a command"), Line("//not a command"));
+        assert_eq!(Input::parse("hello all\n"), Line("hello all"));
+    }
+
+    #[test]
+    fn dht_names_values_and_ages_read_well() {
+        assert_eq!(name_key("alice"), "name:alice");
+        assert_eq!(
+            shown(&p2pmesh::payload::encode_text("carpe diem")),
+            "carpe diem"
+        );
+        assert_eq!(shown(&[0xff, 0x01]), "0xff01");
+        assert_eq!(age(Duration::from_millis(1_500)), "1s");
+        assert_eq!(age(Duration::from_secs(192)), "3m12s");
+        assert_eq!(age(Duration::from_secs(7_500)), "2h5m");
     }
 
     #[test]

@@ -23,8 +23,13 @@ struct Chat {
 
 impl Chat {
     fn start(url: &str, name: &str) -> Self {
+        Self::start_with(url, name, &[])
+    }
+
+    fn start_with(url: &str, name: &str, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-cli"))
             .args(["--server", url, "--name", name, "--no-host"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -80,8 +85,12 @@ impl Chat {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_chats_talk_through_their_terminals() {
+/// A signaling server on an ephemeral port: its URL, and what stops it.
+async fn start_server() -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let server = signaling_server::Server::bind(signaling_server::Config::ephemeral())
         .await
         .expect("bind");
@@ -90,6 +99,12 @@ async fn two_chats_talk_through_their_terminals() {
     let server = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
+    (url, stop, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chats_talk_through_their_terminals() {
+    let (url, stop, server) = start_server().await;
 
     let mut alice = Chat::start(&url, "alice");
     alice
@@ -141,6 +156,80 @@ async fn two_chats_talk_through_their_terminals() {
     let mut bob = bob;
     drop(bob.stdin.take());
     bob.exits_cleanly().await;
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(PATIENCE, server).await;
+}
+
+/// Two chats in one room on different topics never hear each other's hello, so neither knows the
+/// other's name: a `/dm` by name finds the peer through the name it published in the DHT, and
+/// `/put` and `/get` exchange a record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dm_reaches_a_name_never_seen_through_the_dht() {
+    let (url, stop, server) = start_server().await;
+
+    let mut carol = Chat::start_with(&url, "carol", &["--topic", "upstairs"]);
+    carol
+        .expect_line("carol joined the server", |l| {
+            l.starts_with("* joined") && l.contains("as carol")
+        })
+        .await;
+    let mut dave = Chat::start_with(&url, "dave", &["--topic", "downstairs"]);
+    dave.expect_line("dave joined the server", |l| {
+        l.starts_with("* joined") && l.contains("as dave")
+    })
+    .await;
+    // Each publishes its name once linked (to the other: the only peer).
+    carol
+        .expect_line("carol's name in the DHT", |l| {
+            l.starts_with("* your name is published in the DHT (name:carol")
+        })
+        .await;
+    dave.expect_line("dave's name in the DHT", |l| {
+        l.starts_with("* your name is published in the DHT (name:dave")
+    })
+    .await;
+
+    carol.type_line("/peers").await;
+    carol
+        .expect_line("carol knows no name", |l| l.ends_with("0 known by name: "))
+        .await;
+    carol.type_line("/dm dave found you in the DHT").await;
+    carol
+        .expect_line("carol looks dave up", |l| {
+            l == "* dave not seen here: looking the name up in the DHT"
+        })
+        .await;
+    dave.expect_line("carol's direct message", |l| {
+        l == "[dm] <carol> found you in the DHT"
+    })
+    .await;
+
+    carol.type_line("/dm nobody are you there?").await;
+    carol
+        .expect_line("nobody is not found", |l| {
+            l == "* no peer called nobody: not seen here, not in the DHT"
+        })
+        .await;
+
+    dave.type_line("/put motto carpe diem").await;
+    dave.expect_line("dave's put", |l| l.starts_with("* put motto: stored by "))
+        .await;
+    carol.type_line("/get motto").await;
+    carol
+        .expect_line("the record dave put", |l| {
+            l.starts_with("* motto = carpe diem (publisher dave, seq ")
+        })
+        .await;
+    carol.type_line("/get nothing-here").await;
+    carol
+        .expect_line("a key nobody put", |l| l == "* nothing-here: not found")
+        .await;
+
+    carol.type_line("/quit").await;
+    carol.exits_cleanly().await;
+    dave.type_line("/quit").await;
+    dave.exits_cleanly().await;
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(PATIENCE, server).await;

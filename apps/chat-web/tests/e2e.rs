@@ -14,7 +14,10 @@
 //! 4. a `/dm` from `pia` reaches a native node it has no link to (picked from the natives whose id
 //!    is not in `pia`'s `#peers`), routed through the mesh;
 //! 5. closing `quinn`'s page removes it from `pia`'s `#peers`, and both terminals print
-//!    `* quinn left`.
+//!    `* quinn left`;
+//! 6. names in the DHT: a terminal `cy` on another topic (it hears no hello, and nobody hears its
+//!    own) and `pia` reach each other by name with `/dm`, each name looked up in the DHT where the
+//!    other published it (the page through the JavaScript API's `put`, the terminal natively).
 //!
 //! Needs Chromium, chromedriver and the built chat (`cargo xtask web`); fails saying so when one
 //! is missing. Waits poll the DOM and stdout; their long patience only stops a hung test.
@@ -89,7 +92,7 @@ async fn pages_and_terminals_chat_in_one_mesh() {
         ann_id,
         bob_id,
     };
-    if let Err(err) = scenario(&mut mesh).await {
+    if let Err(err) = scenario(&mut mesh, &server.ws_url()).await {
         panic!("{err}\n\nwhat each showed:\n{}", mesh.describe().await);
     }
 
@@ -103,7 +106,7 @@ async fn pages_and_terminals_chat_in_one_mesh() {
     drop(driver);
 }
 
-async fn scenario(mesh: &mut Mesh) -> chat_web::Result<()> {
+async fn scenario(mesh: &mut Mesh, server_ws_url: &str) -> chat_web::Result<()> {
     let Mesh {
         quinn,
         pia,
@@ -213,5 +216,37 @@ async fn scenario(mesh: &mut Mesh) -> chat_web::Result<()> {
             .expect_line("quinn leaving", |l| l == "* quinn left")
             .await?;
     }
+
+    // 6. cy, on another topic, and pia find each other's names in the DHT.
+    let mut cy = ChatCli::start(
+        &chat_cli_binary()?,
+        server_ws_url,
+        "cy",
+        ROOM,
+        &["--topic", "elsewhere"],
+    )?;
+    cy.joined().await?;
+    cy.expect_line("cy's name in the DHT", |l| {
+        l.starts_with("* your name is published in the DHT (name:cy,")
+    })
+    .await?;
+    pia.wait_log("pia's name in the DHT", |l| {
+        l.kind.as_deref() == Some("system")
+            && l.text
+                .starts_with("your name is published in the DHT (name:pia,")
+    })
+    .await?;
+    pia.send("/dm cy found by name").await?;
+    cy.expect_line("pia's direct message to cy", |l| {
+        l == "[dm] <pia> found by name"
+    })
+    .await?;
+    cy.type_line("/dm pia found you too").await?;
+    pia.wait_log("cy's direct message to pia", |l| {
+        l.is("dm", "cy", "found you too")
+    })
+    .await?;
+    let status = cy.quit().await?;
+    assert!(status.success(), "cy's exit status {status}");
     Ok(())
 }

@@ -12,6 +12,9 @@
 //! mesh.on("message", ({ from, data, topic }) => console.log(from, topic, data));
 //! await mesh.join();
 //! await mesh.sendBroadcast("chat", "hello");
+//! // The DHT: a record by name, signed by this mesh (see PutOutcome, DhtRecord, DhtError).
+//! await mesh.put("name:alice", mesh.peerId);
+//! const record = await mesh.get("name:alice"); // { key, value, publisher, seq, ageMs } or null
 //! ```
 //!
 //! Build: `cargo build --profile release-wasm --target wasm32-unknown-unknown -p p2pmesh-js`, then
@@ -93,6 +96,43 @@ export interface MeshMessage {
   data: string | Uint8Array;
   /** The broadcast's topic; undefined for a direct message. */
   topic?: string;
+}
+
+/** What mesh.put and mesh.remove resolve to. */
+export interface PutOutcome {
+  /** The record's key in the DHT: SHA-1 of the name, 40 hex characters. */
+  key: string;
+  /** How many of the closest nodes stored it. */
+  stored: number;
+  /** How many were asked. */
+  asked: number;
+  /** The last refusal heard while others stored it (e.g. "Stale"), if any. */
+  refused?: string;
+}
+
+/** A record mesh.get found. */
+export interface DhtRecord {
+  /** Its name (a string when it is UTF-8). */
+  key: string | Uint8Array;
+  /** The value: a string when it was put as one. */
+  value: string | Uint8Array;
+  /** The publisher's peer id. */
+  publisher: string;
+  /** Its version: when it was published, in microseconds since the Unix epoch. */
+  seq: number;
+  /** How long ago it was published, in milliseconds (by this node's clock). */
+  ageMs: number;
+}
+
+/**
+ * The Error a DHT command (put, get, remove) rejects with: `code` is "KeyTooLarge",
+ * "ValueTooLarge", "EmptyValue", "NotPublished", "Busy", "DhtTimeout" (no node answered),
+ * "DhtRefused" (with `reason`, e.g. "OtherPublisher": the name is another node's), "Closed" or
+ * "Other".
+ */
+export interface DhtError extends Error {
+  code: string;
+  reason?: string;
 }
 
 /** The events of a mesh. */

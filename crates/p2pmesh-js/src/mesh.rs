@@ -7,7 +7,7 @@ use std::rc::Rc;
 use futures_util::StreamExt as _;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use p2pmesh::payload::{self, Payload};
-use p2pmesh::{Event, Events, Message, NodeId};
+use p2pmesh::{Event, Events, Message, NodeId, PutOutcome, Record};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
@@ -141,6 +141,80 @@ fn payload_of(data: &JsValue) -> Result<Vec<u8>, JsValue> {
     } else {
         Err(js_error("data must be a string or a Uint8Array"))
     }
+}
+
+/// A DHT name: a string's UTF-8, or bytes (no envelope: the name is the bytes).
+fn name_of(key: &JsValue) -> Result<Vec<u8>, JsValue> {
+    if let Some(text) = key.as_string() {
+        Ok(text.into_bytes())
+    } else if let Some(bytes) = key.dyn_ref::<Uint8Array>() {
+        Ok(bytes.to_vec())
+    } else {
+        Err(js_error("key must be a string or a Uint8Array"))
+    }
+}
+
+/// A DHT command's error: an `Error` with its text, a `code` (the facade's variant, e.g.
+/// `"DhtRefused"`) and, for a refusal, a `reason` (e.g. `"OtherPublisher"`).
+fn dht_error(err: p2pmesh::Error) -> JsValue {
+    let error = js_error(&err);
+    let (code, reason) = match &err {
+        p2pmesh::Error::KeyTooLarge { .. } => ("KeyTooLarge", None),
+        p2pmesh::Error::ValueTooLarge { .. } => ("ValueTooLarge", None),
+        p2pmesh::Error::EmptyValue => ("EmptyValue", None),
+        p2pmesh::Error::NotPublished => ("NotPublished", None),
+        p2pmesh::Error::Busy => ("Busy", None),
+        p2pmesh::Error::DhtTimeout => ("DhtTimeout", None),
+        p2pmesh::Error::DhtRefused(why) => ("DhtRefused", Some(format!("{why:?}"))),
+        p2pmesh::Error::Closed => ("Closed", None),
+        _ => ("Other", None),
+    };
+    if let Some(object) = error.dyn_ref::<Object>() {
+        set(object, "code", &JsValue::from_str(code));
+        if let Some(reason) = reason {
+            set(object, "reason", &JsValue::from_str(&reason));
+        }
+    }
+    error
+}
+
+/// `{ key, stored, asked, refused }`: the record's key (40 hex characters), how many of the closest
+/// nodes stored it and were asked, and the last refusal heard (`undefined` when none).
+fn outcome_value(outcome: &PutOutcome) -> JsValue {
+    let object = Object::new();
+    set(&object, "key", &id_value(outcome.key));
+    set(&object, "stored", &JsValue::from(outcome.stored as f64));
+    set(&object, "asked", &JsValue::from(outcome.asked as f64));
+    let refused = outcome.refused.map_or(JsValue::UNDEFINED, |why| {
+        JsValue::from_str(&format!("{why:?}"))
+    });
+    set(&object, "refused", &refused);
+    object.into()
+}
+
+/// `{ key, value, publisher, seq, ageMs }`: the name (a string when it is UTF-8), the value (a
+/// string when it was put as one), the publisher's peer id, the version (microseconds since the
+/// epoch) and the age in milliseconds.
+fn record_value(record: &Record) -> JsValue {
+    let object = Object::new();
+    let key = match std::str::from_utf8(&record.key) {
+        Ok(text) => JsValue::from_str(text),
+        Err(_) => Uint8Array::from(&record.key[..]).into(),
+    };
+    set(&object, "key", &key);
+    let value = match payload::decode(&record.value) {
+        Payload::Text(text) => JsValue::from_str(text),
+        Payload::Binary(bytes) => Uint8Array::from(bytes).into(),
+    };
+    set(&object, "value", &value);
+    set(&object, "publisher", &id_value(record.publisher));
+    set(&object, "seq", &JsValue::from(record.seq as f64));
+    set(
+        &object,
+        "ageMs",
+        &JsValue::from(record.age.as_secs_f64() * 1000.0),
+    );
+    object.into()
 }
 
 fn peer_id(id: &str) -> Result<NodeId, JsValue> {
@@ -290,6 +364,62 @@ impl Mesh {
         promise(async move {
             let target = peer_id(&id)?;
             Ok(ids_value(mesh.find_node(target).await.map_err(js_error)?))
+        })
+    }
+
+    /// Publishes `value` in the DHT under the name `key` (a string, as UTF-8, or bytes; at most 64
+    /// bytes), signed by this mesh, and republishes it until `remove`. `value` travels in the payload
+    /// envelope, so `get` gives back a string for a string (not empty; at most 16 KiB). Resolves to
+    /// `{ key, stored, asked, refused }` once the closest nodes answered; rejects when no node stored
+    /// it or the name is another node's (`error.code` is `"DhtRefused"`, `error.reason` e.g.
+    /// `"OtherPublisher"`), when no node answered (`"DhtTimeout"`), or on a bad argument.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PutOutcome>")]
+    pub fn put(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] key: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] value: JsValue,
+    ) -> Promise {
+        let mesh = self.inner.clone();
+        promise(async move {
+            let (key, value) = (name_of(&key)?, payload_of(&value)?);
+            if value.len() == 1 {
+                // An empty string or array: only the envelope's byte. Empty means removed.
+                return Err(dht_error(p2pmesh::Error::EmptyValue));
+            }
+            let outcome = mesh.put(key, value).await.map_err(dht_error)?;
+            Ok(outcome_value(&outcome))
+        })
+    }
+
+    /// Looks the name `key` up in the DHT: resolves to `{ key, value, publisher, seq, ageMs }`, or
+    /// `null` when the nodes that answered have no record under it (or it was removed); rejects
+    /// with `error.code` `"DhtTimeout"` when no node answered.
+    #[wasm_bindgen(unchecked_return_type = "Promise<DhtRecord | null>")]
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] key: JsValue,
+    ) -> Promise {
+        let mesh = self.inner.clone();
+        promise(async move {
+            let key = name_of(&key)?;
+            let record = mesh.get(key).await.map_err(dht_error)?;
+            Ok(record.as_ref().map_or(JsValue::NULL, record_value))
+        })
+    }
+
+    /// Removes this mesh's record named `key` from the DHT (the name stays this mesh's until the
+    /// removal expires, an hour). Resolves like `put`; rejects with `error.code` `"NotPublished"`
+    /// when this mesh publishes nothing under `key`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PutOutcome>")]
+    pub fn remove(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] key: JsValue,
+    ) -> Promise {
+        let mesh = self.inner.clone();
+        promise(async move {
+            let key = name_of(&key)?;
+            let outcome = mesh.remove(key).await.map_err(dht_error)?;
+            Ok(outcome_value(&outcome))
         })
     }
 

@@ -2,8 +2,9 @@
 //! links (loopback, headless Chromium): they link up ("peer:connect" on both), a string sent
 //! directly arrives as a string with no topic, bytes broadcast on a topic nobody subscribed to
 //! arrive as a `Uint8Array` on "message" (every broadcast does), a subscriber gets its topic's
-//! broadcasts, `peers`, `routingTable` and `findNode` know the other, and `leave` is seen by the
-//! other ("peer:disconnect") and reported by the transport ("close").
+//! broadcasts, `peers`, `routingTable` and `findNode` know the other, a record one `put`s the other
+//! `get`s until it is `remove`d (DHT errors carry a `code`), and `leave` is seen by the other
+//! ("peer:disconnect") and reported by the transport ("close").
 //!
 //! The server runs outside the browser; its URL is given when the test is compiled:
 //!
@@ -92,6 +93,42 @@ async fn two_meshes_link_and_exchange_strings_bytes_and_broadcasts() {
     assert!(strings(wait(b.routing_table()).await.expect("table")).contains(&a_id));
     let found = strings(wait(a.find_node(b_id.clone())).await.expect("lookup"));
     assert_eq!(found.first(), Some(&b_id));
+
+    // The DHT: a record a publishes, b finds (a string value as a string); only a removes it.
+    let put = wait(a.put("name:a".into(), "hello dht".into()))
+        .await
+        .expect("put");
+    assert!(get(&put, "stored").as_f64().expect("stored") >= 1.0);
+    assert_eq!(get(&put, "key").as_string().map(|k| k.len()), Some(40));
+    let record = wait(b.get("name:a".into())).await.expect("get");
+    assert_eq!(get(&record, "key").as_string().as_deref(), Some("name:a"));
+    assert_eq!(
+        get(&record, "value").as_string().as_deref(),
+        Some("hello dht")
+    );
+    assert_eq!(get(&record, "publisher").as_string(), Some(a_id.clone()));
+    assert!(get(&record, "seq").as_f64().expect("seq") > 0.0);
+    assert!(get(&record, "ageMs").as_f64().expect("ageMs") >= 0.0);
+    let not_mine = wait(b.remove("name:a".into())).await.expect_err("not b's");
+    assert_eq!(
+        get(&not_mine, "code").as_string().as_deref(),
+        Some("NotPublished")
+    );
+    let empty = wait(a.put("name:a".into(), "".into()))
+        .await
+        .expect_err("empty");
+    assert_eq!(
+        get(&empty, "code").as_string().as_deref(),
+        Some("EmptyValue")
+    );
+    wait(a.remove("name:a".into())).await.expect("remove");
+    assert!(wait(b.get("name:a".into())).await.expect("get").is_null());
+    assert!(
+        wait(b.get(Uint8Array::from(&[9u8, 9][..]).into()))
+            .await
+            .expect("get")
+            .is_null()
+    );
 
     // A string arrives as a string, without a topic.
     wait(a.send(b_id.clone(), "hello".into()))

@@ -22,6 +22,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kademlia_core::StoreError;
 use mesh_core::{
     Event as NodeEvent, Instant, MessageRef, Node, NodeId, Output, QueryId, ServerInput,
 };
@@ -33,6 +34,7 @@ use transport::{
 };
 use web_time::{SystemTime, UNIX_EPOCH};
 
+use crate::dht::{PutOutcome, Record};
 use crate::event::{Event, Message};
 use crate::identity::{node_id, transport_id};
 use crate::link::{self, LinkQueues, LinkReport};
@@ -185,6 +187,10 @@ pub(crate) struct Driver<C> {
     events: broadcast::Sender<Event>,
     topics: HashMap<String, broadcast::Sender<Message>>,
     lookups: HashMap<QueryId, oneshot::Sender<Vec<NodeId>>>,
+    /// Puts (`false`) and removes (`true`) waiting for their `PutFinished`.
+    puts: HashMap<QueryId, (bool, oneshot::Sender<Result<PutOutcome, Error>>)>,
+    /// Gets waiting for their `GetFinished`.
+    gets: HashMap<QueryId, oneshot::Sender<Result<Option<Record>, Error>>>,
     pending_join: Option<(oneshot::Sender<Result<(), Error>>, p2pmesh_rt::Instant)>,
     limits: Limits,
     join_timeout: Duration,
@@ -221,6 +227,8 @@ where
             events: parts.events,
             topics: HashMap::new(),
             lookups: HashMap::new(),
+            puts: HashMap::new(),
+            gets: HashMap::new(),
             pending_join: None,
             limits: parts.limits,
             join_timeout: parts.join_timeout,
@@ -325,6 +333,34 @@ where
                 self.lookups.retain(|_, r| !r.is_closed());
                 self.lookups.insert(id, reply);
             }
+            Command::Put { key, value, reply } => match self.node.put(now, &key, value) {
+                Ok(id) => {
+                    self.puts.retain(|_, (_, r)| !r.is_closed());
+                    self.puts.insert(id, (false, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::from_dht(e, &key)));
+                }
+            },
+            Command::Remove { key, reply } => match self.node.remove(now, &key) {
+                Ok(id) => {
+                    self.puts.retain(|_, (_, r)| !r.is_closed());
+                    self.puts.insert(id, (true, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::from_dht(e, &key)));
+                }
+            },
+            Command::Get { key, reply } => match self.node.get(now, &key) {
+                // A record this node holds is found at once: its event is drained after this.
+                Ok(id) => {
+                    self.gets.retain(|_, r| !r.is_closed());
+                    self.gets.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::from_dht(e, &key)));
+                }
+            },
             Command::Peers(reply) => {
                 let _ = reply.send(self.node.links());
             }
@@ -618,6 +654,47 @@ where
             NodeEvent::LookupFinished { id, peers, .. } => {
                 if let Some(reply) = self.lookups.remove(&id) {
                     let _ = reply.send(peers);
+                }
+            }
+            NodeEvent::PutFinished {
+                id,
+                key,
+                stored,
+                asked,
+                refused,
+            } => {
+                if let Some((removal, reply)) = self.puts.remove(&id) {
+                    let result = match refused {
+                        // The name is another publisher's, at least at some of the closest nodes
+                        // (a removal did its part wherever this node's record was).
+                        Some(why @ StoreError::OtherPublisher) if !removal => {
+                            Err(Error::DhtRefused(why))
+                        }
+                        Some(why) if stored == 0 => Err(Error::DhtRefused(why)),
+                        None if stored == 0 => Err(Error::DhtTimeout),
+                        _ => Ok(PutOutcome {
+                            key,
+                            stored: stored as usize,
+                            asked: asked as usize,
+                            refused,
+                        }),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+            NodeEvent::GetFinished {
+                id,
+                record,
+                answered,
+                ..
+            } => {
+                if let Some(reply) = self.gets.remove(&id) {
+                    let result = match record {
+                        Some(record) => Ok(Record::found(record, self.clock.now())),
+                        None if answered => Ok(None),
+                        None => Err(Error::DhtTimeout),
+                    };
+                    let _ = reply.send(result);
                 }
             }
             NodeEvent::Evicted { by, alternatives } => {

@@ -50,6 +50,64 @@ pub enum Error {
     /// The node refused the command (message too large, too many pending, ...).
     #[error(transparent)]
     Node(#[from] mesh_core::Error),
+    /// A DHT name (the key of [`Mesh::put`](crate::Mesh::put), [`get`](crate::Mesh::get) or
+    /// [`remove`](crate::Mesh::remove)) is longer than [`kademlia_core::MAX_SALT_BYTES`].
+    #[error("a DHT key of {len} bytes exceeds the limit of {max}")]
+    KeyTooLarge {
+        /// The name's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value given to [`Mesh::put`](crate::Mesh::put) is larger than the Kademlia config's
+    /// `max_value_bytes` (16 KiB by default).
+    #[error("a DHT value of {len} bytes exceeds the limit of {max}")]
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value given to [`Mesh::put`](crate::Mesh::put) is empty (an empty value is how a removal
+    /// is written: use [`Mesh::remove`](crate::Mesh::remove)).
+    #[error("a DHT value may not be empty (use remove)")]
+    EmptyValue,
+    /// [`Mesh::remove`](crate::Mesh::remove) of a name this node does not publish (only the
+    /// publisher can remove a record, and only while its node runs).
+    #[error("this node publishes no record under that key")]
+    NotPublished,
+    /// Too many lookups and DHT commands run at once (the node's `max_lookups`); try again later.
+    #[error("too many lookups and DHT commands running")]
+    Busy,
+    /// The record was refused: no node stored it, for the reason given (the last one heard); or,
+    /// with [`StoreError::OtherPublisher`](kademlia_core::StoreError::OtherPublisher), a node
+    /// refused it because another node published a record under this name first and it lives (the
+    /// name is taken, even if nodes that did not hold that record stored this one).
+    #[error("no node stored the record: {0}")]
+    DhtRefused(kademlia_core::StoreError),
+    /// No node answered a DHT command before its deadline (the node has no links yet, or the
+    /// requests were lost): nothing was stored, or nothing could be looked up.
+    #[error("no node answered the DHT request")]
+    DhtTimeout,
+}
+
+impl Error {
+    /// The facade's error for what the node refused of a DHT command on the name `key`.
+    pub(crate) fn from_dht(err: mesh_core::Error, key: &[u8]) -> Self {
+        match err {
+            mesh_core::Error::TooLarge { .. } if key.len() > kademlia_core::MAX_SALT_BYTES => {
+                Self::KeyTooLarge {
+                    len: key.len(),
+                    max: kademlia_core::MAX_SALT_BYTES,
+                }
+            }
+            mesh_core::Error::TooLarge { len, max } => Self::ValueTooLarge { len, max },
+            mesh_core::Error::EmptyValue => Self::EmptyValue,
+            mesh_core::Error::NotPublished => Self::NotPublished,
+            mesh_core::Error::Busy => Self::Busy,
+            other => Self::Node(other),
+        }
+    }
 }
 
 /// A setting of [`MeshBuilder`](crate::MeshBuilder) (or of the node's configuration) that cannot

@@ -2,8 +2,9 @@
 //!
 //! Peers find each other through a signaling server, connect in a partial mesh (each keeps at most
 //! `max_peers` links), broadcast to everyone by gossip (acknowledged and retried, without
-//! flooding), and reach any peer, neighbour or not, through routing over the mesh and a Kademlia
-//! DHT. This crate is the one applications depend on: [`Mesh`], its [`MeshBuilder`], its
+//! flooding), reach any peer, neighbour or not, through routing over the mesh and a Kademlia
+//! DHT, and keep small signed records by name in that DHT ([`Mesh::put`], [`Mesh::get`],
+//! [`Mesh::remove`]; see [`dht`]). This crate is the one applications depend on: [`Mesh`], its [`MeshBuilder`], its
 //! [`Event`]s, and the driver that runs the sans-IO [`mesh_core::Node`]. It re-exports the
 //! crates below it ([`mesh_core`], [`kademlia_core`], [`gossip_core`], [`transport`],
 //! [`transport_ws`], [`webrtc_adapter`]).
@@ -115,6 +116,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+pub mod dht;
 mod driver;
 mod error;
 mod event;
@@ -128,6 +130,7 @@ mod stats;
 pub mod wire;
 
 pub use builder::{CATCH_UP_WINDOW, DEFAULT_IDENTITY_STORAGE_KEY, MAX_MESSAGE_BYTES, MeshBuilder};
+pub use dht::{PutOutcome, Record};
 pub use error::{Error, InvalidSetting};
 pub use event::{Event, Events, Message, Subscription};
 pub use identity::Keypair;
@@ -135,6 +138,7 @@ pub use mesh::Mesh;
 pub use stats::Stats;
 
 pub use gossip_core::MessageId;
+pub use kademlia_core::{MAX_SALT_BYTES, StoreError};
 pub use mesh_core::{DirectFailure, DirectId, DisconnectReason, NodeId};
 
 pub use gossip_core;

@@ -3,6 +3,7 @@
 use mesh_core::{DirectId, NodeId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::dht::{PutOutcome, Record};
 use crate::event::{Event, Events, Message, Subscription};
 use crate::{Error, MeshBuilder, Stats};
 
@@ -27,6 +28,19 @@ pub(crate) enum Command {
     FindNode {
         target: NodeId,
         reply: oneshot::Sender<Vec<NodeId>>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<PutOutcome, Error>>,
+    },
+    Get {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Option<Record>, Error>>,
+    },
+    Remove {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<PutOutcome, Error>>,
     },
     Peers(oneshot::Sender<Vec<NodeId>>),
     RoutingTable(oneshot::Sender<Vec<NodeId>>),
@@ -166,6 +180,57 @@ impl Mesh {
     /// it when the first is `target`).
     pub async fn find_node(&self, target: NodeId) -> Result<Vec<NodeId>, Error> {
         self.ask(|reply| Command::FindNode { target, reply }).await
+    }
+
+    /// Publishes `value` in the DHT under the name `key` (at most
+    /// [`MAX_SALT_BYTES`](kademlia_core::MAX_SALT_BYTES) bytes), signed by this node: it is stored at
+    /// the nodes closest to SHA-1 of the name, and republished by this node until
+    /// [`remove`](Self::remove)d (see [`crate::dht`]). A new value replaces this node's previous one.
+    /// Returns once the nodes asked answered (or the command's deadline passed, a few seconds):
+    /// how many stored it.
+    ///
+    /// A name is first come, first served: while another node's record under it lives, the nodes
+    /// that hold it refuse this one.
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`] (over the Kademlia config's
+    /// `max_value_bytes`, 16 KiB by default), [`Error::EmptyValue`], [`Error::Busy`]; when no node
+    /// stored it: [`Error::DhtRefused`] with why, or [`Error::DhtTimeout`] when no node answered (it
+    /// is still republished later); [`Error::DhtRefused`] with
+    /// [`StoreError::OtherPublisher`](kademlia_core::StoreError::OtherPublisher) also when some
+    /// nodes stored it but one refused it because the name is another node's.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<PutOutcome, Error> {
+        let (key, value) = (key.as_ref().to_vec(), value.into());
+        self.ask(|reply| Command::Put { key, value, reply }).await?
+    }
+
+    /// Looks up the record named `key` in the DHT (at once from this node's own records and store
+    /// when it holds it). `Ok(None)` when the nodes that answered have no record under the name, or
+    /// only its removal.
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLarge`], [`Error::Busy`]; [`Error::DhtTimeout`] when no node answered.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Record>, Error> {
+        let key = key.as_ref().to_vec();
+        self.ask(|reply| Command::Get { key, reply }).await?
+    }
+
+    /// Removes this node's record named `key` from the DHT: its removal (a signed empty value)
+    /// replaces it where it is stored, and it is no longer republished. Until the removal expires
+    /// (the Kademlia `record_ttl`, 1 h) the name stays this node's: other nodes cannot take it.
+    ///
+    /// # Errors
+    /// [`Error::NotPublished`] when this node publishes nothing under `key`; [`Error::KeyTooLarge`],
+    /// [`Error::Busy`]; [`Error::DhtRefused`] when no node stored the removal, [`Error::DhtTimeout`]
+    /// when no node answered (a node that refused it because it holds another publisher's record
+    /// under the name does not fail a removal: [`PutOutcome::refused`] says so).
+    pub async fn remove(&self, key: impl AsRef<[u8]>) -> Result<PutOutcome, Error> {
+        let key = key.as_ref().to_vec();
+        self.ask(|reply| Command::Remove { key, reply }).await?
     }
 
     /// Counters of the node and of the driver.
