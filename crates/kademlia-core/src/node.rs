@@ -252,6 +252,19 @@ impl Node {
         self.local_record(now, key)
     }
 
+    /// Drops the record under `key` from the store if `public_key` published it (a publisher that
+    /// learns its name is taken forgets its own copy). Returns whether it did.
+    pub fn forget_record(&mut self, key: &NodeId, public_key: &[u8; 32]) -> bool {
+        if self
+            .store
+            .get(key, Instant::ZERO)
+            .is_none_or(|r| &r.public_key != public_key)
+        {
+            return false;
+        }
+        self.store.remove(key).is_some()
+    }
+
     /// Stores `record` for its publisher, whoever hands it over (a node on the way of a put, a
     /// replica handing it on after churn): checked like a STORE, that is expiry, size and signature
     /// (with the node's verifier), its expiry capped at `record_ttl`, then the store's rules and

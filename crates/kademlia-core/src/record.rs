@@ -353,6 +353,14 @@ impl RecordStore {
         }
     }
 
+    /// Removes the record under `key`, if any.
+    pub(crate) fn remove(&mut self, key: &NodeId) -> Option<Record> {
+        let old = self.records.remove(key)?;
+        self.expiries.remove(&(old.expires, old.key));
+        self.release(&old);
+        Some(old)
+    }
+
     /// The unexpired record under `key`.
     pub(crate) fn get(&self, key: &NodeId, now: Instant) -> Option<&Record> {
         self.records.get(key).filter(|r| !r.is_expired(now))

@@ -40,6 +40,9 @@ enum Kind {
         refused: Option<StoreError>,
         /// Nodes sent a store (the closest named by the node where the put arrived).
         asked: BTreeSet<NodeId>,
+        /// A node holds the name for another publisher: no more stores go out (they would store
+        /// the record at nodes that never saw the owner's and split the name).
+        taken: bool,
     },
 }
 
@@ -143,6 +146,10 @@ pub(crate) struct Dht {
     requests: BTreeMap<u64, u64>,
     /// Records this node publishes, by key (bounded by the Kademlia config's `max_published`).
     pub(crate) published: BTreeMap<NodeId, Published>,
+    /// Gets run before a put of a name new to this node (get id -> the put's id and record): the
+    /// put goes out only if nobody holds the name for another publisher. Bounded by the running
+    /// commands.
+    pub(crate) claims: BTreeMap<u64, (u64, Record)>,
 }
 
 impl Dht {
@@ -197,6 +204,7 @@ impl Dht {
             stored: BTreeSet::new(),
             refused: None,
             asked: BTreeSet::new(),
+            taken: false,
         };
         self.insert(now, id, record.key, kind);
         self.round(now, id, fresh, config)
@@ -406,6 +414,7 @@ impl Dht {
             stored,
             refused,
             asked,
+            taken,
             ..
         } = &mut op.kind
         else {
@@ -416,11 +425,15 @@ impl Dht {
             Ok(()) => {
                 stored.insert(from);
             }
-            Err(e) => *refused = Some(e),
+            Err(e) => {
+                *taken |= e == StoreError::OtherPublisher;
+                *refused = Some(e);
+            }
         }
         asked.insert(from);
         let mut stores = Vec::new();
         let k = config.lookup_k;
+        let closest = if *taken { Vec::new() } else { closest };
         for node in closest.into_iter().take(k) {
             if node == local || asked.contains(&node) || asked.len() >= k {
                 continue;
@@ -521,6 +534,7 @@ impl Dht {
                 stored,
                 refused,
                 asked,
+                taken,
                 ..
             } => Finished::Put {
                 id,
@@ -528,7 +542,11 @@ impl Dht {
                 notify,
                 stored: stored.len() as u32,
                 asked: asked.len() as u32,
-                refused,
+                refused: if taken {
+                    Some(StoreError::OtherPublisher)
+                } else {
+                    refused
+                },
             },
         })
     }
@@ -634,7 +652,7 @@ mod tests {
             let a = answer(request_id(r), id(20 + i as u8), None, closest);
             last = dht
                 .handle_value(now, a, fresh(&mut next), &config)
-                .unwrap()
+                .expect("an answer to a running command")
                 .1;
         }
         let second = requests(last);
@@ -657,7 +675,7 @@ mod tests {
                     fresh(&mut next),
                     &config,
                 )
-                .unwrap()
+                .expect("an answer to a running command")
                 .1;
         }
         match last {
@@ -681,7 +699,7 @@ mod tests {
         let a = answer(request_id(&first[1]), id(4), Some(r.clone()), vec![]);
         match dht
             .handle_value(now, a, fresh(&mut next), &config)
-            .unwrap()
+            .expect("an answer to a running command")
             .1
         {
             Step::Finished(Finished::Get {
@@ -718,7 +736,7 @@ mod tests {
         );
         let stores = requests(
             dht.handle_stored(now, a, local, fresh(&mut next), &config)
-                .unwrap()
+                .expect("an answer to a running command")
                 .1,
         );
         let targets: Vec<NodeId> = stores
@@ -738,7 +756,7 @@ mod tests {
             let a = answer(request_id(r), root, Ok(()), vec![root, id(7)]);
             assert_eq!(
                 dht.handle_stored(now, a, local, fresh(&mut next), &config)
-                    .unwrap()
+                    .expect("an answer to a running command")
                     .1,
                 Step::Wait
             );
@@ -746,7 +764,7 @@ mod tests {
         let a = answer(request_id(&stores[0]), id(7), Ok(()), vec![]);
         assert_eq!(
             dht.handle_stored(now, a, local, fresh(&mut next), &config)
-                .unwrap()
+                .expect("an answer to a running command")
                 .1,
             Step::Wait
         );
@@ -758,7 +776,7 @@ mod tests {
         );
         match dht
             .handle_stored(now, a, local, fresh(&mut next), &config)
-            .unwrap()
+            .expect("an answer to a running command")
             .1
         {
             Step::Finished(Finished::Put {
@@ -769,6 +787,45 @@ mod tests {
                 ..
             }) => {}
             other => panic!("expected the end, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_name_held_by_another_publisher_stops_the_stores() {
+        let config = Config::default();
+        let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
+        let local = id(1);
+        let first = dht.start_put(now, 1, record(), true, fresh(&mut next), &config);
+        // One path arrives where the name is another's; another path names nodes to store at.
+        let a = answer(
+            request_id(&first[0]),
+            id(9),
+            Err(StoreError::OtherPublisher),
+            vec![id(7)],
+        );
+        let step = dht
+            .handle_stored(now, a, local, fresh(&mut next), &config)
+            .expect("an answer to a running command")
+            .1;
+        assert_eq!(step, Step::Wait);
+        let a = answer(request_id(&first[1]), id(8), Ok(()), vec![id(6), id(5)]);
+        let step = dht
+            .handle_stored(now, a, local, fresh(&mut next), &config)
+            .expect("an answer to a running command")
+            .1;
+        assert_eq!(step, Step::Wait, "no stores once the name is known taken");
+        let a = answer(request_id(&first[2]), id(8), Err(StoreError::Stale), vec![]);
+        match dht
+            .handle_stored(now, a, local, fresh(&mut next), &config)
+            .expect("an answer to a running command")
+            .1
+        {
+            Step::Finished(Finished::Put {
+                refused: Some(StoreError::OtherPublisher),
+                stored: 1,
+                ..
+            }) => {}
+            other => panic!("expected the refusal, got {other:?}"),
         }
     }
 

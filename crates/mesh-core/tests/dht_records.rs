@@ -127,6 +127,18 @@ fn a_signed_record_is_found_and_replaced_by_its_publisher_only() {
     assert_eq!(refused, Some(StoreError::OtherPublisher));
     let (found, _, _) = get(&mut net, reader, b"profile");
     assert_eq!(found.unwrap().publisher(), net.ids[publisher]);
+    // The squatter forgot its record (not republished, not served), and nobody stores it.
+    assert_eq!(net.node(squatter).published().count(), 0);
+    let (found, _, _) = get(&mut net, squatter, b"profile");
+    assert_eq!(found.unwrap().publisher(), net.ids[publisher]);
+    for (i, n) in net.live_nodes() {
+        assert!(
+            n.kademlia()
+                .records()
+                .all(|r| r.publisher() != net.ids[squatter]),
+            "node {i} stores the squatter's record"
+        );
+    }
 
     // Removed: a tombstone replaces it, and the name is no longer republished.
     let q = net.do_with(publisher, |n, now| n.remove(now, b"profile").unwrap());

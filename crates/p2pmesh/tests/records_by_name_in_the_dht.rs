@@ -106,6 +106,14 @@ async fn a_name_is_published_found_updated_defended_and_removed() {
         carol.put("bob", b"mine".to_vec()).await,
         Err(Error::DhtRefused(StoreError::OtherPublisher))
     );
+    // The name stays Bob's for everyone, Carol included (she forgot her refused record).
+    for reader in [&alice, &carol] {
+        let found = reader.get("bob").await.expect("get").expect("bob's record");
+        assert_eq!(
+            (found.publisher, found.value),
+            (bob.local_id(), b"here".to_vec())
+        );
+    }
 
     // A name nobody published: the nodes answer, without a record.
     assert_eq!(bob.get("nobody").await, Ok(None));

@@ -49,6 +49,36 @@ impl Node {
         }
         let record = self.sign_record(now, key, value)?;
         self.check_capacity()?;
+        let id = self.router.fresh_id();
+        let mine = self.identity.public_key();
+        let ours = self.dht.published.contains_key(&record.key);
+        match self.local_record(now, &record.key) {
+            Some(held) if held.public_key != mine => {
+                // We hold the name for another publisher: refused here, nothing sent.
+                self.emit(Output::Event(Event::PutFinished {
+                    id: QueryId(id),
+                    key: record.key,
+                    stored: 0,
+                    asked: 0,
+                    refused: Some(StoreError::OtherPublisher),
+                }));
+            }
+            Some(_) => self.publish(now, id, record),
+            None if ours => self.publish(now, id, record),
+            None => {
+                // A name new to us: first a get, so that a name held elsewhere is not stored at
+                // nodes that never saw its owner's record (which would split the name).
+                let check = self.router.fresh_id();
+                self.start_get(now, check, record.key);
+                self.dht.claims.insert(check, (id, record));
+            }
+        }
+        self.flush(now);
+        Ok(QueryId(id))
+    }
+
+    /// Publishes `record` (this node's) as put `id`: kept for republication, then put.
+    fn publish(&mut self, now: Instant, id: u64, record: Record) {
         let published = &mut self.dht.published;
         if !published.contains_key(&record.key)
             && published.len() >= self.config.kademlia.max_published
@@ -69,9 +99,7 @@ impl Node {
                 next_republish: now + self.config.kademlia.republish_interval,
             },
         );
-        let id = self.start_put(now, record, true);
-        self.flush(now);
-        Ok(QueryId(id))
+        self.start_put(now, id, record, true);
     }
 
     /// Looks up the record named `key` in the DHT (from this node's own records and store at once if
@@ -104,14 +132,18 @@ impl Node {
             return Ok(QueryId(id));
         }
         self.check_capacity()?;
+        self.start_get(now, id, key);
+        self.flush(now);
+        Ok(QueryId(id))
+    }
+
+    fn start_get(&mut self, now: Instant, id: u64, key: NodeId) {
         let rng = &mut self.rng;
         let requests = self
             .dht
             .start_get(now, id, key, || rng.random::<u64>(), &self.config);
         self.send_dht(now, requests);
         self.timers.set(Timer::Dht(id), self.dht.deadline(id));
-        self.flush(now);
-        Ok(QueryId(id))
     }
 
     /// Removes this node's record named `key`: a tombstone (an empty value, the next `seq`) replaces
@@ -129,7 +161,8 @@ impl Node {
         self.check_capacity()?;
         let tombstone = self.sign_record(now, key, Vec::new())?;
         self.dht.published.remove(&tombstone.key);
-        let id = self.start_put(now, tombstone, true);
+        let id = self.router.fresh_id();
+        self.start_put(now, id, tombstone, true);
         self.flush(now);
         Ok(QueryId(id))
     }
@@ -173,9 +206,8 @@ impl Node {
     }
 
     /// Starts a put of `record` (also stored here, so that requests passing this node find it).
-    fn start_put(&mut self, now: Instant, record: Record, notify: bool) -> u64 {
+    fn start_put(&mut self, now: Instant, id: u64, record: Record, notify: bool) {
         let _ = self.kad.store_record(now, record.clone());
-        let id = self.router.fresh_id();
         let rng = &mut self.rng;
         let requests = self.dht.start_put(
             now,
@@ -187,7 +219,6 @@ impl Node {
         );
         self.send_dht(now, requests);
         self.timers.set(Timer::Dht(id), self.dht.deadline(id));
-        id
     }
 
     /// The unexpired record under `key` this node publishes or stores.
@@ -523,6 +554,27 @@ impl Node {
         match step {
             Step::Wait => {}
             Step::Send(requests) => self.send_dht(now, requests),
+            Step::Finished(Finished::Get { id, record, .. })
+                if self.dht.claims.contains_key(&id) =>
+            {
+                // The get before a put of a name new to us.
+                if let Some((put, mine)) = self.dht.claims.remove(&id) {
+                    match record {
+                        Some(held)
+                            if held.public_key != mine.public_key && !held.is_expired(now) =>
+                        {
+                            self.emit(Output::Event(Event::PutFinished {
+                                id: QueryId(put),
+                                key: mine.key,
+                                stored: 0,
+                                asked: 0,
+                                refused: Some(StoreError::OtherPublisher),
+                            }));
+                        }
+                        _ => self.publish(now, put, mine),
+                    }
+                }
+            }
             Step::Finished(Finished::Get {
                 id,
                 key,
@@ -548,6 +600,12 @@ impl Node {
                 asked,
                 refused,
             }) => {
+                if refused == Some(StoreError::OtherPublisher) {
+                    // The name is another publisher's: ours is neither kept nor republished.
+                    self.dht.published.remove(&key);
+                    let public_key = self.identity.public_key();
+                    self.kad.forget_record(&key, &public_key);
+                }
                 if notify {
                     self.emit(Output::Event(Event::PutFinished {
                         id: QueryId(id),
@@ -587,7 +645,8 @@ impl Node {
                 p.record.expires = now + self.config.kademlia.record_ttl;
                 let record = p.record.clone();
                 if self.check_capacity().is_ok() {
-                    self.start_put(now, record, false);
+                    let id = self.router.fresh_id();
+                    self.start_put(now, id, record, false);
                 }
             }
         }
