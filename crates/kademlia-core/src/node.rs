@@ -252,6 +252,11 @@ impl Node {
         self.local_record(now, key)
     }
 
+    /// Whether this node stores an unexpired record under `key` for its publisher.
+    pub fn holds(&self, now: Instant, key: &NodeId) -> bool {
+        self.store.get(key, now).is_some()
+    }
+
     /// Drops the record under `key` from the store if `public_key` published it (a publisher that
     /// learns its name is taken forgets its own copy). Returns whether it did.
     pub fn forget_record(&mut self, key: &NodeId, public_key: &[u8; 32]) -> bool {

@@ -23,6 +23,10 @@ use crate::Config;
 pub(crate) struct Published {
     pub(crate) record: Record,
     pub(crate) next_republish: Instant,
+    /// The nodes that said they stored the last version: the next one is stored at them too, so
+    /// that an update or a removal reaches every copy, also when the closest nodes named this
+    /// time differ (at most `2 × lookup_k`).
+    pub(crate) holders: Vec<NodeId>,
 }
 
 #[derive(Debug)]
@@ -31,6 +35,8 @@ enum Kind {
         /// Nodes that answered "none", closest first: a found record is handed to those closer to
         /// the key than the node that had it (they should have held it).
         misses: BTreeSet<(Distance, NodeId)>,
+        /// First links the first round goes through.
+        paths: usize,
     },
     Put {
         record: alloc::boxed::Box<Record>,
@@ -109,6 +115,8 @@ pub(crate) enum Finished {
         key: NodeId,
         notify: bool,
         stored: u32,
+        /// The nodes that stored it.
+        holders: Vec<NodeId>,
         asked: u32,
         refused: Option<StoreError>,
     },
@@ -150,9 +158,33 @@ pub(crate) struct Dht {
     /// put goes out only if nobody holds the name for another publisher. Bounded by the running
     /// commands.
     pub(crate) claims: BTreeMap<u64, (u64, Record)>,
+    /// For records this node stores: the nodes it gave a copy to, which get each newer version too.
+    /// At most `max_records` keys (the store's own bound).
+    pub(crate) copies: BTreeMap<NodeId, Vec<NodeId>>,
 }
 
 impl Dht {
+    /// Remembers giving `node` a copy of the record under `key`: at most `per_key` nodes per key
+    /// (the earliest go first) and `max` keys (the caller prunes the keys it no longer stores
+    /// first; beyond that, the lowest key goes).
+    pub(crate) fn remember_copy(&mut self, key: NodeId, node: NodeId, per_key: usize, max: usize) {
+        if !self.copies.contains_key(&key) && self.copies.len() >= max {
+            self.copies.pop_first();
+        }
+        let nodes = self.copies.entry(key).or_default();
+        if !nodes.contains(&node) {
+            if nodes.len() >= per_key {
+                nodes.remove(0);
+            }
+            nodes.push(node);
+        }
+    }
+
+    /// Forgets the copies of records no longer stored (`keep` says which are).
+    pub(crate) fn prune_copies(&mut self, keep: impl Fn(&NodeId) -> bool) {
+        self.copies.retain(|k, _| keep(k));
+    }
+
     /// Number of running commands.
     pub(crate) fn len(&self) -> usize {
         self.ops.len()
@@ -169,11 +201,14 @@ impl Dht {
     }
 
     /// Starts get `id` of `key`: its first round, requests numbered by `fresh`.
+    /// The first round goes through `paths` first links (the node's up links), at least
+    /// `lookup_parallelism`.
     pub(crate) fn start_get(
         &mut self,
         now: Instant,
         id: u64,
         key: NodeId,
+        paths: usize,
         fresh: impl FnMut() -> u64,
         config: &Config,
     ) -> Vec<Request> {
@@ -183,19 +218,23 @@ impl Dht {
             key,
             Kind::Get {
                 misses: BTreeSet::new(),
+                paths,
             },
         );
         self.round(now, id, fresh, config)
     }
 
     /// Starts put `id` of `record` (republications: `notify` false).
+    /// `also`: nodes that held the last version, sent the record to store at once.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_put(
         &mut self,
         now: Instant,
         id: u64,
         record: Record,
         notify: bool,
-        fresh: impl FnMut() -> u64,
+        also: &[NodeId],
+        mut fresh: impl FnMut() -> u64,
         config: &Config,
     ) -> Vec<Request> {
         let kind = Kind::Put {
@@ -207,7 +246,25 @@ impl Dht {
             taken: false,
         };
         self.insert(now, id, record.key, kind);
-        self.round(now, id, fresh, config)
+        let mut out = self.round(now, id, &mut fresh, config);
+        if let Some(op) = self.ops.get_mut(&id)
+            && let Kind::Put { asked, .. } = &mut op.kind
+        {
+            for node in also.iter().take(2 * config.lookup_k) {
+                if !asked.insert(*node) {
+                    continue;
+                }
+                let request = fresh();
+                op.outstanding.insert(request);
+                self.requests.insert(request, id);
+                out.push(Request::Store {
+                    request,
+                    record: record.clone(),
+                    node: *node,
+                });
+            }
+        }
+        out
     }
 
     fn insert(&mut self, now: Instant, id: u64, key: NodeId, kind: Kind) {
@@ -247,8 +304,10 @@ impl Dht {
         let first_attempt = (op.round as usize - 1) * alpha;
         let mut out = Vec::new();
         match &op.kind {
-            Kind::Get { .. } if op.round == 1 => {
-                for attempt in 0..alpha {
+            Kind::Get { paths, .. } if op.round == 1 => {
+                // Every link: the first answer wins, and each extra path is a chance of a
+                // shorter or faster one (docs/decisions.md §33).
+                for attempt in 0..alpha.max(*paths) {
                     out.push(Request::GetTowardKey {
                         request: fresh(),
                         key: op.key,
@@ -256,7 +315,7 @@ impl Dht {
                     });
                 }
             }
-            Kind::Get { misses } => {
+            Kind::Get { misses, .. } => {
                 let asked: BTreeSet<NodeId> = misses.iter().map(|e| e.1).collect();
                 let next: Vec<NodeId> = op
                     .closest
@@ -336,7 +395,7 @@ impl Dht {
         } = answer;
         let id = self.take_request(request)?;
         let op = self.ops.get_mut(&id)?;
-        let Kind::Get { misses } = &mut op.kind else {
+        let Kind::Get { misses, .. } = &mut op.kind else {
             return Some((id, Step::Wait));
         };
         op.answered = true;
@@ -360,33 +419,6 @@ impl Dht {
         misses.insert((from.distance(&op.key), from));
         merge_closest(op, closest, config.lookup_k);
         Some((id, self.after_answer(now, id, fresh, config)))
-    }
-
-    /// Nodes that answered get `id` with none, closer to its key than `holder` (which had the
-    /// record): they should hold it. At most `n`.
-    pub(crate) fn repair_targets(
-        &self,
-        key: &NodeId,
-        misses: &[NodeId],
-        holder: &NodeId,
-        n: usize,
-    ) -> Vec<NodeId> {
-        let limit = holder.distance(key);
-        misses
-            .iter()
-            .filter(|m| m.distance(key) < limit)
-            .take(n)
-            .copied()
-            .collect()
-    }
-
-    /// The nodes that answered get `id` with none, closest first (read before the answer that ends
-    /// it is handled).
-    pub(crate) fn misses(&self, id: u64) -> Vec<NodeId> {
-        match self.ops.get(&id).map(|o| &o.kind) {
-            Some(Kind::Get { misses }) => misses.iter().map(|e| e.1).collect(),
-            _ => Vec::new(),
-        }
     }
 
     /// A put's or store's answer to `request` from `from`: `result`, and (from the node where the put
@@ -541,6 +573,7 @@ impl Dht {
                 key: op.key,
                 notify,
                 stored: stored.len() as u32,
+                holders: stored.into_iter().collect(),
                 asked: asked.len() as u32,
                 refused: if taken {
                     Some(StoreError::OtherPublisher)
@@ -631,7 +664,7 @@ mod tests {
         let config = Config::default();
         let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
         let key = id(9);
-        let first = dht.start_get(now, 1, key, fresh(&mut next), &config);
+        let first = dht.start_get(now, 1, key, 0, fresh(&mut next), &config);
         assert_eq!(first.len(), config.lookup_parallelism);
         assert!(first.iter().enumerate().all(|(i, r)| matches!(r,
             Request::GetTowardKey { key: k, attempt, .. } if *k == key && *attempt == i)));
@@ -695,7 +728,7 @@ mod tests {
         let config = Config::default();
         let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
         let r = record();
-        let first = dht.start_get(now, 1, r.key, fresh(&mut next), &config);
+        let first = dht.start_get(now, 1, r.key, 0, fresh(&mut next), &config);
         let a = answer(request_id(&first[1]), id(4), Some(r.clone()), vec![]);
         match dht
             .handle_value(now, a, fresh(&mut next), &config)
@@ -724,7 +757,7 @@ mod tests {
         let config = Config::default();
         let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
         let local = id(1);
-        let first = dht.start_put(now, 1, record(), true, fresh(&mut next), &config);
+        let first = dht.start_put(now, 1, record(), true, &[], fresh(&mut next), &config);
         assert_eq!(first.len(), config.lookup_parallelism);
         // The node where the put arrived stored it and names itself, us, and two others.
         let root = id(9);
@@ -795,7 +828,7 @@ mod tests {
         let config = Config::default();
         let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
         let local = id(1);
-        let first = dht.start_put(now, 1, record(), true, fresh(&mut next), &config);
+        let first = dht.start_put(now, 1, record(), true, &[], fresh(&mut next), &config);
         // One path arrives where the name is another's; another path names nodes to store at.
         let a = answer(
             request_id(&first[0]),
@@ -833,8 +866,8 @@ mod tests {
     fn commands_nobody_answers_retry_through_other_links_then_end_unanswered() {
         let config = Config::default();
         let (mut dht, mut next, now) = (Dht::default(), 100, Instant::from_millis(1));
-        let _ = dht.start_put(now, 1, record(), true, fresh(&mut next), &config);
-        let _ = dht.start_get(now, 2, id(9), fresh(&mut next), &config);
+        let _ = dht.start_put(now, 1, record(), true, &[], fresh(&mut next), &config);
+        let _ = dht.start_get(now, 2, id(9), 0, fresh(&mut next), &config);
         let mut ends = 0;
         for round in 2..=config.lookup_max_rounds + 1 {
             for op in [1, 2] {

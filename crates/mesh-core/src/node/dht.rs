@@ -17,9 +17,8 @@ use crate::timer::Timer;
 /// Records handed to a new link that is closer to their key than this node, at most, per link.
 const HAND_OVER_MAX: usize = 64;
 
-/// Nodes a found record is handed to because they answered a get with none though closer to the key
-/// than the node that had it.
-const REPAIR_MAX: usize = 3;
+/// Nodes a node remembers giving a copy of one record to (newer versions follow them).
+const COPIES_MAX: usize = 8;
 
 impl Node {
     /// Publishes `value` under the name `key` in the DHT, signed by this node: the request travels
@@ -92,14 +91,19 @@ impl Node {
                 published.remove(&oldest);
             }
         }
+        let holders = published
+            .get(&record.key)
+            .map(|p| p.holders.clone())
+            .unwrap_or_default();
         published.insert(
             record.key,
             Published {
                 record: record.clone(),
                 next_republish: now + self.config.kademlia.republish_interval,
+                holders: holders.clone(),
             },
         );
-        self.start_put(now, id, record, true);
+        self.start_put(now, id, record, true, &holders);
     }
 
     /// Looks up the record named `key` in the DHT (from this node's own records and store at once if
@@ -138,10 +142,11 @@ impl Node {
     }
 
     fn start_get(&mut self, now: Instant, id: u64, key: NodeId) {
+        let paths = self.links.up().len();
         let rng = &mut self.rng;
-        let requests = self
-            .dht
-            .start_get(now, id, key, || rng.random::<u64>(), &self.config);
+        let requests =
+            self.dht
+                .start_get(now, id, key, paths, || rng.random::<u64>(), &self.config);
         self.send_dht(now, requests);
         self.timers.set(Timer::Dht(id), self.dht.deadline(id));
     }
@@ -160,9 +165,14 @@ impl Node {
         }
         self.check_capacity()?;
         let tombstone = self.sign_record(now, key, Vec::new())?;
-        self.dht.published.remove(&tombstone.key);
+        let holders = self
+            .dht
+            .published
+            .remove(&tombstone.key)
+            .map(|p| p.holders)
+            .unwrap_or_default();
         let id = self.router.fresh_id();
-        self.start_put(now, id, tombstone, true);
+        self.start_put(now, id, tombstone, true, &holders);
         self.flush(now);
         Ok(QueryId(id))
     }
@@ -206,7 +216,7 @@ impl Node {
     }
 
     /// Starts a put of `record` (also stored here, so that requests passing this node find it).
-    fn start_put(&mut self, now: Instant, id: u64, record: Record, notify: bool) {
+    fn start_put(&mut self, now: Instant, id: u64, record: Record, notify: bool, also: &[NodeId]) {
         let _ = self.kad.store_record(now, record.clone());
         let rng = &mut self.rng;
         let requests = self.dht.start_put(
@@ -214,6 +224,7 @@ impl Node {
             id,
             record,
             notify,
+            also,
             || rng.random::<u64>(),
             &self.config,
         );
@@ -449,7 +460,24 @@ impl Node {
             return;
         }
         self.stats.dht_answered += 1;
-        let result = self.kad.store_record(now, record);
+        let from_publisher = r.src == record.publisher();
+        let newer = self
+            .kad
+            .record(now, &key)
+            .is_some_and(|old| old.public_key == record.public_key && old.seq < record.seq);
+        let result = self.kad.store_record(now, record.clone());
+        if result.is_ok() && (from_publisher || newer) {
+            // A node that gave copies of a record (hand-overs at link-up) gives them each newer
+            // version it stores, so that updates and removals replace the copies.
+            let previous = r.path.iter().rev().nth(1).copied();
+            let mut to: Vec<NodeId> = self.dht.copies.get(&key).cloned().unwrap_or_default();
+            to.sort_unstable();
+            to.dedup();
+            to.retain(|n| Some(*n) != previous && *n != r.src);
+            for node in to {
+                self.hand_over(now, node, record.clone());
+            }
+        }
         let closest = if arrived {
             self.closest_known(&key, self.config.lookup_k, true)
         } else {
@@ -492,7 +520,6 @@ impl Node {
             }
             None => None,
         };
-        let misses = self.dht.misses(id);
         let rng = &mut self.rng;
         let answer = Answer {
             request,
@@ -507,17 +534,6 @@ impl Node {
         else {
             return;
         };
-        if let Step::Finished(Finished::Get {
-            record: Some(record),
-            key,
-            ..
-        }) = &step
-        {
-            // Nodes closer to the key that said none should have held it: hand it to them.
-            for node in self.dht.repair_targets(key, &misses, &from, REPAIR_MAX) {
-                self.hand_over(now, node, record.clone());
-            }
-        }
         self.dht_step(now, id, step);
     }
 
@@ -599,7 +615,20 @@ impl Node {
                 stored,
                 asked,
                 refused,
+                holders,
             }) => {
+                if let Some(p) = self.dht.published.get_mut(&key) {
+                    // Merged: a node of the last put that did not answer this time may still hold
+                    // a copy; the newest holders are kept first.
+                    let mut all = holders;
+                    for h in core::mem::take(&mut p.holders) {
+                        if !all.contains(&h) {
+                            all.push(h);
+                        }
+                    }
+                    all.truncate(2 * self.config.lookup_k);
+                    p.holders = all;
+                }
                 if refused == Some(StoreError::OtherPublisher) {
                     // The name is another publisher's: ours is neither kept nor republished.
                     self.dht.published.remove(&key);
@@ -644,9 +673,10 @@ impl Node {
                 p.next_republish = now + self.config.kademlia.republish_interval;
                 p.record.expires = now + self.config.kademlia.record_ttl;
                 let record = p.record.clone();
+                let holders = p.holders.clone();
                 if self.check_capacity().is_ok() {
                     let id = self.router.fresh_id();
-                    self.start_put(now, id, record, false);
+                    self.start_put(now, id, record, false, &holders);
                 }
             }
         }
@@ -669,11 +699,16 @@ impl Node {
         }
     }
 
-    /// Sends `record` to `node` to store (its answer is not awaited).
+    /// Sends `record` to `node` to store (its answer is not awaited), and remembers it gave
+    /// `node` a copy (newer versions follow; see `answer_store`).
     fn hand_over(&mut self, now: Instant, node: NodeId, record: Record) {
         self.stats.dht_handed_over += 1;
         let id = self.rng.random::<u64>();
         let key = record.key;
+        let kad = &self.kad;
+        self.dht.prune_copies(|k| *k == key || kad.holds(now, k));
+        self.dht
+            .remember_copy(key, node, COPIES_MAX, self.config.kademlia.max_records);
         let _ = self.originate_dht(now, node, id, key, &Payload::DhtStore { record }, 0);
     }
 }
