@@ -13,8 +13,9 @@ use mesh_core::{Config, Error, Event, QueryId};
 
 mod harness;
 
-/// More than `lookup_k` (20), so that some nodes do not store the record and must ask for it.
-const N: usize = 30;
+/// Well over `lookup_k` (20) replicas and their links (which keep copies), so that some nodes do not
+/// store the record and must ask for it.
+const N: usize = 120;
 
 fn formed_mesh(n: usize) -> Net {
     let mut net = Net::new(n, &Config::default());
@@ -144,6 +145,11 @@ fn a_signed_record_is_found_and_replaced_by_its_publisher_only() {
     let q = net.do_with(publisher, |n, now| n.remove(now, b"profile").unwrap());
     net.run_for(Duration::from_secs(10));
     assert!(put_result(&net, publisher, q).0 >= 10);
+    for (i, n) in net.live_nodes() {
+        for r in n.kademlia().records().filter(|r| r.key == key) {
+            assert!(r.is_tombstone(), "node {i} still holds a removed value");
+        }
+    }
     let (found, _, _) = get(&mut net, reader, b"profile");
     assert!(found.expect("the tombstone").is_tombstone());
     assert_eq!(net.node(publisher).published().count(), 0);

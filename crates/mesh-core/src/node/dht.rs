@@ -218,6 +218,16 @@ impl Node {
     /// Starts a put of `record` (also stored here, so that requests passing this node find it).
     fn start_put(&mut self, now: Instant, id: u64, record: Record, notify: bool, also: &[NodeId]) {
         let _ = self.kad.store_record(now, record.clone());
+        // The nodes this node handed its earlier version to get this one.
+        for node in self
+            .dht
+            .copies
+            .get(&record.key)
+            .cloned()
+            .unwrap_or_default()
+        {
+            self.hand_over(now, node, record.clone());
+        }
         let rng = &mut self.rng;
         let requests = self.dht.start_put(
             now,
@@ -467,13 +477,19 @@ impl Node {
             .is_some_and(|old| old.public_key == record.public_key && old.seq < record.seq);
         let result = self.kad.store_record(now, record.clone());
         if result.is_ok() && (from_publisher || newer) {
-            // A node that gave copies of a record (hand-overs at link-up) gives them each newer
-            // version it stores, so that updates and removals replace the copies.
-            let previous = r.path.iter().rev().nth(1).copied();
+            // What the publisher stores at a replica is copied to the replica's links too: a get's
+            // last hop is usually over a link of a replica, which then answers one hop earlier,
+            // both ways (docs/decisions.md §33). A node that gave copies of a record (these, and
+            // hand-overs at link-up) gives them each newer version it stores, so that updates and
+            // removals replace the copies. (Not the node the store came through: it forwarded the
+            // store, and holds a copy only if it was given one.)
             let mut to: Vec<NodeId> = self.dht.copies.get(&key).cloned().unwrap_or_default();
+            if from_publisher {
+                to.extend(self.links.up());
+            }
             to.sort_unstable();
             to.dedup();
-            to.retain(|n| Some(*n) != previous && *n != r.src);
+            to.retain(|n| *n != r.src);
             for node in to {
                 self.hand_over(now, node, record.clone());
             }
