@@ -30,9 +30,14 @@
 //!   ends, within [`Config::hop_limit`]; the signaling server carries them only when the mesh has no
 //!   route. They are signed by the origin and verified once, by the node that consumes them.
 //! - **Lookups.** [`Node::find_node`] sends probes toward the target through different first links; the
-//!   first node on the way that knows the target answers along the reversed path. The DHT commands
-//!   ([`Node::get_value`], [`Node::put_value`], [`Node::dht_find_node`]) run kademlia-core's iterative
-//!   lookups with their RPCs carried as above.
+//!   first node on the way that knows the target answers along the reversed path.
+//!   [`Node::dht_find_node`] runs kademlia-core's iterative lookup with its RPCs carried as above (a
+//!   diagnostic; kademlia-core's table refreshes use it too).
+//! - **DHT.** [`Node::put`], [`Node::get`] and [`Node::remove`] store and find signed records by name:
+//!   requests travel toward the name's key over the same routing, the first node on the way that
+//!   holds the record answers, the node where no link leads closer answers for the key and names the
+//!   closest nodes, which the origin stores at; replicas' links keep copies, and every copy follows
+//!   updates and removals (docs/decisions.md §33).
 //!
 //! # The contract
 //!

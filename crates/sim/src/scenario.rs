@@ -32,7 +32,7 @@ pub enum Scenario {
     /// future-dated floods, dropping); mesh-core nodes only (see [`crate::attack`]).
     BroadcastAttack,
     /// 1,000 DHT puts, then 30% of the nodes crash and as many new ones join, then 1,000 gets of the
-    /// records put (see [`dht`]).
+    /// records put (the `dht` function of this module).
     Dht,
 }
 
