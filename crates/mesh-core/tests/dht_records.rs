@@ -18,7 +18,11 @@ mod harness;
 const N: usize = 120;
 
 fn formed_mesh(n: usize) -> Net {
-    let mut net = Net::new(n, &Config::default());
+    formed_mesh_with(n, &Config::default())
+}
+
+fn formed_mesh_with(n: usize, config: &Config) -> Net {
+    let mut net = Net::new(n, config);
     for i in 0..n {
         net.join(i);
         net.run_for(Duration::from_millis(200));
@@ -195,4 +199,39 @@ fn records_survive_the_crash_of_a_third_of_the_nodes() {
             "{j} from {reader}"
         );
     }
+}
+
+#[test]
+fn records_live_while_republished_and_expire_once_removed() {
+    let mut config = Config::default();
+    config.kademlia.record_ttl = Duration::from_secs(120);
+    config.kademlia.republish_interval = Duration::from_secs(60);
+    let mut net = formed_mesh_with(30, &config);
+    let key = Record::key_for(b"lasting");
+    let holders = |net: &Net| {
+        net.live_nodes()
+            .iter()
+            .filter(|(_, n)| {
+                n.kademlia()
+                    .records()
+                    .any(|r| r.key == key && !r.is_expired(net.now()))
+            })
+            .count()
+    };
+    assert!(put(&mut net, 3, b"lasting", b"v").0 >= 1);
+    // Five lifetimes later it is still stored (each republication renews it) and found.
+    net.run_for(Duration::from_secs(600));
+    assert!(holders(&net) >= 10, "{} holders", holders(&net));
+    let reader = stranger(&net, key, &[3]);
+    assert_eq!(
+        get(&mut net, reader, b"lasting").0.map(|r| r.value),
+        Some(b"v".to_vec())
+    );
+    // Removed: the tombstone is not republished, and after a lifetime nothing is left.
+    let q = net.do_with(3, |n, now| n.remove(now, b"lasting").unwrap());
+    net.run_for(Duration::from_secs(10));
+    assert!(put_result(&net, 3, q).0 >= 1);
+    net.run_for(Duration::from_secs(130));
+    assert_eq!(holders(&net), 0);
+    assert!(get(&mut net, reader, b"lasting").0.is_none());
 }
