@@ -46,8 +46,9 @@ impl Node {
                 max,
             });
         }
-        let record = self.sign_record(now, key, value)?;
+        check_name(key)?;
         self.check_capacity()?;
+        let record = self.sign_record(now, key, value)?;
         let id = self.router.fresh_id();
         let mine = self.identity.public_key();
         let ours = self.dht.published.contains_key(&record.key);
@@ -394,18 +395,9 @@ impl Node {
     fn dht_arrived(&mut self, now: Instant, r: &Routed) {
         match postcard::from_bytes::<Payload>(&r.body) {
             Ok(Payload::DhtGet { key }) => {
-                let record = self.local_record(now, &key);
-                let closest = if record.is_some() {
-                    Vec::new()
-                } else {
-                    self.closest_known(&key, self.config.lookup_k, true)
-                };
-                self.answer_get(now, r, record, closest);
+                self.answer_get_here(now, r, key);
             }
-            Ok(Payload::DhtPut { record }) => {
-                let key = record.key;
-                self.answer_store(now, r, record, true, key);
-            }
+            Ok(Payload::DhtPut { record }) => self.answer_store(now, r, record, true),
             _ => self.stats.dropped_unexpected += 1,
         }
     }
@@ -414,21 +406,24 @@ impl Node {
     pub(super) fn on_dht_request(&mut self, now: Instant, r: &Routed, payload: Payload) {
         match payload {
             Payload::DhtGet { key } => {
-                let record = self.local_record(now, &key);
-                let closest = if record.is_some() {
-                    Vec::new()
-                } else {
-                    self.closest_known(&key, self.config.lookup_k, true)
-                };
-                self.answer_get(now, r, record, closest);
+                self.answer_get_here(now, r, key);
             }
-            Payload::DhtStore { record } => {
-                let key = record.key;
-                self.answer_store(now, r, record, false, key);
-            }
+            Payload::DhtStore { record } => self.answer_store(now, r, record, false),
             // A put's dst is its key, never a node (it would have to be an id equal to a key).
             _ => self.stats.dropped_unexpected += 1,
         }
+    }
+
+    /// Answers a get with the record under `key` if this node has it, otherwise with the closest
+    /// nodes it knows.
+    fn answer_get_here(&mut self, now: Instant, r: &Routed, key: NodeId) {
+        let record = self.local_record(now, &key);
+        let closest = if record.is_some() {
+            Vec::new()
+        } else {
+            self.closest_known(&key, self.config.lookup_k, true)
+        };
+        self.answer_get(now, r, record, closest);
     }
 
     fn answer_get(
@@ -457,19 +452,13 @@ impl Node {
         );
     }
 
-    fn answer_store(
-        &mut self,
-        now: Instant,
-        r: &Routed,
-        record: Record,
-        arrived: bool,
-        key: NodeId,
-    ) {
+    fn answer_store(&mut self, now: Instant, r: &Routed, record: Record, arrived: bool) {
         if r.dst != self.local && !router::signed_by_src(r) {
             self.stats.dropped_bad_signature += 1;
             return;
         }
         self.stats.dht_answered += 1;
+        let key = record.key;
         let from_publisher = r.src == record.publisher();
         let newer = self
             .kad
@@ -721,8 +710,11 @@ impl Node {
         self.stats.dht_handed_over += 1;
         let id = self.rng.random::<u64>();
         let key = record.key;
-        let kad = &self.kad;
-        self.dht.prune_copies(|k| *k == key || kad.holds(now, k));
+        if !self.dht.copies.contains_key(&key) {
+            // A new key: the keys no longer stored go first (once per key, not per copy).
+            let kad = &self.kad;
+            self.dht.prune_copies(|k| kad.holds(now, k));
+        }
         self.dht
             .remember_copy(key, node, COPIES_MAX, self.config.kademlia.max_records);
         let _ = self.originate_dht(now, node, id, key, &Payload::DhtStore { record }, 0);
