@@ -166,14 +166,19 @@ async function greetOnce() {
   while (state.queued.length > 0) await broadcast("chat", state.queued.shift());
 }
 
-/** Publishes "name:" + our name → our peer id in the DHT (in the background). */
-function publishName() {
+/** Publishes "name:" + our name → our peer id in the DHT (in the background); a put no node answered
+ * (the only link went away meanwhile) is tried again, `retries` more times, 5 s apart. */
+function publishName(retries = 5) {
   const mesh = state.mesh;
   const key = NAME_PREFIX + state.name;
   mesh.put(key, mesh.peerId).then(({ stored, asked }) => {
     state.published = true;
     system(`your name is published in the DHT (${key}, stored by ${stored} of ${asked} nodes)`);
   }, (err) => {
+    if (err?.code === "DhtTimeout" && retries > 0 && state.mesh === mesh) {
+      setTimeout(() => { if (state.mesh === mesh) publishName(retries - 1); }, 5000);
+      return;
+    }
     // Unless the node refused the command itself, it republishes the record later.
     state.published = !["KeyTooLarge", "ValueTooLarge", "EmptyValue", "Busy"].includes(err?.code);
     system(err?.reason === "OtherPublisher"

@@ -261,6 +261,10 @@ enum DhtDone {
     },
 }
 
+/// Times a publication of our name that no node answered is tried again, and the wait before each.
+const PUBLISH_RETRIES: usize = 5;
+const PUBLISH_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The record under which `name` is published.
 fn name_key(name: &str) -> String {
     format!("{NAME_PREFIX}{name}")
@@ -597,7 +601,16 @@ impl<W: AsyncWrite + Unpin> Chat<W> {
                 let (key, id) = (name_key(&self.name), self.mesh.local_id().to_string());
                 self.spawn_dht(async move {
                     let value = p2pmesh::payload::encode_text(&id);
-                    DhtDone::Published(mesh.put(key, value).await)
+                    // A put that reached nobody (the only link went away meanwhile) is tried again.
+                    let mut result = mesh.put(&key, value.clone()).await;
+                    for _ in 0..PUBLISH_RETRIES {
+                        if result != Err(p2pmesh::Error::DhtTimeout) {
+                            break;
+                        }
+                        tokio::time::sleep(PUBLISH_RETRY_AFTER).await;
+                        result = mesh.put(&key, value.clone()).await;
+                    }
+                    DhtDone::Published(result)
                 });
                 while let Some(line) = self.queued.pop_front() {
                     let message = ChatMessage::new("chat", &self.name, &line);
