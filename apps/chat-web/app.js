@@ -11,7 +11,8 @@
 // /get <key> publish and look up records (string values).
 //
 // URL parameters: ?name=&room= pre-fill the form (both present: join at once); ?server= the
-// signaling URL (default: this page's origin, ws://<host>/).
+// signaling URL (default: this page's origin, ws://<host>/), or several separated by commas (the
+// servers of one cluster: the page moves to the next when its server goes away).
 //
 // Elements tests read: #self (data-peer-id); #log > li (class "line", data-kind = chat | dm |
 // system, data-from = the sender's id, "" for system lines, data-name, and .from / .text
@@ -41,7 +42,8 @@ const ui = {
 };
 
 const params = new URLSearchParams(location.search);
-const serverUrl = params.get("server") ||
+const serverUrls = (params.get("server") || "").split(",").map((u) => u.trim()).filter(Boolean);
+const serverUrl = serverUrls[0] ||
   `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
 
 const state = {
@@ -403,6 +405,7 @@ async function join() {
       reconnecting ? "info" : "error"));
     transport.on("error", (message) => setStatus(`signaling error: ${describe(message)}`, "error"));
     const options = { transport, room: room || undefined };
+    if (serverUrls.length > 1) options.servers = serverUrls.slice(1);
     // `?maxPeers=N` caps this page's links (tests use it to make a node reachable only through others).
     const maxPeers = Number(params.get("maxPeers"));
     if (Number.isInteger(maxPeers) && maxPeers > 0) options.maxPeers = maxPeers;

@@ -8,6 +8,11 @@
 //! as they can for 10 s, each signal carrying its send time. It prints relayed messages/s,
 //! relay latency p50/p99, the server's RSS (VmRSS from /proc) and RSS per client, then stops
 //! the server with SIGTERM. Both processes raise their open-file limit to the hard limit.
+//!
+//! `--servers N` (N > 1) runs the same load over a cluster: a `redis-server` (Debian's) on a free
+//! port, N servers with `--redis`, client i on server i mod N, so that both ends of every pair are
+//! on different servers and every signal crosses the cluster through Redis. It adds each server's
+//! RSS and the CPU time the servers and Redis spent per relayed message.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,6 +34,9 @@ pub struct Args {
     /// Signals in flight per pair of clients.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
+    /// Servers sharing the load through one Redis (1: one server alone, no Redis).
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
     /// Print one JSON line (keys: clients, relayed_per_s, latency_ms_p50, latency_ms_p99,
     /// server_rss_mb, rss_kib_per_client).
     #[arg(long)]
@@ -102,56 +110,124 @@ pub fn run_task(args: Args) -> Result<(), String> {
         ]),
     )?;
     let release = target_dir().join("release");
-    let port = free_port()?;
-    let max_clients = (args.clients + 100).to_string();
-    let server = Command::new(release.join("signaling-server"))
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--max-clients", &max_clients])
-        .args(["--rate-per-sec", "1000000", "--rate-burst", "1000000"])
-        // Every client connects from 127.0.0.1: lift the limits per source address.
-        .args(["--max-connections-per-source", &max_clients])
-        .args([
-            "--source-join-rate",
-            "1000000",
-            "--source-join-burst",
-            "1000000",
-        ])
-        .args(["--max-introduced-per-source", "1000000"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start the server: {e}"))?;
-    let server = Server(server);
-    let started = Instant::now();
-    while !healthy(port) {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err("the server did not become healthy within 10 s".into());
+    let count = args.servers.max(1);
+    let redis = if count > 1 {
+        Some(start_redis()?)
+    } else {
+        None
+    };
+    let mut servers = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..count {
+        let port = free_port()?;
+        let max_clients = (args.clients + 100).to_string();
+        let mut command = Command::new(release.join("signaling-server"));
+        command
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--max-clients", &max_clients])
+            .args(["--rate-per-sec", "1000000", "--rate-burst", "1000000"])
+            // Every client connects from 127.0.0.1: lift the limits per source address.
+            .args(["--max-connections-per-source", &max_clients])
+            .args([
+                "--source-join-rate",
+                "1000000",
+                "--source-join-burst",
+                "1000000",
+            ])
+            .args(["--max-introduced-per-source", "1000000"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        if let Some(redis) = &redis {
+            command.args(["--redis", &format!("redis://127.0.0.1:{}", redis.port)]);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let server = command
+            .spawn()
+            .map_err(|e| format!("start the server: {e}"))?;
+        servers.push(Server(server));
+        ports.push(port);
+    }
+    let started = Instant::now();
+    for port in &ports {
+        while !healthy(*port) {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("a server did not become healthy within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     if !args.json {
+        let pids: Vec<String> = servers.iter().map(|s| s.0.id().to_string()).collect();
         eprintln!(
-            "server pid {} on 127.0.0.1:{port}, rate limit raised to 1000000/s (burst 1000000) \
-             so the run measures relaying, not the limiter",
-            server.0.id()
+            "{count} server(s) (pids {}) on 127.0.0.1 ports {ports:?}{}, rate limit raised to \
+             1000000/s (burst 1000000) so the run measures relaying, not the limiter",
+            pids.join(", "),
+            redis
+                .as_ref()
+                .map(|r| format!(" sharing redis-server :{}", r.port))
+                .unwrap_or_default(),
         );
     }
     let mut load = Command::new(release.join("examples").join("load"));
-    load.args(["--url", &format!("ws://127.0.0.1:{port}")])
-        .args(["--clients", &args.clients.to_string()])
+    for (port, server) in ports.iter().zip(&servers) {
+        load.args(["--url", &format!("ws://127.0.0.1:{port}")])
+            .args(["--server-pid", &server.0.id().to_string()]);
+    }
+    if let Some(redis) = &redis {
+        load.args(["--redis-pid", &redis.process.0.id().to_string()]);
+    }
+    load.args(["--clients", &args.clients.to_string()])
         .args(["--duration-secs", &args.duration_secs.to_string()])
-        .args(["--in-flight", &args.in_flight.to_string()])
-        .args(["--server-pid", &server.0.id().to_string()]);
+        .args(["--in-flight", &args.in_flight.to_string()]);
     if args.json {
         load.arg("--json");
     }
     let status = load
         .status()
         .map_err(|e| format!("start the load generator: {e}"))?;
-    drop(server);
+    drop(servers);
+    drop(redis);
     if status.success() {
         Ok(())
     } else {
         Err(format!("load generator failed ({status})"))
+    }
+}
+
+/// A `redis-server` for a cluster run, stopped when dropped.
+pub(crate) struct Redis {
+    pub(crate) port: u16,
+    pub(crate) process: Server,
+}
+
+/// Start Debian's `redis-server` on a free port of 127.0.0.1, without persistence.
+pub(crate) fn start_redis() -> Result<Redis, String> {
+    let port = free_port()?;
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start redis-server ({e}): apt-get install redis-server"))?;
+    let redis = Redis {
+        port,
+        process: Server(child),
+    };
+    let started = Instant::now();
+    loop {
+        if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut reply = [0u8; 5];
+            if tcp.write_all(b"PING\r\n").is_ok()
+                && tcp.read_exact(&mut reply).is_ok()
+                && &reply == b"+PONG"
+            {
+                return Ok(redis);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("redis-server did not answer PING within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

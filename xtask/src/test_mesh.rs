@@ -15,7 +15,7 @@ use crate::util::{cargo, root, run};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A scenario, or `all` (repeatable): join-broadcast, direct, churn, hot-churn,
-    /// server-restart, partition, large-message, forged, mesh-signaling.
+    /// server-restart, partition, large-message, forged, mesh-signaling, server-failover.
     #[arg(long, default_value = "all")]
     pub scenario: Vec<String>,
     /// Nodes per scenario.

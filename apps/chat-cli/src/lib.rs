@@ -1,7 +1,8 @@
 //! Terminal chat over a p2pmesh mesh.
 //!
 //! [`run`] joins the signaling server (starting one in this process when the server is on this
-//! machine and nothing answers there), then broadcasts each line read from `stdin` on the chat
+//! machine and nothing answers there; or one of several servers of a cluster, the next one when
+//! the one joined is lost), then broadcasts each line read from `stdin` on the chat
 //! topic and writes what happens to `stdout`, one line each:
 //!
 //! ```text
@@ -89,9 +90,16 @@ const LINGER: Duration = Duration::from_millis(500);
 )]
 pub struct Config {
     /// The signaling server. When it is on this machine and nothing answers, one is started in
-    /// this process.
-    #[arg(long, env = "P2PMESH_SERVER", default_value = "ws://127.0.0.1:8080")]
-    pub server: String,
+    /// this process. Several servers of one cluster (repeat the flag, or separate the URLs with
+    /// commas) are tried in order, the next one when the one joined is lost; none is started
+    /// then.
+    #[arg(
+        long = "server",
+        env = "P2PMESH_SERVER",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8080"
+    )]
+    pub servers: Vec<String>,
     /// The name shown to others (default: `user-` and the start of the peer id).
     #[arg(long)]
     pub name: Option<String>,
@@ -113,7 +121,7 @@ impl Config {
     /// The defaults, as with no flags.
     pub fn new() -> Self {
         Self {
-            server: "ws://127.0.0.1:8080".into(),
+            servers: vec!["ws://127.0.0.1:8080".into()],
             name: None,
             room: None,
             topic: "chat".into(),
@@ -683,21 +691,28 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (host, port) = server_addr(&config.server)?;
-    let local = is_local(&host);
+    let addrs = config
+        .servers
+        .iter()
+        .map(|url| server_addr(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let local = addrs.iter().all(|(host, _)| is_local(host));
     let mut out = stdout;
     let mut hosted = None;
-    if local && !config.no_host {
-        let addr = (host.as_str(), port)
+    // Only a lone server is started here: beside a cluster it would be a room of its own.
+    if let ([(host, port)], [url]) = (addrs.as_slice(), config.servers.as_slice())
+        && local
+        && !config.no_host
+    {
+        let addr = (host.as_str(), *port)
             .to_socket_addrs()?
             .next()
-            .ok_or_else(|| Error::BadUrl(config.server.clone()))?;
+            .ok_or_else(|| Error::BadUrl(url.clone()))?;
         hosted = host_if_absent(addr).await;
         if hosted.is_some() {
             let line = format!(
-                "* no signaling server answered at {}: started one in this process \
-                 (the browser chat: http://{addr}/)",
-                config.server
+                "* no signaling server answered at {url}: started one in this process \
+                 (the browser chat: http://{addr}/)"
             );
             out.write_all(format!("{line}\n").as_bytes()).await?;
             out.flush().await?;
@@ -705,7 +720,7 @@ where
     }
 
     let mut builder = Mesh::builder()
-        .signaling_url(config.server.clone())
+        .signaling_urls(config.servers.clone())
         .join_timeout(Duration::from_secs(15));
     if let Some(room) = &config.room {
         builder = builder.room(room.clone());
@@ -737,9 +752,12 @@ where
         dht,
         published: false,
     };
+    let servers = match config.servers.as_slice() {
+        [one] => one.clone(),
+        all => format!("one of {}", all.join(", ")),
+    };
     let joined = format!(
-        "* joined {} (room {}, topic {}) as {} ({})",
-        config.server,
+        "* joined {servers} (room {}, topic {}) as {} ({})",
         config.room.as_deref().unwrap_or("default"),
         config.topic,
         chat.name,
@@ -841,6 +859,22 @@ mod tests {
         assert!(server_addr("ws://a:99999").is_err());
         assert!(server_addr("ws://:1").is_err());
         assert!(server_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn several_servers_are_given_by_repeating_the_flag_or_with_commas() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("chat-cli").chain(args.iter().copied()))
+                .expect("flags")
+                .servers
+        };
+        assert_eq!(parse(&[]), ["ws://127.0.0.1:8080"]);
+        assert_eq!(parse(&["--server", "ws://a:1"]), ["ws://a:1"]);
+        assert_eq!(
+            parse(&["--server", "ws://a:1,ws://b:2", "--server", "ws://c:3"]),
+            ["ws://a:1", "ws://b:2", "ws://c:3"]
+        );
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! time, the receiver records the relay latency and answers at once, keeping `--in-flight`
 //! signals per pair in the air. It prints relayed messages/s, latency p50/p99, and the
 //! server's RSS (VmRSS of `--server-pid`) with all clients connected.
+//!
+//! Given several `--url`s (servers of one cluster sharing a Redis), client i joins server
+//! i mod N, so both ends of every pair are on different servers and every signal crosses the
+//! cluster; with several `--server-pid`s it prints each one's RSS, and the CPU time the servers
+//! (and `--redis-pid`) spent per relayed message.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -21,9 +26,9 @@ use transport::{PeerId, join_proof_message};
 
 #[derive(clap::Parser, Debug)]
 struct Args {
-    /// Server URL.
+    /// Server URL; repeat it for the servers of a cluster (client i joins URL i mod N).
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
-    url: String,
+    url: Vec<String>,
     /// Number of clients (rounded down to an even number).
     #[arg(long, default_value_t = 1000)]
     clients: usize,
@@ -33,9 +38,12 @@ struct Args {
     /// Signals in flight per pair of clients.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
-    /// The server's pid, to read its RSS.
+    /// The servers' pids, to read their RSS and CPU time (repeatable).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// The Redis's pid (a cluster), to read its CPU time.
+    #[arg(long)]
+    redis_pid: Option<u32>,
     /// Print one JSON line instead of a table.
     #[arg(long)]
     json: bool,
@@ -65,6 +73,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) of `pid` so far, in seconds (Linux's USER_HZ of 100).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) start after its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn key(i: usize) -> SigningKey {
@@ -197,8 +216,8 @@ async fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let n = (args.clients / 2 * 2).max(2);
     let base = Instant::now();
-    let idle_rss = args.server_pid.and_then(rss_kib);
-    let url: Arc<str> = Arc::from(args.url.as_str());
+    let idle_rss: Option<u64> = args.server_pid.iter().map(|p| rss_kib(*p)).sum();
+    let urls: Vec<Arc<str>> = args.url.iter().map(|u| Arc::from(u.as_str())).collect();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let joined = Arc::new(Barrier::new(n + 1));
     let start = Arc::new(Barrier::new(n + 1));
@@ -213,7 +232,7 @@ async fn main() {
         let partner = ids[i ^ 1].clone();
         tasks.push(tokio::spawn(client(
             i,
-            url.clone(),
+            urls[i % urls.len()].clone(),
             partner,
             i % 2 == 0,
             args.in_flight.max(1),
@@ -238,12 +257,27 @@ async fn main() {
             args.duration_secs
         );
     }
+    if urls.len() > 1 {
+        // Each server hears of the others' joins through Redis within milliseconds; a signal
+        // sent before would find no partner.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cpu = |pids: &[u32]| -> Option<f64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|p| cpu_secs(*p)).sum()
+    };
+    let redis_pids: Vec<u32> = args.redis_pid.into_iter().collect();
+    let cpu_before = (cpu(&args.server_pid), cpu(&redis_pids));
     start.wait().await;
     let t0 = Instant::now();
     // RSS with every client connected and the relay under load (sampled mid-run).
     tokio::time::sleep(duration / 2).await;
-    let loaded_rss = args.server_pid.and_then(rss_kib);
+    let loaded: Vec<Option<u64>> = args.server_pid.iter().map(|p| rss_kib(*p)).collect();
+    let loaded_rss: Option<u64> = loaded.iter().copied().sum();
     done.wait().await;
+    let cpu_after = (cpu(&args.server_pid), cpu(&redis_pids));
     let elapsed = t0.elapsed().min(duration).as_secs_f64().max(1e-9);
     let mut received = 0u64;
     let mut latencies = Vec::new();
@@ -263,15 +297,30 @@ async fn main() {
         _ => None,
     };
     let fmt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.1}"));
+    let per_server: Vec<String> = loaded
+        .iter()
+        .map(|k| fmt(k.map(|k| k as f64 / 1024.0)))
+        .collect();
+    let per_relay = |before: Option<f64>, after: Option<f64>| match (before, after) {
+        (Some(b), Some(a)) if received > 0 => Some((a - b) * 1e6 / received as f64),
+        _ => None,
+    };
+    let cpu_us_per_relay = per_relay(cpu_before.0, cpu_after.0);
+    let redis_cpu_us_per_relay = per_relay(cpu_before.1, cpu_after.1);
+    let fmt2 = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.2}"));
     if args.json {
         println!(
-            r#"{{"clients":{},"relayed_per_s":{:.0},"latency_ms_p50":{:.2},"latency_ms_p99":{:.2},"server_rss_mb":{},"rss_kib_per_client":{},"failed_clients":{},"in_flight_per_pair":{},"duration_s":{}}}"#,
+            r#"{{"servers":{},"clients":{},"relayed_per_s":{:.0},"latency_ms_p50":{:.2},"latency_ms_p99":{:.2},"server_rss_mb":{},"rss_mb_per_server":[{}],"rss_kib_per_client":{},"cpu_us_per_relay":{},"redis_cpu_us_per_relay":{},"failed_clients":{},"in_flight_per_pair":{},"duration_s":{}}}"#,
+            urls.len(),
             n - failed,
             relayed_per_s,
             p50,
             p99,
             fmt(rss_mb),
+            per_server.join(","),
             fmt(per_client),
+            fmt2(cpu_us_per_relay),
+            fmt2(redis_cpu_us_per_relay),
             failed,
             args.in_flight.max(1),
             args.duration_secs
@@ -282,7 +331,17 @@ async fn main() {
         println!("relayed msgs/s     {relayed_per_s:.0}");
         println!("latency p50 (ms)   {p50:.2}");
         println!("latency p99 (ms)   {p99:.2}");
-        println!("server RSS (MiB)   {}", fmt(rss_mb));
+        println!("servers            {}", urls.len());
+        println!(
+            "server RSS (MiB)   {}  (per server: {})",
+            fmt(rss_mb),
+            per_server.join(", ")
+        );
+        println!(
+            "CPU per relay (us) {}  (servers; Redis: {})",
+            fmt2(cpu_us_per_relay),
+            fmt2(redis_cpu_us_per_relay)
+        );
         println!(
             "RSS/client (KiB)   {}  (server RSS under load minus before clients, per client)",
             fmt(per_client)

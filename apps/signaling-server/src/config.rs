@@ -118,6 +118,27 @@ pub struct Config {
     /// index.html, `GET /` says how to build it.
     #[arg(long, env = "SIGNALING_WEB_DIR", default_value = DEFAULT_WEB_DIR)]
     pub web_dir: PathBuf,
+
+    /// Share rooms with the other servers using this Redis (`redis://host:port[/db]`): a cluster
+    /// whose servers introduce, route and check ids as one (docs/cluster.md). Off by default: one
+    /// process needs no Redis.
+    #[arg(long, env = "SIGNALING_REDIS")]
+    pub redis: Option<String>,
+
+    /// The prefix of the cluster's Redis keys and channels (clusters sharing one Redis differ
+    /// by it).
+    #[arg(
+        long,
+        env = "SIGNALING_REDIS_PREFIX",
+        default_value = "p2pmesh:signaling"
+    )]
+    pub redis_prefix: String,
+
+    /// Milliseconds after which a server that stopped refreshing its key in Redis (killed,
+    /// stalled, cut off) counts as gone: its clients leave the cluster's rooms and their ids are
+    /// free. It refreshes four times per period.
+    #[arg(long, env = "SIGNALING_REDIS_EXPIRY_MS", default_value_t = 2000)]
+    pub redis_expiry_ms: u64,
 }
 
 impl Default for Config {
@@ -145,6 +166,9 @@ impl Default for Config {
             outgoing_queue: 64,
             shutdown_grace_secs: 5,
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
+            redis: None,
+            redis_prefix: "p2pmesh:signaling".into(),
+            redis_expiry_ms: 2000,
         }
     }
 }

@@ -24,8 +24,10 @@ use transport::{
 };
 
 use crate::Shared;
+use crate::cluster::ClaimError;
 use crate::fields::{self, Fields, ParseError};
 use crate::rate::Limiter;
+use crate::registry::{At, Tell};
 use crate::source::Source;
 
 /// Close codes (RFC 6455 §7.4.1).
@@ -267,7 +269,7 @@ impl Conn {
                     last_seen = Instant::now();
                     match incoming {
                         Ok(Message::Text(text)) => {
-                            if let Some(ending) = self.handle_text(&text) {
+                            if let Some(ending) = self.handle_text(&text).await {
                                 let _ = written(write_timeout, self.flush_replies(socket)).await;
                                 return ending;
                             }
@@ -457,19 +459,19 @@ impl Conn {
     }
 
     /// Handle one text message; `Some` ends the connection.
-    fn handle_text(&mut self, text: &str) -> Option<Ending> {
+    async fn handle_text(&mut self, text: &str) -> Option<Ending> {
         match self.admit() {
             Admit::Yes => {}
             Admit::No => return None,
             Admit::Abuse => return Some(Ending::Close(close::POLICY, "rate limit abuse")),
         }
-        if let Err(rejection) = self.dispatch(text) {
+        if let Err(rejection) = self.dispatch(text).await {
             self.reply_error(rejection);
         }
         None
     }
 
-    fn dispatch(&mut self, text: &str) -> Result<(), Rejection> {
+    async fn dispatch(&mut self, text: &str) -> Result<(), Rejection> {
         let map = Fields::parse(text).map_err(|e| match e {
             ParseError::InvalidJson(e) => {
                 reject(ErrorCode::InvalidJson, format!("invalid JSON: {e}"))
@@ -488,7 +490,7 @@ impl Conn {
                 .ok_or_else(|| reject(ErrorCode::InvalidField, "field `type` must be a string"))?,
         };
         match &*kind {
-            "join" => self.join(&map),
+            "join" => self.join(&map).await,
             "leave" => self.leave(&map),
             "ping" => {
                 let ts = map
@@ -505,7 +507,7 @@ impl Conn {
         }
     }
 
-    fn join(&mut self, map: &Fields<'_>) -> Result<(), Rejection> {
+    async fn join(&mut self, map: &Fields<'_>) -> Result<(), Rejection> {
         if let Some(joined) = &self.joined {
             return Err(reject(
                 ErrorCode::AlreadyJoined,
@@ -584,6 +586,7 @@ impl Conn {
             }
         };
         self.register(peer_id, room, verified || version.is_some())
+            .await
     }
 
     /// A proof is valid only for this server: its `host` must be one this server answers to.
@@ -705,7 +708,12 @@ impl Conn {
         Ok(())
     }
 
-    fn register(&mut self, peer_id: &str, room: &str, extended: bool) -> Result<(), Rejection> {
+    async fn register(
+        &mut self,
+        peer_id: &str,
+        room: &str,
+        extended: bool,
+    ) -> Result<(), Rejection> {
         let shared = self.shared.clone();
         let config = &shared.config;
         let id: Arc<str> = Arc::from(peer_id);
@@ -723,6 +731,35 @@ impl Conn {
             return Err(id_taken());
         }
         self.pay_for_join(room_len)?;
+        if let Some(cluster) = &shared.cluster {
+            // The id is claimed cluster-wide first; a second local join of it meanwhile is
+            // refused here.
+            if !shared
+                .claiming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone())
+            {
+                return Err(id_taken());
+            }
+            let claimed = cluster.claim(peer_id, self.id, room, self.source).await;
+            shared
+                .claiming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            match claimed {
+                Ok(()) => {}
+                Err(ClaimError::Taken) => return Err(id_taken()),
+                Err(ClaimError::Unavailable(why)) => {
+                    debug!(conn = self.id, %why, "join refused: the cluster is unreachable");
+                    return Err(reject(
+                        ErrorCode::Unavailable,
+                        "this server cannot reach its cluster's Redis: join another server, or again later",
+                    ));
+                }
+            }
+        }
         let room: Arc<str> = Arc::from(room);
         // The introduction rule: the joiner's closest peers, then a few random ones, each draw a
         // random key (a draw that hits a peer already chosen is lost; four draws per wanted peer).
@@ -747,15 +784,19 @@ impl Conn {
                 &mut *rng,
             );
         drop(rng);
-        let introductions = joined.map_err(|()| id_taken())?;
+        let introductions = match joined {
+            Ok(introductions) => introductions,
+            Err(()) => {
+                // Another connection of this server holds it (the claim, ours too, stays).
+                return Err(id_taken());
+            }
+        };
         shared.metrics.joins.inc();
         debug!(conn = self.id, peer = %id, room = %room, introduced = introductions.peers.len(), "joined");
         let announce = encode(&ServerMessage::PeerJoined {
             peer_id: PeerId::new(&*id),
         });
-        for queue in &introductions.queues {
-            let _ = queue.try_send(announce.clone());
-        }
+        self.tell(&introductions.tell, &announce, Some(&id), None);
         if extended {
             self.reply(&ServerMessage::Joined {
                 peer_id: PeerId::new(&*id),
@@ -808,14 +849,33 @@ impl Conn {
             .unwrap_or_else(|e| e.into_inner())
             .leave(&joined.id, self.id);
         debug!(conn = self.id, peer = %joined.id, "left");
+        if let Some(cluster) = &self.shared.cluster {
+            cluster.leave(&joined.id, self.id, &joined.room, self.source);
+        }
         if tell.is_empty() {
             return;
         }
         let left = encode(&ServerMessage::PeerLeft {
             peer_id: PeerId::new(&*joined.id),
         });
-        for queue in tell {
-            let _ = queue.try_send(left.clone());
+        self.tell(&tell, &left, None, Some(&joined.id));
+    }
+
+    /// Send `text` (`peer_joined` or `peer_left` about `about`) to each of `tell`: a local
+    /// queue directly, a peer of another server through the cluster, which remembers (joined)
+    /// or forgets (left) that it was introduced to `about`.
+    fn tell(&self, tell: &[Tell], text: &Utf8Bytes, joined: Option<&str>, left: Option<&str>) {
+        for t in tell {
+            match t {
+                Tell::Local(queue) => {
+                    let _ = queue.try_send(text.clone());
+                }
+                Tell::Remote { server, id } => {
+                    if let Some(cluster) = &self.shared.cluster {
+                        cluster.notice(&self.shared, server, id, text, joined, left);
+                    }
+                }
+            }
         }
     }
 
@@ -862,7 +922,26 @@ impl Conn {
             message: format!("Peer {to} not found."),
             peer_id: Some(to.to_string()),
         };
-        let queue = registry.route(&joined.room, &to).ok_or_else(not_found)?;
+        let queue = match registry.route(&joined.room, &to).ok_or_else(not_found)? {
+            At::Local(queue) => queue,
+            At::Remote(server) => {
+                let server = server.clone();
+                drop(registry);
+                let cluster = shared.cluster.as_ref().ok_or_else(not_found)?;
+                if !cluster.relay(shared, &server, &to, &joined.room, &joined.id, text) {
+                    return Err(Rejection {
+                        code: ErrorCode::PeerBusy,
+                        message: format!(
+                            "the way to peer {to} (another server of the cluster) is full; message dropped"
+                        ),
+                        peer_id: Some(to.to_string()),
+                    });
+                }
+                shared.metrics.relayed.inc();
+                trace!(conn = self.id, kind, to = %to, "relayed to another server");
+                return Ok(());
+            }
+        };
         match queue.try_send(Utf8Bytes::from(text)) {
             Ok(()) => {
                 shared.metrics.relayed.inc();

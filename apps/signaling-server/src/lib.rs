@@ -32,6 +32,7 @@
 
 #![deny(missing_docs)]
 
+mod cluster;
 mod config;
 mod connection;
 mod fields;
@@ -98,21 +99,32 @@ pub(crate) struct Shared {
     /// The server's randomness (challenge nonces, random introductions): seeded from the OS
     /// in [`Server::bind`], from a printed seed in tests.
     pub(crate) rng: Mutex<ChaCha20Rng>,
+    /// The cluster this server shares rooms with (`--redis`).
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
+    /// Ids whose cluster-wide claim is in flight on this server (a second local join of one
+    /// waits for none: it is refused).
+    pub(crate) claiming: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Shared {
     /// The state of a server with `config`, its randomness seeded with `seed`; the sender
     /// starts the shutdown.
-    pub(crate) fn new(config: Config, seed: [u8; 32]) -> (Arc<Self>, watch::Sender<bool>) {
+    pub(crate) fn new(
+        config: Config,
+        seed: [u8; 32],
+        cluster: Option<cluster::Cluster>,
+    ) -> (Arc<Self>, watch::Sender<bool>) {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Self {
+            metrics: Metrics::new(cluster.is_some()),
+            cluster: cluster.map(Arc::new),
+            claiming: Mutex::new(std::collections::HashSet::new()),
             slots: Arc::new(Semaphore::new(config.max_clients)),
             connections: Arc::new(Connections::default()),
             joins: Joins::new(config.source_join_rate, config.source_join_burst),
             proof_hosts: config.proof_hosts(),
             config,
             registry: RwLock::new(Registry::default()),
-            metrics: Metrics::default(),
             shutdown,
             next_conn: AtomicU64::new(1),
             rng: Mutex::new(ChaCha20Rng::from_seed(seed)),
@@ -159,7 +171,20 @@ impl Server {
         }
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
-        let (shared, shutdown_tx) = Shared::new(config, seed);
+        let cluster = match &config.redis {
+            Some(url) => {
+                let mut id = [0u8; 8];
+                rand::rng().fill_bytes(&mut id);
+                Some(cluster::Cluster::new(
+                    url,
+                    &config.redis_prefix,
+                    Duration::from_millis(config.redis_expiry_ms),
+                    hex::encode(id),
+                )?)
+            }
+            None => None,
+        };
+        let (shared, shutdown_tx) = Shared::new(config, seed, cluster);
         Ok(Self {
             listener,
             shared,
@@ -195,6 +220,10 @@ impl Server {
             "signaling server listening"
         );
         let app = router(shared.clone());
+        let cluster = shared
+            .cluster
+            .clone()
+            .map(|cluster| tokio::spawn(cluster::run(shared.clone(), cluster)));
         let mut http = JoinSet::new();
         let stop = shutdown_tx.subscribe();
         tokio::pin!(shutdown);
@@ -252,6 +281,10 @@ impl Server {
                 open = shared.metrics.clients.get(),
                 "shutdown grace period over with connections still open"
             );
+        }
+        if let Some(cluster) = cluster {
+            // It says goodbye to the others once the shutdown is signalled.
+            let _ = cluster.await;
         }
         info!("signaling server stopped");
         Ok(())
@@ -356,17 +389,28 @@ async fn web_file(State(shared): State<Arc<Shared>>, request: Request) -> Respon
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     if *shared.shutdown.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if shared.cluster.as_ref().is_some_and(|c| !c.is_up()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "redis unreachable: joins are refused\n",
+        )
+            .into_response()
     } else {
         "ok\n".into_response()
     }
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
-    let (joined, rooms, sizes) = {
+    let (joined, remote, rooms, sizes) = {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        (registry.len(), registry.room_count(), registry.room_sizes())
+        (
+            registry.len(),
+            registry.remote_len(),
+            registry.room_count(),
+            registry.room_sizes(),
+        )
     };
-    let body = shared.metrics.render(joined, rooms, sizes);
+    let body = shared.metrics.render(joined, remote, rooms, sizes);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
 

@@ -7,6 +7,13 @@
 //! `signaling_rooms_by_size{size}` (prometheus-client appends `_total` to a counter's registered
 //! name).
 //!
+//! With `--redis` (a cluster), also: `signaling_cluster_relays_out_total` (relays handed to
+//! Redis for a peer of another server), `signaling_cluster_relays_in_total` (relays from other
+//! servers), `signaling_cluster_dropped_total` (deliveries to other servers lost: queue full or
+//! Redis unreachable), `signaling_cluster_redis_up` (1 while Redis answers),
+//! `signaling_cluster_servers` (live servers), `signaling_cluster_remote_clients` (ids held by
+//! the other servers) and `signaling_cluster_redis_rtt_seconds` (the heartbeat's round trip).
+//!
 //! Room names are never exported: anyone may read `/metrics`, and a room's name is what a
 //! stranger needs to join it. Rooms are counted by size bucket instead (a fixed label set).
 
@@ -16,6 +23,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use transport::ErrorCode;
 
@@ -44,9 +52,37 @@ struct SizeLabel {
     size: &'static str,
 }
 
+/// The figures of a server in a cluster (registered only with `--redis`).
+#[derive(Debug)]
+pub(crate) struct ClusterMetrics {
+    pub(crate) relays_out: Counter,
+    pub(crate) relays_in: Counter,
+    pub(crate) dropped: Counter,
+    pub(crate) redis_up: Gauge,
+    pub(crate) servers: Gauge,
+    remote_clients: Gauge,
+    pub(crate) redis_rtt: Histogram,
+}
+
+impl Default for ClusterMetrics {
+    fn default() -> Self {
+        Self {
+            relays_out: Counter::default(),
+            relays_in: Counter::default(),
+            dropped: Counter::default(),
+            redis_up: Gauge::default(),
+            servers: Gauge::default(),
+            remote_clients: Gauge::default(),
+            // 50 µs to ~1.6 s.
+            redis_rtt: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+        }
+    }
+}
+
 /// The server's counters, and the registry that encodes them.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    pub(crate) cluster: ClusterMetrics,
     pub(crate) clients: Gauge,
     pub(crate) joins: Counter,
     pub(crate) relayed: Counter,
@@ -64,7 +100,15 @@ pub(crate) struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl Metrics {
+    /// The metrics of a server, with the cluster's figures when `cluster`.
+    pub(crate) fn new(cluster: bool) -> Self {
         let metrics = Self {
+            cluster: ClusterMetrics::default(),
             clients: Gauge::default(),
             joins: Counter::default(),
             relayed: Counter::default(),
@@ -126,6 +170,44 @@ impl Default for Metrics {
             "Rooms by their number of members (room names are not exported)",
             metrics.rooms_by_size.clone(),
         );
+        if cluster {
+            let c = &metrics.cluster;
+            registry.register(
+                "signaling_cluster_relays_out",
+                "Relays handed to Redis for a peer of another server",
+                c.relays_out.clone(),
+            );
+            registry.register(
+                "signaling_cluster_relays_in",
+                "Relays from other servers of the cluster",
+                c.relays_in.clone(),
+            );
+            registry.register(
+                "signaling_cluster_dropped",
+                "Deliveries to other servers lost (queue full or Redis unreachable)",
+                c.dropped.clone(),
+            );
+            registry.register(
+                "signaling_cluster_redis_up",
+                "1 while Redis answers the heartbeat",
+                c.redis_up.clone(),
+            );
+            registry.register(
+                "signaling_cluster_servers",
+                "Live servers of the cluster, this one included",
+                c.servers.clone(),
+            );
+            registry.register(
+                "signaling_cluster_remote_clients",
+                "Ids held by the other servers of the cluster",
+                c.remote_clients.clone(),
+            );
+            registry.register(
+                "signaling_cluster_redis_rtt_seconds",
+                "Round trip of the heartbeat's Redis pipeline",
+                c.redis_rtt.clone(),
+            );
+        }
         metrics
     }
 }
@@ -147,11 +229,13 @@ impl Metrics {
     pub(crate) fn render(
         &self,
         joined: usize,
+        remote: usize,
         rooms: usize,
         room_sizes: impl IntoIterator<Item = usize>,
     ) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.joined.set(gauge_value(joined));
+        self.joined.set(gauge_value(joined.saturating_sub(remote)));
+        self.cluster.remote_clients.set(gauge_value(remote));
         self.rooms.set(gauge_value(rooms));
         let mut buckets = [0usize; ROOM_SIZE_BUCKETS.len()];
         let mut largest = 0;
@@ -242,7 +326,7 @@ mod tests {
         metrics.refused_connections.inc();
         metrics.reject(ErrorCode::InvalidJson);
         metrics.reject(ErrorCode::InvalidJson);
-        let scrape = parse(&metrics.render(7, 3, [5, 2, 1]));
+        let scrape = parse(&metrics.render(7, 0, 3, [5, 2, 1]));
 
         for (family, kind) in [
             ("signaling_clients", "gauge"),
@@ -300,12 +384,12 @@ mod tests {
     #[test]
     fn a_room_that_emptied_is_no_longer_counted() {
         let metrics = Metrics::default();
-        let first = parse(&metrics.render(1, 1, [1]));
+        let first = parse(&metrics.render(1, 0, 1, [1]));
         assert_eq!(
             first.samples.get(r#"signaling_rooms_by_size{size="1"}"#),
             Some(&1.0)
         );
-        let second = parse(&metrics.render(0, 0, Vec::new()));
+        let second = parse(&metrics.render(0, 0, 0, Vec::new()));
         assert_eq!(
             second.samples.get(r#"signaling_rooms_by_size{size="1"}"#),
             Some(&0.0)

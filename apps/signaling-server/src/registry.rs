@@ -43,14 +43,47 @@ pub(crate) const CANDIDATES: usize = 16;
 
 type Key = [u8; 20];
 
-/// A joined connection.
+/// Where a member's socket is.
+#[derive(Debug, Clone)]
+pub(crate) enum At {
+    /// On this server: its outgoing queue.
+    Local(mpsc::Sender<Utf8Bytes>),
+    /// On another server of the cluster (its id), reached through Redis.
+    Remote(Arc<str>),
+}
+
+/// A joined connection, of this server or (in a cluster) of another.
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) conn: u64,
     pub(crate) room: Arc<str>,
     key: Key,
-    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
+    source: Source,
+    pub(crate) at: At,
+    /// The peers it was introduced to or by (kept for local members only: a remote member's
+    /// server keeps its list).
     introduced: VecDeque<Arc<str>>,
+}
+
+/// Whom to tell that a member joined or left: a local queue, or a peer on another server.
+#[derive(Debug)]
+pub(crate) enum Tell {
+    Local(mpsc::Sender<Utf8Bytes>),
+    /// The peer `id` on the server `server`.
+    Remote {
+        server: Arc<str>,
+        id: Arc<str>,
+    },
+}
+
+/// A member of another server, as the cluster announces it.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteMember {
+    pub(crate) server: Arc<str>,
+    pub(crate) conn: u64,
+    pub(crate) id: Arc<str>,
+    pub(crate) room: Arc<str>,
+    pub(crate) source: Source,
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +103,8 @@ pub(crate) struct Registry {
 pub(crate) struct Introductions {
     /// The introduced peers (closest first, then random).
     pub(crate) peers: Vec<Arc<str>>,
-    /// Their queues, to send `peer_joined`.
-    pub(crate) queues: Vec<mpsc::Sender<Utf8Bytes>>,
+    /// Where to send their `peer_joined`.
+    pub(crate) tell: Vec<Tell>,
 }
 
 impl Registry {
@@ -89,8 +122,14 @@ impl Registry {
         per_source: usize,
         rng: &mut (impl rand::Rng + ?Sized),
     ) -> Result<Introductions, ()> {
-        if self.peers.contains_key(&id) {
-            return Err(());
+        match self.peers.get(&id).map(|m| &m.at) {
+            Some(At::Local(_)) => return Err(()),
+            // The cluster's claim (made before this call) says its holder is gone: the mirror
+            // had not heard yet.
+            Some(At::Remote(_)) => {
+                self.remove(&id);
+            }
+            None => {}
         }
         let key = transport::distance_key(&id);
         let room_entry = self.rooms.entry(room.clone()).or_default();
@@ -102,11 +141,19 @@ impl Registry {
             rng,
         );
         room_entry.members.insert((key, conn), (id.clone(), source));
-        let mut queues = Vec::with_capacity(peers.len());
+        let mut tell = Vec::with_capacity(peers.len());
         for p in &peers {
             if let Some(m) = self.peers.get_mut(p) {
-                queues.push(m.tx.clone());
-                remember(&mut m.introduced, id.clone());
+                match &m.at {
+                    At::Local(tx) => {
+                        tell.push(Tell::Local(tx.clone()));
+                        remember(&mut m.introduced, id.clone());
+                    }
+                    At::Remote(server) => tell.push(Tell::Remote {
+                        server: server.clone(),
+                        id: p.clone(),
+                    }),
+                }
             }
         }
         let mut introduced = VecDeque::with_capacity(peers.len());
@@ -119,36 +166,174 @@ impl Registry {
                 conn,
                 room,
                 key,
-                tx,
+                source,
+                at: At::Local(tx),
                 introduced,
             },
         );
-        Ok(Introductions { peers, queues })
+        Ok(Introductions { peers, tell })
     }
 
-    /// Unregister `id` if connection `conn` holds it; returns the peers to tell (`peer_left`).
-    pub(crate) fn leave(&mut self, id: &str, conn: u64) -> Vec<mpsc::Sender<Utf8Bytes>> {
+    /// Unregister `id` if this server's connection `conn` holds it; returns the peers to tell
+    /// (`peer_left`).
+    pub(crate) fn leave(&mut self, id: &str, conn: u64) -> Vec<Tell> {
         match self.peers.get(id) {
-            Some(m) if m.conn == conn => {}
+            Some(m) if m.conn == conn && matches!(m.at, At::Local(_)) => {}
             _ => return Vec::new(),
         }
-        let Some((id, member)) = self.peers.remove_entry(id) else {
+        let Some((id, member)) = self.remove(id) else {
             return Vec::new();
         };
+        let mut tell = Vec::with_capacity(member.introduced.len());
+        for p in &member.introduced {
+            if let Some(other) = self.peers.get_mut(p) {
+                match &other.at {
+                    At::Local(tx) => {
+                        other.introduced.retain(|x| *x != id);
+                        tell.push(Tell::Local(tx.clone()));
+                    }
+                    At::Remote(server) => tell.push(Tell::Remote {
+                        server: server.clone(),
+                        id: p.clone(),
+                    }),
+                }
+            }
+        }
+        tell
+    }
+
+    /// Remove `id` from the maps (its room, and the room if it empties).
+    fn remove(&mut self, id: &str) -> Option<(Arc<str>, Member)> {
+        let (id, member) = self.peers.remove_entry(id)?;
         if let Some(room) = self.rooms.get_mut(&member.room) {
-            room.members.remove(&(member.key, conn));
+            room.members.remove(&(member.key, member.conn));
             if room.members.is_empty() {
                 self.rooms.remove(&member.room);
             }
         }
-        let mut tell = Vec::with_capacity(member.introduced.len());
-        for p in &member.introduced {
-            if let Some(other) = self.peers.get_mut(p) {
-                other.introduced.retain(|x| *x != id);
-                tell.push(other.tx.clone());
+        Some((id, member))
+    }
+
+    /// Remember that the local member `id` was introduced to or by `other` (a peer of another
+    /// server), so that it hears when `other` leaves.
+    pub(crate) fn remember_introduced(&mut self, id: &str, other: Arc<str>) {
+        if let Some(m) = self.peers.get_mut(id)
+            && matches!(m.at, At::Local(_))
+        {
+            remember(&mut m.introduced, other);
+        }
+    }
+
+    /// Forget that the local member `id` was introduced to `other`.
+    pub(crate) fn forget_introduced(&mut self, id: &str, other: &str) {
+        if let Some(m) = self.peers.get_mut(id) {
+            m.introduced.retain(|x| &**x != other);
+        }
+    }
+
+    /// Add a member of another server (announced through the cluster). A local member with the
+    /// same id keeps it (the cluster's claim makes that a passing disagreement); an older entry
+    /// of another server is replaced.
+    pub(crate) fn insert_remote(&mut self, member: RemoteMember) {
+        match self.peers.get(&member.id) {
+            Some(m) if matches!(m.at, At::Local(_)) => return,
+            Some(m)
+                if m.conn == member.conn
+                    && matches!(&m.at, At::Remote(s) if *s == member.server) =>
+            {
+                return;
             }
+            Some(_) => {
+                self.remove(&member.id);
+            }
+            None => {}
+        }
+        let key = transport::distance_key(&member.id);
+        self.rooms
+            .entry(member.room.clone())
+            .or_default()
+            .members
+            .insert((key, member.conn), (member.id.clone(), member.source));
+        self.peers.insert(
+            member.id,
+            Member {
+                conn: member.conn,
+                room: member.room,
+                key,
+                source: member.source,
+                at: At::Remote(member.server),
+                introduced: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Remove the member `id` of server `server` (connection `conn`), if the mirror holds it.
+    pub(crate) fn remove_remote(&mut self, server: &str, conn: u64, id: &str) {
+        let theirs = self
+            .peers
+            .get(id)
+            .is_some_and(|m| m.conn == conn && matches!(&m.at, At::Remote(s) if &**s == server));
+        if theirs {
+            self.remove(id);
+        }
+    }
+
+    /// Remove every member of another server that `keep(server, id)` rejects (servers gone from
+    /// the cluster, members missing from its record); returns the local members to tell, with
+    /// the id that left, and forgets those ids.
+    pub(crate) fn drop_remote(
+        &mut self,
+        keep: impl Fn(&str, &str) -> bool,
+    ) -> Vec<(mpsc::Sender<Utf8Bytes>, Arc<str>)> {
+        let gone: Vec<Arc<str>> = self
+            .peers
+            .iter()
+            .filter(|(id, m)| matches!(&m.at, At::Remote(s) if !keep(s, id)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        for id in &gone {
+            self.remove(id);
+        }
+        let gone: std::collections::HashSet<Arc<str>> = gone.into_iter().collect();
+        let mut tell = Vec::new();
+        for m in self.peers.values_mut() {
+            let At::Local(tx) = &m.at else { continue };
+            m.introduced.retain(|p| {
+                if gone.contains(p) {
+                    tell.push((tx.clone(), p.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
         }
         tell
+    }
+
+    /// This server's members, as the cluster announces them.
+    pub(crate) fn local_members(&self, server: &Arc<str>) -> Vec<RemoteMember> {
+        self.peers
+            .iter()
+            .filter(|(_, m)| matches!(m.at, At::Local(_)))
+            .map(|(id, m)| RemoteMember {
+                server: server.clone(),
+                conn: m.conn,
+                id: id.clone(),
+                room: m.room.clone(),
+                source: m.source,
+            })
+            .collect()
+    }
+
+    /// How many members of other servers the mirror holds.
+    pub(crate) fn remote_len(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|m| matches!(m.at, At::Remote(_)))
+            .count()
     }
 
     /// How many members `room` has.
@@ -156,17 +341,24 @@ impl Registry {
         self.rooms.get(room).map_or(0, |r| r.members.len())
     }
 
-    /// Whether some connection holds `id`.
+    /// Whether a connection of this server holds `id`.
     pub(crate) fn holds(&self, id: &str) -> bool {
-        self.peers.contains_key(id)
+        self.peers
+            .get(id)
+            .is_some_and(|m| matches!(m.at, At::Local(_)))
     }
 
-    /// The queue of `to` if it is joined in `room`.
-    pub(crate) fn route(&self, room: &str, to: &str) -> Option<&mpsc::Sender<Utf8Bytes>> {
+    /// Where `id` is, if it is joined.
+    pub(crate) fn peers_at(&self, id: &str) -> Option<&At> {
+        self.peers.get(id).map(|m| &m.at)
+    }
+
+    /// Where `to` is, if it is joined in `room`.
+    pub(crate) fn route(&self, room: &str, to: &str) -> Option<&At> {
         self.peers
             .get(to)
             .filter(|m| &*m.room == room)
-            .map(|m| &m.tx)
+            .map(|m| &m.at)
     }
 
     /// How many members each room has (in no order, without the rooms' names).
@@ -179,7 +371,7 @@ impl Registry {
         self.rooms.len()
     }
 
-    /// How many ids are held.
+    /// How many ids are held (by this server and, in a cluster, by the others).
     pub(crate) fn len(&self) -> usize {
         self.peers.len()
     }
@@ -527,5 +719,75 @@ mod tests {
             "{:?}",
             intro.peers
         );
+    }
+
+    #[test]
+    fn members_of_other_servers_are_introduced_routed_and_dropped_with_their_server() {
+        let mut reg = Registry::default();
+        let mut rk = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(11);
+        let rule = Rule {
+            closest: 5,
+            random: 0,
+            attempts: 0,
+        };
+        let room: Arc<str> = Arc::from("default");
+        let server_b: Arc<str> = Arc::from("b");
+        let remote: Arc<str> = Arc::from("c".repeat(40));
+        reg.insert_remote(RemoteMember {
+            server: server_b.clone(),
+            conn: 7,
+            id: remote.clone(),
+            room: room.clone(),
+            source: local(),
+        });
+        assert!(!reg.holds(&remote), "held by another server, not this one");
+        assert!(matches!(reg.route("default", &remote), Some(At::Remote(s)) if *s == server_b));
+        // A local join is introduced to it, and told to tell it through the cluster.
+        let (tx, mut rx) = mpsc::channel(4);
+        let local_id: Arc<str> = Arc::from("d".repeat(40));
+        let intro = reg
+            .join(
+                local_id.clone(),
+                1,
+                room.clone(),
+                tx,
+                local(),
+                rule,
+                99,
+                &mut rk,
+            )
+            .expect("join");
+        assert_eq!(intro.peers, vec![remote.clone()]);
+        assert!(
+            matches!(&intro.tell[..], [Tell::Remote { server, id }] if *server == server_b && *id == remote)
+        );
+        assert_eq!((reg.len(), reg.remote_len()), (2, 1));
+        // Its leave on its server (an event) removes it only for the connection that held it.
+        reg.remove_remote("b", 8, &remote);
+        assert_eq!(reg.remote_len(), 1);
+        // Server b is gone: its member leaves, and the local member introduced to it is told.
+        let told = reg.drop_remote(|server, _| server != "b");
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].1, remote);
+        assert!(told[0].0.try_send(Utf8Bytes::from_static("x")).is_ok());
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(
+            (reg.len(), reg.remote_len(), reg.room_len("default")),
+            (1, 0, 1)
+        );
+        // Its id may now join here (the cluster's claim said its holder is gone), replacing
+        // a stale mirror entry if one is left.
+        reg.insert_remote(RemoteMember {
+            server: server_b,
+            conn: 9,
+            id: remote.clone(),
+            room: room.clone(),
+            source: local(),
+        });
+        let (tx2, _rx2) = mpsc::channel(4);
+        reg.join(remote.clone(), 2, room, tx2, local(), rule, 99, &mut rk)
+            .expect("a stale remote entry gives way to the claimed local join");
+        assert!(reg.holds(&remote));
+        assert_eq!(reg.remote_len(), 0);
     }
 }

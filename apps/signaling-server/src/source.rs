@@ -20,6 +20,11 @@ use crate::rate::{TokioClock, quota};
 pub(crate) struct Source(IpAddr);
 
 impl Source {
+    /// The address the source is counted by (an IPv6 source's /64 with its host bits zero).
+    pub(crate) fn ip(self) -> IpAddr {
+        self.0
+    }
+
     /// The source that `ip` counts as.
     pub(crate) fn of(ip: IpAddr) -> Self {
         match ip {

@@ -71,6 +71,13 @@ export interface IceServerOptions {
 export interface MeshOptions {
   /** The signaling transport (required). */
   transport: WebSocketTransport;
+  /**
+   * More signaling servers of the transport's cluster (servers that share rooms), e.g.
+   * ["wss://signal-b.example.org"]. The transport's URL is tried first, then these in order;
+   * when the server joined is lost the mesh joins the next one at once (the transport reports
+   * "close" with reconnecting, then "open"). Links stay up meanwhile.
+   */
+  servers?: string[];
   /** The room to join on the signaling server (default: the server's default room). */
   room?: string;
   /** Links kept at most (default 5). */

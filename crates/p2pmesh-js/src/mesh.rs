@@ -37,7 +37,7 @@ pub async fn create_mesh(
 ) -> Result<Mesh, JsValue> {
     let options = options::parse(&options)?;
     let mut builder = p2pmesh::Mesh::builder()
-        .signaling_url(options.transport.url.clone())
+        .signaling_urls(options.servers)
         .receive_all_topics(true)
         .persist_identity(options.persist_identity)
         .bootstrap_nodes(options.bootstrap_nodes)

@@ -21,6 +21,8 @@ store it), or leave `persistIdentity` on (the default), which keeps it in this t
 #[derive(Debug)]
 pub(crate) struct Options {
     pub(crate) transport: Rc<Shared>,
+    /// The signaling servers: the transport's URL first, then the `servers` option's others.
+    pub(crate) servers: Vec<String>,
     pub(crate) room: Option<String>,
     pub(crate) max_peers: Option<usize>,
     pub(crate) bootstrap_nodes: Vec<NodeId>,
@@ -112,6 +114,15 @@ pub(crate) fn parse(options: &JsValue) -> Result<Options, JsValue> {
         &get(options, "transport")?
             .ok_or_else(|| js_error("createMesh: `transport` is required"))?,
     )?;
+    let mut servers = vec![transport.url.clone()];
+    if let Some(v) = get(options, "servers")? {
+        for url in array(&v, "servers")?.iter() {
+            let url = string(&url, "servers[]")?;
+            if !servers.contains(&url) {
+                servers.push(url);
+            }
+        }
+    }
     let room = get(options, "room")?
         .map(|v| string(&v, "room"))
         .transpose()?;
@@ -162,6 +173,7 @@ pub(crate) fn parse(options: &JsValue) -> Result<Options, JsValue> {
     };
     Ok(Options {
         transport,
+        servers,
         room,
         max_peers,
         bootstrap_nodes,

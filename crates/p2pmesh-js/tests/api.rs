@@ -107,7 +107,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[wasm_bindgen_test]
 async fn invalid_options_reject_with_the_option_named() {
-    let cases: [(JsValue, &str); 5] = [
+    let cases: [(JsValue, &str); 7] = [
         (JsValue::UNDEFINED, "transport"),
         (
             options(
@@ -130,6 +130,17 @@ async fn invalid_options_reject_with_the_option_named() {
                 )],
             ),
             "not-an-id",
+        ),
+        (
+            options(transport(), &[("servers", "ws://127.0.0.1:10/".into())]),
+            "servers",
+        ),
+        (
+            options(
+                transport(),
+                &[("servers", js_sys::Array::of1(&7.into()).into())],
+            ),
+            "servers[]",
         ),
     ];
     for (options, named) in cases {

@@ -11,14 +11,14 @@ use web_time::SystemTime;
 use webrtc_adapter::IceServer;
 
 use crate::driver::{Driver, Limits, Signaling};
-use crate::{Error, Keypair, Mesh};
+use crate::{Error, InvalidSetting, Keypair, Mesh};
 
 /// Builds a [`Mesh`]: start with [`Mesh::builder`], set options, then [`build`](Self::build) (or
 /// [`join`](Self::join) to build and join at once).
 ///
 /// The seed's options and their defaults: a key pair (generated when not given; the peer id is
-/// derived from it), the signaling transport ([`signaling_url`](Self::signaling_url) or any
-/// [`transport`](Self::transport)), [`max_peers`](Self::max_peers) = 5,
+/// derived from it), the signaling transport ([`signaling_url`](Self::signaling_url),
+/// [`signaling_urls`](Self::signaling_urls) or any [`transport`](Self::transport)), [`max_peers`](Self::max_peers) = 5,
 /// [`bootstrap_nodes`](Self::bootstrap_nodes), [`ice_servers`](Self::ice_servers) and
 /// [`kademlia_k`](Self::kademlia_k) = 20. Gossip and every other limit of the node are reached
 /// through [`gossip`](Self::gossip) and [`configure`](Self::configure); the facade's own queues through
@@ -138,8 +138,22 @@ where
 
     /// Join the signaling server at `url` (e.g. `ws://127.0.0.1:8080`) over WebSocket
     /// ([`transport_ws::WsSignaling`]), proving the id with the key pair; reconnects when lost.
+    /// Replaces the servers set so far; [`signaling_urls`](Self::signaling_urls) gives several.
     pub fn signaling_url(mut self, url: impl Into<String>) -> Self {
-        self.signaling = Some(Signaling::Url(url.into()));
+        self.signaling = Some(Signaling::Urls(vec![url.into()]));
+        self
+    }
+
+    /// Join one of the signaling servers at `urls`, servers of one cluster that share rooms (e.g.
+    /// `signaling-server --redis ...`), tried in this order: the first at the start; when the
+    /// connection to one is lost, the next at once, and so on round the list, with backoff only
+    /// after every server failed in turn (see [`transport_ws`]'s "Several servers"). Links stay up
+    /// meanwhile and keep carrying what the mesh routes over them, signaling between peers
+    /// included; the mesh reports [`Event::ServerDisconnected`](crate::Event::ServerDisconnected)
+    /// and, once joined to another server, [`Event::ServerReconnected`](crate::Event::ServerReconnected).
+    /// Replaces the servers set so far; [`build`](Self::build) refuses an empty list.
+    pub fn signaling_urls(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.signaling = Some(Signaling::Urls(urls.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -150,7 +164,7 @@ where
     }
 
     /// The room to join on the signaling server (default: the server's default room). Only for
-    /// [`signaling_url`](Self::signaling_url).
+    /// [`signaling_url`](Self::signaling_url) and [`signaling_urls`](Self::signaling_urls).
     pub fn room(mut self, room: impl Into<String>) -> Self {
         self.room = Some(room.into());
         self
@@ -344,6 +358,9 @@ where
         let keypair = self.keypair_or_generate()?;
         let local_id = keypair.peer_id();
         let signaling = self.signaling.take().ok_or(Error::NoTransport)?;
+        if matches!(&signaling, Signaling::Urls(urls) if urls.is_empty()) {
+            return Err(InvalidSetting::new("signaling_urls", "at least one URL").into());
+        }
         if let Signaling::Transport(t) = &signaling
             && crate::identity::node_id(t.local_id()) != Some(local_id)
         {

@@ -92,8 +92,8 @@ impl Default for Limits {
 
 /// Where signaling goes.
 pub(crate) enum Signaling {
-    /// A WebSocket signaling server's URL.
-    Url(String),
+    /// The URLs of WebSocket signaling servers of one cluster, tried in this order (at least one).
+    Urls(Vec<String>),
     /// A transport given by the application.
     Transport(Box<dyn SignalingTransport>),
 }
@@ -101,7 +101,7 @@ pub(crate) enum Signaling {
 impl fmt::Debug for Signaling {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Url(url) => write!(f, "Url({url})"),
+            Self::Urls(urls) => write!(f, "Urls({urls:?})"),
             Self::Transport(t) => write!(f, "Transport({})", t.local_id()),
         }
     }
@@ -392,9 +392,9 @@ where
         };
         let transport: Box<dyn SignalingTransport> = match signaling {
             Signaling::Transport(t) => t,
-            Signaling::Url(url) => {
+            Signaling::Urls(urls) => {
                 let identity = transport_ws::Identity::Keypair(self.keypair.signing_key());
-                let mut config = transport_ws::Config::new(url, identity);
+                let mut config = transport_ws::Config::with_servers(urls, identity);
                 config.room = self.room.clone();
                 Box::new(transport_ws::WsSignaling::connect(config))
             }

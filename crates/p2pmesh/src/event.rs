@@ -81,7 +81,8 @@ pub enum Event {
         /// Whether the transport reconnects.
         reconnecting: bool,
     },
-    /// Joined the signaling server again after a loss.
+    /// Joined the signaling server again after a loss (with
+    /// [`signaling_urls`](crate::MeshBuilder::signaling_urls), maybe another server of the list).
     ServerReconnected,
     /// This stream fell behind and `missed` events were dropped for it (its buffer holds the
     /// builder's `event_capacity` events).

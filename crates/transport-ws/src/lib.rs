@@ -8,8 +8,24 @@
 //! connect_request, bootstrap_peers, kademlia_rpc_message). It keeps the connection alive with
 //! the protocol's `ping` (answered by `pong`: browsers cannot send WebSocket pings) and takes
 //! a server silent for three keepalive intervals as lost. When the connection is lost it
-//! reconnects with exponential backoff and jitter, joins again and reports
-//! [`TransportEvent::Reconnected`]; on [`close`](SignalingTransport::close) it leaves.
+//! connects again, joins again and reports [`TransportEvent::Reconnected`]; on
+//! [`close`](SignalingTransport::close) it leaves.
+//!
+//! # Several servers
+//!
+//! [`Config::with_servers`] gives it the servers of one cluster (servers that share rooms, so
+//! that any of them serves the client under the same id); [`Config::new`] gives it one. It starts
+//! with the first. When a joined session is lost it dials the next server at once, so that a
+//! client whose server dies is served again by another within moments; an attempt that fails goes
+//! on to the next server at once too, and only once every server failed in turn (a round) does it
+//! wait, with exponential backoff and jitter that grow with each round failed in a row. A server
+//! that answers `id_taken` (right after a server dies the cluster still holds our id for it, until
+//! the dead server's claim expires) is asked again after [`ID_TAKEN_RETRY`] to twice that, up to
+//! 20 times in a row, before that counts as a failed attempt. Each attempt proves the id for the host of
+//! the URL it dials ([`host_of_url`]). A server that refuses us for a reason of its own
+//! (`wrong_host`, `unsupported_version`, `proof_required`) leaves the rotation; the client gives up
+//! when none is left, or at once when a refusal concerns our identity or room. Which server it
+//! joined is logged and readable with [`WsSignaling::server`].
 //!
 //! Only the socket differs between the platforms (the private `socket` module); the driver
 //! task runs on [`p2pmesh_rt`] (tokio natively, the browser's event loop in wasm32), and the
@@ -33,7 +49,7 @@
 #![deny(missing_docs)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,8 +64,10 @@ use transport::{
     SignalingTransport, TransportError, TransportEvent, join_proof_message,
 };
 
+mod rotation;
 mod socket;
 
+use rotation::{Rotation, Wait};
 use socket::{Incoming, Socket};
 
 /// How the client proves (or just states) its id.
@@ -84,13 +102,18 @@ impl std::fmt::Debug for Identity {
 /// The client's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The server's URL, e.g. `ws://127.0.0.1:8080`.
-    pub url: String,
+    /// The servers' URLs, e.g. `ws://127.0.0.1:8080`, in the order they are tried (see
+    /// "Several servers" in the crate's doc). Servers of one cluster: they share rooms. At least
+    /// one; a URL without a host is left out, and with no URL left the client ends at once
+    /// ([`TransportEvent::Close`] without reconnecting).
+    pub urls: Vec<String>,
     /// The id and how it is proven.
     pub identity: Identity,
     /// The room to join (the server's default room when `None`).
     pub room: Option<String>,
-    /// The first reconnection delay (default 250 ms); it doubles up to `backoff_max`.
+    /// The delay after the first round of failed attempts (every server tried once; default
+    /// 250 ms); it doubles with each round failed in a row, up to `backoff_max`. A lost session
+    /// dials the next server without a delay.
     pub backoff_initial: Duration,
     /// The longest reconnection delay (default 30 s). Each delay is jittered down by up to half.
     pub backoff_max: Duration,
@@ -104,10 +127,28 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with the defaults.
+    /// A configuration for the one server at `url`, with the defaults.
     pub fn new(url: impl Into<String>, identity: Identity) -> Self {
+        Self::with_servers([url], identity)
+    }
+
+    /// A configuration for the servers at `urls`, tried in this order, with the defaults.
+    ///
+    /// ```
+    /// # let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    /// use transport_ws::{Config, Identity};
+    /// let config = Config::with_servers(
+    ///     ["wss://signal-a.example.org", "wss://signal-b.example.org"],
+    ///     Identity::Keypair(key),
+    /// );
+    /// assert_eq!(config.urls.len(), 2);
+    /// ```
+    pub fn with_servers(
+        urls: impl IntoIterator<Item = impl Into<String>>,
+        identity: Identity,
+    ) -> Self {
         Self {
-            url: url.into(),
+            urls: urls.into_iter().map(Into::into).collect(),
             identity,
             room: None,
             backoff_initial: Duration::from_millis(250),
@@ -144,9 +185,10 @@ impl Config {
 #[derive(Debug)]
 pub struct WsSignaling {
     id: PeerId,
+    urls: Vec<String>,
     commands: mpsc::Sender<ClientMessage>,
     events: mpsc::Receiver<TransportEvent>,
-    connected: Arc<AtomicBool>,
+    joined: Arc<Joined>,
     /// Sending (or dropping) it tells the driver to leave and end.
     stop: Option<oneshot::Sender<()>>,
     task: Option<p2pmesh_rt::Task>,
@@ -161,13 +203,14 @@ impl WsSignaling {
         let (commands, commands_rx) = mpsc::channel(capacity);
         let (events_tx, events) = mpsc::channel(capacity);
         let (stop, stop_rx) = oneshot::channel();
-        let connected = Arc::new(AtomicBool::new(false));
+        let joined = Arc::new(Joined::default());
         let id = config.identity.peer_id();
+        let urls = config.urls.clone();
         let driver = Driver {
             config,
             commands: commands_rx,
             events: events_tx,
-            connected: connected.clone(),
+            joined: joined.clone(),
             stop: Stop {
                 rx: stop_rx,
                 requested: false,
@@ -176,9 +219,10 @@ impl WsSignaling {
         let task = p2pmesh_rt::spawn(driver.run());
         Self {
             id,
+            urls,
             commands,
             events,
-            connected,
+            joined,
             stop: Some(stop),
             task: Some(task),
         }
@@ -186,7 +230,30 @@ impl WsSignaling {
 
     /// Whether the client is joined right now.
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
+        self.joined.server().is_some()
+    }
+
+    /// The URL of the server the client is joined to right now (one of [`Config::urls`]).
+    pub fn server(&self) -> Option<&str> {
+        self.joined
+            .server()
+            .and_then(|i| self.urls.get(i))
+            .map(String::as_str)
+    }
+}
+
+/// Which server the driver is joined to, shared with the handle: the server's index plus one, 0
+/// while not joined.
+#[derive(Debug, Default)]
+struct Joined(AtomicUsize);
+
+impl Joined {
+    fn set(&self, server: Option<usize>) {
+        self.0.store(server.map_or(0, |i| i + 1), Ordering::Release);
+    }
+
+    fn server(&self) -> Option<usize> {
+        self.0.load(Ordering::Acquire).checked_sub(1)
     }
 }
 
@@ -220,13 +287,18 @@ impl SignalingTransport for WsSignaling {
             }
             // The driver's leave and close are bounded by its own timeouts ([`CLOSE_GRACE`]).
             task.join().await;
-            self.connected.store(false, Ordering::Release);
+            self.joined.set(None);
         }
     }
 }
 
 /// How long a closing driver waits to send `leave` and close the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a client waits before it asks a server that answered `id_taken` again (jittered up
+/// by as much again): about the time a signaling cluster takes to notice that the server that
+/// held our id died.
+pub const ID_TAKEN_RETRY: Duration = Duration::from_millis(250);
 
 /// The handle's request to stop (sent, or the handle dropped), awaitable any number of times.
 struct Stop {
@@ -248,10 +320,23 @@ impl Stop {
 enum End {
     /// The user closed the transport (or dropped it).
     Stopped,
-    /// Lost or failed; try again. `joined` says whether it had joined.
-    Lost { joined: bool, reason: String },
-    /// The server refused our identity: retrying cannot help.
-    Fatal(String),
+    /// Lost or failed; try again.
+    Lost(String),
+    /// The server refused the join.
+    Refused(Refusal, String),
+}
+
+/// What a refused join means for the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Another connection holds our id: ask again soon (after a server's death the cluster
+    /// holds it for the dead server a little longer).
+    IdTaken,
+    /// This server cannot take us (the host our proof names, its protocol version, its proof
+    /// mode); another server may.
+    ThisServer,
+    /// Our identity or room is refused: no server can take us.
+    Fatal,
 }
 
 /// The task behind a [`WsSignaling`]: it owns the socket and runs the protocol, the same on
@@ -260,7 +345,7 @@ struct Driver {
     config: Config,
     commands: mpsc::Receiver<ClientMessage>,
     events: mpsc::Sender<TransportEvent>,
-    connected: Arc<AtomicBool>,
+    joined: Arc<Joined>,
     stop: Stop,
 }
 
@@ -283,23 +368,25 @@ pub fn host_of_url(url: &str) -> Option<String> {
     Some(transport::normalize_host(&authority))
 }
 
-/// Errors after which reconnecting with the same configuration cannot succeed.
-fn is_fatal(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::ProofRequired
-            | ErrorCode::InvalidPeerId
-            | ErrorCode::InvalidPublicKey
-            | ErrorCode::InvalidSignature
-            | ErrorCode::IdMismatch
-            | ErrorCode::WrongHost
-            | ErrorCode::InvalidRoom
-            | ErrorCode::UnsupportedVersion
-    )
+/// What a join refused with `code` means: `None` for a refusal that another attempt may get past
+/// (the server is full, rate limits), which counts as a failed attempt.
+fn refusal(code: ErrorCode) -> Option<Refusal> {
+    match code {
+        ErrorCode::IdTaken => Some(Refusal::IdTaken),
+        ErrorCode::ProofRequired | ErrorCode::WrongHost | ErrorCode::UnsupportedVersion => {
+            Some(Refusal::ThisServer)
+        }
+        ErrorCode::InvalidPeerId
+        | ErrorCode::InvalidPublicKey
+        | ErrorCode::InvalidSignature
+        | ErrorCode::IdMismatch
+        | ErrorCode::InvalidRoom => Some(Refusal::Fatal),
+        _ => None,
+    }
 }
 
 /// What the handshake learnt: the id held, the room, and events that arrived with the join.
-struct Joined {
+struct Handshake {
     peer_id: PeerId,
     room: String,
     early: Vec<TransportEvent>,
@@ -307,42 +394,74 @@ struct Joined {
 
 impl Driver {
     async fn run(mut self) {
+        let mut rotation = Rotation::new(self.config.urls.len());
+        for (i, url) in self.config.urls.iter().enumerate() {
+            if host_of_url(url).is_none() {
+                warn!(%url, "signaling: no host in this server URL; it is left out");
+                rotation.remove(i);
+            }
+        }
+        let Some(mut server) = rotation.first() else {
+            let reason = format!("no usable signaling server URL in {:?}", self.config.urls);
+            self.give_up(reason).await;
+            return;
+        };
+        // Attempts since the last join (or the start), as `Reconnected` reports them.
         let mut attempts: u32 = 0;
         let mut ever_joined = false;
         loop {
             attempts += 1;
-            let end = self.session(ever_joined, attempts).await;
-            self.connected.store(false, Ordering::Release);
-            match end {
-                End::Stopped => return,
-                End::Fatal(reason) => {
-                    warn!(%reason, "signaling: giving up");
-                    let _ = self
-                        .emit(TransportEvent::Close {
-                            reason,
-                            reconnecting: false,
-                        })
-                        .await;
+            let (end, session) = self.session(server, ever_joined, attempts).await;
+            self.joined.set(None);
+            let url = &self.config.urls[server];
+            let next = match (end, session) {
+                (End::Stopped, _) => return,
+                (End::Lost(reason), Some(session)) => {
+                    ever_joined = true;
+                    attempts = 0;
+                    info!(%url, %reason, "signaling connection lost; reconnecting");
+                    let close = TransportEvent::Close {
+                        reason,
+                        reconnecting: true,
+                    };
+                    if self.emit(close).await.is_err() {
+                        return;
+                    }
+                    rotation.lost(session)
+                }
+                (End::Lost(reason), None) => {
+                    debug!(%url, %reason, attempts, "signaling connection attempt failed");
+                    rotation.failed()
+                }
+                (End::Refused(Refusal::IdTaken, reason), _) => {
+                    debug!(%url, %reason, attempts, "signaling: id taken; asking again soon");
+                    rotation.id_taken()
+                }
+                (End::Refused(Refusal::ThisServer, reason), _) => match rotation.refused() {
+                    Some(next) => {
+                        warn!(%url, %reason, "signaling: this server refused us; it is left out");
+                        next
+                    }
+                    None => {
+                        self.give_up(reason).await;
+                        return;
+                    }
+                },
+                (End::Refused(Refusal::Fatal, reason), _) => {
+                    self.give_up(reason).await;
                     return;
                 }
-                End::Lost { joined, reason } => {
-                    if joined {
-                        ever_joined = true;
-                        attempts = 0;
-                        info!(%reason, "signaling connection lost; reconnecting");
-                        let close = TransportEvent::Close {
-                            reason,
-                            reconnecting: true,
-                        };
-                        if self.emit(close).await.is_err() {
-                            return;
-                        }
-                    } else {
-                        debug!(%reason, attempts, "signaling connection attempt failed");
-                    }
+            };
+            server = next.server;
+            let wait = match next.wait {
+                Wait::Now => continue,
+                Wait::Soon => {
+                    let jitter = rand::rng().random_range(0..=ID_TAKEN_RETRY.as_millis() as u64);
+                    ID_TAKEN_RETRY + Duration::from_millis(jitter)
                 }
-            }
-            let wake = Instant::now() + self.config.backoff(attempts.max(1));
+                Wait::Backoff(failures) => self.config.backoff(failures),
+            };
+            let wake = Instant::now() + wait;
             // Wait, but stay responsive to close; sends are refused while disconnected, and
             // one queued just before the loss is dropped.
             loop {
@@ -357,6 +476,17 @@ impl Driver {
         }
     }
 
+    /// Reports the end: retrying cannot help.
+    async fn give_up(&mut self, reason: String) {
+        warn!(%reason, "signaling: giving up");
+        let _ = self
+            .emit(TransportEvent::Close {
+                reason,
+                reconnecting: false,
+            })
+            .await;
+    }
+
     /// Hands `event` to the user, unless the user stops first.
     async fn emit(&mut self, event: TransportEvent) -> Result<(), End> {
         tokio::select! {
@@ -367,26 +497,21 @@ impl Driver {
 
     /// Sends one text message; a send the server does not take for three keepalive intervals
     /// means it is lost.
-    async fn send_text(&mut self, ws: &mut Socket, text: String, joined: bool) -> Result<(), End> {
+    async fn send_text(&mut self, ws: &mut Socket, text: String) -> Result<(), End> {
         let patience = self.keepalive() * 3;
         tokio::select! {
             sent = p2pmesh_rt::timeout(patience, ws.send(text)) => match sent {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(End::Lost { joined, reason }),
-                Err(_) => Err(End::Lost { joined, reason: "send timed out".into() }),
+                Ok(Err(reason)) => Err(End::Lost(reason)),
+                Err(_) => Err(End::Lost("send timed out".into())),
             },
             () = self.stop.requested() => Err(End::Stopped),
         }
     }
 
-    async fn send_message(
-        &mut self,
-        ws: &mut Socket,
-        message: &ClientMessage,
-        joined: bool,
-    ) -> Result<(), End> {
+    async fn send_message(&mut self, ws: &mut Socket, message: &ClientMessage) -> Result<(), End> {
         match serde_json::to_string(message) {
-            Ok(text) => self.send_text(ws, text, joined).await,
+            Ok(text) => self.send_text(ws, text).await,
             Err(err) => {
                 warn!(%err, "cannot encode a client message");
                 Ok(())
@@ -398,33 +523,37 @@ impl Driver {
         self.config.keepalive.max(Duration::from_millis(100))
     }
 
-    /// One connection: connect, join, serve until it ends; leave when stopped.
-    async fn session(&mut self, ever_joined: bool, attempts: u32) -> End {
-        let lost = |reason: String| End::Lost {
-            joined: false,
-            reason,
-        };
+    /// One connection to server `server` (an index of the configuration's URLs): connect, join,
+    /// serve until it ends; leave when stopped. Returns how it ended and, if it joined, how long
+    /// it was joined.
+    async fn session(
+        &mut self,
+        server: usize,
+        ever_joined: bool,
+        attempts: u32,
+    ) -> (End, Option<Duration>) {
+        let url = self.config.urls[server].clone();
         let capacity = self.config.queue_capacity.max(1);
-        let connect = p2pmesh_rt::timeout(
-            self.config.join_timeout,
-            socket::connect(&self.config.url, capacity),
-        );
+        let connect =
+            p2pmesh_rt::timeout(self.config.join_timeout, socket::connect(&url, capacity));
         let mut ws = tokio::select! {
             connected = connect => match connected {
                 Ok(Ok(ws)) => ws,
-                Ok(Err(reason)) => return lost(reason),
-                Err(_) => return lost("connect timed out".into()),
+                Ok(Err(reason)) => return (End::Lost(reason), None),
+                Err(_) => return (End::Lost("connect timed out".into()), None),
             },
-            () = self.stop.requested() => return End::Stopped,
+            () = self.stop.requested() => return (End::Stopped, None),
         };
-        let joined = match self.handshake(&mut ws).await {
+        let joined = match self.handshake(&mut ws, &url).await {
             Ok(joined) => joined,
             Err(end) => {
                 let _ = p2pmesh_rt::timeout(CLOSE_GRACE, ws.close()).await;
-                return end;
+                return (end, None);
             }
         };
-        self.connected.store(true, Ordering::Release);
+        let since = Instant::now();
+        self.joined.set(Some(server));
+        info!(%url, id = %joined.peer_id, room = %joined.room, attempts, "signaling: joined");
         let first = if ever_joined {
             TransportEvent::Reconnected {
                 peer_id: joined.peer_id,
@@ -447,37 +576,26 @@ impl Driver {
             Some(end) => end,
             None => self.serve(&mut ws).await,
         };
-        match end {
-            End::Stopped => {
-                self.connected.store(false, Ordering::Release);
-                let leave = ClientMessage::Leave {
-                    peer_id: Some(self.config.identity.peer_id()),
-                };
-                let _ = p2pmesh_rt::timeout(CLOSE_GRACE, async {
-                    if let Ok(text) = serde_json::to_string(&leave) {
-                        let _ = ws.send(text).await;
-                    }
-                    let _ = ws.close().await;
-                })
-                .await;
-                End::Stopped
-            }
-            End::Lost { reason, .. } => End::Lost {
-                joined: true,
-                reason,
-            },
-            End::Fatal(reason) => End::Fatal(reason),
+        if let End::Stopped = end {
+            self.joined.set(None);
+            let leave = ClientMessage::Leave {
+                peer_id: Some(self.config.identity.peer_id()),
+            };
+            let _ = p2pmesh_rt::timeout(CLOSE_GRACE, async {
+                if let Ok(text) = serde_json::to_string(&leave) {
+                    let _ = ws.send(text).await;
+                }
+                let _ = ws.close().await;
+            })
+            .await;
         }
+        (end, Some(since.elapsed()))
     }
 
-    /// Join: answer the challenge with the key's proof (or, unverified, join at once) and
-    /// wait for `joined`.
-    async fn handshake(&mut self, ws: &mut Socket) -> Result<Joined, End> {
+    /// Join `url`'s server: answer the challenge with the key's proof for that server's host
+    /// (or, unverified, join at once) and wait for `joined`.
+    async fn handshake(&mut self, ws: &mut Socket, url: &str) -> Result<Handshake, End> {
         let peer_id = self.config.identity.peer_id();
-        let lost = |reason: String| End::Lost {
-            joined: false,
-            reason,
-        };
         if let Identity::Unverified(id) = &self.config.identity {
             // As the JavaScript client does: join as soon as the socket is open.
             let id = id.clone();
@@ -488,7 +606,7 @@ impl Driver {
         loop {
             let next = tokio::select! {
                 next = ws.next() => next,
-                () = p2pmesh_rt::sleep_until(deadline) => return Err(lost("join timed out".into())),
+                () = p2pmesh_rt::sleep_until(deadline) => return Err(End::Lost("join timed out".into())),
                 () = self.stop.requested() => return Err(End::Stopped),
                 command = self.commands.recv() => match command {
                     None => return Err(End::Stopped),
@@ -497,10 +615,10 @@ impl Driver {
                 },
             };
             let text = match next {
-                None => return Err(lost("closed during join".into())),
+                None => return Err(End::Lost("closed during join".into())),
                 Some(Incoming::Text(text)) => text,
                 Some(Incoming::Closed(reason)) => {
-                    return Err(lost(format!("during join: {reason}")));
+                    return Err(End::Lost(format!("during join: {reason}")));
                 }
                 Some(Incoming::Other) => continue,
             };
@@ -513,14 +631,12 @@ impl Driver {
                     if let Identity::Keypair(key) = &self.config.identity {
                         let mut raw = [0u8; NONCE_LEN];
                         if hex::decode_to_slice(&nonce, &mut raw).is_err() {
-                            return Err(lost("malformed challenge".into()));
+                            return Err(End::Lost("malformed challenge".into()));
                         }
                         // The proof names the server dialled, so that no other server can use it.
-                        let Some(host) = host_of_url(&self.config.url) else {
-                            return Err(End::Fatal(format!(
-                                "no host in the signaling URL {}",
-                                self.config.url
-                            )));
+                        let Some(host) = host_of_url(url) else {
+                            let reason = format!("no host in the signaling URL {url}");
+                            return Err(End::Refused(Refusal::ThisServer, reason));
                         };
                         let signature = key.sign(&join_proof_message(&raw, &host));
                         let proof = Proof {
@@ -532,7 +648,7 @@ impl Driver {
                     }
                 }
                 ServerMessage::Joined { peer_id, room, .. } => {
-                    return Ok(Joined {
+                    return Ok(Handshake {
                         peer_id,
                         room,
                         early,
@@ -544,7 +660,7 @@ impl Driver {
                     // An old server: no `joined`, the introductions mean we are in.
                     early.extend(to_events(message));
                     let room = self.config.room.clone().unwrap_or_default();
-                    return Ok(Joined {
+                    return Ok(Handshake {
                         peer_id,
                         room,
                         early,
@@ -557,9 +673,9 @@ impl Driver {
                         peer_id: None,
                     })
                     .await?;
-                    return Err(match code {
-                        Some(code) if is_fatal(code) => End::Fatal(message),
-                        _ => lost(message),
+                    return Err(match code.and_then(refusal) {
+                        Some(refusal) => End::Refused(refusal, message),
+                        None => End::Lost(message),
                     });
                 }
                 other => early.extend(to_events(other)),
@@ -585,8 +701,10 @@ impl Driver {
             room: self.config.room.clone(),
             protocol_version: Some(PROTOCOL_VERSION),
         });
-        let text = serde_json::to_string(&join).map_err(|e| End::Fatal(e.to_string()))?;
-        self.send_text(ws, text, false).await
+        match serde_json::to_string(&join) {
+            Ok(text) => self.send_text(ws, text).await,
+            Err(err) => Err(End::Refused(Refusal::Fatal, err.to_string())),
+        }
     }
 
     /// The joined session: commands out, events in, keepalive.
@@ -594,17 +712,13 @@ impl Driver {
         let keepalive = self.keepalive();
         let mut next_ping = Instant::now() + keepalive;
         let mut last_seen = Instant::now();
-        let lost = |reason: String| End::Lost {
-            joined: true,
-            reason,
-        };
         loop {
             tokio::select! {
                 () = self.stop.requested() => return End::Stopped,
                 command = self.commands.recv() => match command {
                     None => return End::Stopped,
                     Some(message) => {
-                        if let Err(end) = self.send_message(ws, &message, true).await {
+                        if let Err(end) = self.send_message(ws, &message).await {
                             return end;
                         }
                     }
@@ -612,8 +726,8 @@ impl Driver {
                 incoming = ws.next() => {
                     last_seen = Instant::now();
                     let text = match incoming {
-                        None => return lost("connection closed".into()),
-                        Some(Incoming::Closed(reason)) => return lost(reason),
+                        None => return End::Lost("connection closed".into()),
+                        Some(Incoming::Closed(reason)) => return End::Lost(reason),
                         Some(Incoming::Other) => continue,
                         Some(Incoming::Text(text)) => text,
                     };
@@ -625,7 +739,7 @@ impl Driver {
                         }
                     };
                     if let ServerMessage::Shutdown { message } = message {
-                        return lost(message);
+                        return End::Lost(message);
                     }
                     for event in to_events(message) {
                         if let Err(end) = self.emit(event).await {
@@ -635,13 +749,13 @@ impl Driver {
                 }
                 () = p2pmesh_rt::sleep_until(next_ping) => {
                     if last_seen.elapsed() > keepalive * 3 {
-                        return lost("the server stopped answering".into());
+                        return End::Lost("the server stopped answering".into());
                     }
                     next_ping = Instant::now() + keepalive;
                     // The protocol's ping (browsers cannot send WebSocket pings); its `pong`
                     // counts as a sign of life like any other message.
                     let ping = ClientMessage::Ping { ts: None };
-                    if let Err(end) = self.send_message(ws, &ping, true).await {
+                    if let Err(end) = self.send_message(ws, &ping).await {
                         return end;
                     }
                 }

@@ -1,6 +1,7 @@
 //! The browser build of the signaling client (the browser's `WebSocket`) against a real
 //! signaling server: it joins with its key proof, introduces and relays between two clients,
-//! reports a peer's leave, and survives a server that cannot be reached.
+//! reports a peer's leave, survives a server that cannot be reached, and given that server first
+//! and a live one second, joins the second.
 //!
 //! The server runs outside the browser; its URL, and a loopback port nothing listens on, are
 //! given when the test is compiled:
@@ -199,4 +200,25 @@ async fn an_unreachable_server_gives_no_open_and_close_ends_the_retries() {
     assert!(!t.is_connected());
     t.close().await;
     assert_eq!(next(&mut t).await, None);
+}
+
+#[wasm_bindgen_test]
+async fn an_unreachable_first_server_is_skipped_for_the_next() {
+    let key = random_key();
+    let id = id_of(&key);
+    let room = fresh_room();
+    let mut config =
+        Config::with_servers([unreachable_url(), server_url()], Identity::Keypair(key))
+            .with_room(&room);
+    // An hour: only the rotation within a round, which does not wait, reaches the second server
+    // within the patience.
+    config.backoff_initial = Duration::from_secs(3600);
+    config.backoff_max = Duration::from_secs(3600);
+    let mut t = WsSignaling::connect(config);
+    match next(&mut t).await {
+        Some(TransportEvent::Open { peer_id, .. }) => assert_eq!(peer_id, id),
+        other => panic!("expected Open, got {other:?}"),
+    }
+    assert_eq!(t.server(), Some(server_url()));
+    close_and_end(t).await;
 }

@@ -400,6 +400,7 @@ error_codes! {
     MessageTooLarge => "message_too_large": "A message over the frame limit; close 1009 follows.",
     ServerFull => "server_full": "The server holds its maximum of clients; close 1013 follows.",
     JoinTimeout => "join_timeout": "No `join` within the join timeout; close 1008 follows.",
+    Unavailable => "unavailable": "The server cannot admit a join now (it cannot reach its cluster's Redis, so it cannot check the id cluster-wide): join another server of the cluster, or again later.",
 }
 
 impl fmt::Display for ErrorCode {

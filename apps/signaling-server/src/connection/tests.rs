@@ -70,7 +70,7 @@ impl Server {
         let mut rng = ChaCha8Rng::seed_from_u64(seed.0);
         let mut server_seed = [0u8; 32];
         rng.fill_bytes(&mut server_seed);
-        let (shared, shutdown) = Shared::new(config, server_seed);
+        let (shared, shutdown) = Shared::new(config, server_seed, None);
         Self {
             shared,
             shutdown,
@@ -115,7 +115,7 @@ impl Server {
     }
 
     fn metric(&self, series: &str) -> f64 {
-        let text = self.shared.metrics.render(0, 0, Vec::new());
+        let text = self.shared.metrics.render(0, 0, 0, Vec::new());
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))

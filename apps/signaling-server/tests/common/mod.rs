@@ -2,6 +2,8 @@
 //! WebSocket client that speaks JSON.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,6 +50,15 @@ impl TestServer {
             addr,
             stop: Some(stop),
             task: Some(task),
+        }
+    }
+
+    /// A server running elsewhere (another process) at `addr`; [`TestServer::stop`] does nothing.
+    pub fn at(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            stop: None,
+            task: None,
         }
     }
 

@@ -19,9 +19,14 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser, Debug)]
 #[command(name = "mesh-node", version, about)]
 struct Args {
-    /// The signaling server.
-    #[arg(long, default_value = "ws://127.0.0.1:8080")]
-    server: String,
+    /// The signaling server; several servers of one cluster (repeat the flag, or separate the
+    /// URLs with commas) are tried in order, the next one when the one joined is lost.
+    #[arg(
+        long = "server",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8080"
+    )]
+    servers: Vec<String>,
     /// The room.
     #[arg(long, default_value = "mesh")]
     room: String,
@@ -300,7 +305,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let mut builder = Mesh::builder()
-        .signaling_url(args.server.clone())
+        .signaling_urls(args.servers.clone())
         .room(args.room.clone())
         .max_peers(args.max_peers)
         .receive_all_topics(args.all_topics)

@@ -76,6 +76,8 @@ pub struct TestServer {
     pub url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+    /// The runtime of a server that can be crashed (`None`: it runs on the test's runtime).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl TestServer {
@@ -90,7 +92,37 @@ impl TestServer {
             url: format!("ws://{addr}"),
             stop: Some(stop),
             task: Some(task),
+            runtime: None,
         }
+    }
+
+    /// A server in a runtime of its own, so that [`crash`](Self::crash) can kill it.
+    pub async fn start_crashable() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (bound, addr) = oneshot::channel();
+        runtime.spawn(async move {
+            let server = Server::bind(Config::ephemeral()).await.expect("bind");
+            let _ = bound.send(server.local_addr().expect("addr"));
+            server.run(std::future::pending()).await
+        });
+        let addr = addr.await.expect("the server binds");
+        Self {
+            url: format!("ws://{addr}"),
+            stop: None,
+            task: None,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Kills the server as a crash would: its tasks stop and its sockets close, without telling
+    /// its clients.
+    pub fn crash(mut self) {
+        let runtime = self.runtime.take().expect("a crashable server");
+        runtime.shutdown_background();
     }
 
     pub async fn stop(mut self) {
@@ -99,6 +131,15 @@ impl TestServer {
         }
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(PATIENCE, task).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A runtime may not be dropped where blocking is not allowed (in a test's async body).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -126,14 +167,26 @@ impl TestNode {
     /// Builds node `index` of the run of `seed` (in its own runtime when `crashable`), subscribes
     /// it to [`TOPIC`], records its events and messages, and joins.
     pub async fn start(url: &str, links: &Links, seed: u64, index: u64, crashable: bool) -> Self {
+        Self::start_on(&[url], links, seed, index, crashable).await
+    }
+
+    /// [`start`](Self::start) with the signaling servers at `urls`, tried in this order.
+    pub async fn start_on(
+        urls: &[&str],
+        links: &Links,
+        seed: u64,
+        index: u64,
+        crashable: bool,
+    ) -> Self {
         let (keypair, node_seed) = node_identity(seed, index);
         let id = keypair.peer_id();
-        let (url, links) = (url.to_owned(), links.clone());
+        let urls: Vec<String> = urls.iter().map(|u| (*u).to_owned()).collect();
+        let links = links.clone();
         let build = move || -> Mesh {
             let builder = Mesh::builder()
                 .keypair(keypair.clone())
                 .seed(node_seed)
-                .signaling_url(url);
+                .signaling_urls(urls);
             match links {
                 Links::WebRtc => builder
                     .webrtc_config(p2pmesh::webrtc_adapter::Config::loopback())

@@ -55,6 +55,11 @@ pub struct NodeState {
     pub direct_failed: Vec<String>,
     pub errors: Vec<String>,
     pub stats: Option<serde_json::Map<String, serde_json::Value>>,
+    /// When it last reported its server lost, and joined again (`server-failover`).
+    pub server_lost_at: Option<Instant>,
+    pub server_back_at: Option<Instant>,
+    /// When each of its links went down.
+    pub link_downs: Vec<Instant>,
     /// Peers it linked to while the server was down (for `mesh-signaling`).
     pub linked_while_server_down: Vec<String>,
     /// Its links' ups (`+peer`) and downs (`-peer`), with their `at_us`, for failure reports.
@@ -72,6 +77,8 @@ pub struct NodeOptions {
     /// Run in this namespace, gathering WebRTC candidates on this address.
     pub netns: Option<(String, IpAddr)>,
     pub forger: bool,
+    /// The servers to join, in order (default: the scenario's one server).
+    pub servers: Option<Vec<String>>,
 }
 
 /// The processes of one scenario and what they reported.
@@ -82,6 +89,9 @@ pub struct Cluster {
     server: Option<Child>,
     server_addr: SocketAddr,
     server_netns: Option<String>,
+    /// A Redis and the servers sharing it (`server-failover`).
+    redis: Option<(Child, u16)>,
+    pub cluster_servers: Vec<(Option<Child>, SocketAddr)>,
     procs: Vec<Option<NodeProc>>,
     pub nodes: Vec<NodeState>,
     tx: mpsc::UnboundedSender<Incoming>,
@@ -109,6 +119,8 @@ impl Cluster {
             server: None,
             server_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             server_netns: None,
+            redis: None,
+            cluster_servers: Vec::new(),
             procs: Vec::new(),
             nodes: Vec::new(),
             tx,
@@ -197,6 +209,67 @@ impl Cluster {
         }
     }
 
+    /// Starts Debian's `redis-server` on a free loopback port (no persistence) and `count`
+    /// signaling servers sharing it (`--redis`); their URLs are [`Cluster::cluster_url`].
+    pub async fn start_redis_cluster(&mut self, count: usize) -> Result<(), String> {
+        let port = free_port()?;
+        let log = self.log_file("redis")?;
+        let redis = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start redis-server ({e}): apt-get install redis-server")
+            })?;
+        self.redis = Some((redis, port));
+        wait_accepts(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            "redis-server",
+        )
+        .await?;
+        for k in 0..count {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+            let log = self.log_file(&format!("server{k}"))?;
+            let child = tokio::process::Command::new(&self.bins.server)
+                .args(["--addr", &addr.to_string()])
+                .args(["--redis", &format!("redis://127.0.0.1:{port}")])
+                .args(["--redis-prefix", &format!("{}-{}", self.label, self.room)])
+                .args(["--max-connections-per-source", "100000"])
+                .args([
+                    "--source-join-rate",
+                    "100000",
+                    "--source-join-burst",
+                    "100000",
+                ])
+                .args(["--max-introduced-per-source", "100000"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", self.bins.server.display()))?;
+            self.cluster_servers.push((Some(child), addr));
+            wait_accepts(addr, "a signaling server of the cluster").await?;
+        }
+        Ok(())
+    }
+
+    /// The URL of the cluster's server `k`.
+    pub fn cluster_url(&self, k: usize) -> String {
+        format!("ws://{}", self.cluster_servers[k].1)
+    }
+
+    /// Kills the cluster's server `k` with SIGKILL.
+    pub async fn kill_cluster_server(&mut self, k: usize) {
+        if let Some(mut child) = self.cluster_servers.get_mut(k).and_then(|(c, _)| c.take()) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
     /// Kills the server with SIGKILL (or stops it with SIGTERM when `graceful`).
     pub async fn stop_server(&mut self, graceful: bool) {
         if let Some(mut child) = self.server.take() {
@@ -238,7 +311,11 @@ impl Cluster {
             options.netns.as_ref().map(|(ns, _)| ns.as_str()),
             &self.bins.node,
         );
-        cmd.args(["--server", &self.server_url(), "--room", &self.room])
+        let servers = match &options.servers {
+            Some(urls) => urls.join(","),
+            None => self.server_url(),
+        };
+        cmd.args(["--server", &servers, "--room", &self.room])
             .arg("--all-topics");
         if let Some((_, ip)) = &options.netns {
             cmd.args(["--bind", &ip.to_string()]);
@@ -408,6 +485,7 @@ impl Cluster {
             }
             Report::PeerDisconnected { peer, at_us, .. } => {
                 self.last_link_change = Instant::now();
+                node.link_downs.push(Instant::now());
                 node.link_history.push((at_us, format!("-{peer}")));
                 node.links.remove(&peer);
             }
@@ -436,8 +514,14 @@ impl Cluster {
                 node.direct_failed.push(format!("{direct_id} to {to}"));
             }
             Report::Stats { stats, .. } => node.stats = Some(stats),
-            Report::ServerDisconnected { .. } => node.server_up = false,
-            Report::ServerReconnected { .. } => node.server_up = true,
+            Report::ServerDisconnected { .. } => {
+                node.server_up = false;
+                node.server_lost_at = Some(Instant::now());
+            }
+            Report::ServerReconnected { .. } => {
+                node.server_up = true;
+                node.server_back_at = Some(Instant::now());
+            }
             Report::Error { message, .. } => node.errors.push(message),
             Report::Lagged { missed, .. } => node.errors.push(format!("lagged {missed}")),
             _ => {}
@@ -699,10 +783,32 @@ impl Drop for Cluster {
         // `kill_on_drop` kills each child as its handle drops; the namespaces go last.
         self.procs.clear();
         self.server = None;
+        self.cluster_servers.clear();
+        self.redis = None;
         if let Some(netns) = self.netns.take() {
             netns.remove();
         }
     }
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Waits (at most 20 s) until `addr` accepts TCP connections.
+async fn wait_accepts(addr: SocketAddr, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not start listening on {addr}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// The sender of `tag`, from the tag itself (`...:<index>` for broadcasts, `...:<from>-<to>` for

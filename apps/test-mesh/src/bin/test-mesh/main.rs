@@ -23,7 +23,7 @@ use scenarios::{ALL, Outcome, Settings};
 #[command(name = "test-mesh", version, about)]
 struct Args {
     /// A scenario (join-broadcast, direct, churn, hot-churn, server-restart, partition,
-    /// large-message, forged, mesh-signaling), or `all`. Repeatable.
+    /// large-message, forged, mesh-signaling, server-failover), or `all`. Repeatable.
     #[arg(long, default_value = "all")]
     scenario: Vec<String>,
     /// Nodes per scenario (at least 4).

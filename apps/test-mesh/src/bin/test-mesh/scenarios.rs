@@ -16,7 +16,7 @@ use crate::cluster::{Cluster, NodeOptions, sender_of_tag};
 use crate::netns::Netns;
 
 /// Every scenario, in the order `all` runs them.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "join-broadcast",
     "direct",
     "churn",
@@ -26,6 +26,7 @@ pub const ALL: [&str; 9] = [
     "large-message",
     "forged",
     "mesh-signaling",
+    "server-failover",
 ];
 
 /// What a scenario measured.
@@ -46,6 +47,12 @@ pub struct Outcome {
     pub paced_latency_ms_p50: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paced_latency_ms_p99: Option<f64>,
+    /// `server-failover` only: seconds from the SIGKILL of a server until each of its nodes was
+    /// joined to another (median and largest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover_s_p50: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover_s_max: Option<f64>,
     pub pass: bool,
     pub duration_s: f64,
     /// Why it failed, or what else was seen.
@@ -60,6 +67,7 @@ struct Tally {
     latencies: Vec<f64>,
     paced: Vec<f64>,
     converge_s: Option<f64>,
+    failover: Vec<f64>,
     failures: Vec<String>,
     notes: Vec<String>,
 }
@@ -73,6 +81,7 @@ impl Tally {
             latencies: Vec::new(),
             paced: Vec::new(),
             converge_s: None,
+            failover: Vec::new(),
             failures: Vec::new(),
             notes: Vec::new(),
         }
@@ -106,6 +115,7 @@ pub async fn run(name: &str, cluster: &mut Cluster, settings: &Settings) -> Outc
         "large-message" => large_message(cluster, settings, &mut tally).await,
         "forged" => forged(cluster, settings, &mut tally).await,
         "mesh-signaling" => mesh_signaling(cluster, settings, &mut tally).await,
+        "server-failover" => server_failover(cluster, settings, &mut tally).await,
         other => Err(format!("no scenario {other:?}")),
     };
     if let Err(err) = result {
@@ -145,6 +155,17 @@ pub async fn run(name: &str, cluster: &mut Cluster, settings: &Settings) -> Outc
         converge_s: tally.converge_s.map(|s| (s * 100.0).round() / 100.0),
         paced_latency_ms_p50: percentile(&paced, 0.50),
         paced_latency_ms_p99: percentile(&paced, 0.99),
+        failover_s_p50: {
+            let mut f = tally.failover.clone();
+            f.sort_by(f64::total_cmp);
+            f.get(f.len() / 2).map(|s| (s * 100.0).round() / 100.0)
+        },
+        failover_s_max: tally
+            .failover
+            .iter()
+            .copied()
+            .reduce(f64::max)
+            .map(|s| (s * 100.0).round() / 100.0),
         pass,
         duration_s: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         detail,
@@ -619,7 +640,7 @@ async fn partition(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), S
         } else {
             (ns_b.clone(), ip_b)
         }),
-        forger: false,
+        ..NodeOptions::default()
     };
     let nodes = start_mesh(c, s.nodes, side, t).await?;
     let side_a: HashSet<usize> = nodes.iter().copied().filter(|&i| i < half).collect();
@@ -685,8 +706,8 @@ async fn large_message(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(
 async fn forged(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
     c.start_server(None).await?;
     let forger_options = |k: usize| NodeOptions {
-        netns: None,
         forger: k == 0,
+        ..NodeOptions::default()
     };
     let nodes = start_mesh(c, s.nodes, forger_options, t).await?;
     let (forger, victim) = (nodes[0], nodes[1]);
@@ -852,6 +873,82 @@ async fn mesh_signaling(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<
     t.converge_s = Some(took);
     let live = c.live();
     broadcast_round(c, "ms", &live, None, None, t).await
+}
+
+/// Three signaling servers sharing one Redis, the nodes spread over them (node k on server k mod 3,
+/// the two others as its fallbacks). One server is killed with SIGKILL: its nodes are served again
+/// by the others (the time each took is the scenario's `failover_s`), no node loses a link, and a
+/// broadcast from every node afterwards reaches every node.
+async fn server_failover(c: &mut Cluster, s: &Settings, t: &mut Tally) -> Result<(), String> {
+    c.start_redis_cluster(3).await?;
+    let urls: Vec<String> = (0..3).map(|k| c.cluster_url(k)).collect();
+    let nodes = start_mesh(
+        c,
+        s.nodes,
+        |k| NodeOptions {
+            servers: Some((0..3).map(|j| urls[(k + j) % 3].clone()).collect()),
+            ..NodeOptions::default()
+        },
+        t,
+    )
+    .await?;
+    broadcast_round(c, "sf1", &nodes, None, None, t).await?;
+    let orphans: Vec<usize> = nodes.iter().copied().filter(|k| k % 3 == 0).collect();
+    let killed = Instant::now();
+    c.kill_cluster_server(0).await;
+    c.progress(&format!(
+        "server 0 killed with SIGKILL ({} nodes on it)",
+        orphans.len()
+    ));
+    c.wait_for(
+        "the killed server's nodes to be served by another",
+        Duration::from_secs(60),
+        |c| {
+            let waiting = orphans
+                .iter()
+                .filter(|&&k| c.nodes[k].server_back_at.is_none_or(|at| at <= killed))
+                .count();
+            if waiting == 0 {
+                Ok(())
+            } else {
+                Err(format!("{waiting} not joined again"))
+            }
+        },
+    )
+    .await?;
+    for &k in &orphans {
+        if let Some(back) = c.nodes[k].server_back_at {
+            t.failover.push(back.duration_since(killed).as_secs_f64());
+        }
+    }
+    let largest = t.failover.iter().copied().fold(0.0, f64::max);
+    c.progress(&format!(
+        "their nodes joined other servers {largest:.2} s (largest) after the kill"
+    ));
+    t.notes.push(format!(
+        "{} nodes failed over, the last {largest:.2} s after the kill",
+        t.failover.len()
+    ));
+    let live = c.live();
+    broadcast_round(c, "sf2", &live, None, None, t).await?;
+    let lost: Vec<String> = live
+        .iter()
+        .filter_map(|&k| {
+            let n = c.nodes[k]
+                .link_downs
+                .iter()
+                .filter(|at| **at > killed)
+                .count();
+            (n > 0).then(|| format!("node {k}: {n}"))
+        })
+        .collect();
+    if !lost.is_empty() {
+        t.fail(format!(
+            "links went down after the server was killed: {}",
+            lost.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
