@@ -55,6 +55,13 @@ const QUEUE: usize = 16 * 1024;
 /// Most deliveries in one flush (one pipeline of one PUBLISH per destination server).
 const FLUSH: usize = 1024;
 
+/// How long a flush waits for more deliveries when it found some but fewer than
+/// [`LINGER_BELOW`] queued (tokio's timer rounds it up to its 1 ms tick).
+const LINGER: Duration = Duration::from_micros(500);
+
+/// A flush with at least this many deliveries goes at once.
+const LINGER_BELOW: u64 = 32;
+
 /// Most members in one `members` event or one `HSET` of a resync.
 const CHUNK: usize = 512;
 
@@ -146,31 +153,29 @@ enum Event {
     Gone { server: String },
 }
 
-/// One message for a peer of another server.
+/// One message for a peer of another server (encoded when queued, decoded without copies).
+///
+/// What is published on `{prefix}:to:{server}` is a batch: the sending server's id (a postcard
+/// string), then deliveries, one after another, to the end of the message.
 #[derive(Debug, Serialize, Deserialize)]
-enum Delivery {
+enum Delivery<'a> {
     /// A relayed message (its text has `from` set already).
     Relay {
-        to: String,
-        room: String,
-        from: String,
-        text: String,
+        to: &'a str,
+        room: &'a str,
+        from: &'a str,
+        text: &'a str,
     },
     /// A server message for `to` (`peer_joined`, `peer_left`, an error about its relay), and
     /// what `to` must remember it was introduced to, or forget.
     Notice {
-        to: String,
-        text: String,
-        remember: Option<String>,
-        forget: Option<String>,
+        to: &'a str,
+        text: &'a str,
+        #[serde(borrow)]
+        remember: Option<&'a str>,
+        #[serde(borrow)]
+        forget: Option<&'a str>,
     },
-}
-
-/// What is published on `{prefix}:to:{server}` (postcard): deliveries from one server.
-#[derive(Debug, Serialize, Deserialize)]
-struct Batch {
-    from: String,
-    deliveries: Vec<Delivery>,
 }
 
 /// The keys and channels of one cluster (all under one prefix, so clusters can share a Redis).
@@ -206,10 +211,10 @@ pub(crate) enum ClaimError {
     Unavailable(String),
 }
 
-/// A delivery waiting for its flush.
+/// A delivery waiting for its flush, encoded.
 struct Out {
     server: Arc<str>,
-    delivery: Delivery,
+    delivery: Vec<u8>,
 }
 
 /// This server's place in the cluster.
@@ -241,7 +246,7 @@ fn redis_error(err: &redis::RedisError) -> String {
     err.to_string()
 }
 
-fn encoded<T: Serialize>(value: &T) -> Vec<u8> {
+fn encoded<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).unwrap_or_default()
 }
 
@@ -365,12 +370,12 @@ impl Cluster {
         });
     }
 
-    fn queue(&self, shared: &Shared, server: &Arc<str>, delivery: Delivery) -> bool {
+    fn queue(&self, shared: &Shared, server: &Arc<str>, delivery: &Delivery<'_>) -> bool {
         let queued = self
             .out
             .try_send(Out {
                 server: server.clone(),
-                delivery,
+                delivery: encoded(delivery),
             })
             .is_ok();
         if !queued {
@@ -387,15 +392,15 @@ impl Cluster {
         to: &str,
         room: &str,
         from: &str,
-        text: String,
+        text: &str,
     ) -> bool {
         let queued = self.queue(
             shared,
             server,
-            Delivery::Relay {
-                to: to.to_owned(),
-                room: room.to_owned(),
-                from: from.to_owned(),
+            &Delivery::Relay {
+                to,
+                room,
+                from,
                 text,
             },
         );
@@ -419,11 +424,11 @@ impl Cluster {
         self.queue(
             shared,
             server,
-            Delivery::Notice {
-                to: to.to_owned(),
-                text: text.as_str().to_owned(),
-                remember: remember.map(str::to_owned),
-                forget: forget.map(str::to_owned),
+            &Delivery::Notice {
+                to,
+                text: text.as_str(),
+                remember,
+                forget,
             },
         );
     }
@@ -493,29 +498,36 @@ async fn flush(shared: Arc<Shared>, cluster: Arc<Cluster>, mut rx: mpsc::Receive
     let mut conn = cluster.commands.clone();
     let mut warned: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
-        let mut by_server: HashMap<Arc<str>, Vec<Delivery>> = HashMap::new();
-        by_server
-            .entry(first.server)
-            .or_default()
-            .push(first.delivery);
-        let mut n = 1u64;
-        while n < FLUSH as u64 {
-            let Ok(more) = rx.try_recv() else { break };
+        let mut by_server: HashMap<Arc<str>, Vec<u8>> = HashMap::new();
+        let header = encoded(&*cluster.server);
+        let mut add = |out: Out| {
             by_server
-                .entry(more.server)
-                .or_default()
-                .push(more.delivery);
+                .entry(out.server)
+                .or_insert_with(|| header.clone())
+                .extend_from_slice(&out.delivery);
+        };
+        add(first);
+        let mut n = 1u64;
+        let mut lingered = false;
+        while n < FLUSH as u64 {
+            let Ok(more) = rx.try_recv() else {
+                // Under load, wait a moment for more: fewer, larger PUBLISHes cost Redis and
+                // both servers far less per relay. An idle server sends at once.
+                if lingered || n >= LINGER_BELOW {
+                    break;
+                }
+                lingered = true;
+                tokio::time::sleep(LINGER).await;
+                continue;
+            };
+            add(more);
             n += 1;
         }
         let mut pipe = redis::pipe();
-        for (server, deliveries) in by_server {
-            let batch = Batch {
-                from: cluster.server.to_string(),
-                deliveries,
-            };
+        for (server, batch) in by_server {
             pipe.cmd("PUBLISH")
                 .arg(format!("{}{server}", cluster.keys.to))
-                .arg(encoded(&batch))
+                .arg(batch)
                 .ignore();
         }
         if let Err(err) = pipe.query_async::<()>(&mut conn).await {
@@ -804,19 +816,19 @@ fn apply(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
 
 /// Hand another server's deliveries to this server's clients.
 fn deliver(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
-    let Ok(batch) = postcard::from_bytes::<Batch>(payload) else {
+    let Some((from_server, deliveries)) = decode_batch(payload) else {
         warn!("cluster: a delivery batch that does not decode");
         return;
     };
-    let from_server: Arc<str> = Arc::from(batch.from.as_str());
+    let from_server: Arc<str> = Arc::from(from_server);
     // Who was introduced to whom first (the only writes), then every delivery under a read lock,
     // so that relays of this server's own clients are not held up by a batch.
-    let introduces = batch.deliveries.iter().any(|d| {
+    let introduces = deliveries.iter().any(|d| {
         matches!(d, Delivery::Notice { remember, forget, .. } if remember.is_some() || forget.is_some())
     });
     if introduces {
         let mut registry = shared.registry.write().unwrap_or_else(|e| e.into_inner());
-        for delivery in &batch.deliveries {
+        for delivery in &deliveries {
             if let Delivery::Notice {
                 to,
                 remember,
@@ -825,7 +837,7 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
             } = delivery
             {
                 if let Some(other) = remember {
-                    registry.remember_introduced(to, Arc::from(other.as_str()));
+                    registry.remember_introduced(to, Arc::from(*other));
                 }
                 if let Some(other) = forget {
                     registry.forget_introduced(to, other);
@@ -836,7 +848,7 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
     let mut bounced = Vec::new();
     {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
-        for delivery in batch.deliveries {
+        for delivery in deliveries {
             match delivery {
                 Delivery::Relay {
                     to,
@@ -845,17 +857,19 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
                     text,
                 } => {
                     shared.metrics.cluster.relays_in.inc();
-                    let refusal = match registry.route(&room, &to) {
-                        Some(At::Local(tx)) => match tx.try_send(Utf8Bytes::from(text)) {
-                            Ok(()) => None,
-                            Err(mpsc::error::TrySendError::Full(_)) => Some((
-                                ErrorCode::PeerBusy,
-                                format!("peer {to} is not keeping up; message dropped"),
-                            )),
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                Some((ErrorCode::UnknownPeer, format!("Peer {to} not found.")))
+                    let refusal = match registry.route(room, to) {
+                        Some(At::Local(tx)) => {
+                            match tx.try_send(Utf8Bytes::from(text.to_owned())) {
+                                Ok(()) => None,
+                                Err(mpsc::error::TrySendError::Full(_)) => Some((
+                                    ErrorCode::PeerBusy,
+                                    format!("peer {to} is not keeping up; message dropped"),
+                                )),
+                                Err(mpsc::error::TrySendError::Closed(_)) => {
+                                    Some((ErrorCode::UnknownPeer, format!("Peer {to} not found.")))
+                                }
                             }
-                        },
+                        }
                         _ => Some((ErrorCode::UnknownPeer, format!("Peer {to} not found."))),
                     };
                     if let Some((code, message)) = refusal {
@@ -863,20 +877,72 @@ fn deliver(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
                         let text = encode(&ServerMessage::Error {
                             code: Some(code),
                             message,
-                            peer_id: Some(PeerId::new(&to)),
+                            peer_id: Some(PeerId::new(to)),
                         });
                         bounced.push((from, text));
                     }
                 }
                 Delivery::Notice { to, text, .. } => {
-                    if let Some(At::Local(tx)) = registry.peers_at(&to) {
-                        let _ = tx.try_send(Utf8Bytes::from(text));
+                    if let Some(At::Local(tx)) = registry.peers_at(to) {
+                        let _ = tx.try_send(Utf8Bytes::from(text.to_owned()));
                     }
                 }
             }
         }
     }
     for (to, text) in bounced {
-        cluster.notice(shared, &from_server, &to, &text, None, None);
+        cluster.notice(shared, &from_server, to, &text, None, None);
+    }
+}
+
+/// A batch's sending server and its deliveries, or `None` when any part does not decode.
+fn decode_batch(payload: &[u8]) -> Option<(&str, Vec<Delivery<'_>>)> {
+    let (from, mut rest) = postcard::take_from_bytes::<&str>(payload).ok()?;
+    let mut deliveries = Vec::new();
+    while !rest.is_empty() {
+        let (delivery, more) = postcard::take_from_bytes::<Delivery<'_>>(rest).ok()?;
+        deliveries.push(delivery);
+        rest = more;
+    }
+    Some((from, deliveries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_decodes_to_what_was_queued_and_garbage_to_nothing() {
+        let mut batch = encoded("server-a");
+        batch.extend(encoded(&Delivery::Relay {
+            to: "b",
+            room: "default",
+            from: "a",
+            text: r#"{"type":"signal"}"#,
+        }));
+        batch.extend(encoded(&Delivery::Notice {
+            to: "c",
+            text: "{}",
+            remember: Some("a"),
+            forget: None,
+        }));
+        let (from, deliveries) = decode_batch(&batch).expect("decodes");
+        assert_eq!(from, "server-a");
+        assert!(matches!(
+            deliveries[..],
+            [
+                Delivery::Relay { to: "b", room: "default", from: "a", .. },
+                Delivery::Notice { to: "c", remember: Some("a"), forget: None, .. }
+            ]
+        ));
+        // Cut anywhere, or with bytes after the last delivery, a batch is refused whole.
+        for cut in 1..batch.len() {
+            assert!(decode_batch(&batch[..cut]).is_none_or(|(_, d)| d.len() < 2));
+        }
+        let mut longer = batch.clone();
+        longer.push(0xff);
+        assert!(decode_batch(&longer).is_none());
+        assert!(decode_batch(&[0xff, 0xff, 0xff]).is_none());
+        assert!(postcard::from_bytes::<Event>(&[0x07, 0x01]).is_err());
     }
 }

@@ -928,7 +928,7 @@ impl Conn {
                 let server = server.clone();
                 drop(registry);
                 let cluster = shared.cluster.as_ref().ok_or_else(not_found)?;
-                if !cluster.relay(shared, &server, &to, &joined.room, &joined.id, text) {
+                if !cluster.relay(shared, &server, &to, &joined.room, &joined.id, &text) {
                     return Err(Rejection {
                         code: ErrorCode::PeerBusy,
                         message: format!(
