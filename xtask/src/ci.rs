@@ -56,7 +56,14 @@ pub fn run_all() -> Result<(), String> {
     clippy_wasm()?;
     // The browser chat is built before the tests: the end-to-end test (apps/chat-web) loads it.
     crate::web::run_task(crate::web::Args {})?;
-    run("test", cargo().args(["test", "--locked", "--workspace"]))?;
+    // A failing test's message and place are what a CI log must show: backtraces of async tests
+    // run to a hundred lines each and push them out of a log's tail.
+    run(
+        "test",
+        cargo()
+            .args(["test", "--locked", "--workspace"])
+            .env("RUST_BACKTRACE", "0"),
+    )?;
     browser_tests()?;
     // Every multi-process scenario, as real processes through real faults, with the binaries
     // `cargo test` just built.

@@ -931,8 +931,18 @@ mod tests {
         assert!(matches!(
             deliveries[..],
             [
-                Delivery::Relay { to: "b", room: "default", from: "a", .. },
-                Delivery::Notice { to: "c", remember: Some("a"), forget: None, .. }
+                Delivery::Relay {
+                    to: "b",
+                    room: "default",
+                    from: "a",
+                    ..
+                },
+                Delivery::Notice {
+                    to: "c",
+                    remember: Some("a"),
+                    forget: None,
+                    ..
+                }
             ]
         ));
         // Cut anywhere, or with bytes after the last delivery, a batch is refused whole.

@@ -131,6 +131,15 @@ async fn three_servers_share_rooms_survive_a_killed_server_and_a_restarted_redis
     relay(&mut clients, &ids, 0, 1, 1).await;
     relay(&mut clients, &ids, 1, 2, 2).await;
     relay(&mut clients, &ids, 2, 0, 3).await;
+    // Each server's /metrics has the cluster's figures (the gauges as of its last heartbeat).
+    for s in &servers {
+        s.wait_metric("signaling_cluster_servers", 3.0).await;
+        s.wait_metric("signaling_cluster_redis_up", 1.0).await;
+        assert!(s.metric("signaling_cluster_relays_out_total").await >= 1.0);
+        assert!(s.metric("signaling_cluster_relays_in_total").await >= 1.0);
+        assert!(s.metric("signaling_cluster_redis_rtt_seconds_count").await >= 1.0);
+        assert_eq!(s.metric("signaling_cluster_dropped_total").await, 0.0);
+    }
 
     // An id held on server 0 is refused on server 1; its holder keeps it.
     let mut thief = connect(&servers[1]).await;

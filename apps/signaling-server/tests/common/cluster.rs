@@ -193,6 +193,23 @@ impl ServerProcess {
             .unwrap_or(0.0)
     }
 
+    /// Wait until the sample `name` of `/metrics` is `value`.
+    pub async fn wait_metric(&self, name: &str, value: f64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let seen = self.metric(name).await;
+            if seen == value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {name} stayed {seen}, not {value}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Ids this server holds, and ids its mirror holds for the other servers.
     pub async fn members(&self) -> (usize, usize) {
         let local = self.metric("signaling_joined_clients").await;
