@@ -6,6 +6,20 @@ use serde_json::Value;
 
 use crate::fields::{self, Fields, MAX_FIELDS};
 
+/// What another server of a cluster publishes through Redis, decoded as a server decodes it
+/// (delivery batches, events, member entries; see the cluster module).
+///
+/// # Panics
+/// If a decoded batch or event does not survive its own encoding.
+pub fn cluster_message(data: &[u8]) {
+    crate::cluster::fuzzing::cluster_message(data);
+}
+
+/// Valid encodings of each kind of cluster message, for the fuzzer's seed corpus.
+pub fn cluster_seeds() -> Vec<Vec<u8>> {
+    crate::cluster::fuzzing::cluster_seeds()
+}
+
 /// Parses `text` as a connection parses a client's message, reads every field as the handlers do,
 /// and checks what relaying relies on: the message re-emitted with `from` replaced
 /// (`Fields::with_from`) is itself an accepted message, equal to the original with `from` set.

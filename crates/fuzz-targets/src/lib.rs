@@ -25,7 +25,9 @@ mod signaling;
 pub use cores::{gossip_node, gossip_wire, kademlia_node, kademlia_wire, step_bytes};
 pub use mesh::{mesh_frame, mesh_reassembly};
 pub use node::mesh_node;
-pub use signaling::{signaling_client_message, signaling_server_message};
+pub use signaling::{
+    signaling_client_message, signaling_cluster_message, signaling_server_message,
+};
 
 /// A fuzz target: bytes in, a panic when an invariant breaks.
 pub type Target = fn(&[u8]);
@@ -42,6 +44,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mesh_node", mesh_node),
     ("signaling_client_message", signaling_client_message),
     ("signaling_server_message", signaling_server_message),
+    ("signaling_cluster_message", signaling_cluster_message),
 ];
 
 /// Most outputs one input may produce before a target calls it unbounded.

@@ -33,6 +33,10 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
             "signaling_server_message",
             named("server", server_messages()),
         ),
+        (
+            "signaling_cluster_message",
+            named("cluster", signaling_server::fuzzing::cluster_seeds()),
+        ),
     ]
 }
 

@@ -28,3 +28,9 @@ pub fn signaling_server_message(data: &[u8]) {
         core::mem::discriminant(&message)
     );
 }
+
+/// What another server of a signaling cluster publishes through Redis, as a server decodes it;
+/// see `signaling_server::fuzzing::cluster_message`.
+pub fn signaling_cluster_message(data: &[u8]) {
+    signaling_server::fuzzing::cluster_message(data);
+}
