@@ -286,6 +286,31 @@ impl Cluster {
         })
     }
 
+    /// Adds to `pipe` this server's alive key (with its expiry) and its place in the servers set;
+    /// the `SADD`'s reply is kept: 1 when the set did not hold this server (it had been reaped).
+    fn refresh_alive<'p>(&self, pipe: &'p mut redis::Pipeline) -> &'p mut redis::Pipeline {
+        let expiry_ms = u64::try_from(self.expiry.as_millis()).unwrap_or(u64::MAX);
+        pipe.cmd("SET")
+            .arg(format!("{}{}", self.keys.alive, self.server))
+            .arg(1)
+            .arg("PX")
+            .arg(expiry_ms)
+            .ignore();
+        pipe.cmd("SADD").arg(&self.keys.servers).arg(&*self.server)
+    }
+
+    /// Adds [`REAP`] to `pipe`; its reply is the live servers.
+    fn reap<'p>(&self, pipe: &'p mut redis::Pipeline) -> &'p mut redis::Pipeline {
+        let keys = &self.keys;
+        pipe.cmd("EVAL")
+            .arg(REAP)
+            .arg(1)
+            .arg(&keys.servers)
+            .arg(&keys.alive)
+            .arg(&keys.members)
+            .arg(&keys.id)
+    }
+
     /// Whether the server is in step with the cluster (Redis reachable, its members written).
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
@@ -466,14 +491,7 @@ async fn goodbye(cluster: &Cluster) {
         .arg(format!("{}{server}", keys.alive))
         .ignore();
     // With the alive key gone, reaping removes this server's claims and members.
-    pipe.cmd("EVAL")
-        .arg(REAP)
-        .arg(1)
-        .arg(&keys.servers)
-        .arg(&keys.alive)
-        .arg(&keys.members)
-        .arg(&keys.id)
-        .ignore();
+    cluster.reap(&mut pipe).ignore();
     pipe.cmd("PUBLISH")
         .arg(&keys.events)
         .arg(encoded(&Event::Gone {
@@ -497,9 +515,10 @@ async fn goodbye(cluster: &Cluster) {
 async fn flush(shared: Arc<Shared>, cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Out>) {
     let mut conn = cluster.commands.clone();
     let mut warned: Option<Instant> = None;
+    // Every batch starts with this server's id.
+    let header = encoded(&*cluster.server);
     while let Some(first) = rx.recv().await {
         let mut by_server: HashMap<Arc<str>, Vec<u8>> = HashMap::new();
-        let header = encoded(&*cluster.server);
         let mut add = |out: Out| {
             by_server
                 .entry(out.server)
@@ -547,26 +566,12 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(beat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn = cluster.commands.clone();
-    let keys = cluster.keys.clone();
-    let expiry_ms = u64::try_from(cluster.expiry.as_millis()).unwrap_or(u64::MAX);
     loop {
         tick.tick().await;
         let started = Instant::now();
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(format!("{}{}", keys.alive, cluster.server))
-            .arg(1)
-            .arg("PX")
-            .arg(expiry_ms)
-            .ignore();
-        pipe.cmd("SADD").arg(&keys.servers).arg(&*cluster.server);
-        pipe.cmd("EVAL")
-            .arg(REAP)
-            .arg(1)
-            .arg(&keys.servers)
-            .arg(&keys.alive)
-            .arg(&keys.members)
-            .arg(&keys.id);
+        cluster.refresh_alive(&mut pipe);
+        cluster.reap(&mut pipe);
         let beat: Result<(i64, Vec<String>), _> = pipe.query_async(&mut conn).await;
         match beat {
             Ok((added, live)) => {
@@ -589,7 +594,7 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
                     cluster.resync.notify_one();
                 }
                 let live: HashSet<String> = live.into_iter().collect();
-                drop_servers(&shared, &cluster, |s| live.contains(s));
+                drop_remote(&shared, &cluster, |s, _| live.contains(s));
             }
             Err(err) => {
                 shared.metrics.cluster.redis_up.set(0);
@@ -599,13 +604,24 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
     }
 }
 
-/// Drop the members of the servers `keep` rejects, and tell this server's clients introduced to
-/// them.
-fn drop_servers(shared: &Shared, cluster: &Cluster, keep: impl Fn(&str) -> bool) {
-    let tell = {
-        let mut registry = shared.registry.write().unwrap_or_else(|e| e.into_inner());
-        registry.drop_remote(|server, _| *server == *cluster.server || keep(server))
-    };
+/// Drop the members of other servers that `keep(server, id)` rejects, and tell this server's
+/// clients introduced to them. The registry is scanned under its read lock first: the write lock
+/// (which holds up every relay) is taken only when there is something to drop.
+fn drop_remote(shared: &Shared, cluster: &Cluster, keep: impl Fn(&str, &str) -> bool) {
+    let keep = |server: &str, id: &str| *server == *cluster.server || keep(server, id);
+    let stale = shared
+        .registry
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .has_remote_outside(keep);
+    if !stale {
+        return;
+    }
+    let tell = shared
+        .registry
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .drop_remote(keep);
     if !tell.is_empty() {
         debug!(
             told = tell.len(),
@@ -686,16 +702,9 @@ async fn sync(shared: &Shared, cluster: &Cluster) -> Result<(), String> {
         let registry = shared.registry.read().unwrap_or_else(|e| e.into_inner());
         registry.local_members(server)
     };
-    let expiry_ms = u64::try_from(cluster.expiry.as_millis()).unwrap_or(u64::MAX);
     let members_key = format!("{}{server}", keys.members);
     let mut pipe = redis::pipe();
-    pipe.cmd("SET")
-        .arg(format!("{}{server}", keys.alive))
-        .arg(1)
-        .arg("PX")
-        .arg(expiry_ms)
-        .ignore();
-    pipe.cmd("SADD").arg(&keys.servers).arg(&**server).ignore();
+    cluster.refresh_alive(&mut pipe).ignore();
     pipe.cmd("DEL").arg(&members_key).ignore();
     for chunk in ours.chunks(CHUNK) {
         let mut hset = redis::cmd("HSET");
@@ -719,13 +728,7 @@ async fn sync(shared: &Shared, cluster: &Cluster) -> Result<(), String> {
             }))
             .ignore();
     }
-    pipe.cmd("EVAL")
-        .arg(REAP)
-        .arg(1)
-        .arg(&keys.servers)
-        .arg(&keys.alive)
-        .arg(&keys.members)
-        .arg(&keys.id);
+    cluster.reap(&mut pipe);
     let (live,): (Vec<String>,) = pipe
         .query_async(&mut conn)
         .await
@@ -752,12 +755,9 @@ async fn sync(shared: &Shared, cluster: &Cluster) -> Result<(), String> {
         drop(registry);
         seen.insert(other.to_string(), ids);
     }
-    let tell = {
-        let mut registry = shared.registry.write().unwrap_or_else(|e| e.into_inner());
-        registry
-            .drop_remote(|s, id| *s == **server || seen.get(s).is_some_and(|ids| ids.contains(id)))
-    };
-    tell_left(tell);
+    drop_remote(shared, cluster, |s, id| {
+        seen.get(s).is_some_and(|ids| ids.contains(id))
+    });
     shared
         .metrics
         .cluster
@@ -786,6 +786,12 @@ fn apply(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
         warn!("cluster: an event that does not decode");
         return;
     };
+    if let Event::Gone { server } = &event {
+        if **server != *cluster.server {
+            drop_remote(shared, cluster, |s, _| s != server);
+        }
+        return;
+    }
     let mut registry = shared.registry.write().unwrap_or_else(|e| e.into_inner());
     match event {
         Event::Joined { server, id, entry } if *server != *cluster.server => {
@@ -804,11 +810,6 @@ fn apply(shared: &Shared, cluster: &Cluster, payload: &[u8]) {
         }
         Event::Left { server, conn, id } if *server != *cluster.server => {
             registry.remove_remote(&server, conn, &id);
-        }
-        Event::Gone { server } if *server != *cluster.server => {
-            let tell = registry.drop_remote(|s, _| *s != *server);
-            drop(registry);
-            tell_left(tell);
         }
         _ => {}
     }

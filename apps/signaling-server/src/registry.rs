@@ -278,6 +278,14 @@ impl Registry {
         }
     }
 
+    /// Whether a member of another server is one that `keep(server, id)` rejects (what
+    /// [`Registry::drop_remote`] would remove).
+    pub(crate) fn has_remote_outside(&self, keep: impl Fn(&str, &str) -> bool) -> bool {
+        self.peers
+            .iter()
+            .any(|(id, m)| matches!(&m.at, At::Remote(s) if !keep(s, id)))
+    }
+
     /// Remove every member of another server that `keep(server, id)` rejects (servers gone from
     /// the cluster, members missing from its record); returns the local members to tell, with
     /// the id that left, and forgets those ids.
@@ -766,6 +774,8 @@ mod tests {
         reg.remove_remote("b", 8, &remote);
         assert_eq!(reg.remote_len(), 1);
         // Server b is gone: its member leaves, and the local member introduced to it is told.
+        assert!(reg.has_remote_outside(|server, _| server != "b"));
+        assert!(!reg.has_remote_outside(|server, _| server == "b"));
         let told = reg.drop_remote(|server, _| server != "b");
         assert_eq!(told.len(), 1);
         assert_eq!(told[0].1, remote);
