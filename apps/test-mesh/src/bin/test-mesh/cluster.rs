@@ -146,36 +146,14 @@ impl Cluster {
             Some((ns, addr)) => (Some(ns), addr),
             None => {
                 if self.server_addr.port() == 0 {
-                    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                        .map_err(|e| format!("no free port: {e}"))?;
-                    self.server_addr = listener
-                        .local_addr()
-                        .map_err(|e| format!("no free port: {e}"))?;
+                    self.server_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
                 }
                 (None, self.server_addr)
             }
         };
         self.server_addr = addr;
         self.server_netns = netns.clone();
-        let log = self.log_file("server")?;
-        let mut cmd = in_netns(netns.as_deref(), &self.bins.server);
-        cmd.args(["--addr", &addr.to_string()])
-            // Every node runs on this host: lift the server's limits per source address.
-            .args(["--max-connections-per-source", "100000"])
-            .args([
-                "--source-join-rate",
-                "100000",
-                "--source-join-burst",
-                "100000",
-            ])
-            .args(["--max-introduced-per-source", "100000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.bins.server.display()))?;
+        let child = self.spawn_server(netns.as_deref(), addr, "server", &[])?;
         self.server = Some(child);
         // Ready when it accepts connections.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -209,6 +187,36 @@ impl Cluster {
         }
     }
 
+    /// Spawns a signaling server listening on `addr` (in `netns`), with the limits per source
+    /// address lifted (every node runs on this host) and `extra` flags; its stderr goes to the
+    /// log `name`.
+    fn spawn_server(
+        &self,
+        netns: Option<&str>,
+        addr: SocketAddr,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Child, String> {
+        let log = self.log_file(name)?;
+        in_netns(netns, &self.bins.server)
+            .args(["--addr", &addr.to_string()])
+            .args(["--max-connections-per-source", "100000"])
+            .args([
+                "--source-join-rate",
+                "100000",
+                "--source-join-burst",
+                "100000",
+            ])
+            .args(["--max-introduced-per-source", "100000"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.bins.server.display()))
+    }
+
     /// Starts Debian's `redis-server` on a free loopback port (no persistence) and `count`
     /// signaling servers sharing it (`--redis`); their URLs are [`Cluster::cluster_url`].
     pub async fn start_redis_cluster(&mut self, count: usize) -> Result<(), String> {
@@ -232,25 +240,10 @@ impl Cluster {
         .await?;
         for k in 0..count {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-            let log = self.log_file(&format!("server{k}"))?;
-            let child = tokio::process::Command::new(&self.bins.server)
-                .args(["--addr", &addr.to_string()])
-                .args(["--redis", &format!("redis://127.0.0.1:{port}")])
-                .args(["--redis-prefix", &format!("{}-{}", self.label, self.room)])
-                .args(["--max-connections-per-source", "100000"])
-                .args([
-                    "--source-join-rate",
-                    "100000",
-                    "--source-join-burst",
-                    "100000",
-                ])
-                .args(["--max-introduced-per-source", "100000"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", self.bins.server.display()))?;
+            let redis = format!("redis://127.0.0.1:{port}");
+            let prefix = format!("{}-{}", self.label, self.room);
+            let cluster = ["--redis", redis.as_str(), "--redis-prefix", prefix.as_str()];
+            let child = self.spawn_server(None, addr, &format!("server{k}"), &cluster)?;
             self.cluster_servers.push((Some(child), addr));
             wait_accepts(addr, "a signaling server of the cluster").await?;
         }
