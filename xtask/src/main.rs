@@ -6,6 +6,7 @@ mod bench_flood;
 mod bench_link;
 mod bench_signaling;
 mod bench_web;
+mod broadcast_study;
 mod ci;
 mod fuzz;
 mod sim;
@@ -30,6 +31,10 @@ enum Task {
     /// flags are the simulator's (`cargo xtask sim --help` prints them).
     #[command(disable_help_flag = true)]
     Sim(sim::Args),
+    /// The broadcast study (issue 17): the simulator's broadcast scenario once per variant
+    /// (flooding, earlier settings, other radii, trees and link counts) on one mesh and seed, as a
+    /// table with the latency as a multiple of flooding's.
+    BroadcastStudy(broadcast_study::Args),
     /// Load the signaling server (release build) with N clients and print its throughput,
     /// latency and memory.
     BenchSignaling(bench_signaling::Args),
@@ -60,6 +65,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.task {
         Task::Ci(args) => ci::run_task(args),
         Task::Sim(args) => sim::run_task(args),
+        Task::BroadcastStudy(args) => broadcast_study::run_task(args),
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
         Task::BenchLink(args) => bench_link::run_task(args),
         Task::BenchFlood(args) => bench_flood::run_task(args),

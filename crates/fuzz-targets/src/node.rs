@@ -146,7 +146,7 @@ enum GossipSpec {
     IHave(Vec<(Echo, u8)>),
     Graft(Vec<Echo>),
     Prune,
-    Tree(Vec<(IdRef, u8, bool)>),
+    Tree(Vec<(IdRef, u8, bool, u32)>),
     CatchUp(u64),
     /// Root proofs signed by these attackers (modulo), dated `skew_s` seconds from now; `forged`
     /// flips a bit of the signature.
@@ -521,10 +521,11 @@ impl Harness {
             GossipSpec::Tree(adverts) => G::Tree(
                 adverts
                     .iter()
-                    .map(|(root, distance, child)| TreeAdvert {
+                    .map(|(root, distance, child, cost)| TreeAdvert {
                         root: self.id(*root),
                         distance: *distance,
                         child: *child,
+                        cost: *cost,
                     })
                     .collect(),
             ),

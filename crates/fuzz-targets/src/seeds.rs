@@ -121,6 +121,7 @@ fn gossip_frames() -> Vec<Vec<u8>> {
             root: id_of(3),
             distance: 1,
             child: true,
+            cost: 40,
         }]),
         GossipFrame::CatchUp(30_000_000),
         GossipFrame::Roots(vec![RootProof::sign(

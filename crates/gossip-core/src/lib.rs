@@ -78,16 +78,19 @@
 //!   a GRAFT and a redundant push, and cuts subtrees off for a while), and drifts deep. With
 //!   `rooted_tree`, the eager links are instead [`Config::trees`] breadth-first trees built like a
 //!   spanning-tree protocol, each with its own root: every node tells its links (one TREE frame, one
-//!   entry per tree) the root it follows in each tree, its distance to it and whether that link is its
-//!   parent; per tree it takes as parent the link offering the lowest root in that tree's order (ids
-//!   with their first byte offset by the tree's share of the id space), then the fewest hops, then the
-//!   lowest id, never a child (split horizon), never beyond `hop_limit / 2` hops. **Roots prove
+//!   entry per tree) the root it follows in each tree, its distance and its path's cost to it and
+//!   whether that link is its parent; per tree it takes as parent the link offering the lowest root in
+//!   that tree's order (ids with their first byte offset by the tree's share of the id space), then
+//!   the cheapest path (each link costs half its measured round trip, [`Node::handle_link_rtt`] and
+//!   the ACKs, plus [`Config::tree_hop_cost`]: a fastest-path tree that takes an extra hop only to
+//!   save more than that), then the fewest hops, then the lowest id, never a child (split horizon),
+//!   never beyond `hop_limit / 2` hops. **Roots prove
 //!   themselves:** an entry naming a root other than its sender counts only once the sender has sent a
 //!   `Roots` frame with that root's signature over its id and a recent time (at most
 //!   [`Config::tree_proof_max_age`] old), and never at distance 0; each node passes on the freshest
 //!   proof of every root it follows, and a root renews its own at a quarter of that age. So one
 //!   frame claiming low roots re-roots nothing. A message travels on
-//!   one tree, chosen by its origin: the settled tree whose root is fewest hops away, so its last
+//!   one tree, chosen by its origin: the settled tree whose root is cheapest to reach, so its last
 //!   delivery is at most that distance plus the tree's height (one tree shared by every origin costs
 //!   up to twice its height; at 1,000 nodes in the simulator, eight trees took the average last
 //!   delivery hop from 13 to 11, twelve, mesh-core's default, to 10.8). The parent and the children
@@ -103,6 +106,10 @@
 //!   reaches the subtree and clears it before the hold ends. A root that is gone disappears that way
 //!   instead of being counted up hop by hop, and no root has to send periodic sequence numbers down
 //!   every tree. Any tree path (up to a common ancestor, then down) fits under the hop limit.
+//! - **Eager radius** ([`Config::eager_radius`], rooted trees). The origin and every node that
+//!   received a message over fewer hops push it to all their links, not only to its tree: near its
+//!   origin it spreads like a flood and enters its tree at many places, instead of climbing the tree
+//!   to a common ancestor first. Each link inside the radius costs about one redundant copy.
 //! - **Flooding** ([`Strategy::Flood`], the JavaScript library's dissemination, for comparison): every
 //!   new message is pushed to every link but the one it came from, acknowledged and retried like an
 //!   eager push; no IHAVE, GRAFT or PRUNE.
@@ -118,7 +125,10 @@
 //!   acknowledged by the receiver with an ACK frame; an ACK, an announcement or a copy of the message
 //!   from that peer settles it. An unsettled push is resent after [`Config::retry_initial`], then
 //!   [`Config::retry_factor`] times longer each time up to [`Config::retry_max_delay`], at most
-//!   [`Config::max_retries`] times (then [`Event::AckTimeout`]). When its link goes down, the message is
+//!   [`Config::max_retries`] times (then [`Event::AckTimeout`]). Once a link's round trip is known
+//!   (the ACK of a push sent once, or the driver's [`Node::handle_link_rtt`]), the first wait is RFC
+//!   6298's retransmission timeout for it, within [`Config::retry_min`] and [`Config::retry_initial`].
+//!   When its link goes down, the message is
 //!   sent instead over every remaining link not known to hold it. Message bytes for all this are kept in
 //!   a message cache bounded in count, bytes and age.
 //! - **Cost.** [`Stats::payload_transmissions`] counts every time a message's bytes leave the node
@@ -202,6 +212,7 @@ mod message;
 mod node;
 mod policy;
 mod rate;
+mod rtt;
 mod seen;
 mod stats;
 pub mod wire;

@@ -15,6 +15,7 @@ use crate::lazy::LazyQueue;
 use crate::message::{MessageId, root_signed_bytes, signed_bytes};
 use crate::policy::{Dissemination, Mode, Target};
 use crate::rate::RateLimiter;
+use crate::rtt::RttEstimate;
 use crate::seen::{Seen, SeenCache};
 use crate::stats::Stats;
 use crate::wire::{
@@ -26,6 +27,8 @@ use p2pmesh_base::{Ed25519, Identity, Signer, Verifier};
 struct Retry {
     retries: u32,
     due: Instant,
+    /// When the push was first sent: its ACK, if it was never resent, is a round-trip sample.
+    sent: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +94,10 @@ pub struct Node<S = Identity, V = Ed25519> {
     tree_flush_at: Option<Instant>,
     /// When a frame last arrived on any link (`None` before the first).
     last_heard: Option<Instant>,
+    /// Per link, the round trip measured by the driver's ping and the ACKs of pushes sent once.
+    rtt: BTreeMap<NodeId, RttEstimate>,
+    /// Per link, its cost in the rooted trees (milliseconds one way), fixed from `rtt`.
+    link_costs: BTreeMap<NodeId, u32>,
 }
 
 impl<S, V> fmt::Debug for Node<S, V> {
@@ -169,6 +176,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 Place {
                     root: id,
                     distance: 0,
+                    cost: 0,
                     parent: None,
                 };
                 config.trees
@@ -183,6 +191,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             tree_refresh_at: None,
             tree_flush_at: None,
             last_heard: None,
+            rtt: BTreeMap::new(),
+            link_costs: BTreeMap::new(),
             config,
         }
     }
@@ -222,6 +232,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 }
             })
             .map(|(peer, _)| *peer)
+    }
+
+    /// The smoothed round trip of the link to `peer`, once measured (the driver's
+    /// [`Node::handle_link_rtt`], the ACKs of pushes sent once).
+    pub fn link_rtt(&self, peer: &NodeId) -> Option<Duration> {
+        self.rtt.get(peer).map(RttEstimate::smoothed)
     }
 
     /// This node's place in each rooted tree ([`Config::rooted_tree`]): the root it follows, its hops
@@ -344,6 +360,27 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         }
     }
 
+    /// The driver measured the round trip of the link to `peer` (a ping when it came up): it counts
+    /// like the round trip of an acknowledged push, which ranks the link among equally short paths
+    /// to a tree's root and times the first retransmission of a push to it. Ignored for a peer that
+    /// is not a link.
+    pub fn handle_link_rtt(&mut self, now: Instant, peer: NodeId, rtt: Duration) {
+        self.advance(now);
+        if !self.links.contains_key(&peer) {
+            return;
+        }
+        self.sample_rtt(peer, rtt);
+    }
+
+    /// One more round-trip sample of the link to `peer`.
+    fn sample_rtt(&mut self, peer: NodeId, rtt: Duration) {
+        self.rtt
+            .entry(peer)
+            .and_modify(|estimate| estimate.sample(rtt))
+            .or_insert_with(|| RttEstimate::new(rtt));
+        self.refresh_link_cost(peer);
+    }
+
     /// The link to `peer` is down. Pushes it had not acknowledged are sent over the remaining links that
     /// are not known to hold them; when there are none, to the next link that comes up.
     pub fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
@@ -357,6 +394,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.tree_told.remove(&peer);
         self.proofs_heard.remove(&peer);
         self.proofs_told.remove(&peer);
+        self.rtt.remove(&peer);
+        self.link_costs.remove(&peer);
         if self.policy.keeps_trees() {
             self.update_tree();
         }
@@ -489,8 +528,23 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     if let Some(proofs) = self.proofs_heard.get_mut(&from) {
                         proofs.retain(|root, _| adverts.iter().any(|a| a.root == *root));
                     }
+                    // Only the trees whose entry changed need their places recomputed.
+                    let before = self.tree_heard.get(&from);
+                    let mask = if before.is_some_and(|b| b.len() == adverts.len()) {
+                        let before = before.map(Vec::as_slice).unwrap_or_default();
+                        before
+                            .iter()
+                            .zip(&adverts)
+                            .enumerate()
+                            .filter(|(_, (old, new))| old != new)
+                            .fold(0u64, |mask, (tree, _)| mask | 1 << tree)
+                    } else {
+                        u64::MAX
+                    };
                     self.tree_heard.insert(from, adverts);
-                    self.update_tree();
+                    if mask != 0 {
+                        self.update_trees(mask);
+                    }
                 }
             }
             Frame::Roots(proofs) => {
@@ -582,10 +636,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 // Proofs that aged out no longer count.
                 self.update_tree();
                 // Every link hears our places again (frames may be lost); a change is told at once.
-                let peers: Vec<NodeId> = self.links.keys().copied().collect();
-                for peer in peers {
-                    self.tell_place(peer, true);
-                }
+                self.tell_places(true);
                 self.tree_refresh_at = Some(now + self.config.tree_refresh_interval);
             }
         }
@@ -665,19 +716,23 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.pending_overflow += 1;
             return;
         }
-        let due = self.now + self.config.retry_initial;
-        self.pending.insert((id, peer), Retry { retries: 0, due });
+        let due = self.now + self.backoff(peer, 0);
+        self.pending.insert(
+            (id, peer),
+            Retry {
+                retries: 0,
+                due,
+                sent: self.now,
+            },
+        );
         self.pending_due.insert((due, id, peer));
     }
 
-    fn untrack(&mut self, id: MessageId, peer: NodeId) -> bool {
-        match self.pending.remove(&(id, peer)) {
-            Some(retry) => {
-                self.pending_due.remove(&(retry.due, id, peer));
-                true
-            }
-            None => false,
-        }
+    /// Stops waiting for `peer`'s acknowledgement of `id`; the push's record, if one was pending.
+    fn untrack(&mut self, id: MessageId, peer: NodeId) -> Option<Retry> {
+        let retry = self.pending.remove(&(id, peer))?;
+        self.pending_due.remove(&(retry.due, id, peer));
+        Some(retry)
     }
 
     fn send_frame(&mut self, to: NodeId, frame: &Frame) {

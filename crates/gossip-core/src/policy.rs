@@ -7,7 +7,7 @@
 //! | decision                                   | Plumtree      | rooted trees        | flooding    |
 //! |--------------------------------------------|---------------|---------------------|-------------|
 //! | a new link starts                          | undecided     | lazy (trees decide) | undecided   |
-//! | who gets a push                            | eager links, a fanout of undecided ones | the message's tree (parent, children) | every link |
+//! | who gets a push                            | eager links, a fanout of undecided ones | the message's tree (parent, children); every link within `eager_radius` hops of the origin | every link |
 //! | the first copy's link becomes eager        | yes           | no                  | no          |
 //! | a duplicate reshapes the tree (PRUNE, swap) | yes          | no                  | no          |
 //! | PRUNE and GRAFT change a link's mode       | yes           | no                  | yes (unused) |
@@ -78,11 +78,12 @@ impl Dissemination {
     }
 
     /// What a new message does on a link in `mode`, `on_tree` telling whether the link is on the
-    /// message's rooted tree (parent or child; rooted trees only).
-    pub(crate) fn target(self, mode: Mode, on_tree: bool) -> Target {
+    /// message's rooted tree (parent or child; rooted trees only), `near_origin` whether the message
+    /// is still inside [`Config::eager_radius`] (rooted trees only).
+    pub(crate) fn target(self, mode: Mode, on_tree: bool, near_origin: bool) -> Target {
         match self {
             Dissemination::Flood => Target::Push,
-            Dissemination::RootedTrees if on_tree => Target::Push,
+            Dissemination::RootedTrees if on_tree || near_origin => Target::Push,
             Dissemination::RootedTrees => Target::Announce,
             Dissemination::Plumtree => match mode {
                 Mode::Eager => Target::Push,
@@ -140,13 +141,17 @@ mod tests {
     fn each_policy_picks_its_targets() {
         use Dissemination::*;
         for mode in [Mode::Undecided, Mode::Eager, Mode::Lazy] {
-            assert_eq!(Flood.target(mode, false), Target::Push);
-            assert_eq!(RootedTrees.target(mode, true), Target::Push);
-            assert_eq!(RootedTrees.target(mode, false), Target::Announce);
+            assert_eq!(Flood.target(mode, false, false), Target::Push);
+            assert_eq!(RootedTrees.target(mode, true, false), Target::Push);
+            assert_eq!(RootedTrees.target(mode, false, true), Target::Push);
+            assert_eq!(RootedTrees.target(mode, false, false), Target::Announce);
         }
-        assert_eq!(Plumtree.target(Mode::Eager, false), Target::Push);
-        assert_eq!(Plumtree.target(Mode::Lazy, true), Target::Announce);
-        assert_eq!(Plumtree.target(Mode::Undecided, false), Target::Fanout);
+        assert_eq!(Plumtree.target(Mode::Eager, false, false), Target::Push);
+        assert_eq!(Plumtree.target(Mode::Lazy, true, true), Target::Announce);
+        assert_eq!(
+            Plumtree.target(Mode::Undecided, false, false),
+            Target::Fanout
+        );
     }
 
     #[test]

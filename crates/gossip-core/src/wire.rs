@@ -25,7 +25,7 @@ use crate::message::MessageId;
 use p2pmesh_base::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// The version byte this crate writes and accepts.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// One unit of the gossip protocol on a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +102,10 @@ pub struct TreeAdvert {
     pub distance: u8,
     /// Whether the receiver is the sender's parent (so the sender is its child).
     pub child: bool,
+    /// The sender's latency to that root along its path, in milliseconds: the sum of its links'
+    /// one-way latencies (half their measured round trips). Parents are chosen by it, so each tree is
+    /// a fastest-path tree from its root, not only a fewest-hops one.
+    pub cost: u32,
 }
 
 /// A broadcast message as it travels.
@@ -252,11 +256,13 @@ mod tests {
                     root: NodeId::hash(b"root"),
                     distance: 3,
                     child: true,
+                    cost: 120,
                 },
                 TreeAdvert {
                     root: NodeId::hash(b"other"),
                     distance: 0,
                     child: false,
+                    cost: 0,
                 },
             ]),
         ] {

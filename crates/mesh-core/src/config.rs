@@ -165,8 +165,14 @@ pub struct Config {
     /// links are; each message travels on the one whose root is nearest its origin) and a hop limit of
     /// 32, so that a tree may be 16 deep (a root's eccentricity on a mesh of 5 links per node is about
     /// 7-8 at 1,000 nodes and 10-11 at 10,000) and every path on it fits under the limit; announcements
-    /// are flushed every 250 ms (`lazy_flush_interval`; on settled trees they are rarely needed, and
-    /// most are dropped at flush time because the peer has shown it holds the message).
+    /// are flushed every 50 ms (`lazy_flush_interval`; most are dropped at flush time because the
+    /// peer has shown it holds the message) and a missing message is pulled 200 ms after it was
+    /// announced (`graft_timeout`): with 5% of the nodes crashing, the subtree of a dead parent waits
+    /// for this repair until the link's failure is noticed. A lost push is resent after about 1.5
+    /// round trips of its link (`retry_min` 100 ms, the link's round trip measured by a ping when it
+    /// comes up and by the ACKs). A message is pushed on every link within 3
+    /// hops of its origin (`eager_radius`), so that it enters its tree at many places near its origin
+    /// (docs/decisions.md §35 has the study behind these figures).
     /// `gossip.deliver_all_topics` makes every broadcast the node accepts an [`Event::Message`](crate::Event::Message),
     /// subscribed or not.
     pub gossip: gossip_core::Config,
@@ -224,7 +230,10 @@ impl Default for Config {
                 rooted_tree: true,
                 trees: 12,
                 tree_refresh_interval: Duration::from_secs(8),
-                lazy_flush_interval: Duration::from_millis(250),
+                lazy_flush_interval: Duration::from_millis(50),
+                graft_timeout: Duration::from_millis(200),
+                retry_min: Duration::from_millis(100),
+                eager_radius: 3,
                 hop_limit: 32,
                 ..gossip_core::Config::default()
             },

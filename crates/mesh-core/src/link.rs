@@ -61,6 +61,8 @@ pub(crate) struct Link {
     pub(crate) announced: Option<Neighbors>,
     pub(crate) last_rx: Instant,
     pub(crate) last_tx: Instant,
+    /// The ping sent to measure the link's round trip (its number, when it left), until its pong.
+    pub(crate) probe: Option<(u64, Instant)>,
     pub(crate) reassembly: Reassembly,
     pub(crate) next_chunk_msg: u32,
     /// We make the offer (the lower id's side once a link is decided).
@@ -140,6 +142,7 @@ impl Link {
             fourth: Vec::new(),
             announced: None,
             last_rx: now,
+            probe: None,
             last_tx: now,
             reassembly: Reassembly::default(),
             next_chunk_msg: 0,

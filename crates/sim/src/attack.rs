@@ -145,6 +145,7 @@ fn forged_adverts(real: &[TreeAdvert], me: NodeId) -> Vec<TreeAdvert> {
             root: a.root,
             distance: if a.root == me { 0 } else { 1 },
             child: a.child,
+            cost: if a.root == me { 0 } else { 1 },
         })
         .collect()
 }

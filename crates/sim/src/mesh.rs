@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use kademlia_core::{Instant, NodeId};
 use mesh_core::{Node, SignatureCheck};
@@ -250,14 +251,69 @@ pub fn node_config(strategy: Strategy) -> Result<mesh_core::Config, String> {
     Ok(config)
 }
 
+/// The node settings `--tune NAME=VALUE` can change (durations in milliseconds).
+pub const TUNABLES: &[&str] = &[
+    "trees",
+    "eager_radius",
+    "retry_min_ms",
+    "retry_initial_ms",
+    "graft_timeout_ms",
+    "lazy_flush_ms",
+    "max_peers",
+    "random_links",
+    "tree_advert_delay_ms",
+    "tree_hop_cost_ms",
+];
+
+/// `config` with the settings of `tune` changed.
+///
+/// # Errors
+/// An unknown name, a value that does not parse, or a configuration that does not validate.
+pub fn apply_tune(config: &mut mesh_core::Config, tune: &[(String, String)]) -> Result<(), String> {
+    for (name, value) in tune {
+        let number: u64 = value
+            .parse()
+            .map_err(|_| format!("--tune {name}={value}: not a whole number"))?;
+        let small = || usize::try_from(number).unwrap_or(usize::MAX);
+        let millis = Duration::from_millis(number);
+        match name.as_str() {
+            "trees" => config.gossip.trees = small(),
+            "eager_radius" => {
+                config.gossip.eager_radius = u8::try_from(number)
+                    .map_err(|_| format!("--tune eager_radius={value}: at most 255"))?;
+            }
+            "retry_min_ms" => config.gossip.retry_min = millis,
+            "retry_initial_ms" => config.gossip.retry_initial = millis,
+            "graft_timeout_ms" => config.gossip.graft_timeout = millis,
+            "lazy_flush_ms" => config.gossip.lazy_flush_interval = millis,
+            "max_peers" => config.max_peers = small(),
+            "random_links" => config.random_links = small(),
+            "tree_advert_delay_ms" => config.gossip.tree_advert_delay = millis,
+            "tree_hop_cost_ms" => config.gossip.tree_hop_cost = millis,
+            _ => {
+                return Err(format!(
+                    "--tune {name}: unknown (one of {})",
+                    TUNABLES.join(", ")
+                ));
+            }
+        }
+    }
+    config.validate().map_err(|e| format!("--tune: {e}"))
+}
+
 /// Run a scenario over mesh-core nodes.
 ///
 /// # Errors
 /// When the strategy asked for is not available.
 pub fn run(args: &ScenarioArgs) -> Result<Report, String> {
-    let config = node_config(args.strategy)?;
+    let mut config = node_config(args.strategy)?;
+    apply_tune(&mut config, &args.tune)?;
     if args.scenario == Scenario::BroadcastAttack {
         return Ok(crate::attack::run(args, config));
     }
-    Ok(run_with::<Node>(args, config))
+    let mut report = run_with::<Node>(args, config);
+    for (name, value) in &args.tune {
+        report.note(&format!("tune {name}"), value);
+    }
+    Ok(report)
 }

@@ -89,6 +89,9 @@ pub struct ScenarioArgs {
     pub progress: bool,
     /// Fraction of the nodes that attack (`broadcast-attack` only); `None`: 0.05.
     pub attackers: Option<f64>,
+    /// Node settings changed from mesh-core's defaults, as `(name, value)` pairs (the broadcast study's
+    /// knobs; [`crate::mesh::TUNABLES`] lists the names).
+    pub tune: Vec<(String, String)>,
 }
 
 impl ScenarioArgs {
@@ -103,6 +106,7 @@ impl ScenarioArgs {
             strategy: Strategy::Plumtree,
             progress: false,
             attackers: None,
+            tune: Vec::new(),
         }
     }
 }
@@ -303,6 +307,10 @@ pub(crate) fn broadcast_metrics<P: Protocol>(
             .map(|&(_, _, hops)| usize::try_from(hops).unwrap_or(usize::MAX))
     });
     report.note("deliveries by hops (0..)", histogram(hops, 33));
+    report.note(
+        "deliveries by latency (100 ms bins from 0)",
+        histogram(latencies.iter().map(|ms| (*ms / 100.0) as usize), 31),
+    );
     report.note("broadcast expected deliveries", expected);
     report.note("broadcast missed deliveries", expected - delivered);
     report.note("broadcast duplicate deliveries", duplicates);

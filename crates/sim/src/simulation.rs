@@ -132,9 +132,19 @@ pub struct Simulation<P: Protocol> {
     engine: Engine<Driven<P>>,
     secrets: Vec<[u8; 32]>,
     retired_payload: u64,
-    progress: Option<(Duration, Instant, std::time::Instant)>,
+    progress: Option<Progress>,
     /// Measurements.
     pub recorder: Recorder,
+}
+
+/// When the next progress line is due, and what the last one showed (for the event rate).
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    every: Duration,
+    next: Instant,
+    started: std::time::Instant,
+    last_wall: std::time::Instant,
+    last_events: u64,
 }
 
 impl<P: Protocol> Simulation<P> {
@@ -383,36 +393,59 @@ impl<P: Protocol> Simulation<P> {
         self.drive(slot);
     }
 
+    /// One progress line on standard error: virtual time, events (and events per wall second since the
+    /// last line), queue, live nodes, wall time, frames and the [`PROGRESS_COUNTERS`].
+    fn print_progress(&mut self, at: Instant) {
+        let Some(progress) = self.progress.as_mut() else {
+            return;
+        };
+        progress.next = at + progress.every;
+        let now = std::time::Instant::now();
+        let events = self.engine.stats().events;
+        let rate = (events - progress.last_events) as f64
+            / now
+                .duration_since(progress.last_wall)
+                .as_secs_f64()
+                .max(1e-9);
+        let wall = now.duration_since(progress.started).as_secs_f64();
+        progress.last_wall = now;
+        progress.last_events = events;
+        let counters: Vec<String> = self
+            .counters()
+            .into_iter()
+            .filter(|(name, _)| PROGRESS_COUNTERS.contains(name))
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let stats = self.engine.stats();
+        eprintln!(
+            "sim: t={:.0}s events={} ({rate:.0}/s) queued={} live={} wall={wall:.1}s frames={} {}",
+            (at - self.config.start).as_secs_f64(),
+            stats.events,
+            self.engine.queued(),
+            self.engine.nodes().count(),
+            stats.frames_sent,
+            counters.join(" ")
+        );
+    }
+
     /// Print a progress line to standard error every `every` of virtual time (`None`: never).
     pub fn set_progress(&mut self, every: Option<Duration>) {
-        self.progress = every.map(|e| (e, self.now() + e, std::time::Instant::now()));
+        let wall = std::time::Instant::now();
+        self.progress = every.map(|every| Progress {
+            every,
+            next: self.now() + every,
+            started: wall,
+            last_wall: wall,
+            last_events: self.engine.stats().events,
+        });
     }
 
     /// Run every event due up to `until`, then set the clock to `until`.
     pub fn run_until(&mut self, until: Instant) {
         while let Some(at) = self.engine.step(until) {
             self.record();
-            if let Some((every, next, wall)) = &mut self.progress
-                && at >= *next
-            {
-                *next = at + *every;
-                let wall = wall.elapsed().as_secs_f64();
-                let counters: Vec<String> = self
-                    .counters()
-                    .into_iter()
-                    .filter(|(name, _)| PROGRESS_COUNTERS.contains(name))
-                    .map(|(name, value)| format!("{name}={value}"))
-                    .collect();
-                let stats = self.engine.stats();
-                eprintln!(
-                    "sim: t={:.0}s events={} queued={} live={} wall={wall:.1}s frames={} {}",
-                    (at - self.config.start).as_secs_f64(),
-                    stats.events,
-                    self.engine.queued(),
-                    self.engine.nodes().count(),
-                    stats.frames_sent,
-                    counters.join(" ")
-                );
+            if self.progress.is_some_and(|p| at >= p.next) {
+                self.print_progress(at);
             }
         }
         self.engine.advance_to(until);

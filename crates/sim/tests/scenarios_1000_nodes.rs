@@ -32,11 +32,18 @@ mod attack {
 
 mod broadcast {
     //! 1,000 nodes, 1% frame loss, 5% of the nodes crashing during the run: every broadcast reaches every
-    //! live node, over trees (low redundancy, few hops), and the mesh stays in one piece.
+    //! live node, over trees (low redundancy, few hops), not much later than flooding would on the same
+    //! mesh and seed, and the mesh stays in one piece.
 
-    use sim::Scenario;
+    use sim::{Scenario, Strategy};
 
     use super::common;
+
+    /// Largest ratio of the trees' broadcast latency to flooding's, p50 and p99, on the same mesh and
+    /// seed. The issue's target is 1.25 at p99; what the trees reach today is 1.32 / 1.90 at seed 1
+    /// (docs/decisions.md §35, `cargo xtask broadcast-study`), so these bounds catch a regression, not
+    /// the target. Before issue 17 the ratios were 1.77 / 5.63.
+    const LATENCY_RATIO: (f64, f64) = (1.6, 2.6);
 
     #[test]
     fn broadcast_reaches_every_live_node_cheaply_and_in_few_hops() {
@@ -46,6 +53,25 @@ mod broadcast {
         assert!(common::at_most(report.rmr, 0.2), "rmr: {context}");
         // Plumtree's last delivery hop (each broadcast's, averaged; see the report's docs).
         assert!(common::at_most(report.ldh, 12.0), "ldh: {context}");
+
+        let (flood, flood_context) = common::run_strategy(Scenario::Broadcast, Strategy::Flood);
+        assert_eq!(
+            flood.delivery_ratio,
+            Some(1.0),
+            "flood delivery: {flood_context}"
+        );
+        let ratio = |trees: Option<f64>, flood: Option<f64>| trees.zip(flood).map(|(t, f)| t / f);
+        let p50 = ratio(report.latency_ms_p50, flood.latency_ms_p50);
+        let p99 = ratio(report.latency_ms_p99, flood.latency_ms_p99);
+        eprintln!("latency against flooding: p50 {p50:?}, p99 {p99:?}");
+        assert!(
+            common::at_most(p50, LATENCY_RATIO.0),
+            "latency p50 {p50:?} x flooding's: {context}\n{flood_context}"
+        );
+        assert!(
+            common::at_most(p99, LATENCY_RATIO.1),
+            "latency p99 {p99:?} x flooding's: {context}\n{flood_context}"
+        );
     }
 }
 

@@ -24,11 +24,15 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         } else {
             Vec::new()
         };
+        let near_origin = hops < self.config.eager_radius;
         for (&peer, &mode) in &self.links {
             if Some(peer) == except || holders.contains(&peer) {
                 continue;
             }
-            match self.policy.target(mode, on_tree.contains(&peer)) {
+            match self
+                .policy
+                .target(mode, on_tree.contains(&peer), near_origin)
+            {
                 Target::Push => eager.push(peer),
                 Target::Announce => lazy.push(peer),
                 Target::Fanout => undecided.push(peer),
@@ -144,14 +148,28 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.stats.payload_retries += 1;
         self.send(peer, frame);
         let retries = retry.retries + 1;
-        let due = self.now + self.backoff(retries);
-        self.pending.insert((id, peer), Retry { retries, due });
+        let due = self.now + self.backoff(peer, retries);
+        self.pending.insert(
+            (id, peer),
+            Retry {
+                retries,
+                due,
+                sent: retry.sent,
+            },
+        );
         self.pending_due.insert((due, id, peer));
     }
 
-    /// The wait after the `retries`-th retransmission: `retry_initial * retry_factor^retries`, capped.
-    pub(super) fn backoff(&self, retries: u32) -> Duration {
-        let mut delay = self.config.retry_initial;
+    /// The wait after the `retries`-th transmission to `peer` (0: the first push): the link's
+    /// retransmission timeout (`retry_initial` until an ACK measured its round trip, then the
+    /// estimate's, at least `retry_min`) times `retry_factor^retries`, capped at `retry_max_delay`.
+    pub(super) fn backoff(&self, peer: NodeId, retries: u32) -> Duration {
+        let mut delay = self
+            .rtt
+            .get(&peer)
+            .map_or(self.config.retry_initial, |rtt| {
+                rtt.timeout(self.config.retry_min, self.config.retry_initial)
+            });
         for _ in 0..retries {
             delay = delay.saturating_mul(self.config.retry_factor);
             if delay >= self.config.retry_max_delay {

@@ -197,8 +197,14 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     pub(super) fn on_ack(&mut self, from: NodeId, id: MessageId) {
-        if self.untrack(id, from) {
+        if let Some(retry) = self.untrack(id, from) {
             self.stats.acks_received += 1;
+            // Karn: only a push sent once tells the round trip (an ACK of a resent one may answer
+            // either copy).
+            if retry.retries == 0 {
+                let rtt = self.now.saturating_duration_since(retry.sent);
+                self.sample_rtt(from, rtt);
+            }
         } else {
             self.stats.acks_unmatched += 1;
         }

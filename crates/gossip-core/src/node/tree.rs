@@ -3,23 +3,33 @@
 
 use super::*;
 
+/// A tree cost (milliseconds) no path exceeds: sums saturate here.
+const MAX_TREE_COST: u32 = 1 << 24;
+
+/// The cost of a link whose round trip is not measured yet, in milliseconds: the one-way latency of
+/// a typical wide-area link.
+pub(super) const UNMEASURED_LINK_COST: u32 = 50;
+
 /// This node's place in one rooted tree ([`Config::rooted_tree`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Place {
     pub(super) root: NodeId,
     pub(super) distance: u8,
+    /// Latency to the root along the path, in milliseconds (see [`TreeAdvert::cost`]).
+    pub(super) cost: u32,
     pub(super) parent: Option<NodeId>,
 }
 
-/// A tree's hold-down after its path to `root` was lost or got longer: until `until`, a path to
-/// `root` is taken only if it is at most `feasible` hops (no longer than the one lost). Any longer
+/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, a path to
+/// `root` is taken only if its cost is at most `feasible` (no slower than the one lost; costs grow
+/// along every path, so a path back through this node's subtree is always slower). Any longer
 /// path may lead back through this node's own subtree, whose nodes still advertise the lost path;
 /// meanwhile this node advertises what it has instead (another root, or itself), which reaches the
 /// subtree and clears it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hold {
     pub(super) root: NodeId,
-    pub(super) feasible: u8,
+    pub(super) feasible: u32,
     pub(super) until: Instant,
 }
 
@@ -42,9 +52,20 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// reaches its subtree, whose nodes do the same, so that no stale path is left when the hold
     /// ends; a root that is gone then disappears instead of being counted up hop by hop.
     pub(super) fn update_tree(&mut self) {
+        self.update_trees(u64::MAX);
+    }
+
+    /// [`Node::update_tree`] for the trees of `mask` (bit `i`: tree `i`) and those whose hold-down
+    /// ended: a TREE frame usually changes one or two of its entries, and the other trees' places
+    /// cannot change with it.
+    pub(super) fn update_trees(&mut self, mask: u64) {
         let now = self.now;
         for tree in 0..self.places.len() {
-            if self.holds[tree].is_some_and(|h| h.until <= now) {
+            let expired = self.holds[tree].is_some_and(|h| h.until <= now);
+            if mask & (1 << tree) == 0 && !expired {
+                continue;
+            }
+            if expired {
                 self.holds[tree] = None;
             }
             let old = self.places[tree];
@@ -63,7 +84,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             let lost = old.parent.is_some()
                 && !parent_offers
                 && if new.root == old.root {
-                    new.distance > old.distance
+                    new.cost > old.cost
                 } else {
                     self.tree_key(tree, &new.root) > self.tree_key(tree, &old.root)
                 };
@@ -78,7 +99,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 };
                 self.holds[tree] = Some(Hold {
                     root: old.root,
-                    feasible: old.distance,
+                    feasible: old.cost,
                     until: now + hold,
                 });
                 new = self.pick_place(tree);
@@ -101,14 +122,23 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// Tells every link whose view of our places is out of date.
     pub(super) fn flush_places(&mut self) {
         self.tree_flush_at = None;
+        self.tell_places(false);
+    }
+
+    /// Tells every link our places (all of them with `again`, else those whose view is out of date),
+    /// each after the proofs it lacks. The proofs of our roots are gathered once for all links.
+    pub(super) fn tell_places(&mut self, again: bool) {
+        let proofs = self.our_proofs();
         let peers: Vec<NodeId> = self.links.keys().copied().collect();
         for peer in peers {
-            self.tell_place(peer, false);
+            self.tell_proofs(peer, &proofs);
+            self.tell_adverts(peer, again);
         }
     }
 
-    /// The best place the links offer in `tree`: the lowest root in the tree's order, then the fewest
-    /// hops, then the lowest parent id; this node as its own root if none is better.
+    /// The best place the links offer in `tree`: the lowest root in the tree's order, then the fastest
+    /// path to it (the link's cost, [`Node::link_cost`], plus the cost it advertises), then the
+    /// fewest hops, then the lowest parent id; this node as its own root if none is better.
     ///
     /// A dead root's paths are not advertised for ever: each node takes one more hop than the
     /// neighbor it follows, never a child (split horizon) and never beyond `hop_limit / 2` hops, so
@@ -119,6 +149,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let mut best = Place {
             root: self.id,
             distance: 0,
+            cost: 0,
             parent: None,
         };
         let mut best_key = self.tree_key(tree, &self.id);
@@ -133,23 +164,63 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             if distance > self.config.hop_limit / 2 {
                 continue;
             }
+            let cost = heard
+                .cost
+                .saturating_add(self.link_cost(peer))
+                .min(MAX_TREE_COST);
             if let Some(hold) = self.holds[tree]
                 && hold.root == heard.root
-                && distance > hold.feasible
+                && cost > hold.feasible
             {
                 continue;
             }
             let key = self.tree_key(tree, &heard.root);
-            if (key, distance, Some(*peer)) < (best_key, best.distance, best.parent) {
+            if (key, cost, distance, Some(*peer))
+                < (best_key, best.cost, best.distance, best.parent)
+            {
                 best_key = key;
                 best = Place {
                     root: heard.root,
                     distance,
+                    cost,
                     parent: Some(*peer),
                 };
             }
         }
         best
+    }
+
+    /// A link's cost in the trees: its one-way latency in milliseconds plus
+    /// [`Config::tree_hop_cost`], as last fixed by [`Node::refresh_link_cost`];
+    /// [`UNMEASURED_LINK_COST`] plus the hop cost until its round trip is known; at least 1, so that
+    /// costs grow along every path.
+    pub(super) fn link_cost(&self, peer: &NodeId) -> u32 {
+        self.link_costs.get(peer).copied().unwrap_or_else(|| {
+            let hop = u32::try_from(self.config.tree_hop_cost.as_millis()).unwrap_or(MAX_TREE_COST);
+            UNMEASURED_LINK_COST.saturating_add(hop).max(1)
+        })
+    }
+
+    /// Fixes `peer`'s cost from its round-trip estimate when it has none yet or the estimate moved by
+    /// more than a quarter from it (a little jitter must not reshape the trees); recomputes the trees
+    /// when it changed.
+    pub(super) fn refresh_link_cost(&mut self, peer: NodeId) {
+        let Some(rtt) = self.rtt.get(&peer) else {
+            return;
+        };
+        let hop = u32::try_from(self.config.tree_hop_cost.as_millis()).unwrap_or(MAX_TREE_COST);
+        let cost = u32::try_from(rtt.smoothed().as_millis() / 2)
+            .unwrap_or(MAX_TREE_COST)
+            .saturating_add(hop)
+            .clamp(1, MAX_TREE_COST);
+        let old = self.link_costs.get(&peer).copied();
+        if old.is_some_and(|old| old.abs_diff(cost) * 4 <= old) {
+            return;
+        }
+        self.link_costs.insert(peer, cost);
+        if self.policy.keeps_trees() {
+            self.update_tree();
+        }
     }
 
     /// The links a message on `tree` is pushed to: the parent and the children.
@@ -165,14 +236,14 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         })
     }
 
-    /// The tree a message we publish travels on: the one whose root is fewest hops away (its last
-    /// delivery is at most that many hops plus the tree's height), among the trees we are part of.
+    /// The tree a message we publish travels on: the one whose root is nearest in latency (its last
+    /// delivery is at most that far plus the tree's height), among the trees we are part of.
     ///
     /// A tree this node's place in changed lately (a root lost, a parent replaced) may be changing
     /// elsewhere too: settled trees are preferred, the others used only when no tree is settled.
     pub(super) fn pick_tree(&self) -> u8 {
         let settle = self.config.tree_hold_down;
-        let mut best: Option<(bool, u8, usize)> = None;
+        let mut best: Option<(bool, u32, usize)> = None;
         for (tree, place) in self.places.iter().enumerate() {
             let part = place.parent.is_some() || self.tree_links(tree).next().is_some();
             if !part {
@@ -180,7 +251,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
             let unsettled = self.holds[tree].is_some()
                 || self.now.saturating_duration_since(self.settled_since[tree]) < settle;
-            let key = (unsettled, place.distance, tree);
+            let key = (unsettled, place.cost, tree);
             if best.is_none_or(|b| key < b) {
                 best = Some(key);
             }
@@ -216,7 +287,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.dropped_oversized += 1;
             return;
         }
-        let mut changed = false;
+        let mut changed: Vec<NodeId> = Vec::new();
         for proof in proofs {
             let root = proof.root();
             let held = self.proofs_heard.get(&from).and_then(|p| p.get(&root));
@@ -254,10 +325,18 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     .unwrap_or_default();
                 proofs.retain(|r, _| *r == root || named.contains(r));
             }
-            changed = true;
+            changed.push(root);
         }
-        if changed {
-            self.update_tree();
+        // A proof counts only for the entries of `from` that name its root: only those trees change.
+        let mask = self.tree_heard.get(&from).map_or(0, |adverts| {
+            adverts
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| changed.contains(&a.root))
+                .fold(0u64, |mask, (tree, _)| mask | 1 << tree)
+        });
+        if mask != 0 {
+            self.update_trees(mask);
         }
     }
 
@@ -281,24 +360,38 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             .copied()
     }
 
-    /// Sends `peer` the proofs of the roots we follow that it has not had from us, or only older.
-    fn tell_proofs(&mut self, peer: NodeId) {
+    /// The freshest proof we hold of each root we follow, in root order.
+    fn our_proofs(&mut self) -> Vec<(NodeId, RootProof)> {
         let mut roots: Vec<NodeId> = self.places.iter().map(|p| p.root).collect();
         roots.sort();
         roots.dedup();
-        let mut send = Vec::new();
-        let mut told = BTreeMap::new();
-        for root in roots {
-            let Some(proof) = self.proof_of(root) else {
-                continue;
-            };
-            let before = self.proofs_told.get(&peer).and_then(|t| t.get(&root));
-            if before.is_none_or(|at| *at < proof.timestamp) {
-                send.push(proof);
-            }
-            told.insert(root, proof.timestamp);
+        roots
+            .into_iter()
+            .filter_map(|root| self.proof_of(root).map(|proof| (root, proof)))
+            .collect()
+    }
+
+    /// Sends `peer` those of `proofs` (ours, [`Node::our_proofs`]) it has not had from us, or only
+    /// older.
+    fn tell_proofs(&mut self, peer: NodeId, proofs: &[(NodeId, RootProof)]) {
+        let before = self.proofs_told.get(&peer);
+        let send: Vec<RootProof> = proofs
+            .iter()
+            .filter(|(root, proof)| {
+                before
+                    .and_then(|t| t.get(root))
+                    .is_none_or(|at| *at < proof.timestamp)
+            })
+            .map(|(_, proof)| *proof)
+            .collect();
+        let unchanged = send.is_empty() && before.is_some_and(|t| t.len() == proofs.len());
+        if !unchanged {
+            let told = proofs
+                .iter()
+                .map(|(root, p)| (*root, p.timestamp))
+                .collect();
+            self.proofs_told.insert(peer, told);
         }
-        self.proofs_told.insert(peer, told);
         if !send.is_empty() {
             self.send_frame(peer, &Frame::Roots(send));
         }
@@ -307,13 +400,20 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// Sends `peer` our places if they changed since we last told it (or always, with `again`),
     /// after the proofs of their roots it lacks.
     pub(super) fn tell_place(&mut self, peer: NodeId, again: bool) {
-        self.tell_proofs(peer);
+        let proofs = self.our_proofs();
+        self.tell_proofs(peer, &proofs);
+        self.tell_adverts(peer, again);
+    }
+
+    /// Sends `peer` our places if they changed since we last told it (or always, with `again`).
+    fn tell_adverts(&mut self, peer: NodeId, again: bool) {
         let adverts: Vec<TreeAdvert> = self
             .places
             .iter()
             .map(|p| TreeAdvert {
                 root: p.root,
                 distance: p.distance,
+                cost: p.cost,
                 child: p.parent == Some(peer),
             })
             .collect();

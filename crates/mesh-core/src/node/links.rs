@@ -165,7 +165,19 @@ impl Node {
             }
             Frame::Neighbors(n) => self.on_neighbors(now, peer, n),
             Frame::Ping(n) => self.send_frame(now, peer, &Frame::Pong(n)),
-            Frame::Pong(_) => {}
+            Frame::Pong(n) => {
+                // The answer to the ping sent when the link came up (or to a keepalive ping, which
+                // measures nothing): the link's round trip, which ranks the broadcast trees' parents
+                // and times the retransmissions of pushes.
+                let probe = self
+                    .links
+                    .get_mut(&peer)
+                    .and_then(|l| l.probe.take_if(|p| p.0 == n));
+                if let Some((_, sent)) = probe {
+                    self.gossip
+                        .handle_link_rtt(now, peer, now.saturating_duration_since(sent));
+                }
+            }
             Frame::Evict(alternatives) => {
                 // The alternatives are the peer's say-so: candidates, not peer-book entries.
                 for p in &alternatives {
@@ -255,6 +267,12 @@ impl Node {
         self.dht_link_up(now, peer);
         self.kad.handle_peer_up(now, peer);
         self.gossip.handle_peer_up(now, peer);
+        // One ping measures the link's round trip (answered by any peer, old ones included).
+        let n = self.rng.random::<u64>();
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.probe = Some((n, now));
+        }
+        self.send_frame(now, peer, &Frame::Ping(n));
         for frame in early {
             self.on_frame(now, peer, frame, true);
         }

@@ -990,3 +990,45 @@ fn a_node_whose_only_link_drops_its_signaling_still_reaches_the_server() {
         "and a resend through the server: {sends:?}"
     );
 }
+
+#[test]
+fn a_link_that_comes_up_measures_its_round_trip_with_one_ping() {
+    let mut n = node();
+    let now = Instant::from_millis(2);
+    let p = identity(1);
+    inbound_attempt(&mut n, &p, now);
+    n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+    let _ = drain(&mut n);
+    n.handle_message(now, p.id(), &hello(&p, b"it", b"me"));
+    assert_eq!(n.links(), alloc::vec![p.id()]);
+    let pings: Vec<u64> = drain(&mut n)
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { link, bytes } if *link == p.id() => match Frame::decode(bytes) {
+                Ok(Frame::Ping(nonce)) => Some(nonce),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings.len(), 1, "one ping when the link comes up");
+    // A pong that answers another ping measures nothing; the right one gives the round trip.
+    let later = now + Duration::from_millis(40);
+    n.handle_message(later, p.id(), &Frame::Pong(pings[0] ^ 1).encode());
+    assert_eq!(n.gossip().link_rtt(&p.id()), None);
+    n.handle_message(later, p.id(), &Frame::Pong(pings[0]).encode());
+    assert_eq!(
+        n.gossip().link_rtt(&p.id()),
+        Some(Duration::from_millis(40))
+    );
+    // It is measured once: a second pong with the same number is not a sample.
+    n.handle_message(
+        later + Duration::from_millis(500),
+        p.id(),
+        &Frame::Pong(pings[0]).encode(),
+    );
+    assert_eq!(
+        n.gossip().link_rtt(&p.id()),
+        Some(Duration::from_millis(40))
+    );
+}

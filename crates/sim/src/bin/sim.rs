@@ -34,6 +34,17 @@ struct Cli {
     /// Fraction of the nodes that attack (`broadcast-attack` only; default 0.05).
     #[arg(long)]
     attackers: Option<f64>,
+    /// Change a node setting from mesh-core's default, `NAME=VALUE` (repeatable): trees, eager_radius,
+    /// retry_min_ms, retry_initial_ms, graft_timeout_ms, lazy_flush_ms, max_peers, random_links.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_tune)]
+    tune: Vec<(String, String)>,
+}
+
+fn parse_tune(arg: &str) -> Result<(String, String), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}` is not NAME=VALUE"))?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +58,7 @@ fn main() -> std::process::ExitCode {
         strategy: cli.strategy,
         progress: cli.progress,
         attackers: cli.attackers,
+        tune: cli.tune,
     };
     // A panic inside a node or the simulator still names the seed that replays it.
     let seed = args.seed;

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use sim::{Report, Scenario, ScenarioArgs};
+use sim::{Report, Scenario, ScenarioArgs, Strategy};
 
 /// The seed of a test run: `SIM_SEED` if set, else a fixed one, so that CI is reproducible and a failure
 /// can be replayed (and other seeds explored) with the same command.
@@ -15,9 +15,15 @@ pub fn seed() -> u64 {
 
 /// Run `scenario` at 1,000 nodes over mesh-core with the scenario's defaults.
 pub fn run(scenario: Scenario) -> (Report, String) {
+    run_strategy(scenario, Strategy::Plumtree)
+}
+
+/// [`run`] with broadcasts spread by `strategy`.
+pub fn run_strategy(scenario: Scenario, strategy: Strategy) -> (Report, String) {
     let mut args = ScenarioArgs::new(scenario);
     args.nodes = 1_000;
     args.seed = seed();
+    args.strategy = strategy;
     let run = std::panic::catch_unwind(|| sim::mesh::run(&args));
     let report = match run {
         Ok(Ok(report)) => report,
@@ -28,9 +34,10 @@ pub fn run(scenario: Scenario) -> (Report, String) {
         }
     };
     let context = format!(
-        "seed {seed}; replay: cargo xtask sim --scenario {name} --nodes 1000 --seed {seed}\n{table}",
+        "seed {seed}; replay: cargo xtask sim --scenario {name} --nodes 1000 --seed {seed} --strategy {strategy}\n{table}",
         seed = args.seed,
         name = scenario.name(),
+        strategy = strategy.name(),
         table = report.table(),
     );
     eprintln!("{context}");

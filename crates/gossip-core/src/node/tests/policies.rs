@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// The tree cost of one hop over a link whose round trip is not measured: its assumed latency plus
+/// the default hop cost (no test here measures a round trip).
+const UNMEASURED_HOP: u32 = 50 + 60;
+
 #[test]
 fn flood_pushes_to_every_link_but_the_sender_and_never_prunes() {
     let config = Config {
@@ -93,6 +97,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
             root: lowest,
             distance,
             child,
+            cost: u32::from(distance) * UNMEASURED_HOP,
         };
         node.handle_message(now, from, &wire::encode(&Frame::Roots(vec![proof])));
         node.handle_message(now, from, &wire::encode(&Frame::Tree(vec![advert])));
@@ -108,7 +113,8 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
         Frame::Tree(vec![TreeAdvert {
             root: lowest,
             distance: 3,
-            child: true
+            child: true,
+            cost: 3 * UNMEASURED_HOP,
         }])
     )));
     // Peer 2 takes us as its parent: a child.
@@ -181,6 +187,7 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
                     root: NodeId::from_bytes(root),
                     distance,
                     child: false,
+                    cost: u32::from(distance),
                 }
             })
             .collect()
@@ -207,6 +214,7 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
             root: root.id(),
             distance: 1,
             child: false,
+            cost: 1,
         };
         12
     ];
@@ -234,4 +242,86 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
             .iter()
             .any(|(r, d, parent)| *r == root.id() && *d == 2 && *parent == Some(attacker))
     );
+}
+
+/// Within `eager_radius` hops of its origin a message goes to every link; beyond, to its tree only.
+#[test]
+fn the_eager_radius_pushes_to_every_link_near_the_origin_only() {
+    let config = Config {
+        rooted_tree: true,
+        eager_radius: 2,
+        ..Config::default()
+    };
+    let (mut node, peers) = linked(config);
+    let _ = sends(&mut node);
+    let pushed = |node: &mut Node| -> Vec<NodeId> {
+        sends(node)
+            .into_iter()
+            .filter(|(_, f)| matches!(f, Frame::Gossip(_)))
+            .map(|(to, _)| to)
+            .collect()
+    };
+    // Our own message (hop 0): every link, though no tree links exist yet.
+    node.publish(t0(), TOPIC, b"mine".to_vec()).expect("valid");
+    let mut all = peers.clone();
+    all.sort();
+    assert_eq!(pushed(&mut node), all);
+    // Received after 1 hop (hop count 0 as sent): every link but its sender.
+    let near = signed(&identity(20), 1, t0(), b"near");
+    node.handle_message(t0() + ms(10), peers[0], &gossip(&near));
+    let mut others = vec![peers[1], peers[2]];
+    others.sort();
+    assert_eq!(pushed(&mut node), others);
+    // Received after 2 hops: outside the radius, and this node has no tree links: announced only.
+    let mut far = signed(&identity(21), 1, t0(), b"far");
+    far.hops = 1;
+    node.handle_message(t0() + ms(20), peers[0], &gossip(&far));
+    assert_eq!(pushed(&mut node), Vec::<NodeId>::new());
+}
+
+/// Parents are chosen by the latency of the whole path (each link's half round trip plus the hop
+/// cost), not by hops alone: a fast path of more hops beats a slow one of fewer.
+#[test]
+fn the_tree_takes_the_fastest_path_to_its_root() {
+    let config = Config {
+        rooted_tree: true,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
+    let (mut node, peers) = linked(config);
+    let root = low_identity();
+    let proof = root_proof(&root, t0());
+    for peer in &peers {
+        node.handle_link_rtt(t0(), *peer, ms(20));
+    }
+    // Peer 0: 1 hop from the root but over a slow link (300 ms); peer 1: 2 hops, 60 ms.
+    let tell = |node: &mut Node, from: NodeId, distance: u8, cost: u32| {
+        node.handle_message(t0(), from, &wire::encode(&Frame::Roots(vec![proof])));
+        let advert = TreeAdvert {
+            root: root.id(),
+            distance,
+            child: false,
+            cost,
+        };
+        node.handle_message(t0(), from, &wire::encode(&Frame::Tree(vec![advert])));
+    };
+    tell(&mut node, peers[0], 1, 300);
+    tell(&mut node, peers[1], 2, 60);
+    let places = node.tree_places();
+    assert_eq!(places[0].0, root.id());
+    assert_eq!(places[0].1, 3, "the 2-hop path, so 3 hops from here");
+    assert_eq!(places[0].2, Some(peers[1]));
+    // Its advertised cost adds the link's half round trip (10 ms) and the hop cost.
+    let told = sends(&mut node);
+    assert!(told.iter().any(
+        |(to, f)| *to == peers[2] && matches!(f, Frame::Tree(a) if a[0].cost == 60 + 10 + hop)
+    ));
+    // The slow link gets faster (a new round trip, over a quarter off): peer 0's path wins.
+    for _ in 0..40 {
+        node.handle_link_rtt(t0() + ms(1), peers[0], ms(2));
+    }
+    let _ = node.tree_places();
+    tell(&mut node, peers[0], 1, 30);
+    assert_eq!(node.tree_places()[0].2, Some(peers[0]));
 }

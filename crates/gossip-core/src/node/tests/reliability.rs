@@ -341,3 +341,46 @@ fn announced_to(node: &mut Node, peer: NodeId) -> Vec<MessageId> {
         })
         .collect()
 }
+
+#[test]
+fn a_measured_round_trip_shortens_the_first_retry_and_karn_skips_resent_pushes() {
+    let config = Config {
+        retry_min: ms(100),
+        ..Config::default()
+    };
+    let mut a = node_with(1, config);
+    let b = identity(2).id();
+    a.handle_peer_up(t0(), b);
+    // Unmeasured: the first retry waits retry_initial.
+    let first = published(&mut a, b"one");
+    assert_eq!(a.poll_timeout(), Some(t0() + ms(500)));
+    ack(&mut a, t0() + ms(80), b, first);
+    // The ACK after 80 ms is the first sample: srtt 80, rttvar 40, so srtt + 4 rttvar = 240 ms.
+    let sent = t0() + ms(100);
+    let second = {
+        a.handle_timeout(sent);
+        let id = a
+            .publish(sent, "t", b"two".to_vec())
+            .expect("a small message");
+        let _ = outputs(&mut a);
+        id
+    };
+    assert_eq!(a.poll_timeout(), Some(sent + ms(240)));
+    // A resent push's ACK is no sample (it may answer either copy): the estimate stays.
+    a.handle_timeout(sent + ms(240));
+    ack(&mut a, sent + ms(250), b, second);
+    let third_at = sent + ms(300);
+    a.handle_timeout(third_at);
+    let _ = a.publish(third_at, "t", b"three".to_vec());
+    assert_eq!(a.poll_timeout(), Some(third_at + ms(240)));
+    // A driver's measurement (a ping) counts too; a steady link converges to 1.5 round trips,
+    // never below retry_min.
+    for i in 0..40 {
+        a.handle_link_rtt(third_at + ms(i), b, ms(20));
+    }
+    let fourth_at = third_at + ms(100);
+    a.handle_timeout(fourth_at);
+    let _ = a.publish(fourth_at, "t", b"four".to_vec());
+    let due: Vec<Instant> = a.pending_due.iter().map(|(due, _, _)| *due).collect();
+    assert!(due.contains(&(fourth_at + ms(100))), "{due:?}");
+}
