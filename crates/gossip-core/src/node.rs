@@ -361,9 +361,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     /// The driver measured the round trip of the link to `peer` (a ping when it came up): it counts
-    /// like the round trip of an acknowledged push, which ranks the link among equally short paths
-    /// to a tree's root and times the first retransmission of a push to it. Ignored for a peer that
-    /// is not a link.
+    /// like the round trip of an acknowledged push, which sets the link's cost in the rooted trees
+    /// (half the round trip plus [`Config::tree_hop_cost`]) and times the first retransmission of a
+    /// push to it. Ignored for a peer that is not a link.
     pub fn handle_link_rtt(&mut self, now: Instant, peer: NodeId, rtt: Duration) {
         self.advance(now);
         if !self.links.contains_key(&peer) {
@@ -529,17 +529,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                         proofs.retain(|root, _| adverts.iter().any(|a| a.root == *root));
                     }
                     // Only the trees whose entry changed need their places recomputed.
-                    let before = self.tree_heard.get(&from);
-                    let mask = if before.is_some_and(|b| b.len() == adverts.len()) {
-                        let before = before.map(Vec::as_slice).unwrap_or_default();
-                        before
-                            .iter()
-                            .zip(&adverts)
-                            .enumerate()
-                            .filter(|(_, (old, new))| old != new)
-                            .fold(0u64, |mask, (tree, _)| mask | 1 << tree)
-                    } else {
-                        u64::MAX
+                    let mask = match self.tree_heard.get(&from) {
+                        Some(before) if before.len() == adverts.len() => {
+                            tree_mask(before.iter().zip(&adverts).map(|(old, new)| old != new))
+                        }
+                        _ => u64::MAX,
                     };
                     self.tree_heard.insert(from, adverts);
                     if mask != 0 {
@@ -767,7 +761,7 @@ mod push;
 mod receive;
 mod tree;
 
-use tree::{Hold, Place};
+use tree::{Hold, Place, tree_mask};
 
 #[cfg(test)]
 mod tests;

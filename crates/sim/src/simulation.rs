@@ -416,14 +416,12 @@ impl<P: Protocol> Simulation<P> {
             .filter(|(name, _)| PROGRESS_COUNTERS.contains(name))
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
-        let stats = self.engine.stats();
         eprintln!(
-            "sim: t={:.0}s events={} ({rate:.0}/s) queued={} live={} wall={wall:.1}s frames={} {}",
+            "sim: t={:.0}s events={events} ({rate:.0}/s) queued={} live={} wall={wall:.1}s frames={} {}",
             (at - self.config.start).as_secs_f64(),
-            stats.events,
             self.engine.queued(),
             self.engine.nodes().count(),
-            stats.frames_sent,
+            self.engine.stats().frames_sent,
             counters.join(" ")
         );
     }

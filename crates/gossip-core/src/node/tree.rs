@@ -33,6 +33,14 @@ pub(super) struct Hold {
     pub(super) until: Instant,
 }
 
+/// The trees whose flag is set, as a bit mask for [`Node::update_trees`] (bit `i`: tree `i`).
+pub(super) fn tree_mask(flags: impl Iterator<Item = bool>) -> u64 {
+    flags
+        .enumerate()
+        .filter(|(_, set)| *set)
+        .fold(0, |mask, (tree, _)| mask | 1 << tree)
+}
+
 impl<S: Signer, V: Verifier> Node<S, V> {
     /// The order of roots in tree `tree`: ids compared with their first byte offset by the tree's
     /// share of the id space, so that each tree's root (the lowest in its order) is another node.
@@ -195,10 +203,21 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// [`UNMEASURED_LINK_COST`] plus the hop cost until its round trip is known; at least 1, so that
     /// costs grow along every path.
     pub(super) fn link_cost(&self, peer: &NodeId) -> u32 {
-        self.link_costs.get(peer).copied().unwrap_or_else(|| {
-            let hop = u32::try_from(self.config.tree_hop_cost.as_millis()).unwrap_or(MAX_TREE_COST);
-            UNMEASURED_LINK_COST.saturating_add(hop).max(1)
-        })
+        self.link_costs
+            .get(peer)
+            .copied()
+            .unwrap_or_else(|| Self::cost_of(UNMEASURED_LINK_COST, self.hop_cost()))
+    }
+
+    /// [`Config::tree_hop_cost`] in milliseconds.
+    fn hop_cost(&self) -> u32 {
+        u32::try_from(self.config.tree_hop_cost.as_millis()).unwrap_or(MAX_TREE_COST)
+    }
+
+    /// A link's cost from its one-way latency and the hop cost, in milliseconds: at least 1 (costs
+    /// grow along every path), at most [`MAX_TREE_COST`].
+    fn cost_of(one_way: u32, hop: u32) -> u32 {
+        one_way.saturating_add(hop).clamp(1, MAX_TREE_COST)
     }
 
     /// Fixes `peer`'s cost from its round-trip estimate when it has none yet or the estimate moved by
@@ -208,11 +227,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let Some(rtt) = self.rtt.get(&peer) else {
             return;
         };
-        let hop = u32::try_from(self.config.tree_hop_cost.as_millis()).unwrap_or(MAX_TREE_COST);
-        let cost = u32::try_from(rtt.smoothed().as_millis() / 2)
-            .unwrap_or(MAX_TREE_COST)
-            .saturating_add(hop)
-            .clamp(1, MAX_TREE_COST);
+        let one_way = u32::try_from(rtt.smoothed().as_millis() / 2).unwrap_or(MAX_TREE_COST);
+        let cost = Self::cost_of(one_way, self.hop_cost());
         let old = self.link_costs.get(&peer).copied();
         if old.is_some_and(|old| old.abs_diff(cost) * 4 <= old) {
             return;
@@ -329,11 +345,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         }
         // A proof counts only for the entries of `from` that name its root: only those trees change.
         let mask = self.tree_heard.get(&from).map_or(0, |adverts| {
-            adverts
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| changed.contains(&a.root))
-                .fold(0u64, |mask, (tree, _)| mask | 1 << tree)
+            tree_mask(adverts.iter().map(|a| changed.contains(&a.root)))
         });
         if mask != 0 {
             self.update_trees(mask);
