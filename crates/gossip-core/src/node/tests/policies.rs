@@ -325,3 +325,59 @@ fn the_tree_takes_the_fastest_path_to_its_root() {
     tell(&mut node, peers[0], 1, 30);
     assert_eq!(node.tree_places()[0].2, Some(peers[0]));
 }
+
+/// A node that loses its parent keeps its root through any link that advertises a lower cost than
+/// its own was (a feasible successor: that link's path cannot lead back through this node, whose
+/// subtree all advertise more), even when the new path is slower; its subtree then follows without
+/// changing root. A link advertising no less than the lost cost may be in the subtree: it is refused
+/// until the hold-down ends.
+#[test]
+fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root() {
+    let config = Config {
+        rooted_tree: true,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let hold = config.tree_hold_down;
+    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
+    let (mut node, peers) = linked(config);
+    let root = low_identity();
+    let proof = root_proof(&root, t0());
+    for peer in &peers {
+        node.handle_link_rtt(t0(), *peer, ms(20));
+    }
+    let link = 10 + hop;
+    let tell = |node: &mut Node, at: Instant, from: NodeId, distance: u8, cost: u32| {
+        node.handle_message(at, from, &wire::encode(&Frame::Roots(vec![proof])));
+        let advert = TreeAdvert {
+            root: root.id(),
+            distance,
+            child: false,
+            cost,
+        };
+        node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+    };
+    // Peer 0 is the fastest (cost 10 + link), peer 1 advertises 40: slower through its link (40 + link)
+    // but below this node's own cost; peer 2 advertises more than this node's cost.
+    tell(&mut node, t0(), peers[0], 1, 10);
+    tell(&mut node, t0(), peers[1], 2, 40);
+    tell(&mut node, t0(), peers[2], 4, 10 + link + 5);
+    assert_eq!(node.tree_places()[0], (root.id(), 2, Some(peers[0])));
+    let _ = sends(&mut node);
+
+    // Peer 0's link goes down: peer 1 is feasible (40 < 10 + link), so the root stays and only the
+    // cost rises; the links hear the same root.
+    node.handle_peer_down(t0() + ms(10), peers[0]);
+    assert_eq!(node.tree_places()[0], (root.id(), 3, Some(peers[1])));
+    let told = sends(&mut node);
+    assert!(told.iter().any(|(to, f)| *to == peers[2]
+        && matches!(f, Frame::Tree(a) if a[0].root == root.id() && a[0].cost == 40 + link)));
+
+    // Peer 1's goes too: peer 2 advertises more than the cost held (it may be in this node's
+    // subtree), so it is refused while the hold lasts, and taken when it ends.
+    node.handle_peer_down(t0() + ms(20), peers[1]);
+    let place = node.tree_places()[0];
+    assert_ne!(place.2, Some(peers[2]), "refused during the hold-down");
+    node.handle_timeout(t0() + ms(20) + hold);
+    assert_eq!(node.tree_places()[0], (root.id(), 5, Some(peers[2])));
+}
