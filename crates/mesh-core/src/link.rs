@@ -9,10 +9,10 @@ use core::time::Duration;
 use kademlia_core::{Instant, NodeId};
 use p2pmesh_base::Identity;
 
-use crate::Config;
 use crate::abuse::{Bucket, Charge};
 use crate::event::HelloError;
 use crate::frame::{Frame, Hello, Neighbors, Reassembly, Routed};
+use crate::{Config, SignatureCheck};
 
 /// Times a link attempt's signaling is sent again before `link_open_timeout` decides.
 pub(crate) const SIGNAL_RESENDS: u32 = 3;
@@ -255,12 +255,13 @@ impl Link {
         hello
     }
 
-    /// Checks the peer's hello against this link (`peer`'s id, the fingerprints); `None` while the
-    /// channel is not open (no fingerprints to check against).
+    /// Checks the peer's hello against this link (`peer`'s id, the fingerprints; the signature with
+    /// `check`); `None` while the channel is not open (no fingerprints to check against).
     pub(crate) fn check_hello(
         &self,
         peer: &NodeId,
         hello: &Hello,
+        check: SignatureCheck,
     ) -> Option<Result<(), HelloError>> {
         let (local_fp, remote_fp) = self.fingerprints.as_ref()?;
         if NodeId::from_public_key(&hello.public_key) != *peer {
@@ -274,7 +275,7 @@ impl Link {
             &hello.sender_fingerprint,
             &hello.receiver_fingerprint,
         );
-        if !crate::router::verify(&hello.public_key, &signed, &hello.signature) {
+        if !crate::router::verify_with(check, &hello.public_key, &signed, &hello.signature) {
             return Some(Err(HelloError::BadSignature));
         }
         Some(Ok(()))

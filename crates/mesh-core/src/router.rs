@@ -8,11 +8,11 @@ use alloc::vec::Vec;
 use kademlia_core::{Instant, NodeId};
 use p2pmesh_base::Identity;
 
-use crate::Config;
 use crate::event::Error;
 use crate::frame::{Payload, Routed};
 use crate::link::Links;
 use crate::route;
+use crate::{Config, SignatureCheck};
 
 /// Room a routed envelope and its payload header take around application data.
 pub(crate) const ROUTED_OVERHEAD: usize = 1024;
@@ -410,11 +410,12 @@ impl Router {
         links: &Links,
         r: &Routed,
         link: Option<NodeId>,
+        check: SignatureCheck,
     ) -> Result<Payload, Rejected> {
         let unsigned_ok = r.signature.is_empty()
             && link.is_some_and(|peer| peer == r.src && links.is_up(&peer))
             && r.path.as_slice() == [r.src, self.local];
-        if NodeId::from_public_key(&r.key) != r.src || !(unsigned_ok || signed_by_src(r)) {
+        if NodeId::from_public_key(&r.key) != r.src || !(unsigned_ok || signed_by_src(r, check)) {
             return Err(Rejected::BadSignature);
         }
         let payload: Payload = postcard::from_bytes(&r.body).map_err(|_| Rejected::Malformed)?;
@@ -449,10 +450,12 @@ pub(crate) enum Rejected {
     Malformed,
 }
 
-/// Whether `r` carries a valid signature of its origin (whose key hashes to `src`).
-pub(crate) fn signed_by_src(r: &Routed) -> bool {
+/// Whether `r` carries a valid signature of its origin (whose key hashes to `src`), checked with
+/// `check`.
+pub(crate) fn signed_by_src(r: &Routed, check: SignatureCheck) -> bool {
     NodeId::from_public_key(&r.key) == r.src
-        && verify(
+        && verify_with(
+            check,
             &r.key,
             &Routed::signed_bytes(&r.src, &r.dst, r.id, r.sent_at, r.lookup.as_ref(), &r.body),
             &r.signature,
@@ -466,11 +469,22 @@ pub(crate) fn may_go_unsigned(payload: &Payload) -> bool {
 }
 
 /// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`.
+#[cfg(test)]
 pub(crate) fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    verify_with(SignatureCheck::default(), public_key, message, signature)
+}
+
+/// [`verify`] with the node's [`SignatureCheck`] (ed25519, memoized in a simulator).
+pub(crate) fn verify_with(
+    check: SignatureCheck,
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
     let Ok(sig) = <[u8; 64]>::try_from(signature) else {
         return false;
     };
-    p2pmesh_base::verify(public_key, message, &sig)
+    (check.0)(public_key, message, &sig)
 }
 
 #[cfg(test)]
@@ -610,7 +624,7 @@ mod tests {
         assert!(data.signature.is_empty());
         let mut sealed = data.clone();
         router.seal(&me, &mut sealed);
-        assert!(signed_by_src(&sealed));
+        assert!(signed_by_src(&sealed, SignatureCheck::default()));
         let request = router
             .envelope(
                 Instant::from_millis(1),
@@ -622,6 +636,6 @@ mod tests {
                 &config,
             )
             .expect("encodes");
-        assert!(signed_by_src(&request));
+        assert!(signed_by_src(&request, SignatureCheck::default()));
     }
 }

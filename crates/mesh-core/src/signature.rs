@@ -2,14 +2,15 @@
 
 use core::fmt;
 
-/// The function a [`Node`](crate::Node) checks broadcast-message signatures with (the base crate's
-/// [`Verifier`](p2pmesh_base::Verifier)): [`p2pmesh_base::verify`] (strict ed25519) by default.
+/// The function a [`Node`](crate::Node) checks every signature with (broadcast messages, DHT records,
+/// routed messages, hellos; the base crate's [`Verifier`](p2pmesh_base::Verifier)):
+/// [`p2pmesh_base::verify`] (strict ed25519) by default.
 ///
 /// A driver has no reason to change it. A simulator that runs thousands of nodes in one process may
-/// plug in a memoizing wrapper of [`p2pmesh_base::verify`]: every node still checks every message and gets
-/// the same answer, but each distinct (key, message, signature) costs one ed25519 verification per
-/// process instead of one per simulated node (`Node::with_signature_check`). Routed messages and hellos
-/// are verified by mesh-core itself with [`p2pmesh_base::verify`], always.
+/// plug in a memoizing wrapper of [`p2pmesh_base::verify`] (`Node::with_signature_check`): every node
+/// still checks every signature and gets the same answer, but each distinct (key, message, signature)
+/// costs one ed25519 verification per process instead of one per simulated node, and each key is
+/// decompressed once.
 #[derive(Clone, Copy)]
 pub struct SignatureCheck(pub fn(&[u8; 32], &[u8], &[u8; 64]) -> bool);
 

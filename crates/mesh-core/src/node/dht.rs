@@ -433,7 +433,7 @@ impl Node {
         record: Option<Record>,
         closest: Vec<NodeId>,
     ) {
-        if r.dst != self.local && !router::signed_by_src(r) {
+        if r.dst != self.local && !router::signed_by_src(r, self.signature_check) {
             self.stats.dropped_bad_signature += 1;
             return;
         }
@@ -453,7 +453,7 @@ impl Node {
     }
 
     fn answer_store(&mut self, now: Instant, r: &Routed, record: Record, arrived: bool) {
-        if r.dst != self.local && !router::signed_by_src(r) {
+        if r.dst != self.local && !router::signed_by_src(r, self.signature_check) {
             self.stats.dropped_bad_signature += 1;
             return;
         }
@@ -518,7 +518,7 @@ impl Node {
         };
         let key = self.dht.key(id);
         let record = match record {
-            Some(rec) if Some(rec.key) == key && rec.verify(self.record_check.0) => Some(rec),
+            Some(rec) if Some(rec.key) == key && rec.verify(self.signature_check.0) => Some(rec),
             Some(_) => {
                 self.stats.dht_dropped_answers += 1;
                 None

@@ -238,7 +238,7 @@ impl Node {
         let Some(link) = self.links.get(&peer) else {
             return;
         };
-        match link.check_hello(&peer, &hello) {
+        match link.check_hello(&peer, &hello, self.signature_check) {
             None => {}
             Some(Ok(())) => self.link_up(now, peer),
             Some(Err(error)) => self.fail_hello(now, peer, error),

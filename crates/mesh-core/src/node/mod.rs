@@ -49,7 +49,7 @@ pub struct Node {
     lookups: Lookups,
     dht: crate::dht::Dht,
     /// Checks record signatures (the same check as broadcasts').
-    record_check: SignatureCheck,
+    signature_check: SignatureCheck,
     timers: TimerTable,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -73,9 +73,9 @@ impl Node {
         Node::with_signature_check(secret_key, config, seed, SignatureCheck::default())
     }
 
-    /// [`Node::new`] with broadcast-message and DHT-record signatures checked by `check` (see
-    /// [`SignatureCheck`]: for simulators, which may memoize the check across the nodes of one
-    /// process).
+    /// [`Node::new`] with every signature (broadcast messages, DHT records, routed messages, hellos)
+    /// checked by `check` (see [`SignatureCheck`]: for simulators, which may memoize the check across
+    /// the nodes of one process).
     ///
     /// # Panics
     /// As [`Node::new`].
@@ -108,7 +108,7 @@ impl Node {
             router: Router::new(local),
             lookups: Lookups::default(),
             dht: crate::dht::Dht::default(),
-            record_check: check,
+            signature_check: check,
             timers: TimerTable::default(),
             identity,
             local,

@@ -160,7 +160,8 @@ impl Node {
                 self.stats.dropped_relay_rate += 1;
                 return;
             }
-            if !matches!(&frame, Frame::Routed(r) if router::signed_by_src(r)) {
+            if !matches!(&frame, Frame::Routed(r) if router::signed_by_src(r, self.signature_check))
+            {
                 self.stats.dropped_bad_signature += 1;
                 return;
             }
@@ -197,7 +198,10 @@ impl Node {
             return;
         }
         // Ours: the signature is checked once, here.
-        let payload = match self.router.check_delivered(&self.links, &r, link) {
+        let payload = match self
+            .router
+            .check_delivered(&self.links, &r, link, self.signature_check)
+        {
             Ok(p) => p,
             Err(Rejected::BadSignature) => {
                 self.stats.dropped_bad_signature += 1;
@@ -519,7 +523,7 @@ impl Node {
     }
 
     fn answer_probe(&mut self, now: Instant, r: &Routed, target: NodeId, via_server: bool) {
-        if !router::signed_by_src(r) {
+        if !router::signed_by_src(r, self.signature_check) {
             self.stats.dropped_bad_signature += 1;
             return;
         }
