@@ -2,7 +2,7 @@
 //! docs/decisions.md §35). It runs the simulator's broadcast scenario (release build) once per
 //! variant, on the same mesh and seed: flooding, the settings before issue 17 (fewest-hops trees are
 //! approximated by a hop cost of 10 s, which leaves the link latency only as a tie-break), each change
-//! added in turn, other radii, hop costs, fewer trees and 8 links per node; and prints one row per
+//! added in turn, other radii, hop costs, fewer trees, more long links and 8 links per node; and prints one row per
 //! variant with delivery, RMR, `ldh`, the latency percentiles, and the latency as a multiple of
 //! flooding's.
 //! Two variants run at a time (each run is single-threaded).
@@ -79,6 +79,11 @@ const VARIANTS: &[(&str, &[&str])] = &[
     ("0 ms per hop", &["--tune", "tree_hop_cost_ms=0"]),
     ("30 ms per hop", &["--tune", "tree_hop_cost_ms=30"]),
     ("6 trees", &["--tune", "trees=6"]),
+    ("3 long links of 5", &["--tune", "random_links=3"]),
+    (
+        "flood, 3 long links of 5",
+        &["--strategy", "flood", "--tune", "random_links=3"],
+    ),
     (
         "8 links (3 long)",
         &["--tune", "max_peers=8", "--tune", "random_links=3"],
@@ -187,10 +192,13 @@ fn print_table(
     results: &[Option<Outcome>],
 ) -> Result<(), String> {
     let number = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_f64);
-    // Each run is compared with flooding on its own mesh: 8-link runs with 8-link flooding.
+    // Each run is compared with flooding on its own mesh: 8-link runs with 8-link flooding, runs with
+    // more long links with flooding over the same links.
     let flood_of = |variant: &str| {
         let reference = if variant.contains("8 links") {
             "flood, 8 links"
+        } else if variant.contains("3 long links of 5") {
+            "flood, 3 long links of 5"
         } else {
             "flood"
         };
