@@ -468,13 +468,14 @@ pub(crate) fn may_go_unsigned(payload: &Payload) -> bool {
     matches!(payload, Payload::Data(_) | Payload::Ack)
 }
 
-/// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`.
+/// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`, the default way.
 #[cfg(test)]
 pub(crate) fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     verify_with(SignatureCheck::default(), public_key, message, signature)
 }
 
-/// [`verify`] with the node's [`SignatureCheck`] (ed25519, memoized in a simulator).
+/// ed25519 verification of `signature` (64 bytes) over `message` under `public_key`, done by the
+/// node's [`SignatureCheck`] (memoized in a simulator).
 pub(crate) fn verify_with(
     check: SignatureCheck,
     public_key: &[u8; 32],
