@@ -29,9 +29,6 @@ const CONNECTING: u8 = 0;
 const OPEN: u8 = 1;
 const CLOSED: u8 = 2;
 
-/// How long closing an open link waits for the peer to acknowledge what was sent last.
-const CLOSE_FLUSH: Duration = Duration::from_secs(1);
-
 /// What the connection's event handler tells the link task. The handler runs on the
 /// connection's driver and must return at once, so it only `try_send`s these.
 #[derive(Debug)]
@@ -362,16 +359,6 @@ impl PeerLink for Link {
     }
 
     async fn close(&mut self) {
-        // What was sent last (a goodbye) reaches the peer before the connection goes: wait, a little,
-        // until SCTP has the peer's acknowledgement of every byte.
-        if self.shared.state.load(Ordering::Acquire) == OPEN {
-            let deadline = Instant::now() + CLOSE_FLUSH;
-            while self.dc.outstanding_bytes().await.is_ok_and(|n| n > 0)
-                && Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
         self.shared.state.store(CLOSED, Ordering::Release);
         let _ = self.close_tx.try_send(());
         // The task closes it too; closing here as well means it is closed when this returns.
@@ -483,25 +470,7 @@ impl Task {
                     }
                 }
                 Step::Skip => continue,
-                Step::End(reason) => {
-                    // The connection's end may be noticed before the last messages are read (the
-                    // peer's goodbye, sent just before it closed): hand over what has arrived.
-                    for _ in 0..DRAIN_BATCH {
-                        let Some(event) = self.dc.poll().now_or_never() else {
-                            break;
-                        };
-                        match channel_step(event) {
-                            Step::Forward(event) => {
-                                if self.emit(event).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Step::Skip => {}
-                            Step::End(_) => break,
-                        }
-                    }
-                    return reason;
-                }
+                Step::End(reason) => return reason,
             }
             // Take what else is ready without another trip through the scheduler.
             for _ in 0..DRAIN_BATCH {
