@@ -20,16 +20,12 @@ pub(super) struct Place {
     pub(super) parent: Option<NodeId>,
 }
 
-/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, `root` is taken
-/// only through a link that advertises a cost below `feasible`, the cost this node had (EIGRP's
-/// feasibility condition). Costs grow along every path, so every node of this node's subtree
-/// advertises at least `feasible` plus a link: a link advertising less is not in it, and its path
-/// cannot lead back through this node, even if the new path is slower than the one lost. Other
-/// links may be in the subtree, whose nodes still advertise the lost path; when no link qualifies,
-/// this node advertises what it has instead (another root, or itself), which reaches the subtree and
-/// clears it. A node that keeps its root this way changes only its cost, and its subtree follows
-/// without a hold-down: a crash then re-parents the nodes below it instead of sending their subtrees
-/// to another root and back.
+/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, a path to
+/// `root` is taken only if its cost is at most `feasible` (no slower than the one lost; costs grow
+/// along every path, so a path back through this node's subtree is always slower). Any longer
+/// path may lead back through this node's own subtree, whose nodes still advertise the lost path;
+/// meanwhile this node advertises what it has instead (another root, or itself), which reaches the
+/// subtree and clears it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hold {
     pub(super) root: NodeId,
@@ -180,10 +176,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 .cost
                 .saturating_add(self.link_cost(peer))
                 .min(MAX_TREE_COST);
-            // During a hold-down, only a feasible successor (see [`Hold`]).
             if let Some(hold) = self.holds[tree]
                 && hold.root == heard.root
-                && heard.cost >= hold.feasible
+                && cost > hold.feasible
             {
                 continue;
             }
