@@ -12,7 +12,7 @@ use crate::protocol::{Event, Output, Protocol, ServerInput};
 use crate::report::Report;
 use crate::scenario::{Scenario, ScenarioArgs, Strategy, run_with};
 
-/// Distinct broadcast signatures remembered per thread; past it the memo starts afresh.
+/// Distinct signatures remembered per thread; past it the memo starts afresh.
 const MAX_CHECKED: usize = 1 << 16;
 
 /// Public keys kept decompressed per thread; past it the cache starts afresh.

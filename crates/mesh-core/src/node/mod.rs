@@ -48,7 +48,7 @@ pub struct Node {
     router: Router,
     lookups: Lookups,
     dht: crate::dht::Dht,
-    /// Checks record signatures (the same check as broadcasts').
+    /// Checks every signature: broadcasts', records', routed messages' and hellos'.
     signature_check: SignatureCheck,
     timers: TimerTable,
     outputs: VecDeque<Output>,
