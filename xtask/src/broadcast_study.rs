@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use crate::util::{cargo, output, root, run};
+use crate::util::{build_sim, last_json, output};
 
 /// Flags of `cargo xtask broadcast-study`.
 #[derive(clap::Args, Debug)]
@@ -112,20 +112,7 @@ const FIELDS: &[&str] = &[
 
 /// Entry point of the `broadcast-study` task.
 pub fn run_task(args: Args) -> Result<(), String> {
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--locked",
-        "--release",
-        "-p",
-        "sim",
-        "--bin",
-        "sim",
-    ]);
-    run("build the simulator", &mut build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root().join("target"), std::path::PathBuf::from);
-    let sim = target.join("release").join("sim");
+    let sim = build_sim()?;
 
     let variants: Vec<(&str, &[&str])> = VARIANTS
         .iter()
@@ -176,15 +163,6 @@ pub fn run_task(args: Args) -> Result<(), String> {
 }
 
 type Outcome = Result<serde_json::Value, String>;
-
-fn last_json(out: &str) -> Outcome {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .ok_or("the simulator printed no JSON report")?;
-    serde_json::from_str(line).map_err(|e| format!("the simulator's JSON report: {e}"))
-}
 
 fn print_table(
     args: &Args,

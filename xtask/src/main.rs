@@ -10,6 +10,7 @@ mod broadcast_study;
 mod ci;
 mod fuzz;
 mod sim;
+mod sim_scale;
 mod test_mesh;
 mod util;
 mod web;
@@ -35,6 +36,10 @@ enum Task {
     /// (flooding, earlier settings, other radii, trees and link counts) on one mesh and seed, as a
     /// table with the latency as a multiple of flooding's.
     BroadcastStudy(broadcast_study::Args),
+    /// How the simulator's cost grows with the network (issue 17): the broadcast scenario at each
+    /// size, one run at a time, as a table (events, wall and CPU time, peak memory) and a log-log
+    /// plot (docs/sim-scale.svg); `--from` adds earlier runs' JSON reports.
+    SimScale(sim_scale::Args),
     /// Load the signaling server (release build) with N clients and print its throughput,
     /// latency and memory.
     BenchSignaling(bench_signaling::Args),
@@ -65,6 +70,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.task {
         Task::Ci(args) => ci::run_task(args),
         Task::Sim(args) => sim::run_task(args),
+        Task::SimScale(args) => sim_scale::run_task(args),
         Task::BroadcastStudy(args) => broadcast_study::run_task(args),
         Task::BenchSignaling(args) => bench_signaling::run_task(args),
         Task::BenchLink(args) => bench_link::run_task(args),

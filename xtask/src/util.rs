@@ -71,3 +71,31 @@ fn describe(cmd: &Command) -> String {
     }
     s
 }
+
+/// Build the simulator (release) and return the path of its binary.
+pub fn build_sim() -> Result<PathBuf, String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "sim",
+        "--bin",
+        "sim",
+    ]);
+    run("build the simulator", &mut build)?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    Ok(target.join("release").join("sim"))
+}
+
+/// The last JSON line the simulator printed (`--json`): its report.
+pub fn last_json(out: &str) -> Result<serde_json::Value, String> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or("the simulator printed no JSON report")?;
+    serde_json::from_str(line).map_err(|e| format!("the simulator's JSON report: {e}"))
+}

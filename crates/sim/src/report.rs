@@ -105,8 +105,10 @@ pub struct Report {
     pub wall_s: f64,
     /// Peak resident memory of the process, MiB (VmHWM; not deterministic).
     pub peak_rss_mb: Option<f64>,
-    /// CPU seconds of the process (table only: on a shared machine wall time overstates the cost).
+    /// CPU seconds of the run (on a shared machine wall time overstates the cost; not deterministic).
     pub cpu_s: Option<f64>,
+    /// Events the simulation engine processed (frames, timers, joins): the run's size, deterministic.
+    pub events: Option<u64>,
     /// Further lines for the human table: definitions and counters (deterministic).
     pub notes: Vec<(String, String)>,
 }
@@ -152,6 +154,7 @@ impl Report {
             wall_s: 0.0,
             peak_rss_mb: None,
             cpu_s: None,
+            events: None,
             notes: Vec::new(),
         }
     }
@@ -221,6 +224,13 @@ impl Report {
         m.insert("kad_lookup_ms_p50".into(), json!(self.kad_lookup_ms_p50));
         m.insert("kad_lookup_ms_p99".into(), json!(self.kad_lookup_ms_p99));
         m.insert("put_stored_p50".into(), json!(self.put_stored_p50));
+        // The run's cost, for `cargo xtask sim-scale`: CPU seconds beside wall time, and the events
+        // they were spent on.
+        m.insert(
+            "cpu_s".into(),
+            json!(self.cpu_s.map(|c| (c * 100.0).round() / 100.0)),
+        );
+        m.insert("events".into(), json!(self.events));
         Value::Object(m)
     }
 
@@ -378,10 +388,12 @@ mod tests {
             "get_ms_p99",
             "records_lost",
             "put_stored_p50",
+            "cpu_s",
+            "events",
         ] {
             assert!(obj.contains_key(key), "{key}");
         }
-        assert_eq!(obj.len(), 36);
+        assert_eq!(obj.len(), 38);
         assert!(obj["rmr"].is_null());
     }
 }

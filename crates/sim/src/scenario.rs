@@ -343,6 +343,7 @@ pub(crate) fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
         ),
     );
     report.note("events", s.events);
+    report.events = Some(s.events);
     report.note(
         "frames sent / lost / cut / no link",
         format!(
