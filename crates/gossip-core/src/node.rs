@@ -88,8 +88,11 @@ pub struct Node<S = Identity, V = Ed25519> {
     own_proof: Option<RootProof>,
     /// Per link, the verified proofs of the roots it follows (at most `2 * trees`).
     proofs_heard: BTreeMap<NodeId, BTreeMap<NodeId, RootProof>>,
-    /// Per link, the timestamps of the root proofs we told it.
-    proofs_told: BTreeMap<NodeId, BTreeMap<NodeId, Instant>>,
+    /// Per root, the freshest proof in `proofs_heard` (the one [`Node::proof_of`] tells), kept equal
+    /// to the latest over the links as proofs come and go: one lookup instead of one per link.
+    proofs_best: BTreeMap<NodeId, RootProof>,
+    /// Per link, the roots and timestamps of the root proofs we last told it, in root order.
+    proofs_told: BTreeMap<NodeId, Vec<(NodeId, Instant)>>,
     tree_refresh_at: Option<Instant>,
     tree_flush_at: Option<Instant>,
     /// When a frame last arrived on any link (`None` before the first).
@@ -187,6 +190,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             tree_told: BTreeMap::new(),
             own_proof: None,
             proofs_heard: BTreeMap::new(),
+            proofs_best: BTreeMap::new(),
             proofs_told: BTreeMap::new(),
             tree_refresh_at: None,
             tree_flush_at: None,
@@ -392,7 +396,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         self.ihave_rate.remove(&peer);
         self.tree_heard.remove(&peer);
         self.tree_told.remove(&peer);
-        self.proofs_heard.remove(&peer);
+        if let Some(proofs) = self.proofs_heard.remove(&peer) {
+            self.forget_proofs(proofs.into_iter());
+        }
         self.proofs_told.remove(&peer);
         self.rtt.remove(&peer);
         self.link_costs.remove(&peer);
@@ -525,9 +531,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                         return;
                     }
                     // Only the proofs of the roots it now follows are kept.
-                    if let Some(proofs) = self.proofs_heard.get_mut(&from) {
-                        proofs.retain(|root, _| adverts.iter().any(|a| a.root == *root));
-                    }
+                    self.prune_proofs(from, |root| adverts.iter().any(|a| a.root == *root));
                     // Only the trees whose entry changed need their places recomputed.
                     let mask = match self.tree_heard.get(&from) {
                         Some(before) if before.len() == adverts.len() => {

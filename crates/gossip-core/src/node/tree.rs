@@ -33,6 +33,19 @@ pub(super) struct Hold {
     pub(super) until: Instant,
 }
 
+/// What one link offers the trees, gathered once per [`Node::update_trees`] rather than looked up
+/// again for every tree: the link's cost, its advertised places and the root proofs it gave.
+pub(super) struct Offer<'a> {
+    peer: NodeId,
+    /// The link's cost in the trees: its one-way latency in milliseconds plus
+    /// [`Config::tree_hop_cost`], as last fixed by [`Node::refresh_link_cost`];
+    /// [`UNMEASURED_LINK_COST`] plus the hop cost until its round trip is known; at least 1, so that
+    /// costs grow along every path.
+    cost: u32,
+    heard: &'a [TreeAdvert],
+    proofs: Option<&'a BTreeMap<NodeId, RootProof>>,
+}
+
 /// The trees whose flag is set, as a bit mask for [`Node::update_trees`] (bit `i`: tree `i`).
 pub(super) fn tree_mask(flags: impl Iterator<Item = bool>) -> u64 {
     flags
@@ -68,6 +81,20 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// cannot change with it.
     pub(super) fn update_trees(&mut self, mask: u64) {
         let now = self.now;
+        // Borrowed field by field: the loop below changes other fields while it reads these.
+        let (links, link_costs, proofs) = (&self.links, &self.link_costs, &self.proofs_heard);
+        let unmeasured = Self::cost_of(UNMEASURED_LINK_COST, self.hop_cost());
+        let offers: Vec<Offer<'_>> = self
+            .tree_heard
+            .iter()
+            .filter(|(peer, _)| links.contains_key(peer))
+            .map(|(peer, heard)| Offer {
+                peer: *peer,
+                cost: link_costs.get(peer).copied().unwrap_or(unmeasured),
+                heard,
+                proofs: proofs.get(peer),
+            })
+            .collect();
         for tree in 0..self.places.len() {
             let expired = self.holds[tree].is_some_and(|h| h.until <= now);
             if mask & (1 << tree) == 0 && !expired {
@@ -77,17 +104,16 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 self.holds[tree] = None;
             }
             let old = self.places[tree];
-            let mut new = self.pick_place(tree);
+            let mut new = self.pick_place(tree, &offers);
             // Lost: the parent no longer offers the root (its link is gone, it follows another root
             // or takes us as its parent) and what is left is worse. A parent that still offers the
             // root, even over more hops, is followed: it holds itself to the same rule.
             let parent_offers = old.parent.is_some_and(|p| {
-                self.links.contains_key(&p)
-                    && self
-                        .tree_heard
-                        .get(&p)
-                        .and_then(|h| h.get(tree))
-                        .is_some_and(|a| a.root == old.root && !a.child && self.proven(&p, a))
+                offers.iter().find(|o| o.peer == p).is_some_and(|o| {
+                    o.heard
+                        .get(tree)
+                        .is_some_and(|a| a.root == old.root && !a.child && self.proven(o, a))
+                })
             });
             let lost = old.parent.is_some()
                 && !parent_offers
@@ -110,7 +136,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     feasible: old.cost,
                     until: now + hold,
                 });
-                new = self.pick_place(tree);
+                new = self.pick_place(tree, &offers);
             }
             if new.root != old.root || new.parent != old.parent {
                 self.settled_since[tree] = now;
@@ -145,7 +171,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     /// The best place the links offer in `tree`: the lowest root in the tree's order, then the fastest
-    /// path to it (the link's cost, [`Node::link_cost`], plus the cost it advertises), then the
+    /// path to it (the link's cost, [`Offer::cost`], plus the cost it advertises), then the
     /// fewest hops, then the lowest parent id; this node as its own root if none is better.
     ///
     /// A dead root's paths are not advertised for ever: each node takes one more hop than the
@@ -153,7 +179,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// the distances of a root that is gone count up until every path to it passes the bound and the
     /// next root in the order takes over (every tree path, up to a common ancestor and down, thus
     /// fits under the hop limit).
-    pub(super) fn pick_place(&self, tree: usize) -> Place {
+    pub(super) fn pick_place(&self, tree: usize, offers: &[Offer<'_>]) -> Place {
         let mut best = Place {
             root: self.id,
             distance: 0,
@@ -161,29 +187,27 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             parent: None,
         };
         let mut best_key = self.tree_key(tree, &self.id);
-        for (peer, heard) in &self.tree_heard {
-            let Some(heard) = heard.get(tree) else {
+        let hold = self.holds[tree];
+        for offer in offers {
+            let Some(heard) = offer.heard.get(tree) else {
                 continue;
             };
-            if heard.child || !self.links.contains_key(peer) || !self.proven(peer, heard) {
+            if heard.child || !self.proven(offer, heard) {
                 continue;
             }
             let distance = heard.distance.saturating_add(1);
             if distance > self.config.hop_limit / 2 {
                 continue;
             }
-            let cost = heard
-                .cost
-                .saturating_add(self.link_cost(peer))
-                .min(MAX_TREE_COST);
-            if let Some(hold) = self.holds[tree]
+            let cost = heard.cost.saturating_add(offer.cost).min(MAX_TREE_COST);
+            if let Some(hold) = hold
                 && hold.root == heard.root
                 && cost > hold.feasible
             {
                 continue;
             }
             let key = self.tree_key(tree, &heard.root);
-            if (key, cost, distance, Some(*peer))
+            if (key, cost, distance, Some(offer.peer))
                 < (best_key, best.cost, best.distance, best.parent)
             {
                 best_key = key;
@@ -191,22 +215,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     root: heard.root,
                     distance,
                     cost,
-                    parent: Some(*peer),
+                    parent: Some(offer.peer),
                 };
             }
         }
         best
-    }
-
-    /// A link's cost in the trees: its one-way latency in milliseconds plus
-    /// [`Config::tree_hop_cost`], as last fixed by [`Node::refresh_link_cost`];
-    /// [`UNMEASURED_LINK_COST`] plus the hop cost until its round trip is known; at least 1, so that
-    /// costs grow along every path.
-    pub(super) fn link_cost(&self, peer: &NodeId) -> u32 {
-        self.link_costs
-            .get(peer)
-            .copied()
-            .unwrap_or_else(|| Self::cost_of(UNMEASURED_LINK_COST, self.hop_cost()))
     }
 
     /// [`Config::tree_hop_cost`] in milliseconds.
@@ -275,18 +288,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         best.map_or(0, |(_, _, tree)| u8::try_from(tree).unwrap_or(0))
     }
 
-    /// Whether `link`'s advertised root in one tree is proven: the link itself (links are
-    /// authenticated by the driver), or a root of which `link` gave a valid proof that is still fresh.
+    /// Whether a link's advertised root in one tree is proven: the link itself (links are
+    /// authenticated by the driver), or a root of which the link gave a valid proof that is still fresh.
     /// An unproven entry counts as nothing: a node that claims a root it cannot prove attracts no tree.
     ///
     /// Distance 0 is the root itself: another node that claims it (to look adjacent to a real root's
     /// neighbours) is not believed either.
-    pub(super) fn proven(&self, link: &NodeId, advert: &TreeAdvert) -> bool {
-        advert.root == *link
+    fn proven(&self, offer: &Offer<'_>, advert: &TreeAdvert) -> bool {
+        advert.root == offer.peer
             || advert.distance > 0
-                && self
-                    .proofs_heard
-                    .get(link)
+                && offer
+                    .proofs
                     .and_then(|proofs| proofs.get(&advert.root))
                     .is_some_and(|proof| self.fresh(proof))
     }
@@ -314,11 +326,15 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 self.stats.tree_proofs_refused += 1;
                 continue;
             }
+            // Held by some link: the freshest held is `proofs_best`, so a later one is new.
+            let best = self.proofs_best.get(&root).copied();
             let known = self.own_proof == Some(proof)
-                || self
-                    .proofs_heard
-                    .values()
-                    .any(|p| p.get(&root) == Some(&proof));
+                || best == Some(proof)
+                || best.is_some_and(|b| b.timestamp > proof.timestamp)
+                    && self
+                        .proofs_heard
+                        .values()
+                        .any(|p| p.get(&root) == Some(&proof));
             if !known {
                 self.stats.tree_proofs_verified += 1;
                 let signed = root_signed_bytes(&root, proof.timestamp);
@@ -331,15 +347,24 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 }
             }
             let proofs = self.proofs_heard.entry(from).or_default();
-            proofs.insert(root, proof);
-            if proofs.len() > 2 * self.config.trees {
+            let replaced = proofs.insert(root, proof);
+            let too_many = proofs.len() > 2 * self.config.trees;
+            self.forget_proofs(replaced.map(|old| (root, old)).into_iter());
+            if self
+                .proofs_best
+                .get(&root)
+                .is_none_or(|b| b.timestamp < proof.timestamp)
+            {
+                self.proofs_best.insert(root, proof);
+            }
+            if too_many {
                 // Only the roots the link follows, and this frame's, need keeping.
                 let named: Vec<NodeId> = self
                     .tree_heard
                     .get(&from)
                     .map(|h| h.iter().map(|a| a.root).collect())
                     .unwrap_or_default();
-                proofs.retain(|r, _| *r == root || named.contains(r));
+                self.prune_proofs(from, |r| *r == root || named.contains(r));
             }
             changed.push(root);
         }
@@ -364,12 +389,42 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
             return self.own_proof;
         }
-        self.proofs_heard
-            .values()
-            .filter_map(|p| p.get(&root))
+        // The freshest held: a proof is kept only if fresh when it came, so it cannot be too far in
+        // the future later, and if the latest is too old, so is every other.
+        self.proofs_best
+            .get(&root)
             .filter(|p| self.fresh(p))
-            .max_by_key(|p| p.timestamp)
             .copied()
+    }
+
+    /// Drops the proofs `peer` gave of the roots `keep` refuses.
+    pub(super) fn prune_proofs(&mut self, peer: NodeId, keep: impl Fn(&NodeId) -> bool) {
+        let Some(proofs) = self.proofs_heard.get_mut(&peer) else {
+            return;
+        };
+        let dropped: Vec<(NodeId, RootProof)> =
+            proofs.extract_if(.., |root, _| !keep(root)).collect();
+        self.forget_proofs(dropped.into_iter());
+    }
+
+    /// Keeps `proofs_best` the latest held after `dropped` left `proofs_heard`: a root whose best
+    /// proof went takes the latest other link's, or none.
+    pub(super) fn forget_proofs(&mut self, dropped: impl Iterator<Item = (NodeId, RootProof)>) {
+        for (root, proof) in dropped {
+            if self.proofs_best.get(&root) != Some(&proof) {
+                continue;
+            }
+            let latest = self
+                .proofs_heard
+                .values()
+                .filter_map(|p| p.get(&root))
+                .max_by_key(|p| p.timestamp)
+                .copied();
+            match latest {
+                Some(latest) => self.proofs_best.insert(root, latest),
+                None => self.proofs_best.remove(&root),
+            };
+        }
     }
 
     /// The freshest proof we hold of each root we follow, in root order.
@@ -383,16 +438,29 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             .collect()
     }
 
-    /// Sends `peer` those of `proofs` (ours, [`Node::our_proofs`]) it has not had from us, or only
-    /// older.
+    /// Sends `peer` those of `proofs` (ours, [`Node::our_proofs`], in root order) it has not had from
+    /// us, or only older.
     fn tell_proofs(&mut self, peer: NodeId, proofs: &[(NodeId, RootProof)]) {
         let before = self.proofs_told.get(&peer);
+        let same = before.is_some_and(|t| {
+            t.len() == proofs.len()
+                && t.iter()
+                    .zip(proofs)
+                    .all(|(told, (root, proof))| *told == (*root, proof.timestamp))
+        });
+        if same {
+            return;
+        }
         let send: Vec<RootProof> = proofs
             .iter()
             .filter(|(root, proof)| {
                 before
-                    .and_then(|t| t.get(root))
-                    .is_none_or(|at| *at < proof.timestamp)
+                    .and_then(|t| {
+                        t.binary_search_by(|(r, _)| r.cmp(root))
+                            .ok()
+                            .map(|i| t[i].1)
+                    })
+                    .is_none_or(|at| at < proof.timestamp)
             })
             .map(|(_, proof)| *proof)
             .collect();

@@ -325,3 +325,69 @@ fn the_tree_takes_the_fastest_path_to_its_root() {
     tell(&mut node, peers[0], 1, 30);
     assert_eq!(node.tree_places()[0].2, Some(peers[0]));
 }
+
+/// The root proof a node passes on is the latest one a link of it still holds: when the link that
+/// gave the latest goes, a new link gets the next latest; when no link holds one, none is told and
+/// the root is no longer followed.
+#[test]
+fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
+    let config = Config {
+        rooted_tree: true,
+        trees: 1,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let (mut node, peers) = linked(config);
+    let root = low_identity();
+    let (older, newer) = (root_proof(&root, t0()), root_proof(&root, t0() + ms(10)));
+    let now = t0() + ms(20);
+    let advert = |distance: u8| TreeAdvert {
+        root: root.id(),
+        distance,
+        child: false,
+        cost: 100,
+    };
+    for (peer, proof) in [(peers[0], older), (peers[1], newer)] {
+        node.handle_message(now, peer, &wire::encode(&Frame::Roots(vec![proof])));
+        node.handle_message(now, peer, &wire::encode(&Frame::Tree(vec![advert(1)])));
+    }
+    assert_eq!(node.tree_places()[0].0, root.id());
+    // The proofs of `root` told to `peer`, in order.
+    let told_to = |node: &mut Node, peer: NodeId| -> Vec<RootProof> {
+        sends(node)
+            .into_iter()
+            .filter_map(|(to, frame)| match frame {
+                Frame::Roots(proofs) if to == peer => Some(proofs),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| p.root() == root.id())
+            .collect()
+    };
+    assert_eq!(told_to(&mut node, peers[2]).last(), Some(&newer));
+
+    // The link with the newer proof goes: a new link gets the older one, which is still held.
+    node.handle_peer_down(now, peers[1]);
+    let _ = sends(&mut node);
+    let fresh_link = identity(20).id();
+    node.handle_peer_up(now, fresh_link);
+    assert_eq!(told_to(&mut node, fresh_link), vec![older]);
+
+    // The last holder stops following the root: no proof is left, and the root is not followed.
+    let own = vec![TreeAdvert {
+        root: peers[0],
+        distance: 0,
+        child: false,
+        cost: 0,
+    }];
+    node.handle_message(now, peers[0], &wire::encode(&Frame::Tree(own)));
+    assert_ne!(node.tree_places()[0].0, root.id());
+    let _ = sends(&mut node);
+    let last_link = identity(21).id();
+    node.handle_peer_up(now, last_link);
+    assert!(
+        told_to(&mut node, last_link)
+            .iter()
+            .all(|p| p.root() != root.id())
+    );
+}
