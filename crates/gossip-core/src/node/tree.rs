@@ -347,9 +347,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 }
             }
             let proofs = self.proofs_heard.entry(from).or_default();
-            let replaced = proofs.insert(root, proof);
+            // What this replaces is older than `proof`, so `proof` is the best if that was.
+            proofs.insert(root, proof);
             let too_many = proofs.len() > 2 * self.config.trees;
-            self.forget_proofs(replaced.map(|old| (root, old)).into_iter());
             if self
                 .proofs_best
                 .get(&root)
@@ -402,6 +402,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let Some(proofs) = self.proofs_heard.get_mut(&peer) else {
             return;
         };
+        // Usually nothing goes (a link keeps following its roots): no list is built then.
+        if proofs.keys().all(&keep) {
+            return;
+        }
         let dropped: Vec<(NodeId, RootProof)> =
             proofs.extract_if(.., |root, _| !keep(root)).collect();
         self.forget_proofs(dropped.into_iter());

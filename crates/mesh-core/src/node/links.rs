@@ -6,11 +6,10 @@ use alloc::vec::Vec;
 use kademlia_core::{Instant, NodeId};
 use rand::RngExt as _;
 
+use super::announce::{Lists, announcements};
 use super::{Node, new_link};
 use crate::event::{DisconnectReason, Event, HelloError, Output};
-use crate::frame::{
-    self, ChunkResult, Frame, Hello, MAX_FOURTH, MAX_ID_LIST, MAX_THIRD, Neighbors,
-};
+use crate::frame::{self, ChunkResult, Frame, Hello, Neighbors};
 use crate::link::{Heard, LinkState, MAX_EARLY_FRAMES};
 use crate::timer::Timer;
 
@@ -301,8 +300,19 @@ impl Node {
     pub(super) fn send_neighbors(&mut self, now: Instant) {
         self.timers.stop(Timer::Announce);
         let ups = self.links.up();
-        for p in &ups {
-            let announcement = self.neighbors_for(&ups, p);
+        let lists: Vec<Lists<'_>> = ups
+            .iter()
+            .filter_map(|p| {
+                self.links.get(p).map(|l| Lists {
+                    id: *p,
+                    neighbors: &l.neighbors,
+                    second: &l.second,
+                    third: &l.third,
+                })
+            })
+            .collect();
+        let all = announcements(self.local, &lists);
+        for (p, announcement) in ups.iter().zip(all) {
             let Some(link) = self.links.get_mut(p) else {
                 continue;
             };
@@ -311,67 +321,6 @@ impl Node {
             }
             link.announced = Some(announcement.clone());
             self.send_frame(now, *p, &Frame::Neighbors(announcement));
-        }
-    }
-
-    /// The lists for up link `p` (`ups`: every up link).
-    fn neighbors_for(&self, ups: &[NodeId], p: &NodeId) -> Neighbors {
-        let links: Vec<NodeId> = ups
-            .iter()
-            .filter(|q| *q != p)
-            .copied()
-            .take(MAX_ID_LIST)
-            .collect();
-        // Sorted vectors rather than sets: this runs for every link on every change.
-        let mut second: Vec<NodeId> = Vec::new();
-        let mut third: Vec<NodeId> = Vec::new();
-        let mut fourth: Vec<NodeId> = Vec::new();
-        for q in &links {
-            if let Some(l) = self.links.get(q) {
-                second.extend_from_slice(&l.neighbors);
-                third.extend_from_slice(&l.second);
-                fourth.extend_from_slice(&l.third);
-            }
-        }
-        let mut above: Vec<NodeId> = links.clone();
-        above.push(*p);
-        above.push(self.local);
-        above.sort_unstable();
-        // Each link's lists arrive sorted (their sender built them so): the stable sort merges those
-        // runs in close to linear time where an unstable one would sort from scratch. Ids are unique
-        // bytes, so the order is the same.
-        second.sort();
-        second.dedup();
-        second.retain(|x| above.binary_search(x).is_err());
-        third.sort();
-        third.dedup();
-        third.retain(|x| above.binary_search(x).is_err() && second.binary_search(x).is_err());
-        // The lowest id of each first byte that no level above holds: a sample spread over the id
-        // space, which is what greedy routing needs from far away. One pass over the sorted list; the
-        // exclusion is checked only until a byte has its id.
-        fourth.sort();
-        let mut last_byte = None;
-        fourth.retain(|x| {
-            let byte = x.as_bytes()[0];
-            if last_byte == Some(byte) {
-                return false;
-            }
-            let keep = above.binary_search(x).is_err()
-                && second.binary_search(x).is_err()
-                && third.binary_search(x).is_err();
-            if keep {
-                last_byte = Some(byte);
-            }
-            keep
-        });
-        fourth.truncate(MAX_FOURTH);
-        second.truncate(MAX_ID_LIST);
-        third.truncate(MAX_THIRD);
-        Neighbors {
-            links,
-            second,
-            third,
-            fourth,
         }
     }
 

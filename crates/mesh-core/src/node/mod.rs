@@ -4,6 +4,7 @@
 //! the cores return; `links.rs` holds link set-up, frames and topology actions, `routing.rs` routed
 //! messages, signaling and lookups.
 
+mod announce;
 mod dht;
 mod direct;
 mod links;
