@@ -183,9 +183,11 @@ pub struct Config {
     /// be lost; a change is told at once). Default 10 s.
     pub tree_refresh_interval: Duration,
     /// With `rooted_tree`, how long a node whose parent stopped offering the root (its link went
-    /// down, or it follows another root) refuses any path to that root longer than the one it had, so
-    /// that the paths its own subtree still advertises through it are cleared first: no routing loop,
-    /// no counting to the hop bound. Also how long a tree must have kept its root and parent before
+    /// down, or it follows another root) takes that root only through a link advertising less than
+    /// the lowest cost it had or advertised for it within this span (its subtree all advertise more),
+    /// so that the paths its own subtree still advertises through it are cleared first: no routing
+    /// loop, no counting to the hop bound. Also the span over which advertised costs count (a change
+    /// crosses a subtree within it), and how long a tree must have kept its root and parent before
     /// this node publishes on it, when a settled tree exists. Default 2 s: longer than a change takes
     /// to cross a subtree.
     pub tree_hold_down: Duration,

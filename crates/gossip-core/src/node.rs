@@ -81,6 +81,8 @@ pub struct Node<S = Identity, V = Ed25519> {
     holds: Vec<Option<Hold>>,
     /// When each tree's place last changed its root or parent (an origin prefers settled trees).
     settled_since: Vec<Instant>,
+    /// Per tree, the costs this node advertised lately for its root: its feasible distance.
+    advertised: Vec<tree::Advertised>,
     tree_heard: BTreeMap<NodeId, Vec<TreeAdvert>>,
     tree_told: BTreeMap<NodeId, Vec<TreeAdvert>>,
     /// This node's proof of itself as a root (signed when first needed, renewed at a quarter of
@@ -186,6 +188,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             ],
             holds: vec![None; config.trees],
             settled_since: vec![Instant::ZERO; config.trees],
+            advertised: vec![tree::Advertised::default(); config.trees],
             tree_heard: BTreeMap::new(),
             tree_told: BTreeMap::new(),
             own_proof: None,

@@ -20,17 +20,75 @@ pub(super) struct Place {
     pub(super) parent: Option<NodeId>,
 }
 
-/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, a path to
-/// `root` is taken only if its cost is at most `feasible` (no slower than the one lost; costs grow
-/// along every path, so a path back through this node's subtree is always slower). Any longer
-/// path may lead back through this node's own subtree, whose nodes still advertise the lost path;
-/// meanwhile this node advertises what it has instead (another root, or itself), which reaches the
-/// subtree and clears it.
+/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, `root` is taken
+/// only through a link that advertises a cost below `feasible` (EIGRP's feasibility condition).
+/// `feasible` is the lower of the cost this node had and the lowest cost it advertised for `root`
+/// since it began advertising it (DUAL's feasible distance). Costs grow along every path, and every
+/// node of this node's subtree took its cost from one of those adverts plus a link, so it advertises
+/// more than `feasible`, even if it has not heard this node's latest cost yet: a link advertising
+/// less is not in the subtree, and its path cannot lead back through this node, even if it is slower
+/// than the one lost. Other links may be in the subtree, whose nodes still advertise the lost path;
+/// when no link qualifies, this node advertises what it has instead (another root, or itself), which
+/// reaches the subtree and clears it. A node that keeps its root this way changes only its cost, and
+/// its subtree follows without a hold-down: a crash or an evicted link then re-parents the nodes
+/// below it instead of sending their subtrees to another root and back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hold {
     pub(super) root: NodeId,
     pub(super) feasible: u32,
     pub(super) until: Instant,
+}
+
+/// Most costs kept per tree in [`Advertised`]; past it the last one is kept longer instead (stricter).
+const MAX_ADVERTISED_LOWS: usize = 16;
+
+/// The costs this node advertised in one tree for the root it advertises, over the last
+/// [`Config::tree_hold_down`]: the lowest is its feasible distance (DUAL's). Every node of its
+/// subtree took its cost from one of these adverts plus at least one link, and has heard the latest
+/// within a hold-down (the same assumption as the hold-down's), so a link advertising less than the
+/// lowest is not in the subtree.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Advertised {
+    root: Option<NodeId>,
+    /// (cost, when last advertised), increasing in both from front to back: the candidates for the
+    /// lowest cost of the window (a sliding-window minimum).
+    lows: VecDeque<(u32, Instant)>,
+}
+
+impl Advertised {
+    /// Notes that `cost` for `root` was advertised at `now`.
+    fn told(&mut self, root: NodeId, cost: u32, now: Instant, window: Duration) {
+        if self.root != Some(root) {
+            self.root = Some(root);
+            self.lows.clear();
+        }
+        while self
+            .lows
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= window)
+        {
+            self.lows.pop_front();
+        }
+        while self.lows.back().is_some_and(|(c, _)| *c >= cost) {
+            self.lows.pop_back();
+        }
+        let full = self.lows.len() >= MAX_ADVERTISED_LOWS;
+        match self.lows.back_mut() {
+            Some(last) if full => last.1 = now,
+            _ => self.lows.push_back((cost, now)),
+        }
+    }
+
+    /// The lowest cost advertised for `root` within `window` before `now`, if any.
+    fn feasible(&self, root: &NodeId, now: Instant, window: Duration) -> Option<u32> {
+        if self.root != Some(*root) {
+            return None;
+        }
+        self.lows
+            .iter()
+            .find(|(_, at)| now.saturating_duration_since(*at) < window)
+            .map(|(cost, _)| *cost)
+    }
 }
 
 /// What one link offers the trees, gathered once per [`Node::update_trees`] rather than looked up
@@ -131,9 +189,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 } else {
                     self.config.tree_hold_down
                 };
+                let advertised = self.advertised[tree]
+                    .feasible(&old.root, now, self.config.tree_hold_down)
+                    .unwrap_or(old.cost);
                 self.holds[tree] = Some(Hold {
                     root: old.root,
-                    feasible: old.cost,
+                    feasible: old.cost.min(advertised),
                     until: now + hold,
                 });
                 new = self.pick_place(tree, &offers);
@@ -188,6 +249,16 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         };
         let mut best_key = self.tree_key(tree, &self.id);
         let hold = self.holds[tree];
+        // Without a hold-down, a link other than the parent is taken for the root this node
+        // advertises only if it advertises less than this node's feasible distance: after this
+        // node's cost rose, a node of its subtree may still advertise a cost built on the lower one.
+        let parent = self.places[tree].parent;
+        let feasible = hold.is_none().then(|| {
+            let root = self.places[tree].root;
+            self.advertised[tree]
+                .feasible(&root, self.now, self.config.tree_hold_down)
+                .map(|cost| (root, cost))
+        });
         for offer in offers {
             let Some(heard) = offer.heard.get(tree) else {
                 continue;
@@ -200,9 +271,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 continue;
             }
             let cost = heard.cost.saturating_add(offer.cost).min(MAX_TREE_COST);
+            // During a hold-down, only a feasible successor (see [`Hold`]).
             if let Some(hold) = hold
                 && hold.root == heard.root
-                && cost > hold.feasible
+                && heard.cost >= hold.feasible
+            {
+                continue;
+            }
+            if let Some(Some((root, fd))) = feasible
+                && root == heard.root
+                && parent != Some(offer.peer)
+                && heard.cost >= fd
             {
                 continue;
             }
@@ -503,6 +582,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             .collect();
         if !again && self.tree_told.get(&peer) == Some(&adverts) {
             return;
+        }
+        let window = self.config.tree_hold_down;
+        for (advertised, place) in self.advertised.iter_mut().zip(&self.places) {
+            advertised.told(place.root, place.cost, self.now, window);
         }
         self.tree_told.insert(peer, adverts.clone());
         self.send_frame(peer, &Frame::Tree(adverts));

@@ -385,9 +385,110 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
     let _ = sends(&mut node);
     let last_link = identity(21).id();
     node.handle_peer_up(now, last_link);
-    assert!(
-        told_to(&mut node, last_link)
-            .iter()
-            .all(|p| p.root() != root.id())
-    );
+    assert_eq!(told_to(&mut node, last_link), Vec::<RootProof>::new());
+}
+
+/// A node that loses its parent keeps its root through any link that advertises a lower cost than
+/// its own was (a feasible successor: that link's path cannot lead back through this node, whose
+/// subtree all advertise more), even when the new path is slower; its subtree then follows without
+/// changing root. A link advertising no less than the lost cost may be in the subtree: it is refused
+/// until the hold-down ends.
+#[test]
+fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root() {
+    let config = Config {
+        rooted_tree: true,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let hold = config.tree_hold_down;
+    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
+    let (mut node, peers) = linked(config);
+    let root = low_identity();
+    let proof = root_proof(&root, t0());
+    for peer in &peers {
+        node.handle_link_rtt(t0(), *peer, ms(20));
+    }
+    let link = 10 + hop;
+    let tell = |node: &mut Node, at: Instant, from: NodeId, distance: u8, cost: u32| {
+        node.handle_message(at, from, &wire::encode(&Frame::Roots(vec![proof])));
+        let advert = TreeAdvert {
+            root: root.id(),
+            distance,
+            child: false,
+            cost,
+        };
+        node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+    };
+    // Peer 0 is the fastest (cost 10 + link), peer 1 advertises 40: slower through its link (40 + link)
+    // but below this node's own cost; peer 2 advertises more than this node's cost.
+    tell(&mut node, t0(), peers[0], 1, 10);
+    tell(&mut node, t0(), peers[1], 2, 40);
+    tell(&mut node, t0(), peers[2], 4, 10 + link + 5);
+    assert_eq!(node.tree_places()[0], (root.id(), 2, Some(peers[0])));
+    let _ = sends(&mut node);
+
+    // Peer 0's link goes down: peer 1 is feasible (40 < 10 + link), so the root stays and only the
+    // cost rises; the links hear the same root.
+    node.handle_peer_down(t0() + ms(10), peers[0]);
+    assert_eq!(node.tree_places()[0], (root.id(), 3, Some(peers[1])));
+    let told = sends(&mut node);
+    assert!(told.iter().any(|(to, f)| *to == peers[2]
+        && matches!(f, Frame::Tree(a) if a[0].root == root.id() && a[0].cost == 40 + link)));
+
+    // Peer 1's goes too: peer 2 advertises more than the cost held (it may be in this node's
+    // subtree), so it is refused while the hold lasts, and taken when it ends.
+    node.handle_peer_down(t0() + ms(20), peers[1]);
+    let place = node.tree_places()[0];
+    assert_ne!(place.2, Some(peers[2]), "refused during the hold-down");
+    node.handle_timeout(t0() + ms(20) + hold);
+    assert_eq!(node.tree_places()[0], (root.id(), 5, Some(peers[2])));
+}
+
+/// The cost a hold-down compares with is the lowest this node advertised, not only the one it has:
+/// after its cost rose, a node of its subtree may still advertise a cost built on the lower one
+/// (it has not heard the rise yet). Such a link is below the new cost but must not be taken when the
+/// parent goes: it would be a loop through this node's own subtree.
+#[test]
+fn a_hold_down_refuses_a_link_whose_cost_was_built_on_a_lower_advert_of_ours() {
+    let config = Config {
+        rooted_tree: true,
+        trees: 1,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
+    let (mut node, peers) = linked(config);
+    let root = low_identity();
+    let proof = root_proof(&root, t0());
+    for peer in &peers {
+        node.handle_link_rtt(t0(), *peer, ms(20));
+    }
+    let link = 10 + hop;
+    let tell = |node: &mut Node, at: Instant, from: NodeId, distance: u8, cost: u32| {
+        node.handle_message(at, from, &wire::encode(&Frame::Roots(vec![proof])));
+        let advert = TreeAdvert {
+            root: root.id(),
+            distance,
+            child: false,
+            cost,
+        };
+        node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+    };
+    // Peer 0 offers the root at cost 10: this node advertises 10 + link.
+    tell(&mut node, t0(), peers[0], 1, 10);
+    assert_eq!(node.tree_places()[0], (root.id(), 2, Some(peers[0])));
+    let advertised = 10 + link;
+    // Peer 2 is two hops below this node: its cost was built on that advert.
+    let stale = advertised + 2 * link;
+    tell(&mut node, t0(), peers[2], 4, stale);
+    assert_eq!(node.tree_places()[0].2, Some(peers[0]));
+    // Peer 0's link slows down (1 s round trips): this node's cost rises above peer 2's stale one.
+    for i in 0..40 {
+        node.handle_link_rtt(t0() + ms(i), peers[0], ms(1000));
+    }
+    let _ = sends(&mut node);
+    // Peer 0 goes: peer 2 advertises less than the cost this node had, but not less than what it
+    // advertised before, so it is refused while the hold lasts.
+    node.handle_peer_down(t0() + ms(50), peers[0]);
+    assert_ne!(node.tree_places()[0].2, Some(peers[2]));
 }
