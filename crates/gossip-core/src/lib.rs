@@ -101,14 +101,15 @@
 //!   numbers:** a node whose parent stops offering the root (its link went down, it follows another
 //!   root or took this node as its parent) and that finds only a longer path holds that root down
 //!   ([`Config::tree_hold_down`], or [`Config::tree_root_hold_down`] when its parent was the root
-//!   itself): it takes the root only through a link that advertises less than its feasible
-//!   distance (a feasible successor, as in EIGRP's DUAL: the lowest cost it had or advertised for
-//!   that root within the last hold-down; its subtree all advertise more, even those that have not
-//!   heard its latest cost, so such a link's path cannot run back through it), and keeps its root
-//!   that way when it can; otherwise it advertises what it has instead (another root, or itself),
-//!   which reaches the subtree and clears it before the hold ends. Outside a hold-down the same
-//!   condition applies to a new parent for the same root: after a node's cost rose, a node of its
-//!   subtree may still advertise a cost built on the lower one. A root that is gone disappears that way
+//!   itself): it takes no path to it longer than the one it had, since such a path may run back
+//!   through its own subtree, and advertises what it has instead (another root, or itself), which
+//!   reaches the subtree and clears it before the hold ends. With
+//!   [`Config::tree_feasible_successors`] (off by default) it takes the root only through a link
+//!   that advertises less than its feasible distance instead (a feasible successor, as in EIGRP's
+//!   DUAL: the lowest cost it had or advertised for that root within the last hold-down; its subtree
+//!   all advertise more, even those that have not heard its latest cost), and keeps its root that way
+//!   when it can; the same condition then applies outside a hold-down to a new parent for the same
+//!   root. A root that is gone disappears that way
 //!   instead of being counted up hop by hop, and no root has to send periodic sequence numbers down
 //!   every tree. Any tree path (up to a common ancestor, then down) fits under the hop limit.
 //! - **Eager radius** ([`Config::eager_radius`], rooted trees). The origin and every node that

@@ -291,6 +291,7 @@ pub const TUNABLES: &[&str] = &[
     "random_links",
     "tree_advert_delay_ms",
     "tree_hop_cost_ms",
+    "tree_feasible_successors",
 ];
 
 /// `config` with the settings of `tune` changed.
@@ -318,6 +319,7 @@ pub fn apply_tune(config: &mut mesh_core::Config, tune: &[(String, String)]) -> 
             "random_links" => config.random_links = small(),
             "tree_advert_delay_ms" => config.gossip.tree_advert_delay = millis,
             "tree_hop_cost_ms" => config.gossip.tree_hop_cost = millis,
+            "tree_feasible_successors" => config.gossip.tree_feasible_successors = number != 0,
             _ => {
                 return Err(format!(
                     "--tune {name}: unknown (one of {})",

@@ -20,18 +20,22 @@ pub(super) struct Place {
     pub(super) parent: Option<NodeId>,
 }
 
-/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, `root` is taken
-/// only through a link that advertises a cost below `feasible` (EIGRP's feasibility condition).
-/// `feasible` is the lower of the cost this node had and the lowest cost it advertised for `root`
-/// since it began advertising it (DUAL's feasible distance). Costs grow along every path, and every
-/// node of this node's subtree took its cost from one of those adverts plus a link, so it advertises
-/// more than `feasible`, even if it has not heard this node's latest cost yet: a link advertising
-/// less is not in the subtree, and its path cannot lead back through this node, even if it is slower
-/// than the one lost. Other links may be in the subtree, whose nodes still advertise the lost path;
-/// when no link qualifies, this node advertises what it has instead (another root, or itself), which
-/// reaches the subtree and clears it. A node that keeps its root this way changes only its cost, and
-/// its subtree follows without a hold-down: a crash or an evicted link then re-parents the nodes
-/// below it instead of sending their subtrees to another root and back.
+/// A tree's hold-down after its path to `root` was lost or got slower: until `until`, a path to
+/// `root` is taken only if its cost is at most `feasible` (no slower than the one lost; costs grow
+/// along every path, so a path back through this node's subtree is slower, once the subtree has
+/// heard this node's cost). Any longer path may lead back through this node's own subtree, whose
+/// nodes still advertise the lost path; meanwhile this node advertises what it has instead (another
+/// root, or itself), which reaches the subtree and clears it.
+///
+/// With [`Config::tree_feasible_successors`], `root` is taken only through a link that advertises a
+/// cost below `feasible` (EIGRP's feasibility condition), and `feasible` is the lower of the cost
+/// this node had and the lowest cost it advertised for `root` within the last hold-down (DUAL's
+/// feasible distance, [`Advertised`]). Every node of the subtree took its cost from one of those
+/// adverts plus a link, so it advertises more, even if it has not heard this node's latest cost: a
+/// link advertising less is not in the subtree, even if its path is slower than the one lost. A node
+/// that keeps its root this way changes only its cost, and its subtree follows without a hold-down:
+/// a crash or an evicted link then re-parents the nodes below it instead of sending their subtrees to
+/// another root and back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Hold {
     pub(super) root: NodeId,
@@ -194,7 +198,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     .unwrap_or(old.cost);
                 self.holds[tree] = Some(Hold {
                     root: old.root,
-                    feasible: old.cost.min(advertised),
+                    feasible: if self.config.tree_feasible_successors {
+                        old.cost.min(advertised)
+                    } else {
+                        old.cost
+                    },
                     until: now + hold,
                 });
                 new = self.pick_place(tree, &offers);
@@ -253,7 +261,8 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         // advertises only if it advertises less than this node's feasible distance: after this
         // node's cost rose, a node of its subtree may still advertise a cost built on the lower one.
         let parent = self.places[tree].parent;
-        let feasible = hold.is_none().then(|| {
+        let dual = self.config.tree_feasible_successors;
+        let feasible = (dual && hold.is_none()).then(|| {
             let root = self.places[tree].root;
             self.advertised[tree]
                 .feasible(&root, self.now, self.config.tree_hold_down)
@@ -271,10 +280,15 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 continue;
             }
             let cost = heard.cost.saturating_add(offer.cost).min(MAX_TREE_COST);
-            // During a hold-down, only a feasible successor (see [`Hold`]).
+            // During a hold-down, only a path no slower than the one lost or, with
+            // `tree_feasible_successors`, only a feasible successor (see [`Hold`]).
             if let Some(hold) = hold
                 && hold.root == heard.root
-                && heard.cost >= hold.feasible
+                && if dual {
+                    heard.cost >= hold.feasible
+                } else {
+                    cost > hold.feasible
+                }
             {
                 continue;
             }
@@ -583,9 +597,11 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if !again && self.tree_told.get(&peer) == Some(&adverts) {
             return;
         }
-        let window = self.config.tree_hold_down;
-        for (advertised, place) in self.advertised.iter_mut().zip(&self.places) {
-            advertised.told(place.root, place.cost, self.now, window);
+        if self.config.tree_feasible_successors {
+            let window = self.config.tree_hold_down;
+            for (advertised, place) in self.advertised.iter_mut().zip(&self.places) {
+                advertised.told(place.root, place.cost, self.now, window);
+            }
         }
         self.tree_told.insert(peer, adverts.clone());
         self.send_frame(peer, &Frame::Tree(adverts));

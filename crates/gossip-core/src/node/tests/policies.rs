@@ -388,8 +388,8 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
     assert_eq!(told_to(&mut node, last_link), Vec::<RootProof>::new());
 }
 
-/// A node that loses its parent keeps its root through any link that advertises a lower cost than
-/// its own was (a feasible successor: that link's path cannot lead back through this node, whose
+/// With `tree_feasible_successors`, a node that loses its parent keeps its root through any link that
+/// advertises a lower cost than its own was (a feasible successor: that link's path cannot lead back through this node, whose
 /// subtree all advertise more), even when the new path is slower; its subtree then follows without
 /// changing root. A link advertising no less than the lost cost may be in the subtree: it is refused
 /// until the hold-down ends.
@@ -397,6 +397,7 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
 fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root() {
     let config = Config {
         rooted_tree: true,
+        tree_feasible_successors: true,
         tree_advert_delay: Duration::ZERO,
         ..Config::default()
     };
@@ -444,7 +445,8 @@ fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root(
     assert_eq!(node.tree_places()[0], (root.id(), 5, Some(peers[2])));
 }
 
-/// The cost a hold-down compares with is the lowest this node advertised, not only the one it has:
+/// With `tree_feasible_successors`, the cost a new parent is compared with is the lowest this node
+/// advertised, not only the one it has:
 /// after its cost rose, a node of its subtree may still advertise a cost built on the lower one
 /// (it has not heard the rise yet). Such a link is below the new cost but must not be taken when the
 /// parent goes: it would be a loop through this node's own subtree.
@@ -452,6 +454,7 @@ fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root(
 fn a_hold_down_refuses_a_link_whose_cost_was_built_on_a_lower_advert_of_ours() {
     let config = Config {
         rooted_tree: true,
+        tree_feasible_successors: true,
         trees: 1,
         tree_advert_delay: Duration::ZERO,
         ..Config::default()
