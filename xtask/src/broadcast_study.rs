@@ -2,7 +2,8 @@
 //! docs/decisions.md §35). It runs the simulator's broadcast scenario (release build) once per
 //! variant, on the same mesh and seed: flooding, the settings before issue 17 (fewest-hops trees are
 //! approximated by a hop cost of 10 s, which leaves the link latency only as a tie-break), each change
-//! added in turn, other radii, hop costs, fewer trees, more long links and 8 links per node; and prints one row per
+//! added in turn, other radii, hop costs, fewer trees, the feasible-successor rule, more long links and
+//! 8 links per node; and prints one row per
 //! variant with delivery, RMR, `ldh`, the latency percentiles, and the latency as a multiple of
 //! flooding's.
 //! Two variants run at a time (each run is single-threaded).
@@ -79,6 +80,10 @@ const VARIANTS: &[(&str, &[&str])] = &[
     ("0 ms per hop", &["--tune", "tree_hop_cost_ms=0"]),
     ("30 ms per hop", &["--tune", "tree_hop_cost_ms=30"]),
     ("6 trees", &["--tune", "trees=6"]),
+    (
+        "feasible successors (DUAL, off by default)",
+        &["--tune", "tree_feasible_successors=1"],
+    ),
     ("3 long links of 5", &["--tune", "random_links=3"]),
     (
         "flood, 3 long links of 5",
