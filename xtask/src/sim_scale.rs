@@ -19,8 +19,8 @@ use crate::util::{build_sim, last_json, output, root};
 /// Flags of `cargo xtask sim-scale`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Sizes to run, comma-separated (none: only the `--from` reports).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    /// Sizes to run, comma-separated, e.g. `1000,10000` (none: only the `--from` reports).
+    #[arg(long, value_delimiter = ',')]
     nodes: Vec<usize>,
     /// The seed of every run.
     #[arg(long, default_value_t = 1)]
