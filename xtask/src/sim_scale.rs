@@ -98,7 +98,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
 fn print_table(rows: &[Row]) {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
     println!(
-        "| nodes | events | wall s | CPU s | peak RSS MB | µs / event (CPU) | delivery | RMR | ldh | p50 / p99 ms |"
+        "| nodes | events | wall s | CPU s | peak RSS MiB | µs / event (CPU) | delivery | RMR | ldh | p50 / p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
@@ -126,7 +126,7 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 /// A named series of (nodes, value) points and its colour.
 type Line<'a> = (&'a str, &'a [(f64, f64)], RGBColor);
 
-/// Two log-log panels: seconds (wall, CPU) and peak memory (MB), against nodes.
+/// Two log-log panels: seconds (wall, CPU) and peak memory (MiB), against nodes.
 fn plot(rows: &[Row], path: &std::path::Path) -> DrawResult {
     let area = SVGBackend::new(path, (960, 420)).into_drawing_area();
     area.fill(&WHITE)?;
@@ -156,7 +156,7 @@ fn plot(rows: &[Row], path: &std::path::Path) -> DrawResult {
         (
             &right,
             "Broadcast scenario: peak memory",
-            "MB (peak RSS)",
+            "MiB (peak RSS)",
             vec![("peak RSS", &rss[..], GREEN)],
         ),
     ];
