@@ -226,10 +226,7 @@ impl Report {
         m.insert("put_stored_p50".into(), json!(self.put_stored_p50));
         // The run's cost, for `cargo xtask sim-scale`: CPU seconds beside wall time, and the events
         // they were spent on.
-        m.insert(
-            "cpu_s".into(),
-            json!(self.cpu_s.map(|c| (c * 100.0).round() / 100.0)),
-        );
+        m.insert("cpu_s".into(), json!(self.cpu_s.map(round2)));
         m.insert("events".into(), json!(self.events));
         Value::Object(m)
     }
@@ -291,10 +288,7 @@ impl Report {
             ("components", opt(&self.components)),
             ("wall_s", format!("{:.2}", self.wall_s)),
             ("peak_rss_mb", opt(&self.peak_rss_mb)),
-            (
-                "cpu_s",
-                opt(&self.cpu_s.map(|c| (c * 100.0).round() / 100.0)),
-            ),
+            ("cpu_s", opt(&self.cpu_s.map(round2))),
         ];
         let width = rows
             .iter()
@@ -319,6 +313,10 @@ fn pair(a: Option<f64>, b: Option<f64>) -> String {
         (Some(a), Some(b)) => format!("{a} / {b}"),
         _ => "-".to_owned(),
     }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 fn round4(x: f64) -> f64 {

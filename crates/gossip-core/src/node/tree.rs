@@ -193,16 +193,17 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 } else {
                     self.config.tree_hold_down
                 };
-                let advertised = self.advertised[tree]
-                    .feasible(&old.root, now, self.config.tree_hold_down)
-                    .unwrap_or(old.cost);
+                // With `tree_feasible_successors`, also the lowest cost advertised lately.
+                let advertised = self
+                    .config
+                    .tree_feasible_successors
+                    .then(|| {
+                        self.advertised[tree].feasible(&old.root, now, self.config.tree_hold_down)
+                    })
+                    .flatten();
                 self.holds[tree] = Some(Hold {
                     root: old.root,
-                    feasible: if self.config.tree_feasible_successors {
-                        old.cost.min(advertised)
-                    } else {
-                        old.cost
-                    },
+                    feasible: advertised.map_or(old.cost, |cost| cost.min(old.cost)),
                     until: now + hold,
                 });
                 new = self.pick_place(tree, &offers);

@@ -77,7 +77,7 @@ fn given_by_others(pairs: &[(NodeId, usize)], p: usize) -> Vec<NodeId> {
 }
 
 /// The lists for link `p` of `ups`, one link at a time: the definition.
-pub(super) fn announcement_for(local: NodeId, ups: &[Lists<'_>], p: usize) -> Neighbors {
+fn announcement_for(local: NodeId, ups: &[Lists<'_>], p: usize) -> Neighbors {
     let others: Vec<&Lists<'_>> = ups
         .iter()
         .enumerate()

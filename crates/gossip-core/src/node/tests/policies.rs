@@ -279,6 +279,38 @@ fn the_eager_radius_pushes_to_every_link_near_the_origin_only() {
     assert_eq!(pushed(&mut node), Vec::<NodeId>::new());
 }
 
+/// A node of `config` linked to three peers whose round trips are measured at 20 ms, and the tree
+/// cost of each of those links (half the round trip plus the hop cost).
+fn linked_at_20ms(config: Config) -> (Node, Vec<NodeId>, u32) {
+    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
+    let (mut node, peers) = linked(config);
+    for peer in &peers {
+        node.handle_link_rtt(t0(), *peer, ms(20));
+    }
+    (node, peers, 10 + hop)
+}
+
+/// `from` gives `root`'s proof (signed at [`t0`]) and offers it at `distance` and `cost` in the
+/// first tree, at `at`.
+fn offer_root(
+    node: &mut Node,
+    at: Instant,
+    from: NodeId,
+    root: &Identity,
+    distance: u8,
+    cost: u32,
+) {
+    let proof = root_proof(root, t0());
+    node.handle_message(at, from, &wire::encode(&Frame::Roots(vec![proof])));
+    let advert = TreeAdvert {
+        root: root.id(),
+        distance,
+        child: false,
+        cost,
+    };
+    node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+}
+
 /// Parents are chosen by the latency of the whole path (each link's half round trip plus the hop
 /// cost), not by hops alone: a fast path of more hops beats a slow one of fewer.
 #[test]
@@ -288,23 +320,11 @@ fn the_tree_takes_the_fastest_path_to_its_root() {
         tree_advert_delay: Duration::ZERO,
         ..Config::default()
     };
-    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
-    let (mut node, peers) = linked(config);
+    let (mut node, peers, link) = linked_at_20ms(config);
     let root = low_identity();
-    let proof = root_proof(&root, t0());
-    for peer in &peers {
-        node.handle_link_rtt(t0(), *peer, ms(20));
-    }
     // Peer 0: 1 hop from the root but over a slow link (300 ms); peer 1: 2 hops, 60 ms.
     let tell = |node: &mut Node, from: NodeId, distance: u8, cost: u32| {
-        node.handle_message(t0(), from, &wire::encode(&Frame::Roots(vec![proof])));
-        let advert = TreeAdvert {
-            root: root.id(),
-            distance,
-            child: false,
-            cost,
-        };
-        node.handle_message(t0(), from, &wire::encode(&Frame::Tree(vec![advert])));
+        offer_root(node, t0(), from, &root, distance, cost);
     };
     tell(&mut node, peers[0], 1, 300);
     tell(&mut node, peers[1], 2, 60);
@@ -315,7 +335,7 @@ fn the_tree_takes_the_fastest_path_to_its_root() {
     // Its advertised cost adds the link's half round trip (10 ms) and the hop cost.
     let told = sends(&mut node);
     assert!(told.iter().any(
-        |(to, f)| *to == peers[2] && matches!(f, Frame::Tree(a) if a[0].cost == 60 + 10 + hop)
+        |(to, f)| *to == peers[2] && matches!(f, Frame::Tree(a) if a[0].cost == 60 + link)
     ));
     // The slow link gets faster (a new round trip, over a quarter off): peer 0's path wins.
     for _ in 0..40 {
@@ -402,23 +422,10 @@ fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root(
         ..Config::default()
     };
     let hold = config.tree_hold_down;
-    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
-    let (mut node, peers) = linked(config);
+    let (mut node, peers, link) = linked_at_20ms(config);
     let root = low_identity();
-    let proof = root_proof(&root, t0());
-    for peer in &peers {
-        node.handle_link_rtt(t0(), *peer, ms(20));
-    }
-    let link = 10 + hop;
     let tell = |node: &mut Node, at: Instant, from: NodeId, distance: u8, cost: u32| {
-        node.handle_message(at, from, &wire::encode(&Frame::Roots(vec![proof])));
-        let advert = TreeAdvert {
-            root: root.id(),
-            distance,
-            child: false,
-            cost,
-        };
-        node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+        offer_root(node, at, from, &root, distance, cost);
     };
     // Peer 0 is the fastest (cost 10 + link), peer 1 advertises 40: slower through its link (40 + link)
     // but below this node's own cost; peer 2 advertises more than this node's cost.
@@ -459,23 +466,10 @@ fn a_hold_down_refuses_a_link_whose_cost_was_built_on_a_lower_advert_of_ours() {
         tree_advert_delay: Duration::ZERO,
         ..Config::default()
     };
-    let hop = u32::try_from(config.tree_hop_cost.as_millis()).expect("small");
-    let (mut node, peers) = linked(config);
+    let (mut node, peers, link) = linked_at_20ms(config);
     let root = low_identity();
-    let proof = root_proof(&root, t0());
-    for peer in &peers {
-        node.handle_link_rtt(t0(), *peer, ms(20));
-    }
-    let link = 10 + hop;
     let tell = |node: &mut Node, at: Instant, from: NodeId, distance: u8, cost: u32| {
-        node.handle_message(at, from, &wire::encode(&Frame::Roots(vec![proof])));
-        let advert = TreeAdvert {
-            root: root.id(),
-            distance,
-            child: false,
-            cost,
-        };
-        node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+        offer_root(node, at, from, &root, distance, cost);
     };
     // Peer 0 offers the root at cost 10: this node advertises 10 + link.
     tell(&mut node, t0(), peers[0], 1, 10);
