@@ -2,8 +2,8 @@
 //! docs/decisions.md §35). It runs the simulator's broadcast scenario (release build) once per
 //! variant, on the same mesh and seed: flooding, the settings before issue 17 (fewest-hops trees are
 //! approximated by a hop cost of 10 s, which leaves the link latency only as a tie-break), each change
-//! added in turn, other radii, hop costs, fewer trees, the feasible-successor rule, more long links and
-//! 8 links per node; and prints one row per variant with delivery, RMR, `ldh`, the latency
+//! added in turn (the latest: the feasible-successor rule, repeated announcements), other radii, hop
+//! costs, fewer trees, more long links and 8 links per node; and prints one row per variant with delivery, RMR, `ldh`, the latency
 //! percentiles, and the latency as a multiple of flooding's.
 //! Two variants run at a time (each run is single-threaded).
 
@@ -29,9 +29,18 @@ pub struct Args {
     jobs: usize,
 }
 
-/// One variant: its name and the simulator flags that make it.
-const VARIANTS: &[(&str, &[&str])] = &[
-    ("flood", &["--strategy", "flood"]),
+/// The flags that turn off the latest changes (the feasible-successor rule, repeated announcements).
+const BEFORE_LAST_PASS: &[&str] = &[
+    "--tune",
+    "tree_feasible_successors=0",
+    "--tune",
+    "announce_repeat_ms=0",
+];
+
+/// One variant: its name, the simulator flags that make it, and whether it is a row from before
+/// the feasible-successor rule and repeated announcements (which then get [`BEFORE_LAST_PASS`]).
+const VARIANTS: &[(&str, &[&str], bool)] = &[
+    ("flood", &["--strategy", "flood"], false),
     (
         "before: fewest-hops trees, 500 ms first retry, flush 250 ms, graft 1 s",
         &[
@@ -46,6 +55,7 @@ const VARIANTS: &[(&str, &[&str])] = &[
             "--tune",
             "eager_radius=0",
         ],
+        true,
     ),
     (
         "+ first retry after the measured round trip",
@@ -59,6 +69,7 @@ const VARIANTS: &[(&str, &[&str])] = &[
             "--tune",
             "eager_radius=0",
         ],
+        true,
     ),
     (
         "+ flush 50 ms, graft 200 ms",
@@ -68,29 +79,35 @@ const VARIANTS: &[(&str, &[&str])] = &[
             "--tune",
             "eager_radius=0",
         ],
+        true,
     ),
     (
         "+ fastest-path trees (60 ms per hop)",
         &["--tune", "eager_radius=0"],
+        true,
     ),
-    ("+ eager radius 3 = the defaults", &[]),
-    ("eager radius 2", &["--tune", "eager_radius=2"]),
-    ("eager radius 4", &["--tune", "eager_radius=4"]),
-    ("0 ms per hop", &["--tune", "tree_hop_cost_ms=0"]),
-    ("30 ms per hop", &["--tune", "tree_hop_cost_ms=30"]),
-    ("6 trees", &["--tune", "trees=6"]),
+    ("+ eager radius 3", &[], true),
     (
-        "feasible successors (DUAL, off by default)",
-        &["--tune", "tree_feasible_successors=1"],
+        "+ feasible successors (DUAL)",
+        &["--tune", "announce_repeat_ms=0"],
+        false,
     ),
-    ("3 long links of 5", &["--tune", "random_links=3"]),
+    ("+ announcements repeated (5 s) = the defaults", &[], false),
+    ("eager radius 2", &["--tune", "eager_radius=2"], false),
+    ("eager radius 4", &["--tune", "eager_radius=4"], false),
+    ("0 ms per hop", &["--tune", "tree_hop_cost_ms=0"], false),
+    ("30 ms per hop", &["--tune", "tree_hop_cost_ms=30"], false),
+    ("6 trees", &["--tune", "trees=6"], false),
+    ("3 long links of 5", &["--tune", "random_links=3"], false),
     (
         "flood, 3 long links of 5",
         &["--strategy", "flood", "--tune", "random_links=3"],
+        false,
     ),
     (
         "8 links (3 long)",
         &["--tune", "max_peers=8", "--tune", "random_links=3"],
+        false,
     ),
     (
         "flood, 8 links",
@@ -102,6 +119,7 @@ const VARIANTS: &[(&str, &[&str])] = &[
             "--tune",
             "random_links=3",
         ],
+        false,
     ),
 ];
 
@@ -118,10 +136,10 @@ const FIELDS: &[&str] = &[
 pub fn run_task(args: Args) -> Result<(), String> {
     let sim = build_sim()?;
 
-    let variants: Vec<(&str, &[&str])> = VARIANTS
+    let variants: Vec<(&str, &[&str], bool)> = VARIANTS
         .iter()
         .copied()
-        .filter(|(name, _)| args.only.as_ref().is_none_or(|o| name.contains(o.as_str())))
+        .filter(|(name, _, _)| args.only.as_ref().is_none_or(|o| name.contains(o.as_str())))
         .collect();
     let queue = Arc::new(Mutex::new(variants.clone().into_iter().enumerate()));
     let results = Arc::new(Mutex::new(vec![None; variants.len()]));
@@ -132,7 +150,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
             std::thread::spawn(move || {
                 loop {
                     let next = queue.lock().map(|mut q| q.next()).ok().flatten();
-                    let Some((i, (name, flags))) = next else {
+                    let Some((i, (name, flags, before))) = next else {
                         break;
                     };
                     eprintln!("broadcast-study: running {name}");
@@ -146,6 +164,9 @@ pub fn run_task(args: Args) -> Result<(), String> {
                         &seed,
                     ]);
                     cmd.arg("--json").args(flags);
+                    if before {
+                        cmd.args(BEFORE_LAST_PASS);
+                    }
                     let report = output(name, &mut cmd).and_then(|out| last_json(&out));
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(report);
@@ -170,7 +191,7 @@ type Outcome = Result<serde_json::Value, String>;
 
 fn print_table(
     args: &Args,
-    variants: &[(&str, &[&str])],
+    variants: &[(&str, &[&str], bool)],
     results: &[Option<Outcome>],
 ) -> Result<(), String> {
     let number = |v: &serde_json::Value, key: &str| v.get(key).and_then(serde_json::Value::as_f64);
@@ -184,7 +205,7 @@ fn print_table(
         } else {
             "flood"
         };
-        results.iter().zip(variants).find_map(|(r, (name, _))| {
+        results.iter().zip(variants).find_map(|(r, (name, _, _))| {
             (*name == reference)
                 .then(|| r.as_ref().and_then(|r| r.as_ref().ok()))
                 .flatten()
@@ -197,7 +218,7 @@ fn print_table(
     println!("| variant | {} | p50 / p99 x flood |", FIELDS.join(" | "));
     println!("|---|{}---|", "---|".repeat(FIELDS.len()));
     let mut failed = Vec::new();
-    for ((name, _), result) in variants.iter().zip(results) {
+    for ((name, _, _), result) in variants.iter().zip(results) {
         match result {
             Some(Ok(report)) => {
                 let cells: Vec<String> = FIELDS

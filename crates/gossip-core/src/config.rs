@@ -106,6 +106,17 @@ pub struct Config {
     pub lazy_flush_interval: Duration,
     /// Bound on the announcements queued per link between two flushes. Default 4096.
     pub max_lazy_queue: usize,
+    /// An announcement is sent once more one to two times this long after it was flushed (at the
+    /// next multiple of this since the epoch, so that a period's repeats to one link share a
+    /// frame), unless its link has shown by then that it holds the message (its own IHAVE, a
+    /// copy, an ACK). An IHAVE is not
+    /// acknowledged, so without a repeat a lost one is lost for good; that matters when the
+    /// announcing link is a node's only source of a message (its tree parent crashed or drops
+    /// traffic). Each announcement is repeated at most once; the repeats wait in one queue of at
+    /// most `max_pending_acks` entries (beyond, announcements are not repeated). The cost is about
+    /// one more id per lazy link and message, on the links where the other end announced first,
+    /// and no payload. Zero: never repeated. Default zero; mesh-core sets 5 s.
+    pub announce_repeat: Duration,
     /// Largest number of ids in one IHAVE or GRAFT frame, sent or accepted. Default 512.
     pub max_ids_per_frame: usize,
     /// Messages per second a relay accepts from one origin (a token bucket per origin, holding up to
@@ -198,9 +209,9 @@ pub struct Config {
     /// [`Config::tree_hold_down`]. It closes a transient loop the default rules allow (after a node's
     /// cost rose, a node of its subtree may still advertise a cost built on the lower one and be taken
     /// as parent), and a lost parent is replaced by any feasible link without sending the subtree to
-    /// another root and back (18% fewer simulator events at 10,000 nodes). Off by default until the
-    /// attack scenario's single missed delivery with it on (seed 1; the default misses one at seed 3)
-    /// is understood (docs/decisions.md §35).
+    /// another root and back (18% fewer simulator events at 10,000 nodes). Off: a hold-down only
+    /// refuses paths longer than the one it had, and a new parent outside a hold-down is not
+    /// checked. Default `true` (docs/decisions.md §35).
     pub tree_feasible_successors: bool,
     /// With `rooted_tree`, the hold-down of a node whose parent was the root itself: the root may be
     /// gone, and its other neighbors may notice later (link failure detection is not simultaneous);
@@ -246,6 +257,7 @@ impl Default for Config {
             max_announcers: 8,
             lazy_flush_interval: Duration::from_millis(50),
             max_lazy_queue: 4096,
+            announce_repeat: Duration::ZERO,
             max_ids_per_frame: 512,
             origin_rate: 32,
             origin_burst: 128,
@@ -263,7 +275,7 @@ impl Default for Config {
             catch_up_window: Duration::ZERO,
             tree_refresh_interval: Duration::from_secs(10),
             tree_hold_down: Duration::from_secs(2),
-            tree_feasible_successors: false,
+            tree_feasible_successors: true,
             tree_root_hold_down: Duration::from_secs(6),
             tree_advert_delay: Duration::from_millis(200),
             tree_proof_max_age: Duration::from_secs(5 * 60),

@@ -63,7 +63,10 @@
 //!   receives a second copy of a message PRUNEs a link to lazy; a node that hears of a message by
 //!   IHAVE and has not received it within [`Config::graft_timeout`] GRAFTs an announcer, which sends
 //!   the message and makes the link eager again. Duplicates thus cut the first pushes down to a
-//!   spanning tree, and announcements repair it when a node or link fails.
+//!   spanning tree, and announcements repair it when a node or link fails. An IHAVE is not
+//!   acknowledged: with [`Config::announce_repeat`] an announcement its link has not answered (by
+//!   showing it holds the message) is sent once more, so that one lost frame cannot cut a node off
+//!   a message whose only other source failed.
 //! - **A shallow tree** (without `rooted_tree`). Plain Plumtree keeps the link of the first copy, so the tree follows the
 //!   latencies of the first flood and can be deep; since one tree serves every origin, its diameter
 //!   bounds the last delivery hop. Here the hop counts of the copies decide which link a duplicate
@@ -101,14 +104,15 @@
 //!   numbers:** a node whose parent stops offering the root (its link went down, it follows another
 //!   root or took this node as its parent) and that finds only a longer path holds that root down
 //!   ([`Config::tree_hold_down`], or [`Config::tree_root_hold_down`] when its parent was the root
-//!   itself): it takes no path to it longer than the one it had, since such a path may run back
-//!   through its own subtree, and advertises what it has instead (another root, or itself), which
-//!   reaches the subtree and clears it before the hold ends. With
-//!   [`Config::tree_feasible_successors`] (off by default) it takes the root only through a link
-//!   that advertises less than its feasible distance instead (a feasible successor, as in EIGRP's
-//!   DUAL: the lowest cost it had or advertised for that root within the last hold-down; its subtree
-//!   all advertise more, even those that have not heard its latest cost), and keeps its root that way
-//!   when it can; the same condition then applies outside a hold-down to a new parent for the same
+//!   itself): it takes the root only through a link that advertises less than its feasible
+//!   distance (a feasible successor, as in EIGRP's DUAL: the lowest cost it had or advertised for
+//!   that root within the last hold-down; its subtree all advertise more, even those that have not
+//!   heard its latest cost, so such a link's path cannot run back through it), and keeps its root
+//!   that way when it can; otherwise it advertises what it has instead (another root, or itself),
+//!   which reaches the subtree and clears it before the hold ends. Outside a hold-down the same
+//!   condition applies to a new parent for the same root: after a node's cost rose, a node of its
+//!   subtree may still advertise a cost built on the lower one. ([`Config::tree_feasible_successors`]
+//!   off: a held-down node only refuses paths longer than the one it had.)
 //!   root. A root that is gone disappears that way
 //!   instead of being counted up hop by hop, and no root has to send periodic sequence numbers down
 //!   every tree. Any tree path (up to a common ancestor, then down) fits under the hop limit.
@@ -149,8 +153,8 @@
 //! Every queue, cache and map is bounded by a [`Config`] field (defaults in parentheses): links
 //! ([`Config::max_links`], 256), subscriptions (1024), the seen-cache (65 536 ids, 5 min), the message
 //! cache (1024 messages, 16 MiB, 60 s), pushes awaiting an ACK (8192), announced-but-missing messages
-//! (4096, 8 announcers each, 6 GRAFTs each), each link's lazy queue (4096), ids per IHAVE/GRAFT frame
-//! (512), pending outputs (65 536). Topics are at most 256 bytes and payloads 64 KiB; the hop limit is
+//! (4096, 8 announcers each, 6 GRAFTs each), each link's lazy queue (4096), announcements waiting
+//! to be repeated (8192, as pushes), ids per IHAVE/GRAFT frame (512), pending outputs (65 536). Topics are at most 256 bytes and payloads 64 KiB; the hop limit is
 //! 16; retries start at 500 ms, double, cap at 8 s and stop after 5; GRAFTs go out after 1 s, then
 //! every 500 ms; announcements are flushed every 50 ms; messages are refused older than 5 min or more
 //! than 30 s in the future.

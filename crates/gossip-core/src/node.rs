@@ -73,6 +73,9 @@ pub struct Node<S = Identity, V = Ed25519> {
     missing_due: BTreeSet<(Instant, MessageId)>,
     lazy: LazyQueue,
     lazy_flush_at: Option<Instant>,
+    /// Announcements flushed once, in the order they are due to be repeated
+    /// ([`Config::announce_repeat`]): at most `max_pending_acks`.
+    repeats: VecDeque<(Instant, NodeId, Announce)>,
     outputs: VecDeque<Output>,
     stats: Stats,
     // Our place in each rooted tree, and what each link last told us of its places and what we last
@@ -175,6 +178,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             missing_due: BTreeSet::new(),
             lazy: LazyQueue::new(config.max_lazy_queue),
             lazy_flush_at: None,
+            repeats: VecDeque::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             places: vec![
@@ -622,8 +626,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     self.stats.ihaves_sent += 1;
                     self.send_frame(peer, &Frame::IHave(chunk.to_vec()));
                 }
+                self.queue_repeats(peer, &announces);
             }
         }
+        self.repeat_announcements();
 
         if self.holds.iter().flatten().any(|h| h.until <= now) {
             self.update_tree();
@@ -659,6 +665,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.pending_due.first().map(|&(due, _, _)| due),
             self.missing_due.first().map(|&(due, _)| due),
             self.lazy_flush_at,
+            self.repeats.front().map(|&(due, _, _)| due),
             self.tree_refresh_at,
             self.tree_flush_at,
             self.holds.iter().flatten().map(|h| h.until).min(),
@@ -685,6 +692,49 @@ impl<S: Signer, V: Verifier> Node<S, V> {
 
     fn cache_insert(&mut self, id: MessageId, frame: Vec<u8>, holder: Option<NodeId>) {
         self.stats.cache_evicted += self.cache.insert(self.now, id, frame, holder) as u64;
+    }
+
+    /// Remembers the announcements just flushed to `peer`, to be sent once more one to two
+    /// [`Config::announce_repeat`] later unless `peer` shows it holds them by then.
+    fn queue_repeats(&mut self, peer: NodeId, announces: &[Announce]) {
+        if self.config.announce_repeat.is_zero() {
+            return;
+        }
+        // On a grid of `announce_repeat`, so that the announcements of one period go in one frame.
+        let repeat = self.config.announce_repeat;
+        let due = round_up(self.now + repeat, repeat);
+        let room = self
+            .config
+            .max_pending_acks
+            .saturating_sub(self.repeats.len());
+        self.repeats
+            .extend(announces.iter().take(room).map(|&a| (due, peer, a)));
+    }
+
+    /// Sends again, once, the announcements due to be repeated ([`Config::announce_repeat`]) whose link is
+    /// still up and has not shown it holds the message, one IHAVE per link.
+    fn repeat_announcements(&mut self) {
+        let mut again: BTreeMap<NodeId, Vec<Announce>> = BTreeMap::new();
+        while let Some(&(due, peer, announce)) = self.repeats.front() {
+            if due > self.now {
+                break;
+            }
+            self.repeats.pop_front();
+            let unknown = self.links.contains_key(&peer)
+                && self.cache.contains(&announce.id)
+                && !self.cache.holders(&announce.id).contains(&peer)
+                && !self.pending.contains_key(&(announce.id, peer));
+            if unknown {
+                again.entry(peer).or_default().push(announce);
+            }
+        }
+        for (peer, announces) in again {
+            self.stats.announces_repeated += announces.len() as u64;
+            for chunk in announces.chunks(self.config.max_ids_per_frame) {
+                self.stats.ihaves_sent += 1;
+                self.send_frame(peer, &Frame::IHave(chunk.to_vec()));
+            }
+        }
     }
 
     /// `peer` is known to hold `id`: never push it there again, and treat a pending push as acknowledged.
@@ -757,7 +807,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
 
 /// `at` rounded up to the next multiple of [`EXPIRY_TICK`] since the epoch.
 fn coarse(at: Instant) -> Instant {
-    let tick = u64::try_from(EXPIRY_TICK.as_micros()).unwrap_or(u64::MAX);
+    round_up(at, EXPIRY_TICK)
+}
+
+/// `at` rounded up to the next multiple of `tick` (not zero) since the epoch.
+fn round_up(at: Instant, tick: Duration) -> Instant {
+    let tick = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1);
     Instant::from_micros(at.as_micros().div_ceil(tick).saturating_mul(tick))
 }
 

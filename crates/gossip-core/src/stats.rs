@@ -40,6 +40,9 @@ pub struct Stats {
     pub acks_unmatched: u64,
     /// IHAVE frames sent.
     pub ihaves_sent: u64,
+    /// Announced ids sent again because their link had not shown it holds the message
+    /// ([`Config::announce_repeat`](crate::Config::announce_repeat)).
+    pub announces_repeated: u64,
     /// IHAVE frames received.
     pub ihaves_received: u64,
     /// GRAFT frames sent.

@@ -167,7 +167,8 @@ pub struct Config {
     /// 7-8 at 1,000 nodes and 10-11 at 10,000) and every path on it fits under the limit; announcements
     /// are flushed every 50 ms (`lazy_flush_interval`; most are dropped at flush time because the
     /// peer has shown it holds the message) and a missing message is pulled 200 ms after it was
-    /// announced (`graft_timeout`): with 5% of the nodes crashing, the subtree of a dead parent waits
+    /// announced (`graft_timeout`); an announcement its link has not answered by showing it holds
+    /// the message is sent once more 5-10 s later (`announce_repeat`). With 5% of the nodes crashing, the subtree of a dead parent waits
     /// for this repair until the link's failure is noticed. A lost push is resent after about 1.5
     /// round trips of its link (`retry_min` 100 ms, the link's round trip measured by a ping when it
     /// comes up and by the ACKs). A message is pushed on every link within 3
@@ -232,6 +233,7 @@ impl Default for Config {
                 tree_refresh_interval: Duration::from_secs(8),
                 lazy_flush_interval: Duration::from_millis(50),
                 graft_timeout: Duration::from_millis(200),
+                announce_repeat: Duration::from_secs(5),
                 retry_min: Duration::from_millis(100),
                 eager_radius: 3,
                 hop_limit: 32,

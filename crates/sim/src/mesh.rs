@@ -292,6 +292,7 @@ pub const TUNABLES: &[&str] = &[
     "tree_advert_delay_ms",
     "tree_hop_cost_ms",
     "tree_feasible_successors",
+    "announce_repeat_ms",
 ];
 
 /// `config` with the settings of `tune` changed.
@@ -320,6 +321,7 @@ pub fn apply_tune(config: &mut mesh_core::Config, tune: &[(String, String)]) -> 
             "tree_advert_delay_ms" => config.gossip.tree_advert_delay = millis,
             "tree_hop_cost_ms" => config.gossip.tree_hop_cost = millis,
             "tree_feasible_successors" => config.gossip.tree_feasible_successors = number != 0,
+            "announce_repeat_ms" => config.gossip.announce_repeat = millis,
             _ => {
                 return Err(format!(
                     "--tune {name}: unknown (one of {})",

@@ -93,3 +93,57 @@ fn the_same_seed_and_inputs_give_the_same_outputs() {
     };
     assert_eq!(run(), run());
 }
+
+/// An IHAVE is not acknowledged: with `announce_repeat`, an announcement is sent once more, one to
+/// two periods later, unless its link has shown it holds the message by then; without it, never.
+#[test]
+fn an_unanswered_announcement_is_repeated_once() {
+    for repeat in [Duration::ZERO, Duration::from_secs(1)] {
+        let config = Config {
+            announce_repeat: repeat,
+            ..Config::default()
+        };
+        let (mut node, peers) = linked(config);
+        let origin = identity(10);
+        let first = signed(&origin, 1, t0(), b"x");
+        node.handle_message(t0(), peers[0], &gossip(&first));
+        // A duplicate from peers[1] makes that link lazy.
+        node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
+        let second = signed(&origin, 2, t0(), b"y");
+        let third = signed(&origin, 3, t0(), b"z");
+        node.handle_message(t0() + ms(10), peers[0], &gossip(&second));
+        node.handle_message(t0() + ms(11), peers[0], &gossip(&third));
+        node.handle_timeout(t0() + ms(300));
+        let ihaves_to = |sent: Vec<(NodeId, Frame)>| -> Vec<MessageId> {
+            sent.into_iter()
+                .filter(|(to, _)| *to == peers[1])
+                .flat_map(|(_, f)| match f {
+                    Frame::IHave(a) => a.into_iter().map(|a| a.id).collect(),
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        assert_eq!(ihaves_to(sends(&mut node)), vec![second.id, third.id]);
+        // peers[1] shows it holds the third (its own announcement); the second stays unanswered.
+        let announce = Frame::IHave(vec![Announce {
+            id: third.id,
+            hops: 1,
+        }]);
+        node.handle_message(t0() + ms(400), peers[1], &wire::encode(&announce));
+        node.handle_timeout(t0() + ms(1999));
+        assert_eq!(ihaves_to(sends(&mut node)), Vec::<MessageId>::new());
+        // Flushed at 0.3 s: repeated at the first whole second 1 s later, at 2 s.
+        node.handle_timeout(t0() + ms(2000));
+        let again = ihaves_to(sends(&mut node));
+        node.handle_timeout(t0() + ms(10_000));
+        let later = ihaves_to(sends(&mut node));
+        if repeat.is_zero() {
+            assert_eq!(again, Vec::<MessageId>::new());
+            assert_eq!(node.stats().announces_repeated, 0);
+        } else {
+            assert_eq!(again, vec![second.id]);
+            assert_eq!(node.stats().announces_repeated, 1);
+        }
+        assert_eq!(later, Vec::<MessageId>::new(), "repeated at most once");
+    }
+}
