@@ -359,9 +359,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             .cache
             .since(since)
             // Not what it is known to hold, nor what was just pushed to it (a stranded message).
-            .filter(|id| {
-                !self.cache.holders(id).contains(&peer) && !self.pending.contains_key(&(*id, peer))
-            })
+            .filter(|id| !self.holds_or_gets(id, &peer))
             .take(self.config.max_ids_per_frame)
             .collect();
         for id in recent {
@@ -722,8 +720,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.repeats.pop_front();
             let unknown = self.links.contains_key(&peer)
                 && self.cache.contains(&announce.id)
-                && !self.cache.holders(&announce.id).contains(&peer)
-                && !self.pending.contains_key(&(announce.id, peer));
+                && !self.holds_or_gets(&announce.id, &peer);
             if unknown {
                 again.entry(peer).or_default().push(announce);
             }
@@ -735,6 +732,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 self.send_frame(peer, &Frame::IHave(chunk.to_vec()));
             }
         }
+    }
+
+    /// Whether `peer` is known to hold `id` or is being pushed it (an unacknowledged push): then it
+    /// needs no announcement of it, nor another push.
+    fn holds_or_gets(&self, id: &MessageId, peer: &NodeId) -> bool {
+        self.cache.holders(id).contains(peer) || self.pending.contains_key(&(*id, *peer))
     }
 
     /// `peer` is known to hold `id`: never push it there again, and treat a pending push as acknowledged.

@@ -119,7 +119,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 self.stats.retries_abandoned += 1;
                 continue;
             };
-            if self.cache.holders(&id).contains(&peer) || self.pending.contains_key(&(id, peer)) {
+            if self.holds_or_gets(&id, &peer) {
                 continue;
             }
             self.stats.payload_reroutes += 1;
