@@ -3,8 +3,8 @@
 //! variant, on the same mesh and seed: flooding, the settings before issue 17 (fewest-hops trees are
 //! approximated by a hop cost of 10 s, which leaves the link latency only as a tie-break), each change
 //! added in turn (the latest: the feasible-successor rule, repeated announcements), other radii, hop
-//! costs, fewer trees, more long links and 8 links per node; and prints one row per variant with delivery, RMR, `ldh`, the latency
-//! percentiles, and the latency as a multiple of flooding's.
+//! costs, fewer trees, more long links and 8 links per node; and prints one row per variant with
+//! delivery, RMR, `ldh`, the latency percentiles, and the latency as a multiple of flooding's.
 //! Two variants run at a time (each run is single-threaded).
 
 use std::process::Command;

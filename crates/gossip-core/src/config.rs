@@ -109,10 +109,9 @@ pub struct Config {
     /// An announcement is sent once more one to two times this long after it was flushed (at the
     /// next multiple of this since the epoch, so that a period's repeats to one link share a
     /// frame), unless its link has shown by then that it holds the message (its own IHAVE, a
-    /// copy, an ACK). An IHAVE is not
-    /// acknowledged, so without a repeat a lost one is lost for good; that matters when the
-    /// announcing link is a node's only source of a message (its tree parent crashed or drops
-    /// traffic). Each announcement is repeated at most once; the repeats wait in one queue of at
+    /// copy, an ACK). An IHAVE is not acknowledged, so without a repeat a lost one is lost for
+    /// good; that matters when the announcing link is a node's only source of a message (its tree
+    /// parent crashed or drops traffic). Each announcement is repeated at most once; the repeats wait in one queue of at
     /// most `max_pending_acks` entries (beyond, announcements are not repeated). The cost is about
     /// one more id per lazy link and message, on the links where the other end announced first,
     /// and no payload. Zero: never repeated. Default zero; mesh-core sets 5 s.
@@ -196,7 +195,7 @@ pub struct Config {
     /// With `rooted_tree`, how long a node whose parent stopped offering the root (its link went
     /// down, or it follows another root) refuses any path to that root longer than the one it had, so
     /// that the paths its own subtree still advertises through it are cleared first: no routing loop,
-    /// no counting to the hop bound (with [`Config::tree_feasible_successors`], it takes the root
+    /// no counting to the hop bound (with [`Config::tree_feasible_successors`], the default, it takes the root
     /// only through a link advertising less than the lowest cost it had or advertised for it within
     /// this span, which is then also the span over which advertised costs count). Also how long a
     /// tree must have kept its root and parent before

@@ -112,10 +112,9 @@
 //!   which reaches the subtree and clears it before the hold ends. Outside a hold-down the same
 //!   condition applies to a new parent for the same root: after a node's cost rose, a node of its
 //!   subtree may still advertise a cost built on the lower one. ([`Config::tree_feasible_successors`]
-//!   off: a held-down node only refuses paths longer than the one it had.)
-//!   root. A root that is gone disappears that way
-//!   instead of being counted up hop by hop, and no root has to send periodic sequence numbers down
-//!   every tree. Any tree path (up to a common ancestor, then down) fits under the hop limit.
+//!   off: a held-down node only refuses paths longer than the one it had.) A root that is gone
+//!   disappears that way instead of being counted up hop by hop, and no root has to send periodic
+//!   sequence numbers down every tree. Any tree path (up to a common ancestor, then down) fits under the hop limit.
 //! - **Eager radius** ([`Config::eager_radius`], rooted trees). The origin and every node that
 //!   received a message over fewer hops push it to all their links, not only to its tree: near its
 //!   origin it spreads like a flood and enters its tree at many places, instead of climbing the tree
@@ -154,8 +153,8 @@
 //! ([`Config::max_links`], 256), subscriptions (1024), the seen-cache (65 536 ids, 5 min), the message
 //! cache (1024 messages, 16 MiB, 60 s), pushes awaiting an ACK (8192), announced-but-missing messages
 //! (4096, 8 announcers each, 6 GRAFTs each), each link's lazy queue (4096), announcements waiting
-//! to be repeated (8192, as pushes), ids per IHAVE/GRAFT frame (512), pending outputs (65 536). Topics are at most 256 bytes and payloads 64 KiB; the hop limit is
-//! 16; retries start at 500 ms, double, cap at 8 s and stop after 5; GRAFTs go out after 1 s, then
+//! to be repeated (8192, as pushes), ids per IHAVE/GRAFT frame (512), pending outputs (65 536).
+//! Topics are at most 256 bytes and payloads 64 KiB; the hop limit is 16; retries start at 500 ms, double, cap at 8 s and stop after 5; GRAFTs go out after 1 s, then
 //! every 500 ms; announcements are flushed every 50 ms; messages are refused older than 5 min or more
 //! than 30 s in the future.
 //!

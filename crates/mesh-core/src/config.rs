@@ -168,8 +168,9 @@ pub struct Config {
     /// are flushed every 50 ms (`lazy_flush_interval`; most are dropped at flush time because the
     /// peer has shown it holds the message) and a missing message is pulled 200 ms after it was
     /// announced (`graft_timeout`); an announcement its link has not answered by showing it holds
-    /// the message is sent once more 5-10 s later (`announce_repeat`). With 5% of the nodes crashing, the subtree of a dead parent waits
-    /// for this repair until the link's failure is noticed. A lost push is resent after about 1.5
+    /// the message is sent once more 5-10 s later (`announce_repeat`). With 5% of the nodes
+    /// crashing, the subtree of a dead parent waits for this repair until the link's failure is
+    /// noticed. A lost push is resent after about 1.5
     /// round trips of its link (`retry_min` 100 ms, the link's round trip measured by a ping when it
     /// comes up and by the ACKs). A message is pushed on every link within 3
     /// hops of its origin (`eager_radius`), so that it enters its tree at many places near its origin
