@@ -62,10 +62,11 @@ pub struct Config {
     /// the smoothed round trip plus four times its variation, at least half the round trip more (RFC
     /// 6298's estimator), kept between this and `retry_initial`. So a push lost on a fast link is resent
     /// after about 1.5 round trips instead of `retry_initial`: on a tree, a lost push delays its
-    /// whole subtree. Equal to `retry_initial`: no adaptation. Default 500 ms, no adaptation: in
-    /// plain Plumtree (without `rooted_tree`) early retries made more GRAFTs and deeper trees in the
-    /// 100-node test (seed 5: 138 GRAFTs and a last delivery hop of 15 instead of 1 and 11); mesh-core's
-    /// rooted trees use 100 ms.
+    /// whole subtree. Equal to `retry_initial`: no adaptation. Default 100 ms (mesh-core's too). In
+    /// plain Plumtree a late retry leaves time for the lost push's subtree to GRAFT from lazy links,
+    /// and the new edges' cycles are then cut by duplicates of several messages at once, which can
+    /// split the tree and make more GRAFTs (docs/decisions.md §36): over the 24 seeds of the 100-node
+    /// test, 500 ms made up to 168 GRAFTs in a run, 100 ms at most 18.
     pub retry_min: Duration,
     /// Each later retry waits this many times longer than the one before. Default 2.
     pub retry_factor: u32,
@@ -242,7 +243,7 @@ impl Default for Config {
             max_cached_bytes: 16 * 1024 * 1024,
             message_cache_ttl: Duration::from_secs(60),
             retry_initial: Duration::from_millis(500),
-            retry_min: Duration::from_millis(500),
+            retry_min: Duration::from_millis(100),
             retry_factor: 2,
             retry_max_delay: Duration::from_secs(8),
             max_retries: 5,

@@ -129,7 +129,9 @@
 //!   links, or the estimate given with [`Node::set_network_size`] / [`Config::network_size`]: all up to
 //!   5, 80–90% from 6 to 15, 60–70% beyond. Lazy links still carry announcements, so nobody is left out;
 //!   the fanout only trims the flood that would otherwise build the first tree. A link on which a
-//!   message arrives first becomes eager; one that announces becomes lazy.
+//!   message arrives first becomes eager; one that announces becomes lazy. A first copy over a link
+//!   this node had pruned (it crossed the PRUNE) is answered with an empty GRAFT, so that the link is
+//!   eager at both ends, never one way only (docs/decisions.md §36).
 //! - **Per-hop reliability.** Every pushed message (first push, retransmission, GRAFT answer) is
 //!   acknowledged by the receiver with an ACK frame; an ACK, an announcement or a copy of the message
 //!   from that peer settles it. An unsettled push is resent after [`Config::retry_initial`], then
@@ -143,9 +145,10 @@
 //! - **Cost.** [`Stats::payload_transmissions`] counts every time a message's bytes leave the node
 //!   (first pushes, retries, GRAFT answers, reroutes), so a simulator can compute the relative message
 //!   redundancy RMR = transmissions / (receivers − 1) − 1. On a settled tree a lost push or ACK costs
-//!   one retransmission; the initial retry delay (500 ms) is well above a healthy round trip, and half
-//!   the GRAFT timeout (1 s), so the cheap repair (the sender's retry) wins the race against a GRAFT,
-//!   which would cost a payload plus a tree edge to prune later.
+//!   one retransmission; the retry delay (500 ms before the link's round trip is known, then about
+//!   1.5 round trips, at least 100 ms) is below the GRAFT timeout (1 s), so the cheap repair (the
+//!   sender's retry) wins the race against a GRAFT, which would cost a payload plus a tree edge whose
+//!   cycle must then be cut (and cuts made at once for different messages can split the tree).
 //!
 //! # Bounds and defaults
 //!

@@ -63,6 +63,9 @@ pub struct Stats {
     pub prunes_received: u64,
     /// Times a later copy over a shorter path made its link the message's parent (pruning the first).
     pub parent_swaps: u64,
+    /// Empty GRAFTs sent because a message's first copy came over a link this node had pruned (the
+    /// copy crossed the PRUNE): the link is eager at both ends again.
+    pub eager_restored: u64,
     /// Frames from a peer that is not a link (or is this node).
     pub dropped_unknown_link: u64,
     /// Frames over `Config::max_frame_len`, topics, payloads or id lists over their bounds.

@@ -101,9 +101,16 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             },
         );
         // Plumtree: the link that delivered a message first is a tree edge (unless the rooted tree
-        // decides, or the node floods).
-        if self.policy.first_copy_makes_eager() {
-            self.links.insert(from, Mode::Eager);
+        // decides, or the node floods). If we had pruned that link, the copy crossed our PRUNE, and
+        // the peer counts the link lazy when the PRUNE lands: an empty GRAFT makes it eager at both
+        // ends again. Otherwise the link would carry our pushes to the peer but none of its pushes to
+        // us, and a later cut elsewhere, taken on the belief that this path exists, would split the
+        // tree.
+        if self.policy.first_copy_makes_eager()
+            && self.links.insert(from, Mode::Eager) == Some(Mode::Lazy)
+        {
+            self.stats.eager_restored += 1;
+            self.send_frame(from, &Frame::Graft(Vec::new()));
         }
         self.forget_missing(id);
 
@@ -148,7 +155,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// - a copy from the message's parent is a retransmission (our ACK was lost): nothing to cut;
     /// - a copy over a strictly shorter path makes its link the parent, and the old parent is pruned;
     /// - a copy from a peer that received the message later in the tree than we did (more hops), and
-    ///   to which we pushed it too, is left for that peer to judge when our copy reaches it: it will
+    ///   to which we pushed it too (or sent it in answer to its GRAFT), is left for that peer to judge when our copy reaches it: it will
     ///   either keep us as its better parent or prune us, and we must not cut the link first;
     /// - otherwise the sender is pruned.
     ///
@@ -322,6 +329,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 continue;
             };
             self.stats.payload_graft_responses += 1;
+            // Answering a GRAFT pushes the message along the new tree edge: if the grafter's own
+            // copy crosses it, the grafter judges (see `on_duplicate`), and we must not cut the link
+            // it is about to take as its parent.
+            self.cache.add_pushed(&id, from);
             self.send(from, frame);
             self.track(id, from);
         }

@@ -147,3 +147,72 @@ fn an_unanswered_announcement_is_repeated_once() {
         assert_eq!(later, Vec::<MessageId>::new(), "repeated at most once");
     }
 }
+
+/// A push that crossed our PRUNE arrives as a message's first copy: the link is eager here again, and
+/// an empty GRAFT makes it eager at the peer too (which took it lazy when the PRUNE landed), so that
+/// the tree never holds a link that pushes one way only.
+#[test]
+fn a_first_copy_over_a_pruned_link_grafts_it_back() {
+    let (mut node, peers) = linked(Config::default());
+    let origin = identity(10);
+    let first = signed(&origin, 1, t0(), b"x");
+    node.handle_message(t0(), peers[0], &gossip(&first));
+    node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
+    assert!(sends(&mut node).contains(&(peers[1], Frame::Prune)));
+
+    // The next message comes first over peers[0], an eager link: no GRAFT.
+    let second = signed(&origin, 2, t0(), b"y");
+    node.handle_message(t0() + ms(10), peers[0], &gossip(&second));
+    let out = sends(&mut node);
+    assert!(
+        !out.iter().any(|(_, f)| matches!(f, Frame::Graft(_))),
+        "{out:?}"
+    );
+
+    // A push of peers[1]'s, sent before our PRUNE reached it, brings the third first.
+    let third = signed(&origin, 3, t0(), b"z");
+    node.handle_message(t0() + ms(15), peers[1], &gossip(&third));
+    let out = sends(&mut node);
+    assert!(
+        out.contains(&(peers[1], Frame::Graft(Vec::new()))),
+        "{out:?}"
+    );
+    assert!(node.eager_links().any(|p| p == peers[1]));
+    assert_eq!(node.stats().eager_restored, 1);
+}
+
+/// A GRAFT's answer is a push along the new tree edge: when the grafter's own copy (which it got
+/// elsewhere meanwhile, over more hops) crosses the answer, the grafter judges, and we do not prune
+/// the link it is about to take as its parent.
+#[test]
+fn a_copy_crossing_our_graft_answer_is_left_to_the_grafter() {
+    let (mut node, peers) = linked(Config::default());
+    let origin = identity(10);
+    let first = signed(&origin, 1, t0(), b"x");
+    node.handle_message(t0(), peers[0], &gossip(&first));
+    node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
+    let _ = outputs(&mut node);
+
+    // The second reaches us over peers[0]; peers[1], lazy, is only told of it, and GRAFTs it.
+    let second = signed(&origin, 2, t0(), b"y");
+    node.handle_message(t0() + ms(10), peers[0], &gossip(&second));
+    node.handle_message(
+        t0() + ms(20),
+        peers[1],
+        &wire::encode(&Frame::Graft(vec![second.id])),
+    );
+    let out = sends(&mut node);
+    assert!(
+        out.iter()
+            .any(|(to, f)| *to == peers[1] && matches!(f, Frame::Gossip(m) if m.id == second.id)),
+        "{out:?}"
+    );
+
+    // peers[1] got it elsewhere meanwhile, three hops from the origin, and pushed it to us.
+    let mut crossing = second.clone();
+    crossing.hops = 3;
+    node.handle_message(t0() + ms(25), peers[1], &gossip(&crossing));
+    let out = sends(&mut node);
+    assert!(!out.contains(&(peers[1], Frame::Prune)), "{out:?}");
+    assert!(node.eager_links().any(|p| p == peers[1]));
+}
