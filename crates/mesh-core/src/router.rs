@@ -57,6 +57,8 @@ pub(crate) enum Hop {
 #[derive(Debug)]
 pub(crate) struct Router {
     local: NodeId,
+    /// Told of every routed message we sign ([`SignatureCheck::with_signed`]).
+    check: SignatureCheck,
     next_id: u64,
     pending_direct: BTreeMap<u64, PendingDirect>,
     /// Direct messages (and link requests and offers from strangers) received inside the freshness
@@ -115,9 +117,10 @@ pub(crate) enum Seen {
 }
 
 impl Router {
-    pub(crate) fn new(local: NodeId) -> Self {
+    pub(crate) fn new(local: NodeId, check: SignatureCheck) -> Self {
         Self {
             local,
+            check,
             next_id: 1,
             pending_direct: BTreeMap::new(),
             seen: BTreeSet::new(),
@@ -350,16 +353,12 @@ impl Router {
     /// enforces the same rule in [`Router::check_delivered`].
     pub(crate) fn seal(&self, identity: &Identity, r: &mut Routed) {
         if r.src == self.local && r.signature.is_empty() {
-            r.signature = identity
-                .sign(&Routed::signed_bytes(
-                    &r.src,
-                    &r.dst,
-                    r.id,
-                    r.sent_at,
-                    r.lookup.as_ref(),
-                    &r.body,
-                ))
-                .to_vec();
+            let bytes =
+                Routed::signed_bytes(&r.src, &r.dst, r.id, r.sent_at, r.lookup.as_ref(), &r.body);
+            let signature = identity.sign(&bytes);
+            self.check
+                .note_signed(&identity.public_key(), &bytes, &signature);
+            r.signature = signature.to_vec();
         }
     }
 
@@ -485,7 +484,7 @@ pub(crate) fn verify_with(
     let Ok(sig) = <[u8; 64]>::try_from(signature) else {
         return false;
     };
-    (check.0)(public_key, message, &sig)
+    (check.verifier())(public_key, message, &sig)
 }
 
 #[cfg(test)]
@@ -496,7 +495,7 @@ mod tests {
     #[test]
     fn a_direct_message_is_retried_then_fails_and_its_deadline_follows() {
         let config = Config::default();
-        let mut router = Router::new(id(1));
+        let mut router = Router::new(id(1), SignatureCheck::default());
         let now = Instant::from_millis(1_000);
         let msg = router.fresh_id();
         let deadline = router.start_direct(now, msg, id(2), b"x".to_vec(), &config);
@@ -519,7 +518,7 @@ mod tests {
     #[test]
     fn only_the_addressee_acknowledges() {
         let config = Config::default();
-        let mut router = Router::new(id(1));
+        let mut router = Router::new(id(1), SignatureCheck::default());
         let now = Instant::from_millis(1);
         router.start_direct(now, 5, id(2), Vec::new(), &config);
         let at = now.as_micros();
@@ -536,7 +535,7 @@ mod tests {
             max_seen_direct: 2,
             ..Config::default()
         };
-        let mut router = Router::new(id(1));
+        let mut router = Router::new(id(1), SignatureCheck::default());
         let now = Instant::from_millis(100_000);
         let t = now.as_micros();
         assert_eq!(router.first_delivery(now, id(2), 1, t, &config), Seen::New);
@@ -582,7 +581,7 @@ mod tests {
     #[test]
     fn oversized_direct_messages_are_refused() {
         let config = Config::default();
-        let router = Router::new(id(1));
+        let router = Router::new(id(1), SignatureCheck::default());
         let len = config.max_message_bytes;
         assert!(matches!(
             router.check_direct(len, &config),
@@ -610,7 +609,7 @@ mod tests {
     fn sealed_envelopes_verify_and_data_stays_unsigned_until_sealed() {
         let config = Config::default();
         let me = identity(1);
-        let router = Router::new(me.id());
+        let router = Router::new(me.id(), SignatureCheck::default());
         let data = router
             .envelope(
                 Instant::from_millis(1),

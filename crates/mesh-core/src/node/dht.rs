@@ -518,7 +518,9 @@ impl Node {
         };
         let key = self.dht.key(id);
         let record = match record {
-            Some(rec) if Some(rec.key) == key && rec.verify(self.signature_check.0) => Some(rec),
+            Some(rec) if Some(rec.key) == key && rec.verify(self.signature_check.verifier()) => {
+                Some(rec)
+            }
             Some(_) => {
                 self.stats.dht_dropped_answers += 1;
                 None

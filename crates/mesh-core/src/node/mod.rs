@@ -96,7 +96,7 @@ impl Node {
             local,
             config.kademlia.clone(),
             seed ^ 0x6b61_645f_6b61_6400,
-            check.0,
+            check.verifier(),
         );
         let gossip = gossip_core::Node::with_verifier(
             identity.clone(),
@@ -106,7 +106,7 @@ impl Node {
         );
         Node {
             topology: Topology::new(local, &config),
-            router: Router::new(local),
+            router: Router::new(local, check),
             lookups: Lookups::default(),
             dht: crate::dht::Dht::default(),
             signature_check: check,

@@ -1032,3 +1032,62 @@ fn a_link_that_comes_up_measures_its_round_trip_with_one_ping() {
         Some(Duration::from_millis(40))
     );
 }
+
+/// A signature told: (public key, bytes signed, signature).
+type Told = ([u8; 32], Vec<u8>, [u8; 64]);
+
+std::thread_local! {
+    /// The signatures told to [`note_signed`] in this thread.
+    static SIGNED: core::cell::RefCell<Vec<Told>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+fn note_signed(public_key: &[u8; 32], bytes: &[u8], signature: &[u8; 64]) {
+    SIGNED.with(|s| {
+        s.borrow_mut()
+            .push((*public_key, bytes.to_vec(), *signature))
+    });
+}
+
+/// A node tells its check's `signed` function of each hello and routed message it signs, with the
+/// exact bytes signed (a simulator's memo takes them as valid): every one told verifies, and they
+/// are the signatures that went out.
+#[test]
+fn signatures_made_are_told_with_their_bytes() {
+    let check = crate::SignatureCheck::default().with_signed(note_signed);
+    let mut n = crate::Node::with_signature_check([9; 32], crate::Config::default(), 7, check);
+    let me = Identity::from_secret_bytes(&[9; 32]);
+    n.join(Instant::from_millis(1));
+    drain(&mut n);
+    let p = identity(1);
+    let now = Instant::from_millis(2);
+    let out = connect(&mut n, &p, now);
+    // A direct message to a stranger goes out over p, sealed (its first hop is not its destination).
+    n.send(now, identity(2).id(), b"x".to_vec())
+        .expect("a route over p");
+    let mut out = out;
+    out.extend(drain(&mut n));
+    let told = SIGNED.with(|s| s.take());
+    assert!(told.len() >= 2, "{} told", told.len());
+    for (key, bytes, signature) in &told {
+        assert_eq!(*key, me.public_key());
+        assert!(p2pmesh_base::verify(key, bytes, signature));
+    }
+    let sent_hello = out.iter().find_map(|o| match o {
+        Output::Transmit { bytes, .. } => match Frame::decode(bytes) {
+            Ok(Frame::Hello(h)) => Some(h.signature),
+            _ => None,
+        },
+        _ => None,
+    });
+    let routed = transmitted(&out, p.id());
+    assert!(sent_hello.is_some() && !routed.is_empty());
+    for signature in sent_hello
+        .into_iter()
+        .chain(routed.into_iter().map(|r| r.signature))
+    {
+        assert!(
+            told.iter()
+                .any(|(_, _, s)| s.as_slice() == signature.as_slice())
+        );
+    }
+}
