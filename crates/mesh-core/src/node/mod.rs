@@ -329,11 +329,16 @@ impl Node {
             }
             ServerInput::PeerLeft(p) => {
                 // Gone from the server (it left, or the server does not know it: a signal to it
-                // bounced). An attempt to link to it cannot finish: it frees its slot now. An up link
-                // stays (the mesh may outlive a server connection).
+                // bounced, or its server died and the cluster let its claim lapse while it fails
+                // over to another). An attempt still in signalling frees its slot now. A link whose
+                // data channel is open stays, like an up link: our hello is out, so the peer may
+                // already count it up, and closing it would cut a live peer's link (test-mesh's
+                // `server-failover`); if the peer is really gone, the hello's timeout ends it.
                 self.topology.book.remove(&p);
                 self.kad.handle_peer_down(now, p);
-                if self.links.get(&p).is_some_and(|l| !l.is_up()) {
+                if self.links.get(&p).is_some_and(|l| {
+                    matches!(l.state, LinkState::Requested | LinkState::Connecting)
+                }) {
                     self.close(now, p, DisconnectReason::PeerLeft, false);
                 }
             }

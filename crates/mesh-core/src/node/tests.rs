@@ -1091,3 +1091,51 @@ fn signatures_made_are_told_with_their_bytes() {
         );
     }
 }
+
+/// The server says a peer left while our link to it is being made. In signalling, the attempt is
+/// dropped (its slot freed). With the data channel open, it stays: our hello is out, so the peer may
+/// already count the link up, and the server's word may only mean that the peer's server died and
+/// the peer is failing over to another (test-mesh's `server-failover` saw exactly this cut a live
+/// link). The peer's hello then brings it up; without one it times out as any attempt does.
+#[test]
+fn a_peer_the_server_lost_keeps_a_link_whose_channel_is_open() {
+    let p = identity(1);
+    let now = Instant::from_millis(2);
+
+    let mut n = node();
+    inbound_attempt(&mut n, &p, now);
+    n.handle_server(now, ServerInput::PeerLeft(p.id()));
+    let out = drain(&mut n);
+    assert_eq!(
+        disconnect_reason(&out, p.id()),
+        Some(DisconnectReason::PeerLeft),
+        "an attempt still in signalling is dropped"
+    );
+
+    let mut n = node();
+    inbound_attempt(&mut n, &p, now);
+    n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+    drain(&mut n);
+    n.handle_server(now, ServerInput::PeerLeft(p.id()));
+    let out = drain(&mut n);
+    assert_eq!(disconnect_reason(&out, p.id()), None, "{out:?}");
+    n.handle_message(now, p.id(), &hello(&p, b"it", b"me"));
+    let out = drain(&mut n);
+    assert!(out.contains(&Output::Event(Event::PeerConnected { peer: p.id() })));
+    assert_eq!(n.links(), alloc::vec![p.id()]);
+
+    let mut n = node();
+    inbound_attempt(&mut n, &p, now);
+    n.handle_link_open(now, p.id(), b"me".to_vec(), b"it".to_vec());
+    n.handle_server(now, ServerInput::PeerLeft(p.id()));
+    n.handle_timeout(now + n.config().link_open_timeout);
+    let out = drain(&mut n);
+    assert!(
+        n.links().is_empty(),
+        "no hello: the attempt still times out"
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Disconnect { peer, .. } if *peer == p.id()))
+    );
+}

@@ -58,8 +58,8 @@ pub struct NodeState {
     /// When it last reported its server lost, and joined again (`server-failover`).
     pub server_lost_at: Option<Instant>,
     pub server_back_at: Option<Instant>,
-    /// When each of its links went down.
-    pub link_downs: Vec<Instant>,
+    /// When each of its links went down, and why (the node's `DisconnectReason`).
+    pub link_downs: Vec<(Instant, String)>,
     /// Peers it linked to while the server was down (for `mesh-signaling`).
     pub linked_while_server_down: Vec<String>,
     /// Its links' ups (`+peer`) and downs (`-peer`), with their `at_us`, for failure reports.
@@ -476,9 +476,13 @@ impl Cluster {
                 node.ever_linked.insert(peer.clone());
                 node.links.insert(peer);
             }
-            Report::PeerDisconnected { peer, at_us, .. } => {
+            Report::PeerDisconnected {
+                peer,
+                reason,
+                at_us,
+            } => {
                 self.last_link_change = Instant::now();
-                node.link_downs.push(Instant::now());
+                node.link_downs.push((Instant::now(), reason));
                 node.link_history.push((at_us, format!("-{peer}")));
                 node.links.remove(&peer);
             }
