@@ -155,8 +155,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     /// - a copy from the message's parent is a retransmission (our ACK was lost): nothing to cut;
     /// - a copy over a strictly shorter path makes its link the parent, and the old parent is pruned;
     /// - a copy from a peer that received the message later in the tree than we did (more hops), and
-    ///   to which we pushed it too (or sent it in answer to its GRAFT), is left for that peer to judge when our copy reaches it: it will
-    ///   either keep us as its better parent or prune us, and we must not cut the link first;
+    ///   to which we pushed it too (or sent it in answer to its GRAFT), is left for that peer to
+    ///   judge when our copy reaches it: it will either keep us as its better parent or prune us,
+    ///   and we must not cut the link first;
     /// - otherwise the sender is pruned.
     ///
     /// The hop counts compared are those carried by the copies themselves (each side sends its copy once,
