@@ -90,18 +90,23 @@ fn run_with(seed: u64, config: Config) -> Outcome {
     }
 }
 
-fn check(seed: u64) {
-    let outcome = run(seed);
+/// Every node got every message, none more than 14 hops from its origin.
+fn assert_delivered_shallow(seed: u64, outcome: &Outcome) {
     assert_eq!(outcome.delivery_ratio, 1.0, "seed {seed}");
-    assert!(
-        outcome.rmr < 0.5,
-        "seed {seed}: RMR {:.3} >= 0.5",
-        outcome.rmr
-    );
     assert!(
         outcome.last_delivery_hop < 15,
         "seed {seed}: last delivery hop {} >= 15",
         outcome.last_delivery_hop
+    );
+}
+
+fn check(seed: u64) {
+    let outcome = run(seed);
+    assert_delivered_shallow(seed, &outcome);
+    assert!(
+        outcome.rmr < 0.5,
+        "seed {seed}: RMR {:.3} >= 0.5",
+        outcome.rmr
     );
 }
 
@@ -153,12 +158,7 @@ fn the_tree_stays_whole_over_many_seeds() {
     let mut worst = (0, 0);
     for seed in 1..=24 {
         let outcome = run(seed);
-        assert_eq!(outcome.delivery_ratio, 1.0, "seed {seed}");
-        assert!(
-            outcome.last_delivery_hop < 15,
-            "seed {seed}: last delivery hop {}",
-            outcome.last_delivery_hop
-        );
+        assert_delivered_shallow(seed, &outcome);
         worst = worst.max((outcome.grafts, seed));
     }
     assert!(worst.0 <= 30, "seed {}: {} GRAFTs", worst.1, worst.0);

@@ -226,11 +226,13 @@ impl Link {
     }
 
     /// The data channel opened with these fingerprints: the link waits for the peer's hello and
-    /// returns ours (signed by `identity`), to be sent now and again until the peer's verifies.
+    /// returns ours (signed by `identity` through `check`), to be sent now and again until the
+    /// peer's verifies.
     pub(crate) fn open(
         &mut self,
         now: Instant,
         identity: &Identity,
+        check: SignatureCheck,
         local_fingerprint: Vec<u8>,
         remote_fingerprint: Vec<u8>,
         config: &Config,
@@ -238,11 +240,10 @@ impl Link {
         self.state = LinkState::Open;
         self.last_rx = now;
         let public_key = identity.public_key();
-        let signature = identity.sign(&Hello::signed_bytes(
-            &public_key,
-            &local_fingerprint,
-            &remote_fingerprint,
-        ));
+        let signature = check.sign(
+            identity,
+            &Hello::signed_bytes(&public_key, &local_fingerprint, &remote_fingerprint),
+        );
         let hello = Hello {
             public_key,
             sender_fingerprint: local_fingerprint.clone(),

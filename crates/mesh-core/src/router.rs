@@ -355,10 +355,7 @@ impl Router {
         if r.src == self.local && r.signature.is_empty() {
             let bytes =
                 Routed::signed_bytes(&r.src, &r.dst, r.id, r.sent_at, r.lookup.as_ref(), &r.body);
-            let signature = identity.sign(&bytes);
-            self.check
-                .note_signed(&identity.public_key(), &bytes, &signature);
-            r.signature = signature.to_vec();
+            r.signature = self.check.sign(identity, &bytes).to_vec();
         }
     }
 

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use p2pmesh_base::Identity;
+
 /// A signature check: `(public key, signed bytes, signature) -> valid`.
 pub type VerifyFn = fn(&[u8; 32], &[u8], &[u8; 64]) -> bool;
 
@@ -47,9 +49,12 @@ impl SignatureCheck {
         self.verify
     }
 
-    /// Tells the `signed` function of a signature made.
-    pub(crate) fn note_signed(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) {
-        (self.signed)(public_key, message, signature);
+    /// Signs `message` with `identity` and tells the `signed` function of it: every signature a
+    /// node makes (routed messages, hellos) goes through here.
+    pub(crate) fn sign(&self, identity: &Identity, message: &[u8]) -> [u8; 64] {
+        let signature = identity.sign(message);
+        (self.signed)(&identity.public_key(), message, &signature);
+        signature
     }
 }
 

@@ -44,15 +44,26 @@ fn memo_verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> b
             return *ok;
         }
         let ok = verify_with_cached_key(public_key, message, signature);
-        if checked.len() >= MAX_CHECKED {
-            checked.clear();
-        }
-        checked
-            .entry((*public_key, *signature))
-            .or_default()
-            .push((message.to_vec(), ok));
+        remember(&mut checked, public_key, message, signature, ok);
         ok
     })
+}
+
+/// Puts a check's answer in the memo (started afresh once it holds [`MAX_CHECKED`] signatures).
+fn remember(
+    checked: &mut Checked,
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+    ok: bool,
+) {
+    if checked.len() >= MAX_CHECKED {
+        checked.clear();
+    }
+    checked
+        .entry((*public_key, *signature))
+        .or_default()
+        .push((message.to_vec(), ok));
 }
 
 /// Told of every routed message and hello a simulated node signs: the memo takes the signature as
@@ -63,14 +74,13 @@ fn memo_verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> b
 /// by one node, or by its relays and then that node).
 fn memo_signed(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) {
     CHECKED.with(|checked| {
-        let mut checked = checked.borrow_mut();
-        if checked.len() >= MAX_CHECKED {
-            checked.clear();
-        }
-        checked
-            .entry((*public_key, *signature))
-            .or_default()
-            .push((message.to_vec(), true));
+        remember(
+            &mut checked.borrow_mut(),
+            public_key,
+            message,
+            signature,
+            true,
+        );
     });
 }
 

@@ -36,19 +36,11 @@ impl Node {
         let hello = link.open(
             now,
             &self.identity,
+            self.signature_check,
             local_fingerprint,
             remote_fingerprint,
             &self.config,
         );
-        if let Ok(signature) = <[u8; 64]>::try_from(hello.signature.as_slice()) {
-            let bytes = Hello::signed_bytes(
-                &hello.public_key,
-                &hello.sender_fingerprint,
-                &hello.receiver_fingerprint,
-            );
-            self.signature_check
-                .note_signed(&hello.public_key, &bytes, &signature);
-        }
         let early = link.early_hello.take();
         self.send_frame(now, peer, &Frame::Hello(hello));
         if let Some(h) = early {

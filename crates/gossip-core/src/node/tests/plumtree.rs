@@ -45,6 +45,18 @@ fn a_redundant_copy_prunes_its_link_and_lazy_links_get_batched_announcements() {
     );
 }
 
+/// [`linked`], after a message of `identity(10)`'s (returned) came over peers[0] and its duplicate
+/// over peers[1], which that PRUNEd; outputs drained.
+fn second_link_pruned(config: Config) -> (Node, Vec<NodeId>, Identity) {
+    let (mut node, peers) = linked(config);
+    let origin = identity(10);
+    let first = signed(&origin, 1, t0(), b"x");
+    node.handle_message(t0(), peers[0], &gossip(&first));
+    node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
+    assert!(sends(&mut node).contains(&(peers[1], Frame::Prune)));
+    (node, peers, origin)
+}
+
 #[test]
 fn adaptive_fanout_follows_the_nodes_known() {
     let mut node = node(1);
@@ -103,12 +115,7 @@ fn an_unanswered_announcement_is_repeated_once() {
             announce_repeat: repeat,
             ..Config::default()
         };
-        let (mut node, peers) = linked(config);
-        let origin = identity(10);
-        let first = signed(&origin, 1, t0(), b"x");
-        node.handle_message(t0(), peers[0], &gossip(&first));
-        // A duplicate from peers[1] makes that link lazy.
-        node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
+        let (mut node, peers, origin) = second_link_pruned(config);
         let second = signed(&origin, 2, t0(), b"y");
         let third = signed(&origin, 3, t0(), b"z");
         node.handle_message(t0() + ms(10), peers[0], &gossip(&second));
@@ -153,12 +160,7 @@ fn an_unanswered_announcement_is_repeated_once() {
 /// the tree never holds a link that pushes one way only.
 #[test]
 fn a_first_copy_over_a_pruned_link_grafts_it_back() {
-    let (mut node, peers) = linked(Config::default());
-    let origin = identity(10);
-    let first = signed(&origin, 1, t0(), b"x");
-    node.handle_message(t0(), peers[0], &gossip(&first));
-    node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
-    assert!(sends(&mut node).contains(&(peers[1], Frame::Prune)));
+    let (mut node, peers, origin) = second_link_pruned(Config::default());
 
     // The next message comes first over peers[0], an eager link: no GRAFT.
     let second = signed(&origin, 2, t0(), b"y");
@@ -186,12 +188,7 @@ fn a_first_copy_over_a_pruned_link_grafts_it_back() {
 /// the link it is about to take as its parent.
 #[test]
 fn a_copy_crossing_our_graft_answer_is_left_to_the_grafter() {
-    let (mut node, peers) = linked(Config::default());
-    let origin = identity(10);
-    let first = signed(&origin, 1, t0(), b"x");
-    node.handle_message(t0(), peers[0], &gossip(&first));
-    node.handle_message(t0() + ms(5), peers[1], &gossip(&first));
-    let _ = outputs(&mut node);
+    let (mut node, peers, origin) = second_link_pruned(Config::default());
 
     // The second reaches us over peers[0]; peers[1], lazy, is only told of it, and GRAFTs it.
     let second = signed(&origin, 2, t0(), b"y");
