@@ -28,6 +28,10 @@ pub struct Args {
     /// Files of earlier reports (the simulator's `--json` lines) to add to the table and the plot.
     #[arg(long)]
     from: Vec<PathBuf>,
+    /// Run sharded over N shards (the simulator's `--shards`; 0: sequential). Every N > 0 gives the
+    /// same runs, which differ from the sequential ones.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    shards: usize,
     /// Where to write the plot, relative to the workspace root.
     #[arg(long, default_value = "docs/sim-scale.svg")]
     svg: PathBuf,
@@ -79,6 +83,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
             let mut cmd = Command::new(&sim);
             cmd.args(["--scenario", "broadcast", "--nodes", &nodes.to_string()])
                 .args(["--seed", &args.seed.to_string(), "--json", "--progress"])
+                .args(["--shards", &args.shards.to_string()])
                 .stderr(Stdio::inherit());
             let out = output(&format!("sim at {nodes} nodes"), &mut cmd)?;
             rows.push(Row::from_report(last_json(&out)?)?);
@@ -98,15 +103,19 @@ pub fn run_task(args: Args) -> Result<(), String> {
 fn print_table(rows: &[Row]) {
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
     println!(
-        "| nodes | events | wall s | CPU s | peak RSS MiB | µs / event (CPU) | delivery | RMR | ldh | p50 / p99 ms |"
+        "| nodes | engine | events | wall s | CPU s | peak RSS MiB | µs / event (CPU) | delivery | RMR | ldh | p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         let number = |key: &str| row.report.get(key).and_then(Value::as_f64);
         let per_event = row.cpu_s.zip(row.events).map(|(c, e)| c * 1e6 / e);
         println!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} |",
             row.nodes,
+            row.report
+                .get("engine")
+                .and_then(Value::as_str)
+                .unwrap_or("sequential"),
             opt(row.events, 0),
             row.wall_s,
             opt(row.cpu_s, 1),

@@ -62,12 +62,12 @@ impl<T: Copy + Ord> Partition<T> {
     }
 }
 
-/// The network: fixed per-pair latencies (a hash of the pair, so no table), loss, partitions.
-#[derive(Debug)]
+/// The network: fixed per-pair latencies (a hash of the pair, so no table), loss, partitions. Its
+/// random draws take the generator to draw from (the engine's, or a slot's in a sharded run).
+#[derive(Debug, Clone)]
 pub struct Network<T> {
     config: NetConfig,
     salt: u64,
-    rng: ChaCha8Rng,
     partitions: Vec<Partition<T>>,
 }
 
@@ -89,15 +89,18 @@ fn between(min: Duration, max: Duration, hash: u64) -> Duration {
 }
 
 impl<T: Copy + Ord> Network<T> {
-    /// A network with this configuration; `rng` draws losses and detection delays.
-    pub fn new(config: NetConfig, mut rng: ChaCha8Rng) -> Self {
-        let salt = rand::Rng::next_u64(&mut rng);
+    /// A network with this configuration; `salt` (a random word) draws the pairs' latencies.
+    pub fn new(config: NetConfig, salt: u64) -> Self {
         Self {
             config,
             salt,
-            rng,
             partitions: Vec::new(),
         }
+    }
+
+    /// The salt the latencies are drawn with.
+    pub fn salt(&self) -> u64 {
+        self.salt
     }
 
     /// The configuration.
@@ -130,19 +133,19 @@ impl<T: Copy + Ord> Network<T> {
         )
     }
 
-    /// Draw whether one frame is lost.
-    pub fn lost(&mut self) -> bool {
-        self.config.loss > 0.0 && self.rng.random_bool(self.config.loss.min(1.0))
+    /// Draw from `rng` whether one frame is lost.
+    pub fn lost(&self, rng: &mut ChaCha8Rng) -> bool {
+        self.config.loss > 0.0 && rng.random_bool(self.config.loss.min(1.0))
     }
 
-    /// Draw how long a node takes to notice that a link died.
-    pub fn detection_delay(&mut self) -> Duration {
+    /// Draw from `rng` how long a node takes to notice that a link died.
+    pub fn detection_delay(&self, rng: &mut ChaCha8Rng) -> Duration {
         let lo = u64::try_from(self.config.detect_min.as_micros()).unwrap_or(u64::MAX);
         let hi = u64::try_from(self.config.detect_max.as_micros()).unwrap_or(u64::MAX);
         if hi <= lo {
             return self.config.detect_min;
         }
-        Duration::from_micros(self.rng.random_range(lo..=hi))
+        Duration::from_micros(rng.random_range(lo..=hi))
     }
 
     /// Add a partition.
@@ -164,8 +167,7 @@ mod tests {
 
     #[test]
     fn latency_is_symmetric_fixed_and_in_range() {
-        let net: Network<Instant> =
-            Network::new(NetConfig::default(), ChaCha8Rng::seed_from_u64(1));
+        let net: Network<Instant> = Network::new(NetConfig::default(), 1);
         for a in 0..50u32 {
             for b in 0..50u32 {
                 let l = net.link_latency(a, b);
@@ -183,14 +185,15 @@ mod tests {
             loss: 0.1,
             ..NetConfig::default()
         };
-        let mut net: Network<Instant> = Network::new(config, ChaCha8Rng::seed_from_u64(2));
-        let lost = (0..100_000).filter(|_| net.lost()).count();
+        let net: Network<Instant> = Network::new(config, 2);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let lost = (0..100_000).filter(|_| net.lost(&mut rng)).count();
         assert!((9_000..11_000).contains(&lost), "{lost}");
     }
 
     #[test]
     fn partition_cuts_only_across_and_only_while_active() {
-        let mut net = Network::new(NetConfig::default(), ChaCha8Rng::seed_from_u64(3));
+        let mut net = Network::new(NetConfig::default(), 3);
         net.add_partition(Partition {
             side_a: vec![true, true, false, false],
             start: Instant::from_millis(100),

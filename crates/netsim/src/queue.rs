@@ -71,6 +71,17 @@ impl<T: Copy + Ord, E> EventQueue<T, E> {
         self.heap.push(Entry { time, seq, event });
     }
 
+    /// Schedule `event` at `time` with an order key of the caller's (events at one time run by key,
+    /// smallest first); a queue takes either these or [`EventQueue::schedule`]'s, never both.
+    pub fn schedule_keyed(&mut self, time: T, key: u64, event: E) {
+        let time = time.max(self.now);
+        self.heap.push(Entry {
+            time,
+            seq: key,
+            event,
+        });
+    }
+
     /// Time of the next event, if any.
     pub fn peek_time(&self) -> Option<T> {
         self.heap.peek().map(|e| e.time)

@@ -284,3 +284,116 @@ fn loss_drops_frames() {
         (1, 1, 0)
     );
 }
+
+/// What a run made: its counters, every node event, and each node's links and link losses.
+type RunTrace = (
+    crate::NetStats,
+    Vec<(Millis, u32, (u32, Vec<u8>))>,
+    Vec<String>,
+);
+
+/// A run of `shards` shards (threads when more than one): 40 joiners over 5% loss, a cut of the first
+/// ten for 5 s (the flooding nodes do not link across it again), a crash, a halt, messages published
+/// before, during and after the cut.
+fn sharded_run(shards: usize) -> RunTrace {
+    let net = NetConfig {
+        loss: 0.05,
+        ..NetConfig::default()
+    };
+    let mut e = engine(21, net);
+    e.set_shards(shards).expect("before the first node");
+    let run = |e: &mut Engine<Flood>, d: Duration| {
+        let until = e.now() + d;
+        e.run_until_each(until, |_, _| {});
+    };
+    let mut events = Vec::new();
+    for i in 0..40 {
+        let slot = e.add_node(Flood::new(i * 7 + 3), vec![i as u8; 4]);
+        e.join(slot);
+        run(&mut e, Duration::from_millis(30));
+    }
+    run(&mut e, Duration::from_secs(5));
+    e.node_mut(3).expect("live").publish(b"before");
+    e.drive(3);
+    let start = e.now() + Duration::from_millis(500);
+    e.partition(
+        (0..10).map(|_| true).collect(),
+        start,
+        start + Duration::from_secs(5),
+    );
+    run(&mut e, Duration::from_secs(1));
+    e.node_mut(20).expect("live").publish(b"during");
+    e.drive(20);
+    e.crash(7);
+    run(&mut e, Duration::from_secs(2));
+    // Slot 11 tells slot 12 (id 87) to halt; slot 12's own frames never leave.
+    e.node_mut(11)
+        .expect("live")
+        .out
+        .push_back(Output::Transmit {
+            link: 87,
+            bytes: b"halt".to_vec(),
+        });
+    e.drive(11);
+    run(&mut e, Duration::from_secs(10));
+    let from = (12..40)
+        .find(|&s| e.is_live(s))
+        .expect("a live node past the cut");
+    e.node_mut(from).expect("live").publish(b"after");
+    e.drive(from);
+    run(&mut e, Duration::from_secs(5));
+    events.extend(e.drain_events());
+    let nodes = (0..e.len() as u32)
+        .map(|s| match e.node(s) {
+            Some(n) => format!("{s}: links {:?} downs {:?}", n.links, n.downs),
+            None => format!("{s}: down"),
+        })
+        .collect();
+    (e.stats(), events, nodes)
+}
+
+#[test]
+fn a_sharded_run_is_the_same_whatever_the_number_of_shards() {
+    let one = sharded_run(1);
+    let (stats, events, nodes) = &one;
+    // The run did what it says: links opened, frames were lost and cut, a node halted, and the
+    // messages reached the nodes that could hear them.
+    assert!(stats.links_opened > 40, "{stats:?}");
+    assert!(stats.frames_lost > 0 && stats.frames_cut > 0, "{stats:?}");
+    let down: Vec<usize> = (0..nodes.len())
+        .filter(|&s| nodes[s].ends_with("down"))
+        .collect();
+    assert_eq!(down, vec![7, 12], "{nodes:#?}");
+    for message in [&b"before"[..], b"during", b"after"] {
+        let reached = events.iter().filter(|(_, _, (_, m))| m == message).count();
+        assert!(reached > 15, "{message:?} reached {reached}");
+    }
+    for shards in [2, 3] {
+        assert!(
+            sharded_run(shards) == one,
+            "{shards} shards differ from one"
+        );
+    }
+}
+
+#[test]
+fn shards_are_set_before_nodes_and_need_a_lookahead() {
+    let mut e = engine(1, NetConfig::default());
+    assert_eq!(e.lookahead(), Duration::from_millis(5));
+    e.add_node(Flood::new(1), Vec::new());
+    assert!(e.set_shards(2).is_err());
+    assert_eq!(e.shards(), 0);
+    let mut e = engine(
+        1,
+        NetConfig {
+            server_latency_min: Duration::ZERO,
+            ..NetConfig::default()
+        },
+    );
+    assert!(e.set_shards(2).is_err());
+    let mut e = engine(1, NetConfig::default());
+    assert!(e.set_shards(0).is_err());
+    assert_eq!(e.shards(), 0);
+    assert!(e.set_shards(2).is_ok());
+    assert_eq!(e.shards(), 2);
+}

@@ -28,9 +28,8 @@
 //! own traffic is in the report's notes.
 
 use core::time::Duration;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use gossip_core::wire::{self, TreeAdvert};
 use gossip_core::{Ed25519, Identity};
@@ -76,7 +75,7 @@ pub struct Shared {
     /// When the flood rounds start (`None`: not yet).
     pub flood_from: Option<Instant>,
     /// Encoded mesh frames of each flood round.
-    rounds: BTreeMap<u64, Rc<Vec<Vec<u8>>>>,
+    rounds: BTreeMap<u64, Arc<Vec<Vec<u8>>>>,
     /// The attackers' traffic.
     pub traffic: Traffic,
 }
@@ -108,14 +107,14 @@ pub struct AgentConfig {
     /// The node's configuration.
     pub mesh: mesh_core::Config,
     /// Shared by all the attackers of one run (one simulation, one thread).
-    pub shared: Rc<RefCell<Shared>>,
+    pub shared: Arc<Mutex<Shared>>,
 }
 
 /// An attacker's state.
 #[derive(Debug)]
 struct Attack {
     rng: ChaCha8Rng,
-    shared: Rc<RefCell<Shared>>,
+    shared: Arc<Mutex<Shared>>,
     next_claim: Instant,
     next_flood_round: u64,
     queue: VecDeque<Output>,
@@ -130,7 +129,7 @@ pub struct Agent {
     node: Node,
     secret: [u8; 32],
     seed: u64,
-    shared: Rc<RefCell<Shared>>,
+    shared: Arc<Mutex<Shared>>,
     attack: Option<Box<Attack>>,
 }
 
@@ -165,7 +164,7 @@ impl Agent {
     pub fn make_attacker(&mut self) {
         self.attack = Some(Box::new(Attack {
             rng: ChaCha8Rng::seed_from_u64(self.seed ^ 0xa77a_c4e5),
-            shared: Rc::clone(&self.shared),
+            shared: Arc::clone(&self.shared),
             next_claim: Instant::ZERO,
             next_flood_round: 0,
             queue: VecDeque::new(),
@@ -186,7 +185,7 @@ impl Agent {
 
     /// A forged `Neighbors` frame: as many random ids as each level takes.
     fn forged_neighbors(attack: &mut Attack, me: NodeId) -> Vec<u8> {
-        let shared = attack.shared.borrow();
+        let shared = attack.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let ids = &shared.ids;
         let mut draw = |n: usize| -> Vec<NodeId> {
             if ids.is_empty() {
@@ -207,9 +206,15 @@ impl Agent {
     }
 
     /// Flood round `round`'s frames, forged now if no attacker has yet.
-    fn flood_round(&self, attack: &Attack, round: u64, now: Instant) -> Rc<Vec<Vec<u8>>> {
-        if let Some(frames) = attack.shared.borrow().rounds.get(&round) {
-            return Rc::clone(frames);
+    fn flood_round(&self, attack: &Attack, round: u64, now: Instant) -> Arc<Vec<Vec<u8>>> {
+        if let Some(frames) = attack
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rounds
+            .get(&round)
+        {
+            return Arc::clone(frames);
         }
         let config = &self.node.config().gossip;
         let skew = config.max_clock_skew;
@@ -252,10 +257,10 @@ impl Agent {
                 }
             }
         }
-        let frames = Rc::new(frames);
-        let mut shared = attack.shared.borrow_mut();
+        let frames = Arc::new(frames);
+        let mut shared = attack.shared.lock().unwrap_or_else(PoisonError::into_inner);
         shared.traffic.flood_signed += frames.len() as u64;
-        shared.rounds.insert(round, Rc::clone(&frames));
+        shared.rounds.insert(round, Arc::clone(&frames));
         frames
     }
 
@@ -276,17 +281,26 @@ impl Agent {
                         link,
                         bytes: tree.clone(),
                     });
-                    attack.shared.borrow_mut().traffic.tree_frames += 1;
+                    attack
+                        .shared
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .traffic
+                        .tree_frames += 1;
                 }
                 attack.queue.push_back(Output::Transmit {
                     link,
                     bytes: neighbors,
                 });
-                let mut shared = attack.shared.borrow_mut();
+                let mut shared = attack.shared.lock().unwrap_or_else(PoisonError::into_inner);
                 shared.traffic.neighbor_frames += 1;
             }
         }
-        let flood_from = attack.shared.borrow().flood_from;
+        let flood_from = attack
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flood_from;
         if let Some(from) = flood_from
             && now >= from
         {
@@ -305,8 +319,12 @@ impl Agent {
                         });
                     }
                 }
-                attack.shared.borrow_mut().traffic.flood_frames +=
-                    (frames.len() * links.len()) as u64;
+                attack
+                    .shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .traffic
+                    .flood_frames += (frames.len() * links.len()) as u64;
             }
         }
         self.attack = Some(attack);
@@ -316,7 +334,12 @@ impl Agent {
     fn next_act(&self) -> Option<Instant> {
         let attack = self.attack.as_ref()?;
         let mut next = attack.next_claim;
-        if let Some(from) = attack.shared.borrow().flood_from {
+        if let Some(from) = attack
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flood_from
+        {
             next = next.min(
                 from + FLOOD_INTERVAL * u32::try_from(attack.next_flood_round).unwrap_or(u32::MAX),
             );
@@ -373,7 +396,7 @@ impl Protocol for Agent {
             node: <Node as Protocol>::create(secret_key, seed, &config.mesh),
             secret: secret_key,
             seed,
-            shared: Rc::clone(&config.shared),
+            shared: Arc::clone(&config.shared),
             attack: None,
         }
     }
@@ -415,8 +438,11 @@ impl Protocol for Agent {
                 Some(out) => out,
                 None => match Protocol::poll_output(&mut self.node)? {
                     Output::Transmit { link, bytes } => {
-                        let shared = Rc::clone(&self.shared);
-                        match self.rewrite(&mut shared.borrow_mut(), bytes) {
+                        let shared = Arc::clone(&self.shared);
+                        match self.rewrite(
+                            &mut shared.lock().unwrap_or_else(PoisonError::into_inner),
+                            bytes,
+                        ) {
                             Some(bytes) => Output::Transmit { link, bytes },
                             None => continue,
                         }
@@ -425,7 +451,11 @@ impl Protocol for Agent {
                 },
             };
             if let Output::Transmit { bytes, .. } = &out {
-                self.shared.borrow_mut().traffic.bytes += bytes.len() as u64;
+                self.shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .traffic
+                    .bytes += bytes.len() as u64;
             }
             return Some(out);
         }
@@ -486,12 +516,12 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
         args.strategy.name(),
     );
     let mut rng = scenario::scenario_rng(args.seed);
-    let shared = Rc::new(RefCell::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared::default()));
     let mut mesh = mesh;
     mesh.gossip.max_seen = MAX_SEEN;
     let config = AgentConfig {
         mesh,
-        shared: Rc::clone(&shared),
+        shared: Arc::clone(&shared),
     };
     let mut sim_config = SimConfig::default();
     sim_config.net.loss = loss;
@@ -509,12 +539,16 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
             agent.make_attacker();
         }
     }
-    shared.borrow_mut().ids = slots.iter().map(|&s| sim.id(s)).collect();
+    shared.lock().unwrap_or_else(PoisonError::into_inner).ids =
+        slots.iter().map(|&s| sim.id(s)).collect();
     scenario::join_slots(&mut sim, slots);
 
     // The floods start; the broadcasts a little later, once the first round reached every victim.
     let t0 = sim.now();
-    shared.borrow_mut().flood_from = Some(t0);
+    shared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .flood_from = Some(t0);
     let interval = Duration::from_secs(1);
     let first = t0 + CLAIM_INTERVAL + Duration::from_secs(1);
     let honest = |s: u32| !attacker.get(s as usize).copied().unwrap_or(true);
@@ -599,7 +633,10 @@ pub fn run(args: &ScenarioArgs, mesh: mesh_core::Config) -> Report {
             FLOOD_INTERVAL.as_secs()
         ),
     );
-    let t = shared.borrow().traffic;
+    let t = shared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .traffic;
     let secs = (sim.now() - t0).as_secs_f64().max(1.0);
     report.note(
         "attackers: forged tree / neighbors frames",

@@ -1,7 +1,7 @@
 //! [`Protocol`] for mesh-core's [`Node`], and [`run`]: a scenario over mesh-core.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -12,23 +12,35 @@ use crate::protocol::{Event, Output, Protocol, ServerInput};
 use crate::report::Report;
 use crate::scenario::{Scenario, ScenarioArgs, Strategy, run_with};
 
-/// Distinct signatures remembered per thread; past it the memo starts afresh.
-const MAX_CHECKED: usize = 1 << 16;
+/// Distinct signatures remembered per stripe of the memo; past it the stripe starts afresh.
+const MAX_CHECKED: usize = 1 << 12;
 
-/// Public keys kept decompressed per thread; past it the cache starts afresh.
+/// Stripes of the memo, each behind its own lock (by a byte of the signature): a sharded run's
+/// threads rarely wait for each other.
+const STRIPES: usize = 16;
+
+/// Public keys kept decompressed; past it the cache starts afresh.
 const MAX_KEYS: usize = 1 << 18;
 
 /// Signatures already checked: (key, signature) -> [(message, valid)].
 type Checked = HashMap<([u8; 32], [u8; 64]), Vec<(Vec<u8>, bool)>>;
 
-thread_local! {
-    /// The signatures checked in this thread.
-    static CHECKED: RefCell<Checked> = RefCell::new(HashMap::new());
-    /// Public keys decompressed in this thread (`None`: not a valid key).
-    static KEYS: RefCell<HashMap<[u8; 32], Option<VerifyingKey>>> = RefCell::new(HashMap::new());
+/// The signatures checked in this process (shared by a sharded run's threads).
+static CHECKED: LazyLock<[Mutex<Checked>; STRIPES]> =
+    LazyLock::new(|| core::array::from_fn(|_| Mutex::new(HashMap::new())));
+
+/// The memo's stripe of `signature`, locked.
+fn stripe(signature: &[u8; 64]) -> std::sync::MutexGuard<'static, Checked> {
+    CHECKED[usize::from(signature[0]) % STRIPES]
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
-/// [`gossip_core::verify`], memoized across the simulated nodes of this thread. Every node still checks
+/// Public keys decompressed in this process (`None`: not a valid key).
+static KEYS: LazyLock<Mutex<HashMap<[u8; 32], Option<VerifyingKey>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// [`gossip_core::verify`], memoized across the simulated nodes of this process. Every node still checks
 /// every signature it receives and gets exactly the answer ed25519 gives (the memo is keyed by the
 /// whole key, signature and message); only the arithmetic, a pure function of those bytes, is done
 /// once per process instead of once per node. The simulator's CPU goes to the protocol, not to
@@ -36,17 +48,17 @@ thread_local! {
 /// node (or its relays), are put in the memo by their signer ([`memo_signed`]); each node's key is
 /// decompressed once per process.
 fn memo_verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    CHECKED.with(|checked| {
-        let mut checked = checked.borrow_mut();
-        if let Some(known) = checked.get(&(*public_key, *signature))
-            && let Some((_, ok)) = known.iter().find(|(m, _)| m.as_slice() == message)
-        {
-            return *ok;
-        }
-        let ok = verify_with_cached_key(public_key, message, signature);
-        remember(&mut checked, public_key, message, signature, ok);
-        ok
-    })
+    let known = stripe(signature)
+        .get(&(*public_key, *signature))
+        .and_then(|known| known.iter().find(|(m, _)| m.as_slice() == message))
+        .map(|(_, ok)| *ok);
+    if let Some(ok) = known {
+        return ok;
+    }
+    // Verified without the lock: another thread's checks wait only for the memo itself.
+    let ok = verify_with_cached_key(public_key, message, signature);
+    remember(&mut stripe(signature), public_key, message, signature, ok);
+    ok
 }
 
 /// Puts a check's answer in the memo (started afresh once it holds [`MAX_CHECKED`] signatures).
@@ -73,29 +85,23 @@ fn remember(
 /// the one real verification per routed message and hello that the memo could not (each is verified
 /// by one node, or by its relays and then that node).
 fn memo_signed(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) {
-    CHECKED.with(|checked| {
-        remember(
-            &mut checked.borrow_mut(),
-            public_key,
-            message,
-            signature,
-            true,
-        );
-    });
+    remember(&mut stripe(signature), public_key, message, signature, true);
 }
 
 /// [`gossip_core::verify`] (strict ed25519) with the key decompressed once per process: the same
 /// answer for the same bytes.
 fn verify_with_cached_key(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let key = KEYS.with(|keys| {
-        let mut keys = keys.borrow_mut();
-        if let Some(key) = keys.get(public_key) {
-            return *key;
-        }
+    let cached = KEYS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(public_key)
+        .copied();
+    let key = cached.unwrap_or_else(|| {
+        let key = VerifyingKey::from_bytes(public_key).ok();
+        let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.len() >= MAX_KEYS {
             keys.clear();
         }
-        let key = VerifyingKey::from_bytes(public_key).ok();
         keys.insert(*public_key, key);
         key
     });
@@ -371,6 +377,9 @@ pub fn run(args: &ScenarioArgs) -> Result<Report, String> {
     let mut config = node_config(args.strategy)?;
     apply_tune(&mut config, &args.tune)?;
     if args.scenario == Scenario::BroadcastAttack {
+        if args.shards > 0 {
+            return Err("broadcast-attack runs sequentially (its attackers share state)".into());
+        }
         return Ok(crate::attack::run(args, config));
     }
     let mut report = run_with::<Node>(args, config);

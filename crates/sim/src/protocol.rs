@@ -123,8 +123,9 @@ pub enum Event {
 }
 
 /// A node the simulator can drive. The call contract is mesh-core's: after every input the driver drains
-/// [`Protocol::poll_output`] until `None`, then reads [`Protocol::poll_timeout`].
-pub trait Protocol: Sized {
+/// [`Protocol::poll_output`] until `None`, then reads [`Protocol::poll_timeout`]. A node is `Send`:
+/// a sharded run ([`crate::SimConfig::shards`]) hands its shards to threads.
+pub trait Protocol: Sized + Send {
     /// The node's configuration.
     type Config: Clone;
 

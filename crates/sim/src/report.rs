@@ -109,6 +109,9 @@ pub struct Report {
     pub cpu_s: Option<f64>,
     /// Events the simulation engine processed (frames, timers, joins): the run's size, deterministic.
     pub events: Option<u64>,
+    /// The engine that ran it: `sequential`, or `sharded` (the same run for any number of shards;
+    /// [`crate::SimConfig::shards`]).
+    pub engine: String,
     /// Further lines for the human table: definitions and counters (deterministic).
     pub notes: Vec<(String, String)>,
 }
@@ -155,6 +158,7 @@ impl Report {
             peak_rss_mb: None,
             cpu_s: None,
             events: None,
+            engine: "sequential".to_owned(),
             notes: Vec::new(),
         }
     }
@@ -228,6 +232,7 @@ impl Report {
         // they were spent on.
         m.insert("cpu_s".into(), json!(self.cpu_s.map(round2)));
         m.insert("events".into(), json!(self.events));
+        m.insert("engine".into(), json!(self.engine));
         Value::Object(m)
     }
 
@@ -286,6 +291,7 @@ impl Report {
             ("get_ms p50 / p99", pair(self.get_ms_p50, self.get_ms_p99)),
             ("records_lost", opt(&self.records_lost)),
             ("components", opt(&self.components)),
+            ("engine", self.engine.clone()),
             ("wall_s", format!("{:.2}", self.wall_s)),
             ("peak_rss_mb", opt(&self.peak_rss_mb)),
             ("cpu_s", opt(&self.cpu_s.map(round2))),
@@ -333,11 +339,18 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
-/// CPU time of this process in seconds, from `/proc/self/schedstat` (Linux only).
+/// CPU time of this process in seconds, every thread's (a sharded run's too, including those that
+/// ended), from the user and system times of `/proc/self/stat` in Linux's 100 ticks a second (Linux
+/// only).
 pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
-    let ns: f64 = stat.split_whitespace().next()?.parse().ok()?;
-    Some(ns / 1e9)
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, so split after its closing parenthesis):
+    // state is the 3rd field of the line, utime the 14th and stime the 15th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 #[cfg(test)]
@@ -388,10 +401,11 @@ mod tests {
             "put_stored_p50",
             "cpu_s",
             "events",
+            "engine",
         ] {
             assert!(obj.contains_key(key), "{key}");
         }
-        assert_eq!(obj.len(), 38);
+        assert_eq!(obj.len(), 39);
         assert!(obj["rmr"].is_null());
     }
 }

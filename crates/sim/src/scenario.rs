@@ -92,6 +92,8 @@ pub struct ScenarioArgs {
     /// Node settings changed from mesh-core's defaults, as `(name, value)` pairs (the broadcast study's
     /// knobs; [`crate::mesh::TUNABLES`] lists the names).
     pub tune: Vec<(String, String)>,
+    /// Shards of a sharded run ([`SimConfig::shards`]); 0 (the default): sequential.
+    pub shards: usize,
 }
 
 impl ScenarioArgs {
@@ -107,6 +109,7 @@ impl ScenarioArgs {
             progress: false,
             attackers: None,
             tune: Vec::new(),
+            shards: 0,
         }
     }
 }
@@ -143,12 +146,16 @@ pub fn run_with<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Rep
     report.wall_s = wall.elapsed().as_secs_f64();
     report.peak_rss_mb = peak_rss_mb();
     report.cpu_s = cpu_seconds().zip(cpu).map(|(end, start)| end - start);
+    if args.shards > 0 {
+        "sharded".clone_into(&mut report.engine);
+    }
     report
 }
 
 fn new_sim<P: Protocol>(args: &ScenarioArgs, loss: f64, node_config: P::Config) -> Simulation<P> {
     let mut config = SimConfig::default();
     config.net.loss = loss;
+    config.shards = args.shards;
     let mut sim = Simulation::new(args.seed, config, node_config);
     if args.progress {
         sim.set_progress(Some(Duration::from_secs(10)));

@@ -35,6 +35,10 @@ pub struct SimConfig {
     pub payload_len: usize,
     /// Virtual time at the start (the cores see it as µs since the Unix epoch). Default 2025-01-01.
     pub start: Instant,
+    /// 0 (the default): a sequential run, every event in the order it was made. N > 0: a sharded
+    /// run over N shards, N - 1 of them on threads of their own; every N gives the same run for a
+    /// seed, which differs from the sequential one ([`netsim::Engine::set_shards`]).
+    pub shards: usize,
 }
 
 impl Default for SimConfig {
@@ -44,6 +48,7 @@ impl Default for SimConfig {
             topic: "sim".to_owned(),
             payload_len: 64,
             start: Instant::from_millis(1_735_689_600_000),
+            shards: 0,
         }
     }
 }
@@ -153,8 +158,14 @@ impl<P: Protocol> Simulation<P> {
         let mut master = ChaCha8Rng::seed_from_u64(seed);
         let net_rng = ChaCha8Rng::seed_from_u64(master.next_u64());
         let server_rng = ChaCha8Rng::seed_from_u64(master.next_u64());
+        let mut engine = Engine::new(config.start, config.net.clone(), net_rng, server_rng);
+        if config.shards > 0
+            && let Err(err) = engine.set_shards(config.shards)
+        {
+            panic!("sim: {err}");
+        }
         Self {
-            engine: Engine::new(config.start, config.net.clone(), net_rng, server_rng),
+            engine,
             config,
             node_config,
             master,
@@ -395,13 +406,16 @@ impl<P: Protocol> Simulation<P> {
 
     /// One progress line on standard error: virtual time, events (and events per wall second since the
     /// last line), queue, live nodes, wall time, frames and the [`PROGRESS_COUNTERS`].
-    fn print_progress(&mut self, at: Instant) {
-        let Some(progress) = self.progress.as_mut() else {
-            return;
-        };
+    fn print_progress(
+        progress: &mut Progress,
+        engine: &Engine<Driven<P>>,
+        start: Instant,
+        at: Instant,
+    ) {
         progress.next = at + progress.every;
         let now = std::time::Instant::now();
-        let events = self.engine.stats().events;
+        let stats = engine.stats();
+        let events = stats.events;
         let rate = (events - progress.last_events) as f64
             / now
                 .duration_since(progress.last_wall)
@@ -410,7 +424,7 @@ impl<P: Protocol> Simulation<P> {
         let wall = now.duration_since(progress.started).as_secs_f64();
         progress.last_wall = now;
         progress.last_events = events;
-        let counters: Vec<String> = self
+        let counters: Vec<String> = engine
             .counters()
             .into_iter()
             .filter(|(name, _)| PROGRESS_COUNTERS.contains(name))
@@ -418,10 +432,10 @@ impl<P: Protocol> Simulation<P> {
             .collect();
         eprintln!(
             "sim: t={:.0}s events={events} ({rate:.0}/s) queued={} live={} wall={wall:.1}s frames={} {}",
-            (at - self.config.start).as_secs_f64(),
-            self.engine.queued(),
-            self.engine.nodes().count(),
-            self.engine.stats().frames_sent,
+            (at - start).as_secs_f64(),
+            engine.queued(),
+            engine.nodes().count(),
+            stats.frames_sent,
             counters.join(" ")
         );
     }
@@ -438,15 +452,19 @@ impl<P: Protocol> Simulation<P> {
         });
     }
 
-    /// Run every event due up to `until`, then set the clock to `until`.
+    /// Run every event due up to `until`, then set the clock to `until`. A sharded run's shards run on
+    /// threads of their own ([`SimConfig::shards`]).
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(at) = self.engine.step(until) {
-            self.record();
-            if self.progress.is_some_and(|p| at >= p.next) {
-                self.print_progress(at);
+        let (recorder, progress, start) =
+            (&mut self.recorder, &mut self.progress, self.config.start);
+        self.engine.run_until_each(until, |engine, at| {
+            Self::record_from(engine, recorder);
+            if let Some(progress) = progress.as_mut()
+                && at >= progress.next
+            {
+                Self::print_progress(progress, engine, start, at);
             }
-        }
-        self.engine.advance_to(until);
+        });
     }
 
     /// Run for `d` of virtual time.
@@ -492,34 +510,39 @@ impl<P: Protocol> Simulation<P> {
 
     /// Hand the events the nodes produced to the recorder.
     fn record(&mut self) {
-        for (now, slot, ev) in self.engine.drain_events() {
+        Self::record_from(&mut self.engine, &mut self.recorder);
+    }
+
+    /// Hand the events `engine`'s nodes produced to `recorder`.
+    fn record_from(engine: &mut Engine<Driven<P>>, recorder: &mut Recorder) {
+        for (now, slot, ev) in engine.drain_events() {
             match ev {
                 Event::Message {
                     data,
                     hops,
                     broadcast: _,
                     from: _,
-                } => self.recorder.on_message(now, slot, &data, hops),
+                } => recorder.on_message(now, slot, &data, hops),
                 Event::DhtLookupFinished {
                     id,
                     closest,
                     rounds,
-                } => self.recorder.on_dht_lookup(now, slot, id, &closest, rounds),
+                } => recorder.on_dht_lookup(now, slot, id, &closest, rounds),
                 Event::LookupFinished {
                     id,
                     peers,
                     rounds,
                     hops,
                 } => {
-                    self.recorder.on_probe(now, slot, id, &peers, rounds, hops);
+                    recorder.on_probe(now, slot, id, &peers, rounds, hops);
                 }
-                Event::DirectFailed { id } => self.recorder.on_direct_failed(slot, id),
+                Event::DirectFailed { id } => recorder.on_direct_failed(slot, id),
                 Event::PutFinished {
                     id,
                     stored,
                     asked,
                     refused,
-                } => self.recorder.on_put(
+                } => recorder.on_put(
                     slot,
                     id,
                     PutResult {
@@ -535,7 +558,7 @@ impl<P: Protocol> Simulation<P> {
                     answered,
                     hops,
                     rounds,
-                } => self.recorder.on_get(
+                } => recorder.on_get(
                     slot,
                     id,
                     GetResult {
