@@ -831,7 +831,7 @@ fn slot_rng<T: Copy + Ord>(net: &Network<T>, slot: u32) -> ChaCha8Rng {
 /// ([`Engine::set_shards`]): the slots are dealt to shards, each with its own queue, and time
 /// advances in windows no longer than the shortest delay between two slots
 /// ([`Engine::lookahead`]), so no event made in a window is due in it at another slot. The shards
-/// of a window run in parallel ([`Engine::step_window`]); the server's events of a window are
+/// of a window run in parallel ([`Engine::run_until_each`]); the server's events of a window are
 /// handled first, at their own times. Every draw is made from the generator of the slot that
 /// draws, and events at one instant are ordered by who made them, so a sharded run is the same for
 /// a seed whatever the number of shards (but not the same as a sequential run).
@@ -1211,7 +1211,8 @@ impl<C: Core> Engine<C> {
     }
 
     /// Sequential runs: process the next event if it is due at or before `until`; returns its time.
-    /// Sharded runs: [`Engine::step_window`] on one thread.
+    /// Sharded runs: one window, every shard on this thread ([`Engine::run_until_each`] runs them on
+    /// threads of their own); returns its end.
     pub fn step(&mut self, until: C::Time) -> Option<C::Time> {
         if self.sharded > 0 {
             return self.window(until, |shards, ctx, end| {
