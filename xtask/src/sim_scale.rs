@@ -28,8 +28,8 @@ pub struct Args {
     /// Files of earlier reports (the simulator's `--json` lines) to add to the table and the plot.
     #[arg(long)]
     from: Vec<PathBuf>,
-    /// Run sharded over N shards (the simulator's `--shards`; 0: sequential). Every N > 0 gives the
-    /// same runs, which differ from the sequential ones.
+    /// Run sharded over N shards (the simulator's `--shards`; 0: sequential; 8 suits two cores).
+    /// Every N > 0 gives the same runs, which differ from the sequential ones.
     #[arg(long, default_value_t = 0, value_name = "N")]
     shards: usize,
     /// Where to write the plot, relative to the workspace root.

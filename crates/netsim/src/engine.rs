@@ -3,8 +3,8 @@
 //! with their node and are noticed late), partitions, crashes and restarts.
 
 use core::time::Duration;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1211,8 +1211,8 @@ impl<C: Core> Engine<C> {
     }
 
     /// Sequential runs: process the next event if it is due at or before `until`; returns its time.
-    /// Sharded runs: one window, every shard on this thread ([`Engine::run_until_each`] runs them on
-    /// threads of their own); returns its end.
+    /// Sharded runs: one window, every shard on this thread ([`Engine::run_until_each`] spreads them
+    /// over threads); returns its end.
     pub fn step(&mut self, until: C::Time) -> Option<C::Time> {
         if self.sharded > 0 {
             return self.window(until, |shards, ctx, end| {
@@ -1496,10 +1496,14 @@ where
 {
     /// Run every event due up to `until`, calling `each` with the engine and the time reached after
     /// every event (sequential runs) or window (sharded runs), then set the clock to `until`. A
-    /// sharded run's shards but the first run on threads of their own for the call, each window's
-    /// handed to its thread and back; the run is the same as on one thread.
+    /// sharded run uses up to as many threads as the machine has cores, never more than its shards,
+    /// for the call: each window, the threads take the shards one at a time from a common pool until
+    /// none is left (more shards than threads even out the windows' load). Which thread runs which
+    /// shard changes nothing: the run is the same as on one thread.
     pub fn run_until_each(&mut self, until: C::Time, mut each: impl FnMut(&mut Self, C::Time)) {
-        if self.sharded < 2 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.sharded.min(cores);
+        if threads < 2 {
             while let Some(at) = self.step(until) {
                 each(self, at);
             }
@@ -1507,37 +1511,53 @@ where
             return;
         }
         let n = self.sharded;
+        // The shards of the window under way, and those done with it.
+        let pool: Mutex<Vec<Shard<C>>> = Mutex::new(Vec::with_capacity(n));
+        let done: Mutex<Vec<Shard<C>>> = Mutex::new(Vec::with_capacity(n));
+        let take = |ctx: &Ctx<'_, C>, end: C::Time| {
+            loop {
+                let next = lock(&pool).pop();
+                let Some(mut shard) = next else {
+                    break;
+                };
+                shard.run_window(ctx, end);
+                lock(&done).push(shard);
+            }
+        };
         std::thread::scope(|scope| {
-            let workers: Vec<Worker<C>> = (1..n)
+            let workers: Vec<Worker<C>> = (1..threads)
                 .map(|_| {
-                    let (to_worker, work) = sync_channel::<(Shard<C>, C::Time)>(1);
-                    let (done, from_worker) = sync_channel::<Shard<C>>(1);
+                    let (start, window) = sync_channel::<C::Time>(1);
+                    let (finished, from_worker) = sync_channel::<()>(1);
                     let fixed = Arc::clone(&self.fixed);
+                    let take = &take;
                     scope.spawn(move || {
-                        while let Some((mut shard, end)) = recv_spinning(&work) {
-                            shard.run_window(&fixed.ctx(n), end);
-                            if done.send(shard).is_err() {
+                        while let Some(end) = recv_spinning(&window) {
+                            take(&fixed.ctx(n), end);
+                            if finished.send(()).is_err() {
                                 break;
                             }
                         }
                     });
-                    (to_worker, from_worker)
+                    (start, from_worker)
                 })
                 .collect();
             loop {
                 let reached = self.window(until, |shards, ctx, end| {
-                    let rest = shards.split_off(1);
-                    for ((to_worker, _), shard) in workers.iter().zip(rest) {
+                    lock(&pool).extend(shards.drain(..).rev());
+                    for (start, _) in &workers {
                         // A worker ends only when its sender is dropped, below.
-                        let _ = to_worker.send((shard, end));
+                        let _ = start.send(end);
                     }
-                    shards[0].run_window(ctx, end);
+                    take(ctx, end);
                     for (_, from_worker) in &workers {
-                        match recv_spinning(from_worker) {
-                            Some(shard) => shards.push(shard),
-                            None => panic!("netsim: a shard's thread ended during a window"),
+                        if recv_spinning(from_worker).is_none() {
+                            panic!("netsim: a shard's thread ended during a window");
                         }
                     }
+                    let mut finished = std::mem::take(&mut *lock(&done));
+                    finished.sort_by_key(|shard| shard.index);
+                    shards.append(&mut finished);
                 });
                 let Some(at) = reached else {
                     break;
@@ -1551,12 +1571,14 @@ where
     }
 }
 
-/// A shard's thread, from the engine's side: where to send it a shard and a window's end, and where
-/// it hands the shard back.
-type Worker<C> = (
-    SyncSender<(Shard<C>, <C as Core>::Time)>,
-    Receiver<Shard<C>>,
-);
+/// A thread of a sharded run, from the engine's side: where to tell it a window's end, and where it
+/// says it found no shard left to run.
+type Worker<C> = (SyncSender<<C as Core>::Time>, Receiver<()>);
+
+/// `mutex` locked (a panic elsewhere does not poison what it guards: the run stops anyway).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Receive from `rx`, spinning a little before sleeping (a window's hand-over is short); `None`
 /// when the sender is gone.

@@ -20,8 +20,9 @@
 //! A run is sequential (one queue, as above) or sharded ([`Engine::set_shards`]): the slots are dealt
 //! to shards by slot number, each shard has its own queue, and time advances in windows no longer
 //! than the shortest delay between two slots or a slot and the server ([`Engine::lookahead`], 5 ms
-//! by default), so nothing made in a window is due in it at another shard; the shards of a window run
-//! on threads of their own ([`Engine::run_until_each`]). Draws are made per slot, events at one
+//! by default), so nothing made in a window is due in it at another shard; the shards of a window are
+//! run by as many threads as there are cores, each taking the next shard left
+//! ([`Engine::run_until_each`]). Draws are made per slot, events at one
 //! instant are ordered by the slot that made them and its own count, and each end of a link opens
 //! on its own: a sharded run is the same for a seed whatever the number of shards (it is not the
 //! sequential run).

@@ -44,8 +44,8 @@ struct Cli {
     /// tree_advert_delay_ms, tree_hop_cost_ms, tree_feasible_successors, announce_repeat_ms.
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_tune)]
     tune: Vec<(String, String)>,
-    /// Run sharded over N shards, N - 1 of them on threads of their own (0: sequential). Every N
-    /// gives the same run for a seed; a sharded run differs from the sequential one.
+    /// Run sharded over N shards on as many threads as there are cores (0: sequential; 8 suits two
+    /// cores). Every N gives the same run for a seed; a sharded run differs from the sequential one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     shards: usize,
 }
