@@ -326,14 +326,7 @@ impl<C: Core> Shard<C> {
 
     /// Draw whether a frame `slot` sends is lost.
     fn lost(&mut self, ctx: &Ctx<'_, C>, seq: &mut Option<Seq<'_>>, slot: u32) -> bool {
-        match seq {
-            Some(seq) => ctx.net.lost(seq.rng),
-            None => {
-                let s = self.slot_mut(ctx, slot);
-                ctx.net
-                    .lost(s.rng.get_or_insert_with(|| slot_rng(ctx.net, slot)))
-            }
-        }
+        ctx.net.lost(self.rng(ctx, seq, slot))
     }
 
     /// Draw how long `slot`'s side takes to notice that a link died.
@@ -343,13 +336,22 @@ impl<C: Core> Shard<C> {
         seq: &mut Option<Seq<'_>>,
         slot: u32,
     ) -> Duration {
+        ctx.net.detection_delay(self.rng(ctx, seq, slot))
+    }
+
+    /// The generator `slot` draws from: the network's (sequential runs) or its own (sharded runs).
+    fn rng<'a>(
+        &'a mut self,
+        ctx: &Ctx<'_, C>,
+        seq: &'a mut Option<Seq<'_>>,
+        slot: u32,
+    ) -> &'a mut ChaCha8Rng {
         match seq {
-            Some(seq) => ctx.net.detection_delay(seq.rng),
-            None => {
-                let s = self.slot_mut(ctx, slot);
-                ctx.net
-                    .detection_delay(s.rng.get_or_insert_with(|| slot_rng(ctx.net, slot)))
-            }
+            Some(seq) => seq.rng,
+            None => self
+                .slot_mut(ctx, slot)
+                .rng
+                .get_or_insert_with(|| slot_rng(ctx.net, slot)),
         }
     }
 
@@ -957,17 +959,22 @@ impl<C: Core> Engine<C> {
         if self.sharded == 0 {
             return;
         }
-        let n = self.sharded;
-        for i in 0..n {
+        for i in 0..self.sharded {
             let out = core::mem::take(&mut self.shards[i].outbox);
             for (at, key, ev) in out {
-                match ev.slot() {
-                    Some(slot) => self.shards[slot as usize % n]
-                        .queue
-                        .schedule_keyed(at, key, ev),
-                    None => self.server_queue.schedule_keyed(at, key, ev),
-                }
+                self.enqueue(at, key, ev);
             }
+        }
+    }
+
+    /// Sharded runs: put `ev` in the queue it is for, its slot's shard's or the server's.
+    fn enqueue(&mut self, at: C::Time, key: u64, ev: Ev<C::Id>) {
+        match ev.slot() {
+            Some(slot) => {
+                let i = self.shard_of(slot);
+                self.shards[i].queue.schedule_keyed(at, key, ev);
+            }
+            None => self.server_queue.schedule_keyed(at, key, ev),
         }
     }
 
@@ -979,13 +986,7 @@ impl<C: Core> Engine<C> {
         }
         let key = (ENGINE_CREATOR << KEY_SHIFT) | self.engine_created;
         self.engine_created += 1;
-        match ev.slot() {
-            Some(slot) => {
-                let i = self.shard_of(slot);
-                self.shards[i].queue.schedule_keyed(at, key, ev);
-            }
-            None => self.server_queue.schedule_keyed(at, key, ev),
-        }
+        self.enqueue(at, key, ev);
     }
 
     /// Virtual time now.
@@ -1077,18 +1078,14 @@ impl<C: Core> Engine<C> {
     /// order they were made (sequential runs), or by time and slot (sharded runs, each slot's in
     /// the order it made them).
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, (C::Time, u32, C::Event)> {
-        if self.sharded > 1 {
-            let mut all = Vec::new();
-            for shard in &mut self.shards[1..] {
-                all.append(&mut shard.events);
+        if self.sharded > 0 {
+            let (first, rest) = self.shards.split_at_mut(1);
+            let events = &mut first[0].events;
+            for shard in rest {
+                events.append(&mut shard.events);
             }
-            let first = &mut self.shards[0].events;
-            first.append(&mut all);
-            first.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        } else if self.sharded == 1 {
-            self.shards[0]
-                .events
-                .sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            // Stable: each slot's events stay in the order it made them.
+            events.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         }
         self.shards[0].events.drain(..)
     }
@@ -1224,14 +1221,7 @@ impl<C: Core> Engine<C> {
         let (at, ev) = self.shards[0].queue.pop_until(until)?;
         match ev.slot() {
             None => self.dispatch_server(at, ev),
-            Some(_) => {
-                let ctx = self.fixed.ctx(0);
-                let mut seq = Some(Seq {
-                    rng: &mut self.net_rng,
-                    next_session: &mut self.next_session,
-                });
-                self.shards[0].dispatch(&ctx, &mut seq, ev);
-            }
+            Some(slot) => self.with_shard(slot, |shard, ctx, seq| shard.dispatch(ctx, seq, ev)),
         }
         Some(at)
     }
