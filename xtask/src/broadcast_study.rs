@@ -3,8 +3,9 @@
 //! variant, on the same mesh and seed: flooding, the settings before issue 17 (fewest-hops trees are
 //! approximated by a hop cost of 10 s, which leaves the link latency only as a tie-break), each change
 //! added in turn (the latest: the feasible-successor rule, repeated announcements), other radii, hop
-//! costs, fewer trees, more long links and 8 links per node; and prints one row per variant with
-//! delivery, RMR, `ldh`, the latency percentiles, and the latency as a multiple of flooding's.
+//! costs, fewer trees, damped tree adverts (fewer `Tree` frames while the mesh forms), more long
+//! links and 8 links per node; and prints one row per variant with delivery, RMR, `ldh`, the latency
+//! percentiles, the simulator's events, and the latency as a multiple of flooding's.
 //! Two variants run at a time (each run is single-threaded).
 
 use std::process::Command;
@@ -98,6 +99,16 @@ const VARIANTS: &[(&str, &[&str], bool)] = &[
     ("0 ms per hop", &["--tune", "tree_hop_cost_ms=0"], false),
     ("30 ms per hop", &["--tune", "tree_hop_cost_ms=30"], false),
     ("6 trees", &["--tune", "trees=6"], false),
+    (
+        "tree adverts after 500 ms",
+        &["--tune", "tree_advert_delay_ms=500"],
+        false,
+    ),
+    (
+        "tree adverts after 1 s",
+        &["--tune", "tree_advert_delay_ms=1000"],
+        false,
+    ),
     ("3 long links of 5", &["--tune", "random_links=3"], false),
     (
         "flood, 3 long links of 5",
@@ -130,6 +141,7 @@ const FIELDS: &[&str] = &[
     "ldh",
     "latency_ms_p50",
     "latency_ms_p99",
+    "events",
 ];
 
 /// Entry point of the `broadcast-study` task.
