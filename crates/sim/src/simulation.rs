@@ -155,17 +155,28 @@ struct Progress {
 
 impl<P: Protocol> Simulation<P> {
     /// An empty simulation; every node's key and seed and the network's randomness derive from `seed`.
+    ///
+    /// # Panics
+    /// When `config.shards` is not 0 and the network allows a zero delay between two slots or a slot
+    /// and the server (a sharded run needs a lookahead); [`Simulation::try_new`] returns that as an
+    /// error instead. [`SimConfig::default`]'s network never does.
     pub fn new(seed: u64, config: SimConfig, node_config: P::Config) -> Self {
+        Self::try_new(seed, config, node_config).unwrap_or_else(|err| panic!("sim: {err}"))
+    }
+
+    /// [`Simulation::new`], with a refused shard count as an error.
+    ///
+    /// # Errors
+    /// `config.shards` is not 0 and the network's link, server or failure-detection delay may be zero.
+    pub fn try_new(seed: u64, config: SimConfig, node_config: P::Config) -> Result<Self, String> {
         let mut master = ChaCha8Rng::seed_from_u64(seed);
         let net_rng = ChaCha8Rng::seed_from_u64(master.next_u64());
         let server_rng = ChaCha8Rng::seed_from_u64(master.next_u64());
         let mut engine = Engine::new(config.start, config.net.clone(), net_rng, server_rng);
-        if config.shards > 0
-            && let Err(err) = engine.set_shards(config.shards)
-        {
-            panic!("sim: {err}");
+        if config.shards > 0 {
+            engine.set_shards(config.shards)?;
         }
-        Self {
+        Ok(Self {
             engine,
             config,
             node_config,
@@ -174,7 +185,7 @@ impl<P: Protocol> Simulation<P> {
             retired_payload: 0,
             progress: None,
             recorder: Recorder::default(),
-        }
+        })
     }
 
     /// Virtual time now.

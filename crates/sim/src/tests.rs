@@ -269,6 +269,21 @@ fn flooding_reaches_everyone_and_latency_adds_up() {
 }
 
 #[test]
+fn a_shard_count_the_network_cannot_run_is_an_error_not_a_panic() {
+    let mut config = SimConfig {
+        shards: 2,
+        ..SimConfig::default()
+    };
+    config.net.latency_min = Duration::ZERO;
+    let refused = Simulation::<Flood>::try_new(1, config.clone(), ());
+    assert!(refused.is_err_and(|e| e.contains("non-zero")));
+    config.net = SimConfig::default().net;
+    let sim =
+        Simulation::<Flood>::try_new(1, config, ()).expect("the default network has a lookahead");
+    assert_eq!(sim.now(), SimConfig::default().start);
+}
+
+#[test]
 fn loss_drops_frames() {
     let mut config = SimConfig::default();
     config.net.loss = 0.5;
