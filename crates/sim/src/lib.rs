@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod attack;
+pub mod hop_model;
 pub mod mesh;
 pub mod protocol;
 pub mod recorder;

@@ -382,6 +382,9 @@ pub fn run(args: &ScenarioArgs) -> Result<Report, String> {
         }
         return Ok(crate::attack::run(args, config));
     }
+    if args.scenario == Scenario::HopModel {
+        return Ok(crate::hop_model::run(args, &config));
+    }
     let mut report = run_with::<Node>(args, config);
     for (name, value) in &args.tune {
         report.note(&format!("tune {name}"), value);

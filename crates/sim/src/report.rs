@@ -110,7 +110,8 @@ pub struct Report {
     /// Events the simulation engine processed (frames, timers, joins): the run's size, deterministic.
     pub events: Option<u64>,
     /// The engine that ran it: `sequential`, or `sharded` (the same run for any number of shards;
-    /// [`crate::SimConfig::shards`]).
+    /// [`crate::SimConfig::shards`]); `none` for the hop model, which simulates nothing
+    /// ([`crate::hop_model`]).
     pub engine: String,
     /// Further lines for the human table: definitions and counters (deterministic).
     pub notes: Vec<(String, String)>,

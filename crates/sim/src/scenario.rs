@@ -34,6 +34,9 @@ pub enum Scenario {
     /// 1,000 DHT puts, then 30% of the nodes crash and as many new ones join, then 1,000 gets of the
     /// records put (the `dht` function of this module).
     Dht,
+    /// No simulation: the hop model ([`crate::hop_model`]) on a random graph of `nodes` vertices with
+    /// `max_peers` links each: the fewest hops a broadcast needs over shared trees, per eager radius.
+    HopModel,
 }
 
 impl Scenario {
@@ -46,6 +49,7 @@ impl Scenario {
             Scenario::Partition => "partition",
             Scenario::BroadcastAttack => "broadcast-attack",
             Scenario::Dht => "dht",
+            Scenario::HopModel => "hop-model",
         }
     }
 }
@@ -139,8 +143,11 @@ pub fn run_with<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Rep
         Scenario::Churn => churn::<P>(args, node_config),
         Scenario::Partition => partition::<P>(args, node_config),
         Scenario::Dht => dht::<P>(args, node_config),
-        Scenario::BroadcastAttack => {
-            panic!("broadcast-attack runs mesh-core nodes: call sim::mesh::run")
+        Scenario::BroadcastAttack | Scenario::HopModel => {
+            panic!(
+                "{} needs mesh-core's settings: call sim::mesh::run",
+                args.scenario.name()
+            )
         }
     };
     report.wall_s = wall.elapsed().as_secs_f64();
@@ -175,7 +182,8 @@ pub(crate) fn pick_victims(nodes: usize, fraction: f64, rng: &mut ChaCha8Rng) ->
     victims
 }
 
-fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
+/// Shuffle `v` in place (Fisher-Yates).
+pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
     for i in (1..v.len()).rev() {
         let j = rng.random_range(0..=i);
         v.swap(i, j);
@@ -464,6 +472,14 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
         ),
     );
     net_notes(&sim, &mut report);
+    let trees = mesh_core::Config::default().gossip.trees;
+    crate::hop_model::note_figures(
+        &mut report,
+        "final mesh",
+        &sim.mutual_links(),
+        trees,
+        args.seed,
+    );
     report
 }
 

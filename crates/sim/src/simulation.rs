@@ -498,6 +498,11 @@ impl<P: Protocol> Simulation<P> {
         self.engine.topology(samples)
     }
 
+    /// The mesh of live nodes over verified links, by slot (a link counts when both ends list it).
+    pub fn mutual_links(&self) -> Vec<Vec<u32>> {
+        self.engine.mutual_links()
+    }
+
     /// The nodes' own counters ([`Protocol::counters`]) summed over the live nodes, in the order the
     /// first live node lists them.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
