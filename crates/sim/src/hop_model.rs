@@ -1,19 +1,28 @@
-//! The hop model: how many hops a broadcast needs on a graph when every link is one hop long and
-//! nothing is lost or crashes, for shared rooted trees (mesh-core's broadcast) with an eager radius
-//! around the origin, and for flooding (whose first copies take the fewest hops, as a per-origin
-//! tree would for every later message from that origin). It bounds what `ldh` can reach on a
-//! topology whatever the latencies, and tells the topology's share of a run's `ldh` from the rest
-//! (fastest-path trees, repairs after crashes and losses). docs/decisions.md §38.
+//! The hop and delay models: what a broadcast needs on a graph when nothing is lost or crashes, over
+//! shared rooted trees (mesh-core's broadcast) with an eager radius around the origin, and by
+//! flooding (whose first copies take the best paths, as a per-origin tree would for every later
+//! message from that origin).
 //!
-//! The trees are fewest-hop (breadth-first) trees from random roots; a message rides the tree whose
-//! root is fewest hops from its origin (mesh-core: cheapest to reach). A node that received the
+//! - The **hop model** counts every link as one hop, over fewest-hop trees: the fewest hops a
+//!   message needs on a topology whatever the latencies, so a bound on `ldh`.
+//! - The **delay model** gives every link its one-way latency in the simulator's network model and
+//!   builds the trees as mesh-core does (the path cost to the root: latency plus
+//!   `tree_hop_cost` per hop): what shared trees can reach against flooding, in latency, before
+//!   any loss or crash.
+//!
+//! Run on a broadcast scenario's final mesh they tell the topology's and the trees' share of the
+//! run's `ldh` and latency from the repairs' (docs/decisions.md §38). Roots are random vertices; a
+//! message rides the tree whose root is cheapest to reach from its origin. A node that received the
 //! message over fewer hops than the radius pushes it to every link, any other node to its tree
-//! neighbours; each push is a transmission, and only a node's first copy is pushed on, so RMR
-//! counts as the simulator's does (transmissions / (receivers - 1) - 1).
+//! neighbours; only a node's first copy is pushed on, and each push counts, so RMR is the
+//! simulator's (transmissions / (receivers - 1) - 1).
 
-use std::collections::VecDeque;
+use core::time::Duration;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
-use rand::RngExt;
+use netsim::{NetConfig, Network};
+use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
 use crate::report::{Report, peak_rss_mb};
@@ -29,7 +38,44 @@ pub const FLOOD: u32 = u32::MAX;
 /// Radii the reports list.
 const RADII: [u32; 6] = [0, 1, 2, 3, 4, FLOOD];
 
-/// What broadcasts from sampled origins need, in the hop model.
+/// What a link costs in a model.
+#[derive(Debug, Clone, Copy)]
+pub enum Model<'a, T> {
+    /// Every link one hop; fewest-hop trees.
+    Hops,
+    /// Every link its one-way latency in `net` (in microseconds); trees minimise the path's latency
+    /// plus `hop_cost` per hop, as mesh-core's `tree_hop_cost` does.
+    Delay {
+        /// The latencies.
+        net: &'a Network<T>,
+        /// What a hop adds to a tree path's cost.
+        hop_cost: Duration,
+    },
+}
+
+impl<T: Copy + Ord> Model<'_, T> {
+    /// A message's time over the link between `a` and `b`.
+    fn link(&self, a: u32, b: u32) -> u64 {
+        match self {
+            Model::Hops => 1,
+            Model::Delay { net, .. } => micros(net.link_latency(a, b)),
+        }
+    }
+
+    /// The link's cost in a tree path.
+    fn tree_link(&self, a: u32, b: u32) -> u64 {
+        match self {
+            Model::Hops => 1,
+            Model::Delay { hop_cost, .. } => self.link(a, b) + micros(*hop_cost),
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What broadcasts from sampled origins need in a model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HopFigures {
     /// Mean over the origins of the largest hop count at which a node first gets the message.
@@ -40,6 +86,11 @@ pub struct HopFigures {
     pub rmr: f64,
     /// Receivers over the vertices with neighbours, averaged over the origins.
     pub delivery: f64,
+    /// Median time from the origin to a receiver, over every origin and receiver (the model's unit:
+    /// hops, or microseconds).
+    pub p50: u64,
+    /// Its 99th percentile.
+    pub p99: u64,
 }
 
 /// A random graph in which every vertex has `degree` neighbours but for a handful: the configuration
@@ -61,77 +112,105 @@ pub fn random_graph(n: usize, degree: usize, rng: &mut ChaCha8Rng) -> Graph {
     graph
 }
 
-/// Hop distances from `root` (u32::MAX: unreachable) and each vertex's parent on a fewest-hop path
-/// (the first neighbour found one hop closer; u32::MAX for the root and the unreachable).
-fn breadth_first(graph: &Graph, root: u32) -> (Vec<u32>, Vec<u32>) {
-    let mut dist = vec![u32::MAX; graph.len()];
-    let mut parent = vec![u32::MAX; graph.len()];
-    dist[root as usize] = 0;
-    let mut queue = VecDeque::from([root]);
-    while let Some(x) = queue.pop_front() {
-        for &y in &graph[x as usize] {
-            if dist[y as usize] == u32::MAX {
-                dist[y as usize] = dist[x as usize] + 1;
-                parent[y as usize] = x;
-                queue.push_back(y);
-            }
-        }
-    }
-    (dist, parent)
-}
-
-/// One fewest-hop tree: every vertex's distance to the root and its tree neighbours.
+/// One tree: every vertex's path cost to the root (u64::MAX: unreachable) and its tree neighbours.
 struct Tree {
-    dist: Vec<u32>,
+    cost: Vec<u64>,
     neighbours: Graph,
 }
 
 impl Tree {
-    fn new(graph: &Graph, root: u32) -> Self {
-        let (dist, parent) = breadth_first(graph, root);
-        let mut neighbours: Graph = vec![Vec::new(); graph.len()];
+    /// The cheapest-path tree from `root` (Dijkstra; among equal costs the parent that settled
+    /// first, so in the hop model a breadth-first tree).
+    fn new<T: Copy + Ord>(graph: &Graph, model: Model<'_, T>, root: u32) -> Self {
+        let n = graph.len();
+        let (mut cost, mut parent, mut done) =
+            (vec![u64::MAX; n], vec![u32::MAX; n], vec![false; n]);
+        cost[root as usize] = 0;
+        let mut heap = BinaryHeap::from([Reverse((0u64, 0u64, root))]);
+        let mut seq = 0u64;
+        while let Some(Reverse((c, _, x))) = heap.pop() {
+            if std::mem::replace(&mut done[x as usize], true) {
+                continue;
+            }
+            for &y in &graph[x as usize] {
+                let through = c + model.tree_link(x, y);
+                if through < cost[y as usize] {
+                    cost[y as usize] = through;
+                    parent[y as usize] = x;
+                    seq += 1;
+                    heap.push(Reverse((through, seq, y)));
+                }
+            }
+        }
+        let mut neighbours: Graph = vec![Vec::new(); n];
         for (child, &p) in parent.iter().enumerate() {
             if p != u32::MAX {
                 neighbours[child].push(p);
                 neighbours[p as usize].push(child as u32);
             }
         }
-        Self { dist, neighbours }
+        Self { cost, neighbours }
     }
 }
 
-/// One broadcast from `origin`: (largest hop, transmissions, receivers including the origin).
-fn spread(graph: &Graph, tree: Option<&Tree>, origin: u32, radius: u32) -> (u32, u64, u64) {
-    let mut hop = vec![u32::MAX; graph.len()];
-    let mut from = vec![u32::MAX; graph.len()];
-    hop[origin as usize] = 0;
-    let mut queue = VecDeque::from([origin]);
-    let (mut last, mut sent, mut reached) = (0, 0u64, 1u64);
-    while let Some(x) = queue.pop_front() {
-        let h = hop[x as usize];
-        last = last.max(h);
+/// One broadcast from `origin`.
+struct Spread {
+    /// The largest hop count of a first copy.
+    last_hop: u32,
+    /// Transmissions.
+    sent: u64,
+    /// Receivers, the origin included.
+    reached: u64,
+}
+
+/// Spread one message from `origin` (`tree`: the one it rides; `None` with [`FLOOD`]), pushing
+/// each receiver's arrival time (but the origin's) to `times`.
+fn spread<T: Copy + Ord>(
+    graph: &Graph,
+    model: Model<'_, T>,
+    tree: Option<&Tree>,
+    origin: u32,
+    radius: u32,
+    times: &mut Vec<u64>,
+) -> Spread {
+    let n = graph.len();
+    let (mut got, mut from, mut hop) = (vec![false; n], vec![u32::MAX; n], vec![0u32; n]);
+    let mut out = Spread {
+        last_hop: 0,
+        sent: 0,
+        reached: 0,
+    };
+    // Arrivals: (time, order sent, receiver, sender, hops).
+    let mut heap = BinaryHeap::from([Reverse((0u64, 0u64, origin, u32::MAX, 0u32))]);
+    let mut seq = 0u64;
+    while let Some(Reverse((t, _, x, sender, h))) = heap.pop() {
+        if std::mem::replace(&mut got[x as usize], true) {
+            continue;
+        }
+        (from[x as usize], hop[x as usize]) = (sender, h);
+        out.reached += 1;
+        out.last_hop = out.last_hop.max(h);
+        if x != origin {
+            times.push(t);
+        }
         let targets = match tree {
             Some(tree) if h >= radius => &tree.neighbours[x as usize],
             _ => &graph[x as usize],
         };
-        let sender = from[x as usize];
         for &y in targets.iter().filter(|&&y| y != sender) {
-            sent += 1;
-            if hop[y as usize] == u32::MAX {
-                hop[y as usize] = h + 1;
-                from[y as usize] = x;
-                reached += 1;
-                queue.push_back(y);
-            }
+            out.sent += 1;
+            seq += 1;
+            heap.push(Reverse((t + model.link(x, y), seq, y, x, h + 1)));
         }
     }
-    (last, sent, reached)
+    out
 }
 
 /// Broadcasts from up to `origins` vertices spread evenly over those with neighbours, over `trees`
-/// fewest-hop trees from random roots with an eager `radius` ([`FLOOD`]: flooding, no trees).
-pub fn broadcasts(
+/// trees from random roots with an eager `radius` ([`FLOOD`]: flooding, no trees).
+pub fn broadcasts<T: Copy + Ord>(
     graph: &Graph,
+    model: Model<'_, T>,
     trees: usize,
     radius: u32,
     origins: usize,
@@ -146,28 +225,38 @@ pub fn broadcasts(
             ldh_max: 0,
             rmr: 0.0,
             delivery: 0.0,
+            p50: 0,
+            p99: 0,
         };
     }
     let forest: Vec<Tree> = if radius == FLOOD {
         Vec::new()
     } else {
         (0..trees.max(1))
-            .map(|_| Tree::new(graph, members[rng.random_range(0..members.len())]))
+            .map(|_| Tree::new(graph, model, members[rng.random_range(0..members.len())]))
             .collect()
     };
     let step = (members.len() / origins.max(1)).max(1);
     let (mut hops, mut max, mut sent, mut receivers, mut delivered, mut count) =
         (0u64, 0u32, 0u64, 0u64, 0.0, 0u32);
+    let mut times = Vec::new();
     for &origin in members.iter().step_by(step) {
-        let tree = forest.iter().min_by_key(|t| t.dist[origin as usize]);
-        let (last, s, reached) = spread(graph, tree, origin, radius);
-        hops += u64::from(last);
-        max = max.max(last);
-        sent += s;
-        receivers += reached - 1;
-        delivered += reached as f64 / members.len() as f64;
+        let tree = forest.iter().min_by_key(|t| t.cost[origin as usize]);
+        let one = spread(graph, model, tree, origin, radius, &mut times);
+        hops += u64::from(one.last_hop);
+        max = max.max(one.last_hop);
+        sent += one.sent;
+        receivers += one.reached - 1;
+        delivered += one.reached as f64 / members.len() as f64;
         count += 1;
     }
+    times.sort_unstable();
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     HopFigures {
         ldh: hops as f64 / f64::from(count),
         ldh_max: max,
@@ -177,47 +266,94 @@ pub fn broadcasts(
             sent as f64 / receivers as f64 - 1.0
         },
         delivery: delivered / f64::from(count),
+        p50: at(0.5),
+        p99: at(0.99),
     }
 }
 
-/// Notes on `report`: the hop model on `graph` (`what` says which graph) with `trees` trees and 64
-/// origins, for radii 0 to 4 and flooding.
-pub fn note_figures(report: &mut Report, what: &str, graph: &Graph, trees: usize, seed: u64) {
+/// Notes on `report`: both models on `graph` (`what` says which graph) with `trees` trees and 64
+/// origins, for radii 0 to 4 and flooding; the delay model with `net`'s latencies and `hop_cost`.
+pub fn note_figures<T: Copy + Ord>(
+    report: &mut Report,
+    what: &str,
+    graph: &Graph,
+    net: &Network<T>,
+    hop_cost: Duration,
+    trees: usize,
+    seed: u64,
+) {
+    let delay = Model::Delay { net, hop_cost };
+    let run = |model, radius| broadcasts(graph, model, trees, radius, 64, &mut scenario_rng(seed));
+    let flood = run(delay, FLOOD);
+    let ms = |us: u64| us as f64 / 1000.0;
     for radius in RADII {
-        let figures = broadcasts(graph, trees, radius, 64, &mut scenario_rng(seed));
-        let key = if radius == FLOOD {
-            format!("hop model, {what}: flooding (fewest hops)")
+        let (hops, delays) = (run(Model::Hops, radius), run(delay, radius));
+        let name = if radius == FLOOD {
+            "flooding".to_string()
         } else {
-            format!("hop model, {what}: {trees} trees, radius {radius}")
+            format!("{trees} trees, radius {radius}")
         };
         report.note(
-            &key,
+            &format!("hop model, {what}: {name}"),
             format!(
                 "ldh {:.2} (max {}), rmr {:.4}, delivery {:.4}",
-                figures.ldh, figures.ldh_max, figures.rmr, figures.delivery
+                hops.ldh, hops.ldh_max, hops.rmr, hops.delivery
+            ),
+        );
+        report.note(
+            &format!("delay model, {what}: {name}"),
+            format!(
+                "p50 / p99 {:.1} / {:.1} ms (x flooding {:.2} / {:.2}), ldh {:.2}, rmr {:.4}",
+                ms(delays.p50),
+                ms(delays.p99),
+                delays.p50 as f64 / flood.p50.max(1) as f64,
+                delays.p99 as f64 / flood.p99.max(1) as f64,
+                delays.ldh,
+                delays.rmr
             ),
         );
     }
 }
 
-/// The `hop-model` scenario: the hop model on a random graph of `args.nodes` vertices with
-/// `max_peers` links each, for `trees` trees; the report's `ldh`, `rmr` and delivery are those of
-/// `eager_radius` (mesh-core's settings, changed with `--tune`), the notes list every radius.
+/// The `hop-model` scenario: both models on a random graph of `args.nodes` vertices with `max_peers`
+/// links each, `trees` trees, the simulator's default latencies and `tree_hop_cost` (mesh-core's
+/// settings, changed with `--tune`). The report's `ldh`, `rmr` and delivery are the hop model's at
+/// `eager_radius` (`--strategy flood`: flooding), its latency the delay model's; the notes list
+/// every radius.
 pub fn run(args: &ScenarioArgs, config: &mesh_core::Config) -> Report {
     let wall = std::time::Instant::now();
     let mut report = Report::new("hop-model", args.nodes, args.seed, args.strategy.name());
     let mut rng = scenario_rng(args.seed);
     let graph = random_graph(args.nodes, config.max_peers, &mut rng);
-    let trees = config.gossip.trees;
+    let net: Network<kademlia_core::Instant> = Network::new(NetConfig::default(), rng.next_u64());
+    let (trees, hop_cost) = (config.gossip.trees, config.gossip.tree_hop_cost);
     let radius = match args.strategy {
         Strategy::Flood => FLOOD,
         Strategy::Plumtree => u32::from(config.gossip.eager_radius),
     };
-    let figures = broadcasts(&graph, trees, radius, 64, &mut scenario_rng(args.seed));
-    report.delivery_ratio = Some(figures.delivery);
-    report.rmr = Some(figures.rmr);
-    report.ldh = Some(figures.ldh);
-    report.ldh_max = Some(figures.ldh_max);
+    let run = |model| {
+        broadcasts(
+            &graph,
+            model,
+            trees,
+            radius,
+            64,
+            &mut scenario_rng(args.seed),
+        )
+    };
+    let (hops, delays) = (
+        run(Model::Hops),
+        run(Model::Delay {
+            net: &net,
+            hop_cost,
+        }),
+    );
+    report.delivery_ratio = Some(hops.delivery);
+    report.rmr = Some(hops.rmr);
+    report.ldh = Some(hops.ldh);
+    report.ldh_max = Some(hops.ldh_max);
+    report.latency_ms_p50 = Some(delays.p50 as f64 / 1000.0);
+    report.latency_ms_p99 = Some(delays.p99 as f64 / 1000.0);
     report.components = None;
     let degree = graph.iter().map(Vec::len).sum::<usize>() as f64 / args.nodes.max(1) as f64;
     report.note(
@@ -225,7 +361,15 @@ pub fn run(args: &ScenarioArgs, config: &mesh_core::Config) -> Report {
         format!("random, {} links per vertex", config.max_peers),
     );
     report.note("mean degree", format!("{degree:.3}"));
-    note_figures(&mut report, "random graph", &graph, trees, args.seed);
+    note_figures(
+        &mut report,
+        "random graph",
+        &graph,
+        &net,
+        hop_cost,
+        trees,
+        args.seed,
+    );
     "none".clone_into(&mut report.engine);
     report.wall_s = wall.elapsed().as_secs_f64();
     report.peak_rss_mb = peak_rss_mb();
@@ -235,9 +379,22 @@ pub fn run(args: &ScenarioArgs, config: &mesh_core::Config) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kademlia_core::Instant;
+
+    const HOPS: Model<'static, Instant> = Model::Hops;
 
     fn ring(n: u32) -> Graph {
         (0..n).map(|v| vec![(v + n - 1) % n, (v + 1) % n]).collect()
+    }
+
+    fn spread_hops(
+        graph: &Graph,
+        tree: Option<&Tree>,
+        origin: u32,
+        radius: u32,
+    ) -> (u32, u64, u64) {
+        let one = spread(graph, HOPS, tree, origin, radius, &mut Vec::new());
+        (one.last_hop, one.sent, one.reached)
     }
 
     #[test]
@@ -264,12 +421,12 @@ mod tests {
     #[test]
     fn flooding_and_one_tree_on_a_ring_count_as_by_hand() {
         let graph = ring(10);
-        assert_eq!(spread(&graph, None, 0, FLOOD), (5, 11, 10));
-        let tree = Tree::new(&graph, 0);
-        assert_eq!(tree.dist[5], 5);
+        assert_eq!(spread_hops(&graph, None, 0, FLOOD), (5, 11, 10));
+        let tree = Tree::new(&graph, HOPS, 0);
+        assert_eq!(tree.cost[5], 5);
         assert_eq!(tree.neighbours[5], vec![6]);
-        assert_eq!(spread(&graph, Some(&tree), 4, 0), (9, 9, 10));
-        assert_eq!(spread(&graph, Some(&tree), 4, 1), (5, 11, 10));
+        assert_eq!(spread_hops(&graph, Some(&tree), 4, 0), (9, 9, 10));
+        assert_eq!(spread_hops(&graph, Some(&tree), 4, 1), (5, 11, 10));
     }
 
     /// `sim --scenario hop-model`: the report's figures are the settings' radius (mesh-core's 3,
@@ -287,9 +444,8 @@ mod tests {
             crate::mesh::run(&args).expect("hop-model runs")
         };
         let (five, eight) = (run(&[]), run(&[("max_peers", "8")]));
-        let mut graph_rng = scenario_rng(1);
-        let graph = random_graph(1500, 5, &mut graph_rng);
-        let three = broadcasts(&graph, 12, 3, 64, &mut scenario_rng(1));
+        let graph = random_graph(1500, 5, &mut scenario_rng(1));
+        let three = broadcasts(&graph, HOPS, 12, 3, 64, &mut scenario_rng(1));
         assert_eq!(five.ldh, Some(three.ldh));
         assert_eq!(five.rmr, Some(three.rmr));
         assert_eq!(five.delivery_ratio, Some(1.0));
@@ -300,7 +456,7 @@ mod tests {
     #[test]
     fn a_larger_radius_lowers_ldh_and_costs_copies() {
         let graph = random_graph(2000, 5, &mut scenario_rng(2));
-        let at = |radius| broadcasts(&graph, 12, radius, 32, &mut scenario_rng(3));
+        let at = |radius| broadcasts(&graph, HOPS, 12, radius, 32, &mut scenario_rng(3));
         let (none, three, flood) = (at(0), at(3), at(FLOOD));
         for f in [none, three, flood] {
             assert!((f.delivery - 1.0).abs() < 1e-9, "{f:?}");
@@ -311,5 +467,46 @@ mod tests {
         );
         assert!(three.ldh < none.ldh && flood.ldh < three.ldh);
         assert!(0.0 < three.rmr && three.rmr < flood.rmr);
+    }
+
+    /// With every link 10 ms the delay model is the hop model in tens of milliseconds (the trees'
+    /// hop cost adds the same to every link, so the trees are the same); with drawn latencies
+    /// flooding is the fastest, and the trees slower.
+    #[test]
+    fn the_delay_model_is_the_hop_model_when_every_link_is_as_fast() {
+        let graph = random_graph(1000, 5, &mut scenario_rng(4));
+        let ten = Duration::from_millis(10);
+        let even: Network<Instant> = Network::new(
+            NetConfig {
+                latency_min: ten,
+                latency_max: ten,
+                ..NetConfig::default()
+            },
+            7,
+        );
+        let delay = Model::Delay {
+            net: &even,
+            hop_cost: Duration::from_millis(60),
+        };
+        for radius in [0, 3, FLOOD] {
+            let hops = broadcasts(&graph, HOPS, 12, radius, 16, &mut scenario_rng(5));
+            let delays = broadcasts(&graph, delay, 12, radius, 16, &mut scenario_rng(5));
+            assert_eq!(
+                (delays.p50, delays.p99),
+                (hops.p50 * 10_000, hops.p99 * 10_000)
+            );
+            assert_eq!((delays.ldh, delays.rmr), (hops.ldh, hops.rmr));
+        }
+        let drawn: Network<Instant> = Network::new(NetConfig::default(), 7);
+        let delay = Model::Delay {
+            net: &drawn,
+            hop_cost: Duration::from_millis(60),
+        };
+        let flood = broadcasts(&graph, delay, 12, FLOOD, 16, &mut scenario_rng(5));
+        let trees = broadcasts(&graph, delay, 12, 3, 16, &mut scenario_rng(5));
+        assert!(
+            flood.p50 < trees.p50 && flood.p99 < trees.p99,
+            "{flood:?} {trees:?}"
+        );
     }
 }

@@ -472,12 +472,15 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
         ),
     );
     net_notes(&sim, &mut report);
-    let trees = mesh_core::Config::default().gossip.trees;
+    let gossip = mesh_core::Config::default().gossip;
+    let (graph, net) = (sim.mutual_links(), sim.network().clone());
     crate::hop_model::note_figures(
         &mut report,
         "final mesh",
-        &sim.mutual_links(),
-        trees,
+        &graph,
+        &net,
+        gossip.tree_hop_cost,
+        gossip.trees,
         args.seed,
     );
     report
