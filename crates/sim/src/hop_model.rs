@@ -173,8 +173,7 @@ fn spread<T: Copy + Ord>(
     radius: u32,
     times: &mut Vec<u64>,
 ) -> Spread {
-    let n = graph.len();
-    let (mut got, mut from, mut hop) = (vec![false; n], vec![u32::MAX; n], vec![0u32; n]);
+    let mut got = vec![false; graph.len()];
     let mut out = Spread {
         last_hop: 0,
         sent: 0,
@@ -187,7 +186,6 @@ fn spread<T: Copy + Ord>(
         if std::mem::replace(&mut got[x as usize], true) {
             continue;
         }
-        (from[x as usize], hop[x as usize]) = (sender, h);
         out.reached += 1;
         out.last_hop = out.last_hop.max(h);
         if x != origin {
@@ -287,7 +285,12 @@ pub fn note_figures<T: Copy + Ord>(
     let flood = run(delay, FLOOD);
     let ms = |us: u64| us as f64 / 1000.0;
     for radius in RADII {
-        let (hops, delays) = (run(Model::Hops, radius), run(delay, radius));
+        let hops = run(Model::Hops, radius);
+        let delays = if radius == FLOOD {
+            flood
+        } else {
+            run(delay, radius)
+        };
         let name = if radius == FLOOD {
             "flooding".to_string()
         } else {

@@ -23,7 +23,9 @@
 //!
 //! [`scenario`] holds the measured scenarios (broadcast, lookup, churn, partition; [`attack`] the
 //! broadcast under attack) that the tests and
-//! `cargo xtask sim` run; [`Report`] is what they return.
+//! `cargo xtask sim` run; [`Report`] is what they return. [`hop_model`] simulates nothing: it computes
+//! on a graph what a broadcast needs when nothing is lost (`--scenario hop-model`, and notes in every
+//! broadcast report for its final mesh).
 
 #![deny(missing_docs)]
 
