@@ -11,7 +11,9 @@
 //!   any loss or crash.
 //!
 //! Run on a broadcast scenario's final mesh they tell the topology's and the trees' share of the
-//! run's `ldh` and latency from the repairs' (docs/decisions.md §38). Roots are random vertices; a
+//! run's `ldh` and latency from the repairs' (docs/decisions.md §38); those notes use mesh-core's
+//! default trees and hop cost whatever `--tune` changed (the scenario sees its nodes' settings only
+//! through [`crate::Protocol`]). Roots are random vertices; a
 //! message rides the tree whose root is cheapest to reach from its origin. A node that received the
 //! message over fewer hops than the radius pushes it to every link, any other node to its tree
 //! neighbours; only a node's first copy is pushed on, and each push counts, so RMR is the

@@ -34,8 +34,9 @@ pub enum Scenario {
     /// 1,000 DHT puts, then 30% of the nodes crash and as many new ones join, then 1,000 gets of the
     /// records put (the `dht` function of this module).
     Dht,
-    /// No simulation: the hop model ([`crate::hop_model`]) on a random graph of `nodes` vertices with
-    /// `max_peers` links each: the fewest hops a broadcast needs over shared trees, per eager radius.
+    /// No simulation: the hop and delay models ([`crate::hop_model`]) on a random graph of `nodes`
+    /// vertices with `max_peers` links each: what a broadcast needs when nothing is lost (the fewest
+    /// hops, the latency against flooding's) over shared trees per eager radius, and by flooding.
     HopModel,
 }
 
