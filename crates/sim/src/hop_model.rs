@@ -23,7 +23,7 @@ use core::time::Duration;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use netsim::{NetConfig, Network};
+use netsim::{NetConfig, Network, percentile};
 use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
@@ -250,13 +250,8 @@ pub fn broadcasts<T: Copy + Ord>(
         delivered += one.reached as f64 / members.len() as f64;
         count += 1;
     }
-    times.sort_unstable();
-    let at = |q: f64| {
-        times
-            .get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let mut at = |p: f64| percentile(&mut times, p).unwrap_or(0);
+    let (p50, p99) = (at(50.0), at(99.0));
     HopFigures {
         ldh: hops as f64 / f64::from(count),
         ldh_max: max,
@@ -266,8 +261,8 @@ pub fn broadcasts<T: Copy + Ord>(
             sent as f64 / receivers as f64 - 1.0
         },
         delivery: delivered / f64::from(count),
-        p50: at(0.5),
-        p99: at(0.99),
+        p50,
+        p99,
     }
 }
 
@@ -359,7 +354,6 @@ pub fn run(args: &ScenarioArgs, config: &mesh_core::Config) -> Report {
     report.ldh_max = Some(hops.ldh_max);
     report.latency_ms_p50 = Some(delays.p50 as f64 / 1000.0);
     report.latency_ms_p99 = Some(delays.p99 as f64 / 1000.0);
-    report.components = None;
     let degree = graph.iter().map(Vec::len).sum::<usize>() as f64 / args.nodes.max(1) as f64;
     report.note(
         "graph",
