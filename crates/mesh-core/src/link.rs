@@ -11,7 +11,7 @@ use p2pmesh_base::Identity;
 
 use crate::abuse::{Bucket, Charge};
 use crate::event::HelloError;
-use crate::frame::{Frame, Hello, Neighbors, Reassembly, Routed};
+use crate::frame::{Frame, Hello, Reassembly, Routed};
 use crate::{Config, SignatureCheck};
 
 /// Times a link attempt's signaling is sent again before `link_open_timeout` decides.
@@ -55,10 +55,10 @@ pub(crate) struct Link {
     pub(crate) second: Vec<NodeId>,
     /// The peer's links' links' links.
     pub(crate) third: Vec<NodeId>,
-    /// A sample of the next level (see [`Neighbors::fourth`]).
+    /// A sample of the next level (see [`Neighbors::fourth`](crate::frame::Neighbors::fourth)).
     pub(crate) fourth: Vec<NodeId>,
-    /// What we last told this peer, to send only changes.
-    pub(crate) announced: Option<Neighbors>,
+    /// The SHA-1 of the neighbor-lists frame we last told this peer, to send only changes.
+    pub(crate) announced: Option<[u8; 20]>,
     pub(crate) last_rx: Instant,
     pub(crate) last_tx: Instant,
     /// The ping sent to measure the link's round trip (its number, when it left), until its pong.

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use kademlia_core::{Instant, NodeId};
 use rand::RngExt as _;
+use sha1::{Digest as _, Sha1};
 
 use super::announce::{Lists, announcements};
 use super::{Node, new_link};
@@ -317,11 +318,14 @@ impl Node {
             let Some(link) = self.links.get_mut(p) else {
                 continue;
             };
-            if link.announced.as_ref() == Some(&announcement) {
+            // Only a digest of what was told is kept: the lists run to hundreds of ids per link.
+            let bytes = Frame::Neighbors(announcement).encode();
+            let digest: [u8; 20] = Sha1::digest(&bytes).into();
+            if link.announced == Some(digest) {
                 continue;
             }
-            link.announced = Some(announcement.clone());
-            self.send_frame(now, *p, &Frame::Neighbors(announcement));
+            link.announced = Some(digest);
+            self.send_bytes(now, *p, bytes);
         }
     }
 
@@ -366,7 +370,11 @@ impl Node {
     }
 
     pub(super) fn send_frame(&mut self, now: Instant, peer: NodeId, frame: &Frame) {
-        let bytes = frame.encode();
+        self.send_bytes(now, peer, frame.encode());
+    }
+
+    /// [`Self::send_frame`] of a frame already encoded.
+    fn send_bytes(&mut self, now: Instant, peer: NodeId, bytes: Vec<u8>) {
         if bytes.len() > self.config.max_message_bytes {
             self.stats.dropped_oversized += 1;
             return;
