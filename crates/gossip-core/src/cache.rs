@@ -11,20 +11,139 @@ use crate::message::MessageId;
 struct Cached {
     frame: Vec<u8>,
     // Links known to have the message (they sent, acknowledged or announced it): never sent it again.
-    holders: Vec<NodeId>,
+    holders: PeerSet,
     // Links this node pushed the message to as part of the tree.
-    pushed: Vec<NodeId>,
+    pushed: PeerSet,
+}
+
+/// A set of peers, by their slots in the cache's [`PeerTable`]: a bit per slot below 64 (a node
+/// rarely has more links than that), a list past it. Most sets need no allocation, where a list of
+/// ids took one per set per cached message (the largest share of a simulated node's memory after
+/// the frames themselves).
+#[derive(Debug, Clone, Default)]
+struct PeerSet {
+    low: u64,
+    // A boxed slice: no capacity word in every entry for a list that is almost never there.
+    high: Box<[u32]>,
+}
+
+impl PeerSet {
+    fn contains(&self, slot: u32) -> bool {
+        if slot < 64 {
+            self.low & (1 << slot) != 0
+        } else {
+            self.high.contains(&slot)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.low.count_ones() as usize + self.high.len()
+    }
+
+    fn insert(&mut self, slot: u32) {
+        if slot < 64 {
+            self.low |= 1 << slot;
+        } else if !self.contains(slot) {
+            let mut high = core::mem::take(&mut self.high).into_vec();
+            high.push(slot);
+            self.high = high.into_boxed_slice();
+        }
+    }
+
+    fn mark(&self, used: &mut [bool]) {
+        let mut low = self.low;
+        while low != 0 {
+            used[low.trailing_zeros() as usize] = true;
+            low &= low - 1;
+        }
+        for &slot in &self.high {
+            used[slot as usize] = true;
+        }
+    }
+}
+
+/// The peers the cache's entries name, each by a slot. A slot is given back only once no entry names
+/// it (checked when a new peer finds every slot taken), so an entry's sets always mean the peers they
+/// meant when they were written, links that went down and came back included.
+#[derive(Debug, Clone, Default)]
+struct PeerTable {
+    ids: Vec<Option<NodeId>>,
+    slots: BTreeMap<NodeId, u32>,
+}
+
+impl PeerTable {
+    fn get(&self, peer: &NodeId) -> Option<u32> {
+        self.slots.get(peer).copied()
+    }
+
+    /// The slot of `peer`, given one if it has none; `entries` are scanned for slots no longer named
+    /// when the first 64 are all taken.
+    fn intern<'a>(&mut self, peer: NodeId, entries: impl Iterator<Item = &'a Cached>) -> u32 {
+        if let Some(slot) = self.get(&peer) {
+            return slot;
+        }
+        let mut free = self.ids.iter().position(Option::is_none);
+        if free.is_none() && self.ids.len() >= 64 {
+            let mut used = vec![false; self.ids.len()];
+            for cached in entries {
+                cached.holders.mark(&mut used);
+                cached.pushed.mark(&mut used);
+            }
+            for (slot, used) in used.into_iter().enumerate() {
+                if !used && let Some(id) = self.ids[slot].take() {
+                    self.slots.remove(&id);
+                }
+            }
+            free = self.ids.iter().position(Option::is_none);
+        }
+        let slot = free.unwrap_or_else(|| {
+            self.ids.push(None);
+            self.ids.len() - 1
+        });
+        self.ids[slot] = Some(peer);
+        // At most one slot per peer named by a live entry: far below u32::MAX.
+        let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+        self.slots.insert(peer, slot);
+        slot
+    }
+}
+
+/// The links known to hold a cached message ([`MessageCache::holders`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Holders<'a> {
+    table: &'a PeerTable,
+    set: Option<&'a PeerSet>,
+}
+
+impl Holders<'_> {
+    /// Whether `peer` is known to hold the message.
+    pub fn contains(&self, peer: &NodeId) -> bool {
+        self.set
+            .zip(self.table.get(peer))
+            .is_some_and(|(set, slot)| set.contains(slot))
+    }
+
+    /// How many links are known to hold it.
+    pub fn len(&self) -> usize {
+        self.set.map_or(0, PeerSet::len)
+    }
+
+    /// Whether no link is known to hold it (or it is not cached).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Encoded gossip frames by message id, bounded in count, in bytes and in age; the oldest go first.
 ///
 /// Each entry also remembers which links are known to hold the message, so retransmissions and
-/// announcements skip them, and which links it was pushed to (each list at most `max_holders` long).
+/// announcements skip them, and which links it was pushed to (each set at most `max_holders` large).
 #[derive(Debug, Clone)]
 pub struct MessageCache {
     entries: BTreeMap<MessageId, Cached>,
     // Insertion order, which is time order because `now` never decreases inside a node.
     order: VecDeque<(Instant, MessageId)>,
+    peers: PeerTable,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -38,6 +157,7 @@ impl MessageCache {
         Self {
             entries: BTreeMap::new(),
             order: VecDeque::new(),
+            peers: PeerTable::default(),
             bytes: 0,
             max_entries,
             max_bytes,
@@ -66,13 +186,18 @@ impl MessageCache {
             evicted += 1;
         }
         self.bytes += frame.len();
-        let holders = holder.into_iter().take(self.max_holders).collect();
+        let mut holders = PeerSet::default();
+        if let Some(peer) = holder
+            && self.max_holders > 0
+        {
+            holders.insert(self.peers.intern(peer, self.entries.values()));
+        }
         self.entries.insert(
             id,
             Cached {
                 frame,
                 holders,
-                pushed: Vec::new(),
+                pushed: PeerSet::default(),
             },
         );
         self.order.push_back((now, id));
@@ -89,36 +214,49 @@ impl MessageCache {
         self.entries.contains_key(id)
     }
 
-    /// The links known to hold `id` (empty if it is not cached).
-    pub fn holders(&self, id: &MessageId) -> &[NodeId] {
-        self.entries.get(id).map_or(&[], |c| c.holders.as_slice())
+    /// The links known to hold `id` (none if it is not cached).
+    pub fn holders(&self, id: &MessageId) -> Holders<'_> {
+        Holders {
+            table: &self.peers,
+            set: self.entries.get(id).map(|c| &c.holders),
+        }
     }
 
     /// Records that `peer` holds `id`.
     pub fn add_holder(&mut self, id: &MessageId, peer: NodeId) {
-        if let Some(cached) = self.entries.get_mut(id)
-            && !cached.holders.contains(&peer)
-            && cached.holders.len() < self.max_holders
-        {
-            cached.holders.push(peer);
-        }
+        self.add(id, peer, |c| &mut c.holders);
     }
 
     /// Records that this node pushed `id` to `peer` along the tree.
     pub fn add_pushed(&mut self, id: &MessageId, peer: NodeId) {
-        if let Some(cached) = self.entries.get_mut(id)
-            && !cached.pushed.contains(&peer)
-            && cached.pushed.len() < self.max_holders
-        {
-            cached.pushed.push(peer);
-        }
+        self.add(id, peer, |c| &mut c.pushed);
     }
 
     /// Whether this node pushed `id` to `peer` along the tree.
     pub fn pushed(&self, id: &MessageId, peer: &NodeId) -> bool {
         self.entries
             .get(id)
-            .is_some_and(|c| c.pushed.contains(peer))
+            .zip(self.peers.get(peer))
+            .is_some_and(|(c, slot)| c.pushed.contains(slot))
+    }
+
+    /// Adds `peer` to the set `which` picks in `id`'s entry, unless it is full.
+    fn add(&mut self, id: &MessageId, peer: NodeId, which: fn(&mut Cached) -> &mut PeerSet) {
+        let Some(cached) = self.entries.get_mut(id) else {
+            return;
+        };
+        if let Some(slot) = self.peers.get(&peer)
+            && which(cached).contains(slot)
+        {
+            return;
+        }
+        if which(cached).len() >= self.max_holders {
+            return;
+        }
+        let slot = self.peers.intern(peer, self.entries.values());
+        if let Some(cached) = self.entries.get_mut(id) {
+            which(cached).insert(slot);
+        }
     }
 
     /// Drops entries older than the age bound; returns how many.
@@ -210,6 +348,50 @@ mod tests {
         cache.add_holder(&id(1), NodeId::hash(b"b"));
         cache.add_holder(&id(1), NodeId::hash(b"c"));
         assert_eq!(cache.holders(&id(1)).len(), 2);
+        assert!(cache.holders(&id(1)).contains(&a));
+        assert!(!cache.holders(&id(1)).contains(&NodeId::hash(b"c")));
         assert!(cache.holders(&id(9)).is_empty());
+    }
+
+    #[test]
+    fn a_peer_slot_is_given_again_only_once_no_entry_names_it() {
+        let t0 = Instant::from_millis(1_000);
+        let later = t0 + Duration::from_millis(500);
+        let peer = |n: u8| NodeId::hash([n]);
+        let mut cache = MessageCache::new(200, 1 << 20, 8, Duration::from_secs(1));
+        // 70 entries, each held by its own peer: 64 peers in bits, 6 in the list past them.
+        for n in 0..70 {
+            cache.insert(
+                if n < 10 { t0 } else { later },
+                id(n),
+                vec![n],
+                Some(peer(n)),
+            );
+        }
+        // Peer 0 also holds a message that stays: its slot must outlive its own entry.
+        cache.add_holder(&id(50), peer(0));
+        cache.add_pushed(&id(60), peer(1));
+        assert_eq!(cache.expire(t0 + Duration::from_secs(1)), 10);
+        // Ten new peers: the eight slots of peers 2..10, named by no entry any more, are given again
+        // (not those of peers 0 and 1), and two are added.
+        for n in 100..110 {
+            cache.insert(later, id(n), vec![n], Some(peer(n)));
+            cache.add_pushed(&id(n), peer(n));
+        }
+        for n in (10..70).chain(100..110) {
+            let holders = cache.holders(&id(n));
+            assert!(holders.contains(&peer(n)), "entry {n}");
+            let others = (0..70)
+                .chain(100..110)
+                .filter(|&m| m != n && (n, m) != (50, 0));
+            for m in others {
+                assert!(!holders.contains(&peer(m)), "entry {n} held by {m}");
+                assert!(!cache.pushed(&id(n), &peer(m)) || (n, m) == (60, 1));
+            }
+        }
+        assert!(cache.holders(&id(50)).contains(&peer(0)));
+        assert_eq!(cache.holders(&id(50)).len(), 2);
+        assert!(cache.pushed(&id(60), &peer(1)) && cache.pushed(&id(105), &peer(105)));
+        assert_eq!(cache.peers.ids.len(), 72);
     }
 }

@@ -229,7 +229,7 @@ mod seen;
 mod stats;
 pub mod wire;
 
-pub use cache::MessageCache;
+pub use cache::{Holders, MessageCache};
 pub use config::{Config, ConfigError, Strategy};
 pub use event::{Event, Output, PublishError, SubscribeError};
 pub use lazy::LazyQueue;

@@ -123,7 +123,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         } else {
             // At the limit: no pushes, but every other link hears of it and may pull it (GRAFT).
             self.stats.hop_limit_announced += 1;
-            let holders = self.cache.holders(&id).to_vec();
+            let holders = self.cache.holders(&id);
             let peers: Vec<NodeId> = self
                 .links
                 .keys()
