@@ -91,8 +91,12 @@ pub struct Node<S = Identity, V = Ed25519> {
     /// This node's proof of itself as a root (signed when first needed, renewed at a quarter of
     /// `tree_proof_max_age`).
     own_proof: Option<RootProof>,
-    /// Per link, the verified proofs of the roots it follows (at most `2 * trees`).
-    proofs_heard: BTreeMap<NodeId, BTreeMap<NodeId, RootProof>>,
+    /// Per link, the roots it follows and the timestamps of the verified proofs it gave of them (at
+    /// most `2 * trees`): the proofs themselves are kept once, in `proofs_held`.
+    proofs_heard: BTreeMap<NodeId, BTreeMap<NodeId, Instant>>,
+    /// Every proof some link in `proofs_heard` names, by root and timestamp: most links name the
+    /// same proofs, and a proof is five times the size of its name.
+    proofs_held: BTreeMap<(NodeId, Instant), RootProof>,
     /// Per root, the freshest proof in `proofs_heard` (the one [`Node::proof_of`] tells), kept equal
     /// to the latest over the links as proofs come and go: one lookup instead of one per link.
     proofs_best: BTreeMap<NodeId, RootProof>,
@@ -197,6 +201,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             tree_told: BTreeMap::new(),
             own_proof: None,
             proofs_heard: BTreeMap::new(),
+            proofs_held: BTreeMap::new(),
             proofs_best: BTreeMap::new(),
             proofs_told: BTreeMap::new(),
             tree_refresh_at: None,

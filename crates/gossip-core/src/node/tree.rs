@@ -105,7 +105,7 @@ pub(super) struct Offer<'a> {
     /// costs grow along every path.
     cost: u32,
     heard: &'a [TreeAdvert],
-    proofs: Option<&'a BTreeMap<NodeId, RootProof>>,
+    proofs: Option<&'a BTreeMap<NodeId, Instant>>,
 }
 
 /// The trees whose flag is set, as a bit mask for [`Node::update_trees`] (bit `i`: tree `i`).
@@ -394,12 +394,13 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 && offer
                     .proofs
                     .and_then(|proofs| proofs.get(&advert.root))
-                    .is_some_and(|proof| self.fresh(proof))
+                    .is_some_and(|&timestamp| self.fresh(timestamp))
     }
 
-    fn fresh(&self, proof: &RootProof) -> bool {
-        self.now.saturating_duration_since(proof.timestamp) <= self.config.tree_proof_max_age
-            && proof.timestamp <= self.now + self.config.max_clock_skew
+    /// Whether a root proof signed at `timestamp` is fresh now.
+    fn fresh(&self, timestamp: Instant) -> bool {
+        self.now.saturating_duration_since(timestamp) <= self.config.tree_proof_max_age
+            && timestamp <= self.now + self.config.max_clock_skew
     }
 
     /// Root proofs from `from`: each fresh one with a valid signature is kept (a proof already checked,
@@ -413,10 +414,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         for proof in proofs {
             let root = proof.root();
             let held = self.proofs_heard.get(&from).and_then(|p| p.get(&root));
-            if held.is_some_and(|h| h.timestamp >= proof.timestamp) {
+            if held.is_some_and(|&timestamp| timestamp >= proof.timestamp) {
                 continue;
             }
-            if !self.fresh(&proof) {
+            if !self.fresh(proof.timestamp) {
                 self.stats.tree_proofs_refused += 1;
                 continue;
             }
@@ -425,10 +426,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             let known = self.own_proof == Some(proof)
                 || best == Some(proof)
                 || best.is_some_and(|b| b.timestamp > proof.timestamp)
-                    && self
-                        .proofs_heard
-                        .values()
-                        .any(|p| p.get(&root) == Some(&proof));
+                    && self.proofs_held.get(&(root, proof.timestamp)) == Some(&proof);
             if !known {
                 self.stats.tree_proofs_verified += 1;
                 let signed = root_signed_bytes(&root, proof.timestamp);
@@ -442,8 +440,14 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
             let proofs = self.proofs_heard.entry(from).or_default();
             // What this replaces is older than `proof`, so `proof` is the best if that was.
-            proofs.insert(root, proof);
+            let replaced = proofs.insert(root, proof.timestamp);
             let too_many = proofs.len() > 2 * self.config.trees;
+            self.proofs_held
+                .entry((root, proof.timestamp))
+                .or_insert(proof);
+            if let Some(older) = replaced {
+                self.release_proof(root, older);
+            }
             if self
                 .proofs_best
                 .get(&root)
@@ -487,7 +491,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         // the future later, and if the latest is too old, so is every other.
         self.proofs_best
             .get(&root)
-            .filter(|p| self.fresh(p))
+            .filter(|p| self.fresh(p.timestamp))
             .copied()
     }
 
@@ -500,23 +504,40 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if proofs.keys().all(&keep) {
             return;
         }
-        let dropped: Vec<(NodeId, RootProof)> =
+        let dropped: Vec<(NodeId, Instant)> =
             proofs.extract_if(.., |root, _| !keep(root)).collect();
         self.forget_proofs(dropped.into_iter());
     }
 
-    /// Keeps `proofs_best` the latest held after `dropped` left `proofs_heard`: a root whose best
-    /// proof went takes the latest other link's, or none.
-    pub(super) fn forget_proofs(&mut self, dropped: impl Iterator<Item = (NodeId, RootProof)>) {
-        for (root, proof) in dropped {
-            if self.proofs_best.get(&root) != Some(&proof) {
+    /// The proof of `root` signed at `timestamp`, which a link no longer names: dropped from
+    /// `proofs_held` unless another link still names it.
+    fn release_proof(&mut self, root: NodeId, timestamp: Instant) -> Option<RootProof> {
+        let named = self
+            .proofs_heard
+            .values()
+            .any(|p| p.get(&root) == Some(&timestamp));
+        if named {
+            self.proofs_held.get(&(root, timestamp)).copied()
+        } else {
+            self.proofs_held.remove(&(root, timestamp))
+        }
+    }
+
+    /// Keeps `proofs_held` to the proofs some link names and `proofs_best` the latest held after
+    /// `dropped` (roots and timestamps) left `proofs_heard`: a root whose best proof went takes the
+    /// latest other link's, or none.
+    pub(super) fn forget_proofs(&mut self, dropped: impl Iterator<Item = (NodeId, Instant)>) {
+        for (root, timestamp) in dropped {
+            let proof = self.release_proof(root, timestamp);
+            if proof.is_none() || self.proofs_best.get(&root) != proof.as_ref() {
                 continue;
             }
             let latest = self
                 .proofs_heard
                 .values()
                 .filter_map(|p| p.get(&root))
-                .max_by_key(|p| p.timestamp)
+                .max()
+                .and_then(|&latest| self.proofs_held.get(&(root, latest)))
                 .copied();
             match latest {
                 Some(latest) => self.proofs_best.insert(root, latest),
