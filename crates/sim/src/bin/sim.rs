@@ -4,7 +4,8 @@ use clap::Parser;
 use sim::{Scenario, ScenarioArgs, Strategy};
 
 /// mimalloc: the simulator allocates and frees millions of small frames, a sharded run's threads
-/// freeing what the others allocated.
+/// freeing what the others allocated. Off without the `mimalloc` feature (for heap profilers).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
