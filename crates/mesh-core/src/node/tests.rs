@@ -1139,3 +1139,45 @@ fn a_peer_the_server_lost_keeps_a_link_whose_channel_is_open() {
             .any(|o| matches!(o, Output::Disconnect { peer, .. } if *peer == p.id()))
     );
 }
+
+/// A link is told our neighbor lists again only when they changed (the node keeps a digest of what
+/// it last told each link).
+#[test]
+fn neighbor_lists_are_told_again_only_when_they_change() {
+    let now = Instant::from_millis(2);
+    let mut n = node();
+    let (a, b, c) = (identity(1), identity(2), identity(3));
+    // The lists each peer was told in `out`.
+    let told = |out: &[Output], to: NodeId| -> Vec<frame::Neighbors> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Transmit { link, bytes } if *link == to => match Frame::decode(bytes) {
+                    Ok(Frame::Neighbors(lists)) => Some(lists),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let mut out = connect(&mut n, &a, now);
+    out.extend(connect(&mut n, &b, now));
+    n.send_neighbors(now);
+    out.extend(drain(&mut n));
+    assert_eq!(
+        told(&out, a.id()).last().map(|l| l.links.clone()),
+        Some(alloc::vec![b.id()])
+    );
+    // Nothing changed: nothing is told.
+    n.send_neighbors(now);
+    let out = drain(&mut n);
+    assert!(told(&out, a.id()).is_empty() && told(&out, b.id()).is_empty());
+    // A third link: both others hear of it, once.
+    let mut out = connect(&mut n, &c, now);
+    n.send_neighbors(now);
+    out.extend(drain(&mut n));
+    let to_a = told(&out, a.id());
+    assert_eq!(to_a.len(), 1, "{to_a:?}");
+    assert!(to_a[0].links.contains(&c.id()) && to_a[0].links.contains(&b.id()));
+    n.send_neighbors(now);
+    assert!(told(&drain(&mut n), a.id()).is_empty());
+}

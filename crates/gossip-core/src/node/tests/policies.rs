@@ -388,6 +388,8 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
 
     // The link with the newer proof goes: a new link gets the older one, which is still held.
     node.handle_peer_down(now, peers[1]);
+    // Kept once, while a link names it; the newer one, named by none, is gone.
+    assert_eq!(node.proofs_held.values().collect::<Vec<_>>(), vec![&older]);
     let _ = sends(&mut node);
     let fresh_link = identity(20).id();
     node.handle_peer_up(now, fresh_link);
@@ -406,6 +408,12 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
     let last_link = identity(21).id();
     node.handle_peer_up(now, last_link);
     assert_eq!(told_to(&mut node, last_link), Vec::<RootProof>::new());
+
+    // Every link gone: no proof is kept.
+    for peer in peers.into_iter().chain([fresh_link, last_link]) {
+        node.handle_peer_down(now, peer);
+    }
+    assert!(node.proofs_held.is_empty() && node.proofs_best.is_empty());
 }
 
 /// With `tree_feasible_successors`, a node that loses its parent keeps its root through any link that
