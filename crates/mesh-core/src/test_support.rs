@@ -161,14 +161,22 @@ pub(crate) fn messages(out: &[Output]) -> usize {
         .count()
 }
 
-/// The routed envelopes transmitted on the link to `peer` (unchunked frames only).
-pub(crate) fn transmitted(out: &[Output], peer: NodeId) -> Vec<Routed> {
+/// The frames transmitted on the link to `peer` (unchunked frames only).
+pub(crate) fn frames_to(out: &[Output], peer: NodeId) -> Vec<Frame> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Transmit { link, bytes } if *link == peer => match Frame::decode(bytes) {
-                Ok(Frame::Routed(r)) => Some(r),
-                _ => None,
-            },
+            Output::Transmit { link, bytes } if *link == peer => Frame::decode(bytes).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The routed envelopes transmitted on the link to `peer` (unchunked frames only).
+pub(crate) fn transmitted(out: &[Output], peer: NodeId) -> Vec<Routed> {
+    frames_to(out, peer)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Routed(r) => Some(r),
             _ => None,
         })
         .collect()

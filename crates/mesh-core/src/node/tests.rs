@@ -1149,12 +1149,10 @@ fn neighbor_lists_are_told_again_only_when_they_change() {
     let (a, b, c) = (identity(1), identity(2), identity(3));
     // The lists each peer was told in `out`.
     let told = |out: &[Output], to: NodeId| -> Vec<frame::Neighbors> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Transmit { link, bytes } if *link == to => match Frame::decode(bytes) {
-                    Ok(Frame::Neighbors(lists)) => Some(lists),
-                    _ => None,
-                },
+        frames_to(out, to)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Neighbors(lists) => Some(lists),
                 _ => None,
             })
             .collect()
