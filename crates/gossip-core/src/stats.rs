@@ -118,6 +118,14 @@ pub struct Stats {
     pub links_refused: u64,
     /// Rooted trees: times this node's root or parent in a tree changed.
     pub tree_changes: u64,
+    /// Rooted trees: of `tree_changes`, those that changed the root (a new lowest root in the tree's
+    /// order reaching this node, or a root lost). Each new root is a wave through the whole tree.
+    pub tree_root_changes: u64,
+    /// Rooted trees: TREE frames sent (each carries this node's place in every tree).
+    pub tree_frames_sent: u64,
+    /// Rooted trees: of `tree_frames_sent`, those sent by the periodic re-send
+    /// (`Config::tree_refresh_interval`) rather than for a change.
+    pub tree_frames_refreshed: u64,
     /// Rooted trees: root proofs refused (bad signature, too old, from the future, or more than
     /// `Config::trees` in a frame).
     pub tree_proofs_refused: u64,

@@ -211,6 +211,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             if new.root != old.root || new.parent != old.parent {
                 self.settled_since[tree] = now;
                 self.stats.tree_changes += 1;
+                if new.root != old.root {
+                    self.stats.tree_root_changes += 1;
+                }
             }
             self.places[tree] = new;
         }
@@ -626,6 +629,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
         }
         self.tree_told.insert(peer, adverts.clone());
+        self.stats.tree_frames_sent += 1;
+        if again {
+            self.stats.tree_frames_refreshed += 1;
+        }
         self.send_frame(peer, &Frame::Tree(adverts));
     }
 }

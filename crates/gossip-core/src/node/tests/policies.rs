@@ -85,6 +85,13 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
             .all(|(_, a)| a.len() == 1 && a[0].distance == 0 && !a[0].child)
     );
     assert_eq!(node.eager_links().count(), 0);
+    assert_eq!(
+        (
+            node.stats().tree_frames_sent,
+            node.stats().tree_root_changes
+        ),
+        (3, 0)
+    );
 
     // A real node lower than all of these, whose proof of itself its descendants pass on.
     let root = low_identity();
@@ -117,6 +124,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
             cost: 3 * UNMEASURED_HOP,
         }])
     )));
+    assert_eq!(node.stats().tree_root_changes, 1);
     // Peer 2 takes us as its parent: a child.
     tell(&mut node, at(300), peers[2], 4, true);
     assert_eq!(
@@ -160,6 +168,26 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
         node.eager_links().collect::<Vec<_>>(),
         vec![peers[0], peers[2]]
     );
+    // Lost and taken again: two more root changes.
+    assert_eq!(node.stats().tree_root_changes, 3);
+
+    // The periodic re-send tells both links our places again, changed or not, and is counted apart
+    // (the change above is told first).
+    node.handle_timeout(at(330) + hold + node.config().tree_advert_delay);
+    let _ = sends(&mut node);
+    let before = node.stats().clone();
+    node.handle_timeout(at(330) + hold + node.config().tree_refresh_interval);
+    let resent = sends(&mut node)
+        .into_iter()
+        .filter(|(_, f)| matches!(f, Frame::Tree(_)))
+        .count();
+    assert_eq!(resent, 2);
+    let stats = node.stats();
+    assert_eq!(
+        stats.tree_frames_refreshed - before.tree_frames_refreshed,
+        2
+    );
+    assert_eq!(stats.tree_frames_sent - before.tree_frames_sent, 2);
 }
 
 /// One Tree frame claiming the lowest possible root in every tree, with no proof (or a forged, or an
