@@ -290,6 +290,12 @@ impl Protocol for Node {
             ("signal duplicates", s.signal_duplicates),
             ("hellos resent", s.hellos_resent),
             ("gossip tree changes", s.gossip.tree_changes),
+            ("gossip tree root changes", s.gossip.tree_root_changes),
+            ("gossip tree frames sent", s.gossip.tree_frames_sent),
+            (
+                "gossip tree frames sent by the periodic re-send",
+                s.gossip.tree_frames_refreshed,
+            ),
             ("gossip tree holds", s.gossip.tree_holds),
             ("gossip grafts sent", s.gossip.grafts_sent),
             ("gossip retries", s.gossip.payload_retries),
@@ -328,6 +334,8 @@ pub const TUNABLES: &[&str] = &[
     "tree_advert_delay_ms",
     "tree_hop_cost_ms",
     "tree_feasible_successors",
+    "tree_refresh_interval_ms",
+    "tree_proof_max_age_ms",
     "announce_repeat_ms",
 ];
 
@@ -357,6 +365,8 @@ pub fn apply_tune(config: &mut mesh_core::Config, tune: &[(String, String)]) -> 
             "tree_advert_delay_ms" => config.gossip.tree_advert_delay = millis,
             "tree_hop_cost_ms" => config.gossip.tree_hop_cost = millis,
             "tree_feasible_successors" => config.gossip.tree_feasible_successors = number != 0,
+            "tree_refresh_interval_ms" => config.gossip.tree_refresh_interval = millis,
+            "tree_proof_max_age_ms" => config.gossip.tree_proof_max_age = millis,
             "announce_repeat_ms" => config.gossip.announce_repeat = millis,
             _ => {
                 return Err(format!(
@@ -396,6 +406,27 @@ pub fn run(args: &ScenarioArgs) -> Result<Report, String> {
 mod tests {
     use super::*;
     use gossip_core::Identity;
+
+    /// Every name `--tune` lists is one it takes, and each changes the configuration; an unknown name
+    /// is refused.
+    #[test]
+    fn every_tunable_is_taken_and_changes_the_configuration() {
+        let default = node_config(crate::Strategy::Plumtree).expect("plumtree");
+        for name in TUNABLES {
+            let value = match *name {
+                "tree_feasible_successors" => "0",
+                "random_links" => "1",
+                "trees" | "max_peers" | "eager_radius" => "7",
+                _ => "12345",
+            };
+            let mut config = default.clone();
+            apply_tune(&mut config, &[((*name).to_owned(), value.to_owned())])
+                .unwrap_or_else(|e| panic!("{name}={value}: {e}"));
+            assert_ne!(format!("{config:?}"), format!("{default:?}"), "{name}");
+        }
+        let unknown = [("no_such_setting".to_owned(), "1".to_owned())];
+        assert!(apply_tune(&mut default.clone(), &unknown).is_err());
+    }
 
     /// The memo and the key cache give ed25519's own answer, the first time and every time after:
     /// for a valid signature, a changed message, another key, and bytes that are not a key.

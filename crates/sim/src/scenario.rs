@@ -120,6 +120,10 @@ impl ScenarioArgs {
 }
 
 const SETTLE: Duration = Duration::from_secs(20);
+
+/// The index of gossip's TREE frames in [`netsim::NetStats::frames_by_kind`]: 16 plus gossip's frame
+/// kind 5 (see `Driven::frame_kind`).
+const TREE_FRAME_KIND: usize = 21;
 pub(crate) const DRAIN: Duration = Duration::from_secs(40);
 /// Broadcasts whose redundancy is not counted (the tree is still forming).
 pub const WARMUP: u32 = 20;
@@ -413,10 +417,10 @@ pub(crate) fn net_notes<P: Protocol>(sim: &Simulation<P>, report: &mut Report) {
         ),
     );
     report.note(
-        "gossip frames: payload ack ihave graft prune tree",
+        "gossip frames: payload ack ihave graft prune tree catch-up roots",
         format!(
-            "{} {} {} {} {} {}",
-            k[16], k[17], k[18], k[19], k[20], k[21]
+            "{} {} {} {} {} {} {} {}",
+            k[16], k[17], k[18], k[19], k[20], k[TREE_FRAME_KIND], k[22], k[23]
         ),
     );
 }
@@ -428,6 +432,7 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
     let mut rng = scenario_rng(args.seed);
     let mut sim = new_sim::<P>(args, loss, node_config);
     join_all(&mut sim, args.nodes);
+    let joined = sim.stats();
 
     const MESSAGES: u32 = 100;
     let interval = Duration::from_secs(1);
@@ -457,9 +462,11 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
             }
         }
     }
+    let published = sim.stats();
     sim.run_for(DRAIN);
     broadcast_metrics_from(&sim, &mut report, 0, payload_before);
     report.components = Some(sim.components());
+    phase_notes(&mut report, [&joined, &published, &sim.stats()]);
     report.note("loss", loss);
     report.note("crashed", victims.len());
     report.note("rmr definition", format!(
@@ -485,6 +492,28 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
         args.seed,
     );
     report
+}
+
+/// Where the broadcast scenario's events and frames fall: while the nodes join, from the end of the
+/// join to the last publish, and while the last broadcasts drain (`at`: the counts at the end of each).
+fn phase_notes(report: &mut Report, at: [&netsim::NetStats; 3]) {
+    let split = |count: fn(&netsim::NetStats) -> u64| {
+        format!(
+            "{} / {} / {}",
+            count(at[0]),
+            count(at[1]) - count(at[0]),
+            count(at[2]) - count(at[1])
+        )
+    };
+    report.note("events: join / broadcasts / drain", split(|s| s.events));
+    report.note(
+        "frames: join / broadcasts / drain",
+        split(|s| s.frames_sent),
+    );
+    report.note(
+        "tree frames: join / broadcasts / drain",
+        split(|s| s.frames_by_kind[TREE_FRAME_KIND]),
+    );
 }
 
 /// Lookup figures: success, rounds, link traversals and duration percentiles of `records`.

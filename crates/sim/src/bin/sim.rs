@@ -42,7 +42,8 @@ struct Cli {
     attackers: Option<f64>,
     /// Change a node setting from mesh-core's default, `NAME=VALUE` (repeatable): trees, eager_radius,
     /// retry_min_ms, retry_initial_ms, graft_timeout_ms, lazy_flush_ms, max_peers, random_links,
-    /// tree_advert_delay_ms, tree_hop_cost_ms, tree_feasible_successors, announce_repeat_ms.
+    /// tree_advert_delay_ms, tree_hop_cost_ms, tree_feasible_successors, tree_refresh_interval_ms,
+    /// tree_proof_max_age_ms, announce_repeat_ms.
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_tune)]
     tune: Vec<(String, String)>,
     /// Run sharded over N shards on as many threads as there are cores (0: sequential; 8 suits two
