@@ -118,8 +118,9 @@ pub struct Stats {
     pub links_refused: u64,
     /// Rooted trees: times this node's root or parent in a tree changed.
     pub tree_changes: u64,
-    /// Rooted trees: of `tree_changes`, those that changed the root (a new lowest root in the tree's
-    /// order reaching this node, or a root lost). Each new root is a wave through the whole tree.
+    /// Rooted trees: of `tree_changes`, those that changed the root: the first root a joining node
+    /// takes, a lower root reaching this node, a root lost (this node its own root meanwhile) or
+    /// regained. A root that changes for every node is a wave through the whole tree.
     pub tree_root_changes: u64,
     /// Rooted trees: TREE frames sent (each carries this node's place in every tree).
     pub tree_frames_sent: u64,
