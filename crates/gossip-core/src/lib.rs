@@ -234,7 +234,7 @@ pub use config::{Config, ConfigError, Strategy};
 pub use event::{Event, Output, PublishError, SubscribeError};
 pub use lazy::LazyQueue;
 pub use message::{MESSAGE_ID_LEN, MessageId};
-pub use node::Node;
+pub use node::{Node, tree_order_key};
 pub use p2pmesh_base::{
     Ed25519, Identity, PUBLIC_KEY_LEN, SECRET_KEY_LEN, SIGNATURE_LEN, Signer, Verifier, verify,
 };

@@ -831,6 +831,7 @@ mod push;
 mod receive;
 mod tree;
 
+pub use tree::tree_order_key;
 use tree::{Hold, Place, tree_mask};
 
 #[cfg(test)]

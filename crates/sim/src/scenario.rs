@@ -99,6 +99,8 @@ pub struct ScenarioArgs {
     pub tune: Vec<(String, String)>,
     /// Shards of a sharded run ([`SimConfig::shards`]); 0 (the default): sequential.
     pub shards: usize,
+    /// Broadcast only: the trees' final roots join first ([`roots_first`]).
+    pub roots_first: bool,
 }
 
 impl ScenarioArgs {
@@ -115,6 +117,7 @@ impl ScenarioArgs {
             attackers: None,
             tune: Vec::new(),
             shards: 0,
+            roots_first: false,
         }
     }
 }
@@ -431,7 +434,15 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
     let mut report = Report::new("broadcast", args.nodes, args.seed, args.strategy.name());
     let mut rng = scenario_rng(args.seed);
     let mut sim = new_sim::<P>(args, loss, node_config);
-    join_all(&mut sim, args.nodes);
+    let mut slots: Vec<u32> = (0..args.nodes).map(|_| sim.add_node()).collect();
+    if args.roots_first {
+        let mut config = mesh_core::Config::default();
+        // The tunes were checked when the nodes' configuration was made.
+        let _ = crate::mesh::apply_tune(&mut config, &args.tune);
+        slots = roots_first(&sim, slots, config.gossip.trees);
+        report.note("join order", "the trees' final roots first");
+    }
+    join_slots(&mut sim, slots);
     let joined = sim.stats();
 
     const MESSAGES: u32 = 100;
@@ -492,6 +503,28 @@ fn broadcast<P: Protocol>(args: &ScenarioArgs, node_config: P::Config) -> Report
         args.seed,
     );
     report
+}
+
+/// `slots` in join order with the nodes lowest in each of `trees` trees' orders first (each tree's root
+/// once all have joined, [`gossip_core::tree_order_key`]), the others after them in their order. No
+/// node that joins later is lower in any tree than the root it finds, so no join re-roots a tree.
+pub(crate) fn roots_first<P: Protocol>(
+    sim: &Simulation<P>,
+    slots: Vec<u32>,
+    trees: usize,
+) -> Vec<u32> {
+    let mut first: Vec<u32> = (0..trees.max(1))
+        .filter_map(|tree| {
+            slots
+                .iter()
+                .copied()
+                .min_by_key(|&slot| gossip_core::tree_order_key(trees, tree, &sim.id(slot)))
+        })
+        .collect();
+    first.sort_unstable();
+    first.dedup();
+    let rest = slots.into_iter().filter(|slot| !first.contains(slot));
+    first.iter().copied().chain(rest).collect()
 }
 
 /// Where the broadcast scenario's events and frames fall: while the nodes join, from the end of the

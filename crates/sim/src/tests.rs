@@ -494,3 +494,28 @@ fn command_line_names_are_the_report_names() {
         assert_eq!(value.get_name(), s.name());
     }
 }
+
+/// `--roots-first`: each tree's lowest node (gossip-core's order) joins before every other node, the
+/// others keep their order, and no slot is lost or repeated.
+#[test]
+fn roots_first_puts_each_trees_lowest_node_first() {
+    let mut sim = Simulation::<Flood>::new(1, SimConfig::default(), ());
+    let slots: Vec<u32> = (0..300).map(|_| sim.add_node()).collect();
+    let trees = 12;
+    let order = crate::scenario::roots_first(&sim, slots.clone(), trees);
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, slots);
+    let roots: BTreeSet<u32> = (0..trees)
+        .map(|tree| {
+            *slots
+                .iter()
+                .min_by_key(|&&s| gossip_core::tree_order_key(trees, tree, &sim.id(s)))
+                .expect("nodes")
+        })
+        .collect();
+    assert!(roots.len() > 1, "the trees have different roots");
+    let (head, tail) = order.split_at(roots.len());
+    assert_eq!(head.iter().copied().collect::<BTreeSet<u32>>(), roots);
+    assert!(tail.windows(2).all(|w| w[0] < w[1]));
+}

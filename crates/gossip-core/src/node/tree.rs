@@ -108,6 +108,16 @@ pub(super) struct Offer<'a> {
     proofs: Option<&'a BTreeMap<NodeId, Instant>>,
 }
 
+/// The order of roots in tree `tree` of `trees` ([`Config::trees`]): ids compared with their first
+/// byte XORed with the tree's share of the id space, so that each tree's root (the lowest id in its
+/// order among the nodes that can prove themselves) is another node. Public for simulators that study
+/// the trees (which node will be each tree's root).
+pub fn tree_order_key(trees: usize, tree: usize, id: &NodeId) -> [u8; 20] {
+    let mut key = *id.as_bytes();
+    key[0] ^= u8::try_from(tree * 256 / trees.max(1)).unwrap_or(0);
+    key
+}
+
 /// The trees whose flag is set, as a bit mask for [`Node::update_trees`] (bit `i`: tree `i`).
 pub(super) fn tree_mask(flags: impl Iterator<Item = bool>) -> u64 {
     flags
@@ -117,13 +127,9 @@ pub(super) fn tree_mask(flags: impl Iterator<Item = bool>) -> u64 {
 }
 
 impl<S: Signer, V: Verifier> Node<S, V> {
-    /// The order of roots in tree `tree`: ids compared with their first byte offset by the tree's
-    /// share of the id space, so that each tree's root (the lowest in its order) is another node.
+    /// [`tree_order_key`] with this node's number of trees.
     pub(super) fn tree_key(&self, tree: usize, id: &NodeId) -> [u8; 20] {
-        let mut key = *id.as_bytes();
-        let trees = self.config.trees.max(1);
-        key[0] ^= u8::try_from(tree * 256 / trees).unwrap_or(0);
-        key
+        tree_order_key(self.config.trees, tree, id)
     }
 
     /// Recomputes this node's place in every tree from what its links told it, and tells the links

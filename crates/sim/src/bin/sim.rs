@@ -46,6 +46,11 @@ struct Cli {
     /// tree_proof_max_age_ms, announce_repeat_ms.
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_tune)]
     tune: Vec<(String, String)>,
+    /// Broadcast only: join the nodes that end up lowest in each tree's order (the trees' roots once
+    /// all have joined) before the others, so that no joining node re-roots a tree: a study of what
+    /// the trees' root changes during the join cost (docs/decisions.md §40).
+    #[arg(long)]
+    roots_first: bool,
     /// Run sharded over N shards on as many threads as there are cores (0: sequential; 8 suits two
     /// cores). Every N gives the same run for a seed; a sharded run differs from the sequential one.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -72,6 +77,7 @@ fn main() -> std::process::ExitCode {
         attackers: cli.attackers,
         tune: cli.tune,
         shards: cli.shards,
+        roots_first: cli.roots_first,
     };
     // A panic inside a node or the simulator still names the seed that replays it.
     let seed = args.seed;
