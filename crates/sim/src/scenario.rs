@@ -99,7 +99,8 @@ pub struct ScenarioArgs {
     pub tune: Vec<(String, String)>,
     /// Shards of a sharded run ([`SimConfig::shards`]); 0 (the default): sequential.
     pub shards: usize,
-    /// Broadcast only: the trees' final roots join first ([`roots_first`]).
+    /// Broadcast only: the nodes that end up lowest in each tree's order (the trees' roots once all
+    /// have joined) join before the others, so that no join re-roots a tree (`sim --roots-first`).
     pub roots_first: bool,
 }
 
