@@ -146,7 +146,11 @@ enum GossipSpec {
     IHave(Vec<(Echo, u8)>),
     Graft(Vec<Echo>),
     Prune,
-    Tree(Vec<(IdRef, u8, bool, u32)>),
+    /// Entries (root, distance, child, cost) with root proofs as in `Roots`.
+    Tree {
+        proofs: Vec<(u8, i16, bool)>,
+        adverts: Vec<(IdRef, u8, bool, u32)>,
+    },
     CatchUp(u64),
     /// Root proofs signed by these attackers (modulo), dated `skew_s` seconds from now; `forged`
     /// flips a bit of the signature.
@@ -518,8 +522,9 @@ impl Harness {
             ),
             GossipSpec::Graft(list) => G::Graft(list.iter().map(|e| self.message_id(*e)).collect()),
             GossipSpec::Prune => G::Prune,
-            GossipSpec::Tree(adverts) => G::Tree(
-                adverts
+            GossipSpec::Tree { proofs, adverts } => G::Tree {
+                proofs: self.root_proofs(proofs),
+                adverts: adverts
                     .iter()
                     .map(|(root, distance, child, cost)| TreeAdvert {
                         root: self.id(*root),
@@ -528,24 +533,27 @@ impl Harness {
                         cost: *cost,
                     })
                     .collect(),
-            ),
+            },
             GossipSpec::CatchUp(micros) => G::CatchUp(*micros),
-            GossipSpec::Roots(proofs) => G::Roots(
-                proofs
-                    .iter()
-                    .map(|(signer, skew_s, forged)| {
-                        let signer = &self.attackers[usize::from(*signer) % ATTACKERS];
-                        let mut proof =
-                            gossip_core::wire::RootProof::sign(signer, self.skewed(*skew_s));
-                        if *forged {
-                            proof.signature[0] ^= 1;
-                        }
-                        proof
-                    })
-                    .collect(),
-            ),
+            GossipSpec::Roots(proofs) => G::Roots(self.root_proofs(proofs)),
         };
         gossip_core::wire::encode(&frame)
+    }
+
+    /// Root proofs signed by these attackers (modulo), dated `skew_s` seconds from now; `forged`
+    /// flips a bit of the signature.
+    fn root_proofs(&self, specs: &[(u8, i16, bool)]) -> Vec<gossip_core::wire::RootProof> {
+        specs
+            .iter()
+            .map(|(signer, skew_s, forged)| {
+                let signer = &self.attackers[usize::from(*signer) % ATTACKERS];
+                let mut proof = gossip_core::wire::RootProof::sign(signer, self.skewed(*skew_s));
+                if *forged {
+                    proof.signature[0] ^= 1;
+                }
+                proof
+            })
+            .collect()
     }
 
     fn routed(&self, sender: NodeId, spec: &RoutedSpec) -> Routed {

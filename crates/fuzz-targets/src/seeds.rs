@@ -117,12 +117,18 @@ fn gossip_frames() -> Vec<Vec<u8>> {
         GossipFrame::IHave(vec![Announce { id, hops: 2 }]),
         GossipFrame::Graft(vec![id]),
         GossipFrame::Prune,
-        GossipFrame::Tree(vec![TreeAdvert {
-            root: id_of(3),
-            distance: 1,
-            child: true,
-            cost: 40,
-        }]),
+        GossipFrame::Tree {
+            proofs: vec![RootProof::sign(
+                &Identity::from_secret_bytes(&[3; 32]),
+                Instant::from_millis(1_700_000_000_000),
+            )],
+            adverts: vec![TreeAdvert {
+                root: id_of(3),
+                distance: 1,
+                child: true,
+                cost: 40,
+            }],
+        },
         GossipFrame::CatchUp(30_000_000),
         GossipFrame::Roots(vec![RootProof::sign(
             &Identity::from_secret_bytes(&[3; 32]),

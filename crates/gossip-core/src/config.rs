@@ -217,10 +217,11 @@ pub struct Config {
     /// gone, and its other neighbors may notice later (link failure detection is not simultaneous);
     /// until they have, their subtrees still offer the root. Default 6 s.
     pub tree_root_hold_down: Duration,
-    /// With `rooted_tree`, how long a root's proof of itself ([`Frame::Roots`](crate::wire::Frame::Roots))
+    /// With `rooted_tree`, how long a root's proof of itself ([`RootProof`](crate::wire::RootProof))
     /// stays valid: a `Tree` entry naming a root counts only while its sender has given a proof of that
     /// root signed no longer ago than this. A root signs a new proof when its last is a quarter of this
-    /// old; it reaches the tree's nodes within a few advertisement delays. A root that is gone thus
+    /// old; each node passes it on in its next `Tree` frames (a change, or the periodic re-send), or
+    /// at once, alone, when the proof a link has from it is half this old. A root that is gone thus
     /// cannot be claimed longer than this. Default 5 minutes.
     pub tree_proof_max_age: Duration,
     /// With `rooted_tree`, how long a change of this node's places waits before it is told to the
@@ -294,7 +295,11 @@ impl Config {
         let gossip = GOSSIP_OVERHEAD + self.max_topic_len + self.max_payload_len;
         // An announcement is an id and a hop count; a GRAFT entry is an id.
         let ids = 1 + 1 + 10 + self.max_ids_per_frame * (20 + 1);
-        gossip.max(ids)
+        // A `Tree` frame: a root proof (key, timestamp, signature) and an entry (root, distance,
+        // child flag, cost) for each tree, at most the most trees.
+        let trees = self.trees.min(crate::wire::MAX_TREES);
+        let tree = 1 + 1 + 10 + 10 + trees * ((32 + 10 + 64) + (20 + 1 + 1 + 5));
+        gossip.max(ids).max(tree)
     }
 
     /// Checks the invariants the node relies on: `hop_limit`, `retry_factor`, `max_ids_per_frame`,

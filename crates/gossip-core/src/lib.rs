@@ -88,10 +88,11 @@
 //!   the ACKs, plus [`Config::tree_hop_cost`]: a fastest-path tree that takes an extra hop only to
 //!   save more than that), then the fewest hops, then the lowest id, never a child (split horizon),
 //!   never beyond `hop_limit / 2` hops. **Roots prove
-//!   themselves:** an entry naming a root other than its sender counts only once the sender has sent a
-//!   `Roots` frame with that root's signature over its id and a recent time (at most
-//!   [`Config::tree_proof_max_age`] old), and never at distance 0; each node passes on the freshest
-//!   proof of every root it follows, and a root renews its own at a quarter of that age. So one
+//!   themselves:** an entry naming a root other than its sender counts only once the sender has sent
+//!   that root's signature over its id and a recent time (at most [`Config::tree_proof_max_age`]
+//!   old), in the `Tree` frame itself or a `Roots` frame, and never at distance 0; each node passes
+//!   on the freshest proof of every root it follows, and a root renews its own at a quarter of that
+//!   age (the renewal rides the next `Tree` frames while the proof a link has is young). So one
 //!   frame claiming low roots re-roots nothing. A message travels on
 //!   one tree, chosen by its origin: the settled tree whose root is cheapest to reach, so its last
 //!   delivery is at most that distance plus the tree's height (one tree shared by every origin costs

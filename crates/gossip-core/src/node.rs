@@ -534,22 +534,25 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                 let span = Duration::from_micros(micros).min(self.config.message_cache_ttl);
                 self.catch_up(from, span);
             }
-            Frame::Tree(adverts) => {
+            Frame::Tree { proofs, adverts } => {
                 if self.policy.keeps_trees() {
-                    if adverts.len() > MAX_TREES {
+                    if adverts.len() > MAX_TREES || proofs.len() > self.config.trees {
                         self.stats.dropped_oversized += 1;
                         return;
                     }
                     // Only the proofs of the roots it now follows are kept.
                     self.prune_proofs(from, |root| adverts.iter().any(|a| a.root == *root));
                     // Only the trees whose entry changed need their places recomputed.
-                    let mask = match self.tree_heard.get(&from) {
+                    let changed = match self.tree_heard.get(&from) {
                         Some(before) if before.len() == adverts.len() => {
                             tree_mask(before.iter().zip(&adverts).map(|(old, new)| old != new))
                         }
                         _ => u64::MAX,
                     };
                     self.tree_heard.insert(from, adverts);
+                    // The proofs count once the entries that name them are held.
+                    let proven = self.take_proofs(from, proofs);
+                    let mask = changed | self.proven_mask(from, &proven);
                     if mask != 0 {
                         self.update_trees(mask);
                     }
@@ -557,7 +560,15 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
             Frame::Roots(proofs) => {
                 if self.policy.keeps_trees() {
-                    self.on_roots(from, proofs);
+                    if proofs.len() > self.config.trees {
+                        self.stats.dropped_oversized += 1;
+                        return;
+                    }
+                    let proven = self.take_proofs(from, proofs);
+                    let mask = self.proven_mask(from, &proven);
+                    if mask != 0 {
+                        self.update_trees(mask);
+                    }
                 }
             }
         }

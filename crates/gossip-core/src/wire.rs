@@ -1,16 +1,18 @@
 //! The wire codec: one version byte, then a postcard-encoded [`Frame`].
 //!
 //! ```text
-//! frame    = version:u8 (= 3) body
+//! frame    = version:u8 (= 5) body
 //! body     = postcard(Frame)          variant index as a varint, then the fields in order
 //! Gossip   = 0 Message
 //! Ack      = 1 id:[u8;20]
 //! IHave    = 2 len:varint (id:[u8;20] hops:u8)*
 //! Graft    = 3 len:varint id:[u8;20]*
 //! Prune    = 4
-//! Tree     = 5 len:varint (root:[u8;20] distance:u8 child:bool)*     one entry per rooted tree
+//! Tree     = 5 len:varint proof* len:varint (root:[u8;20] distance:u8 child:bool cost:varint)*
+//!                                     the proofs the receiver lacks, then one entry per rooted tree
 //! CatchUp  = 6 span:varint(µs)
-//! Roots    = 7 len:varint (public_key:[u8;32] timestamp:varint(µs) signature:[u8;64])*
+//! Roots    = 7 len:varint proof*
+//! proof    = public_key:[u8;32] timestamp:varint(µs) signature:[u8;64]
 //! Message  = id origin:[u8;20] seq:varint timestamp:varint(µs since the epoch) topic:string
 //!            payload:bytes hops:u8 tree:u8 auth:option(public_key:[u8;32] signature:[u8;64])
 //! ```
@@ -25,7 +27,7 @@ use crate::message::MessageId;
 use p2pmesh_base::{PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// The version byte this crate writes and accepts.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// One unit of the gossip protocol on a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,8 +43,16 @@ pub enum Frame {
     /// Stop pushing to me eagerly; announce instead.
     Prune,
     /// The sender's place in each rooted tree ([`Config::rooted_tree`](crate::Config::rooted_tree)),
-    /// one entry per tree in tree order, at most [`MAX_TREES`].
-    Tree(Vec<TreeAdvert>),
+    /// one entry per tree in tree order, at most [`MAX_TREES`], with the proofs of their roots the
+    /// receiver has not had from the sender, checked as those of a [`Frame::Roots`]: a new root's
+    /// entry and its proof arrive together, and the receiver recomputes its places once.
+    Tree {
+        /// Proofs of roots the entries name, at most [`Config::trees`](crate::Config::trees): a new
+        /// root and its proof travel in one frame.
+        proofs: Vec<RootProof>,
+        /// One entry per tree, in tree order.
+        adverts: Vec<TreeAdvert>,
+    },
     /// "I heard nothing for a while: announce to me what you accepted in the last this many
     /// microseconds" (at most the message cache's TTL is honoured). Sent on a new link by a node
     /// that heard no frame from any link for longer than
@@ -52,9 +62,8 @@ pub enum Frame {
     /// Proofs that the roots the sender follows exist: for each, the root's own signature over its id
     /// and a recent time. A `Tree` entry naming a root other than its sender counts only once the
     /// sender has given a valid, fresh proof of that root, so nobody can claim a root it cannot
-    /// prove. Sent before the `Tree` frame that needs it, and again when a root signs a newer one.
-    /// At most [`Config::trees`](crate::Config::trees) proofs. Appended last, so nodes without it
-    /// drop it as malformed and nothing else changes.
+    /// prove. Carried by the `Tree` frame that needs them; sent alone when no entry changed, for
+    /// example when a root signs a newer one. At most [`Config::trees`](crate::Config::trees) proofs.
     Roots(Vec<RootProof>),
 }
 
@@ -235,6 +244,14 @@ mod tests {
         }
     }
 
+    fn proof() -> RootProof {
+        RootProof {
+            public_key: [7; 32],
+            timestamp: Instant::from_millis(1_700_000_000_000),
+            signature: core::array::from_fn(|i| i as u8),
+        }
+    }
+
     #[test]
     fn every_frame_round_trips() {
         let id = sample().id;
@@ -246,25 +263,28 @@ mod tests {
             Frame::Graft(vec![]),
             Frame::Prune,
             Frame::CatchUp(30_000_000),
-            Frame::Roots(vec![RootProof {
-                public_key: [7; 32],
-                timestamp: Instant::from_millis(1_700_000_000_000),
-                signature: core::array::from_fn(|i| i as u8),
-            }]),
-            Frame::Tree(vec![
-                TreeAdvert {
-                    root: NodeId::hash(b"root"),
-                    distance: 3,
-                    child: true,
-                    cost: 120,
-                },
-                TreeAdvert {
-                    root: NodeId::hash(b"other"),
-                    distance: 0,
-                    child: false,
-                    cost: 0,
-                },
-            ]),
+            Frame::Roots(vec![proof()]),
+            Frame::Tree {
+                proofs: vec![proof()],
+                adverts: vec![
+                    TreeAdvert {
+                        root: NodeId::hash(b"root"),
+                        distance: 3,
+                        child: true,
+                        cost: 120,
+                    },
+                    TreeAdvert {
+                        root: NodeId::hash(b"other"),
+                        distance: 0,
+                        child: false,
+                        cost: 0,
+                    },
+                ],
+            },
+            Frame::Tree {
+                proofs: vec![],
+                adverts: vec![],
+            },
         ] {
             let bytes = encode(&frame);
             assert_eq!(bytes[0], VERSION);
@@ -290,6 +310,28 @@ mod tests {
             config.max_ids_per_frame
         ]);
         assert!(encode(&ihave).len() <= config.max_frame_len());
+        // The largest `Tree` frame: a proof and an entry for each of the most trees, within the
+        // bound even when payloads and announcements are small.
+        let config = crate::Config {
+            trees: MAX_TREES,
+            max_topic_len: 0,
+            max_payload_len: 0,
+            max_ids_per_frame: 1,
+            ..crate::Config::default()
+        };
+        let advert = TreeAdvert {
+            root: NodeId::hash(b"root"),
+            distance: u8::MAX,
+            child: true,
+            cost: u32::MAX,
+        };
+        let mut widest = proof();
+        widest.timestamp = Instant::from_micros(u64::MAX);
+        let tree = Frame::Tree {
+            proofs: vec![widest; MAX_TREES],
+            adverts: vec![advert; MAX_TREES],
+        };
+        assert!(encode(&tree).len() <= config.max_frame_len());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use gossip_core::wire::{self, TreeAdvert};
+use gossip_core::wire::{self, RootProof, TreeAdvert};
 use gossip_core::{Ed25519, Identity};
 use kademlia_core::{Instant, NodeId};
 use mesh_core::Node;
@@ -175,12 +175,13 @@ impl Agent {
 
     /// The forged `Tree` frame (a mesh frame around a gossip frame), or `None` while its node has
     /// made none to lie about.
-    fn forged_tree(real: &[TreeAdvert], me: NodeId) -> Option<Vec<u8>> {
+    /// The proofs its node put in the frame pass unchanged.
+    fn forged_tree(real: &[TreeAdvert], proofs: Vec<RootProof>, me: NodeId) -> Option<Vec<u8>> {
         if real.is_empty() {
             return None;
         }
         let adverts = forged_adverts(real, me);
-        Some(Frame::Gossip(wire::encode(&wire::Frame::Tree(adverts))).encode())
+        Some(Frame::Gossip(wire::encode(&wire::Frame::Tree { proofs, adverts })).encode())
     }
 
     /// A forged `Neighbors` frame: as many random ids as each level takes.
@@ -273,7 +274,7 @@ impl Agent {
         if now >= attack.next_claim {
             attack.next_claim = now + CLAIM_INTERVAL;
             let me = self.node.local_id();
-            let tree = Self::forged_tree(&attack.adverts, me);
+            let tree = Self::forged_tree(&attack.adverts, Vec::new(), me);
             for &link in &links {
                 let neighbors = Self::forged_neighbors(&mut attack, me);
                 if let Some(tree) = &tree {
@@ -362,9 +363,12 @@ impl Agent {
                     t.gossip_dropped += 1;
                     None
                 }
-                Ok(wire::Frame::Tree(real)) => {
+                Ok(wire::Frame::Tree {
+                    proofs,
+                    adverts: real,
+                }) => {
                     t.tree_frames += 1;
-                    let tree = Self::forged_tree(&real, me);
+                    let tree = Self::forged_tree(&real, proofs, me);
                     if let Some(attack) = self.attack.as_mut() {
                         attack.adverts = real;
                     }

@@ -239,13 +239,12 @@ impl<S: Signer, V: Verifier> Node<S, V> {
     }
 
     /// Tells every link our places (all of them with `again`, else those whose view is out of date),
-    /// each after the proofs it lacks. The proofs of our roots are gathered once for all links.
+    /// with the proofs it lacks. The proofs of our roots are gathered once for all links.
     pub(super) fn tell_places(&mut self, again: bool) {
         let proofs = self.our_proofs();
         let peers: Vec<NodeId> = self.links.keys().copied().collect();
         for peer in peers {
-            self.tell_proofs(peer, &proofs);
-            self.tell_adverts(peer, again);
+            self.tell(peer, &proofs, again);
         }
     }
 
@@ -412,13 +411,10 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             && timestamp <= self.now + self.config.max_clock_skew
     }
 
-    /// Root proofs from `from`: each fresh one with a valid signature is kept (a proof already checked,
-    /// from any link, is not checked again), and the trees recomputed.
-    pub(super) fn on_roots(&mut self, from: NodeId, proofs: Vec<RootProof>) {
-        if proofs.len() > self.config.trees {
-            self.stats.dropped_oversized += 1;
-            return;
-        }
+    /// Root proofs from `from` (at most [`Config::trees`], checked by the caller): each fresh one with
+    /// a valid signature is kept (a proof already checked, from any link, is not checked again). The
+    /// roots whose proof from `from` is new; [`Node::proven_mask`] gives the trees they change.
+    pub(super) fn take_proofs(&mut self, from: NodeId, proofs: Vec<RootProof>) -> Vec<NodeId> {
         let mut changed: Vec<NodeId> = Vec::new();
         for proof in proofs {
             let root = proof.root();
@@ -475,13 +471,18 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             }
             changed.push(root);
         }
-        // A proof counts only for the entries of `from` that name its root: only those trees change.
-        let mask = self.tree_heard.get(&from).map_or(0, |adverts| {
-            tree_mask(adverts.iter().map(|a| changed.contains(&a.root)))
-        });
-        if mask != 0 {
-            self.update_trees(mask);
+        changed
+    }
+
+    /// The trees in which `from`'s entry names one of `roots` (whose proofs just came): a proof counts
+    /// only for those entries, so only those trees change.
+    pub(super) fn proven_mask(&self, from: NodeId, roots: &[NodeId]) -> u64 {
+        if roots.is_empty() {
+            return 0;
         }
+        self.tree_heard.get(&from).map_or(0, |adverts| {
+            tree_mask(adverts.iter().map(|a| roots.contains(&a.root)))
+        })
     }
 
     /// The freshest proof this node holds of `root` (its own, signed or renewed now if needed).
@@ -566,9 +567,33 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             .collect()
     }
 
-    /// Sends `peer` those of `proofs` (ours, [`Node::our_proofs`], in root order) it has not had from
-    /// us, or only older.
-    fn tell_proofs(&mut self, peer: NodeId, proofs: &[(NodeId, RootProof)]) {
+    /// Tells `peer` our places if they changed since we last told it (or always, with `again`), in a
+    /// `Tree` frame with those of `proofs` (ours, [`Node::our_proofs`], in root order) it lacks; the
+    /// proofs alone in a `Roots` frame if only they are new to it and cannot wait
+    /// ([`Node::proofs_to_tell`]).
+    fn tell(&mut self, peer: NodeId, proofs: &[(NodeId, RootProof)], again: bool) {
+        let adverts = self.adverts_to_tell(peer, again);
+        let proofs = self.proofs_to_tell(peer, proofs, adverts.is_some());
+        match adverts {
+            Some(adverts) => self.send_frame(peer, &Frame::Tree { proofs, adverts }),
+            None if !proofs.is_empty() => self.send_frame(peer, &Frame::Roots(proofs)),
+            None => {}
+        }
+    }
+
+    /// Those of `proofs` (ours, [`Node::our_proofs`], in root order) `peer` has not had from us, or
+    /// only older; noted as told.
+    ///
+    /// Without a `Tree` frame to ride (`with_tree` false), a newer proof of a root the link already
+    /// has one of waits for the next (a change, or the periodic re-send) while the one it has is
+    /// younger than half of [`Config::tree_proof_max_age`]: a root's renewal (every quarter of it)
+    /// then travels in the frames the trees send anyway, not in a wave of `Roots` frames of its own.
+    fn proofs_to_tell(
+        &mut self,
+        peer: NodeId,
+        proofs: &[(NodeId, RootProof)],
+        with_tree: bool,
+    ) -> Vec<RootProof> {
         let before = self.proofs_told.get(&peer);
         let same = before.is_some_and(|t| {
             t.len() == proofs.len()
@@ -577,44 +602,44 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     .all(|(told, (root, proof))| *told == (*root, proof.timestamp))
         });
         if same {
-            return;
+            return Vec::new();
         }
-        let send: Vec<RootProof> = proofs
-            .iter()
-            .filter(|(root, proof)| {
-                before
-                    .and_then(|t| {
-                        t.binary_search_by(|(r, _)| r.cmp(root))
-                            .ok()
-                            .map(|i| t[i].1)
-                    })
-                    .is_none_or(|at| at < proof.timestamp)
-            })
-            .map(|(_, proof)| *proof)
-            .collect();
-        let unchanged = send.is_empty() && before.is_some_and(|t| t.len() == proofs.len());
-        if !unchanged {
-            let told = proofs
-                .iter()
-                .map(|(root, p)| (*root, p.timestamp))
-                .collect();
+        let renew_by = self.config.tree_proof_max_age / 2;
+        let mut send = Vec::new();
+        let mut told = Vec::with_capacity(proofs.len());
+        for (root, proof) in proofs {
+            let had = before.and_then(|t| {
+                t.binary_search_by(|(r, _)| r.cmp(root))
+                    .ok()
+                    .map(|i| t[i].1)
+            });
+            match had {
+                Some(at) if at >= proof.timestamp => told.push((*root, proof.timestamp)),
+                Some(at) if !with_tree && self.now.saturating_duration_since(at) < renew_by => {
+                    told.push((*root, at));
+                }
+                _ => {
+                    send.push(*proof);
+                    told.push((*root, proof.timestamp));
+                }
+            }
+        }
+        if before != Some(&told) {
             self.proofs_told.insert(peer, told);
         }
-        if !send.is_empty() {
-            self.send_frame(peer, &Frame::Roots(send));
-        }
+        send
     }
 
-    /// Sends `peer` our places if they changed since we last told it (or always, with `again`),
-    /// after the proofs of their roots it lacks.
+    /// Tells `peer` our places if they changed since we last told it (or always, with `again`), with
+    /// the proofs of their roots it lacks.
     pub(super) fn tell_place(&mut self, peer: NodeId, again: bool) {
         let proofs = self.our_proofs();
-        self.tell_proofs(peer, &proofs);
-        self.tell_adverts(peer, again);
+        self.tell(peer, &proofs, again);
     }
 
-    /// Sends `peer` our places if they changed since we last told it (or always, with `again`).
-    fn tell_adverts(&mut self, peer: NodeId, again: bool) {
+    /// Our places as `peer` is to hear them, if they changed since we last told it (or always, with
+    /// `again`); noted as told.
+    fn adverts_to_tell(&mut self, peer: NodeId, again: bool) -> Option<Vec<TreeAdvert>> {
         let adverts: Vec<TreeAdvert> = self
             .places
             .iter()
@@ -626,7 +651,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             })
             .collect();
         if !again && self.tree_told.get(&peer) == Some(&adverts) {
-            return;
+            return None;
         }
         if self.config.tree_feasible_successors {
             let window = self.config.tree_hold_down;
@@ -639,6 +664,6 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         if again {
             self.stats.tree_frames_refreshed += 1;
         }
-        self.send_frame(peer, &Frame::Tree(adverts));
+        Some(adverts)
     }
 }

@@ -107,6 +107,14 @@ fn root_proof(root: &Identity, at: Instant) -> RootProof {
     RootProof::sign(root, at)
 }
 
+/// A `Tree` frame of `adverts` without proofs (the roots' proofs sent apart, in `Roots` frames).
+fn tree(adverts: Vec<TreeAdvert>) -> Frame {
+    Frame::Tree {
+        proofs: Vec::new(),
+        adverts,
+    }
+}
+
 fn gossip(message: &Message) -> Vec<u8> {
     wire::encode(&Frame::Gossip(message.clone()))
 }

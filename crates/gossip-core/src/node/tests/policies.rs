@@ -75,7 +75,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     let told: Vec<(NodeId, Vec<TreeAdvert>)> = sends(&mut node)
         .into_iter()
         .filter_map(|(to, f)| match f {
-            Frame::Tree(adverts) => Some((to, adverts)),
+            Frame::Tree { adverts, .. } => Some((to, adverts)),
             _ => None,
         })
         .collect();
@@ -106,8 +106,12 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
             child,
             cost: u32::from(distance) * UNMEASURED_HOP,
         };
-        node.handle_message(now, from, &wire::encode(&Frame::Roots(vec![proof])));
-        node.handle_message(now, from, &wire::encode(&Frame::Tree(vec![advert])));
+        // The proof rides the frame whose entry names its root.
+        let frame = Frame::Tree {
+            proofs: vec![proof],
+            adverts: vec![advert],
+        };
+        node.handle_message(now, from, &wire::encode(&frame));
     };
     // Peer 0 is 3 hops from the lowest root, peer 1 only 2: peer 1 is the parent, and hears it once
     // the advertisement delay has passed.
@@ -115,15 +119,20 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     tell(&mut node, at(5), peers[1], 2, false);
     node.handle_timeout(at(5) + node.config().tree_advert_delay);
     let out = sends(&mut node);
+    // The new root's proof travels in the same frame as the entry that needs it: no `Roots` frame.
     assert!(out.contains(&(
         peers[1],
-        Frame::Tree(vec![TreeAdvert {
-            root: lowest,
-            distance: 3,
-            child: true,
-            cost: 3 * UNMEASURED_HOP,
-        }])
+        Frame::Tree {
+            proofs: vec![proof],
+            adverts: vec![TreeAdvert {
+                root: lowest,
+                distance: 3,
+                child: true,
+                cost: 3 * UNMEASURED_HOP,
+            }]
+        }
     )));
+    assert!(!out.iter().any(|(_, f)| matches!(f, Frame::Roots(_))));
     assert_eq!(node.stats().tree_root_changes, 1);
     // Peer 2 takes us as its parent: a child.
     tell(&mut node, at(300), peers[2], 4, true);
@@ -161,7 +170,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     node.handle_timeout(at(330) + node.config().tree_advert_delay);
     let told = sends(&mut node);
     assert!(told.iter().any(|(to, f)| *to == peers[0]
-        && matches!(f, Frame::Tree(a) if a[0].root == node.local_id() && a[0].distance == 0)));
+        && matches!(f, Frame::Tree { adverts: a, .. } if a[0].root == node.local_id() && a[0].distance == 0)));
     // ... until the hold ends: then peer 0 becomes the parent.
     node.handle_timeout(at(330) + hold);
     assert_eq!(
@@ -179,7 +188,7 @@ fn the_rooted_tree_makes_parent_and_children_eager_whatever_the_origin() {
     node.handle_timeout(at(330) + hold + node.config().tree_refresh_interval);
     let resent = sends(&mut node)
         .into_iter()
-        .filter(|(_, f)| matches!(f, Frame::Tree(_)))
+        .filter(|(_, f)| matches!(f, Frame::Tree { .. }))
         .count();
     assert_eq!(resent, 2);
     let stats = node.stats();
@@ -220,14 +229,14 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
             })
             .collect()
     };
-    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(claim(0))));
+    node.handle_message(now, attacker, &wire::encode(&tree(claim(0))));
     assert_eq!(node.tree_places(), own, "no proof: nothing changes");
 
     // A real key's valid proof, offered for a root it is not (the claimed ids are not its hash),
     // proves nothing about them either.
     let stranger = root_proof(&identity(77), now);
     node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![stranger])));
-    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(claim(1))));
+    node.handle_message(now, attacker, &wire::encode(&tree(claim(1))));
     assert_eq!(node.tree_places(), own);
 
     // A real root's proof with a forged signature, or one signed too long ago, is refused.
@@ -235,7 +244,6 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
     let mut forged = root_proof(&root, now);
     forged.signature[0] ^= 1;
     let expired = root_proof(&root, now - max_age - ms(1));
-    node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![forged])));
     node.handle_message(now, attacker, &wire::encode(&Frame::Roots(vec![expired])));
     let forged_claim = vec![
         TreeAdvert {
@@ -246,13 +254,23 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
         };
         12
     ];
-    node.handle_message(
-        now,
-        attacker,
-        &wire::encode(&Frame::Tree(forged_claim.clone())),
-    );
+    // The forged one inside the `Tree` frame that names its root: checked the same way.
+    let with_forged = Frame::Tree {
+        proofs: vec![forged],
+        adverts: forged_claim.clone(),
+    };
+    node.handle_message(now, attacker, &wire::encode(&with_forged));
     assert_eq!(node.tree_places(), own);
     assert_eq!(node.stats().tree_proofs_refused, 2);
+    // More proofs than trees: the frame is dropped whole, unread.
+    let oversized = Frame::Tree {
+        proofs: vec![root_proof(&root, now); 13],
+        adverts: forged_claim.clone(),
+    };
+    let dropped = node.stats().dropped_oversized;
+    node.handle_message(now, attacker, &wire::encode(&oversized));
+    assert_eq!(node.stats().dropped_oversized, dropped + 1);
+    assert_eq!(node.tree_places(), own);
 
     // With the root's genuine, fresh proof, claiming to be the root itself (distance 0) is still
     // refused; the claim of a path to it is taken (in the trees it is lowest in).
@@ -262,9 +280,9 @@ fn a_tree_frame_claiming_a_root_it_cannot_prove_reroots_nothing() {
     for advert in &mut posing {
         advert.distance = 0;
     }
-    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(posing)));
+    node.handle_message(now, attacker, &wire::encode(&tree(posing)));
     assert_eq!(node.tree_places(), own);
-    node.handle_message(now, attacker, &wire::encode(&Frame::Tree(forged_claim)));
+    node.handle_message(now, attacker, &wire::encode(&tree(forged_claim)));
     assert!(
         node.tree_places()
             .iter()
@@ -336,7 +354,81 @@ fn offer_root(
         child: false,
         cost,
     };
-    node.handle_message(at, from, &wire::encode(&Frame::Tree(vec![advert])));
+    node.handle_message(at, from, &wire::encode(&tree(vec![advert])));
+}
+
+/// A root's renewed proof rides the `Tree` frames the node sends anyway (the periodic re-send)
+/// while the proof a link has is young; once it is half `tree_proof_max_age` old, the newer one goes
+/// at once, alone.
+#[test]
+fn a_renewed_proof_waits_for_a_tree_frame_while_the_one_told_is_young() {
+    let config = Config {
+        rooted_tree: true,
+        trees: 1,
+        tree_advert_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let (refresh, max_age) = (config.tree_refresh_interval, config.tree_proof_max_age);
+    let (mut node, peers) = linked(config);
+    let root = low_identity();
+    let advert = TreeAdvert {
+        root: root.id(),
+        distance: 1,
+        child: false,
+        cost: 10,
+    };
+    let signed_at = |at: Instant| Frame::Tree {
+        proofs: vec![root_proof(&root, at)],
+        adverts: vec![advert],
+    };
+    node.handle_message(t0(), peers[0], &wire::encode(&signed_at(t0())));
+    let _ = sends(&mut node);
+    // The proofs of `root` sent to peer 1, and in which kind of frame.
+    let proofs_to_1 = |node: &mut Node| -> Vec<(&'static str, Instant)> {
+        sends(node)
+            .into_iter()
+            .filter(|(to, _)| *to == peers[1])
+            .flat_map(|(_, frame)| match frame {
+                Frame::Roots(p) => p.into_iter().map(|p| ("roots", p.timestamp)).collect(),
+                Frame::Tree { proofs, .. } => {
+                    proofs.into_iter().map(|p| ("tree", p.timestamp)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+
+    // Renewed 1 s later: nothing is sent for it until the re-send, which carries it.
+    let renewed = t0() + ms(1_000);
+    node.handle_message(
+        renewed,
+        peers[0],
+        &wire::encode(&Frame::Roots(vec![root_proof(&root, renewed)])),
+    );
+    assert_eq!(proofs_to_1(&mut node), vec![]);
+    node.handle_timeout(t0() + refresh);
+    assert_eq!(proofs_to_1(&mut node), vec![("tree", renewed)]);
+
+    // Re-sent rarely, a proof waits only while the one told is younger than half the maximum age.
+    let mut config = node.config().clone();
+    config.tree_refresh_interval = max_age;
+    let (mut node, peers) = linked(config);
+    node.handle_message(t0(), peers[0], &wire::encode(&signed_at(t0())));
+    let _ = sends(&mut node);
+    let young = t0() + max_age / 2 - ms(1);
+    node.handle_message(
+        young,
+        peers[0],
+        &wire::encode(&Frame::Roots(vec![root_proof(&root, young)])),
+    );
+    assert_eq!(proofs_to_1(&mut node), vec![]);
+    let half = t0() + max_age / 2;
+    node.handle_message(
+        half,
+        peers[0],
+        &wire::encode(&Frame::Roots(vec![root_proof(&root, half)])),
+    );
+    assert_eq!(proofs_to_1(&mut node), vec![("roots", half)]);
 }
 
 /// Parents are chosen by the latency of the whole path (each link's half round trip plus the hop
@@ -362,9 +454,8 @@ fn the_tree_takes_the_fastest_path_to_its_root() {
     assert_eq!(places[0].2, Some(peers[1]));
     // Its advertised cost adds the link's half round trip (10 ms) and the hop cost.
     let told = sends(&mut node);
-    assert!(told.iter().any(
-        |(to, f)| *to == peers[2] && matches!(f, Frame::Tree(a) if a[0].cost == 60 + link)
-    ));
+    assert!(told.iter().any(|(to, f)| *to == peers[2]
+        && matches!(f, Frame::Tree { adverts: a, .. } if a[0].cost == 60 + link)));
     // The slow link gets faster (a new round trip, over a quarter off): peer 0's path wins.
     for _ in 0..40 {
         node.handle_link_rtt(t0() + ms(1), peers[0], ms(2));
@@ -397,22 +488,38 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
     };
     for (peer, proof) in [(peers[0], older), (peers[1], newer)] {
         node.handle_message(now, peer, &wire::encode(&Frame::Roots(vec![proof])));
-        node.handle_message(now, peer, &wire::encode(&Frame::Tree(vec![advert(1)])));
+        node.handle_message(now, peer, &wire::encode(&tree(vec![advert(1)])));
     }
     assert_eq!(node.tree_places()[0].0, root.id());
-    // The proofs of `root` told to `peer`, in order.
+    // The proofs of `root` told to `peer`, in order (alone, or with the entries that need them).
     let told_to = |node: &mut Node, peer: NodeId| -> Vec<RootProof> {
         sends(node)
             .into_iter()
             .filter_map(|(to, frame)| match frame {
-                Frame::Roots(proofs) if to == peer => Some(proofs),
+                Frame::Roots(proofs) | Frame::Tree { proofs, .. } if to == peer => Some(proofs),
                 _ => None,
             })
             .flatten()
             .filter(|p| p.root() == root.id())
             .collect()
     };
-    assert_eq!(told_to(&mut node, peers[2]).last(), Some(&newer));
+    // Peer 2 hears the root with the older proof (after our first place, when the link came up);
+    // the newer one changes no entry it hears, and waits for the next `Tree` frame.
+    let to_peer_2: Vec<Frame> = sends(&mut node)
+        .into_iter()
+        .filter_map(|(to, frame)| (to == peers[2]).then_some(frame))
+        .collect();
+    assert_eq!(
+        to_peer_2[1..],
+        [Frame::Tree {
+            proofs: vec![older],
+            adverts: vec![TreeAdvert {
+                distance: 2,
+                cost: 100 + UNMEASURED_HOP,
+                ..advert(1)
+            }],
+        }]
+    );
 
     // The link with the newer proof goes: a new link gets the older one, which is still held.
     node.handle_peer_down(now, peers[1]);
@@ -430,7 +537,7 @@ fn the_proof_passed_on_is_the_latest_a_link_still_holds() {
         child: false,
         cost: 0,
     }];
-    node.handle_message(now, peers[0], &wire::encode(&Frame::Tree(own)));
+    node.handle_message(now, peers[0], &wire::encode(&tree(own)));
     assert_ne!(node.tree_places()[0].0, root.id());
     let _ = sends(&mut node);
     let last_link = identity(21).id();
@@ -477,7 +584,7 @@ fn a_lost_parent_is_replaced_by_any_link_advertising_less_without_changing_root(
     assert_eq!(node.tree_places()[0], (root.id(), 3, Some(peers[1])));
     let told = sends(&mut node);
     assert!(told.iter().any(|(to, f)| *to == peers[2]
-        && matches!(f, Frame::Tree(a) if a[0].root == root.id() && a[0].cost == 40 + link)));
+        && matches!(f, Frame::Tree { adverts: a, .. } if a[0].root == root.id() && a[0].cost == 40 + link)));
 
     // Peer 1's goes too: peer 2 advertises more than the cost held (it may be in this node's
     // subtree), so it is refused while the hold lasts, and taken when it ends.
