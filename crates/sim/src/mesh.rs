@@ -297,6 +297,7 @@ impl Protocol for Node {
                 s.gossip.tree_frames_refreshed,
             ),
             ("gossip tree holds", s.gossip.tree_holds),
+            ("gossip ihave ids repeated", s.gossip.announces_repeated),
             ("gossip grafts sent", s.gossip.grafts_sent),
             ("gossip retries", s.gossip.payload_retries),
         ]
