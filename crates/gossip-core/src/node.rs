@@ -551,11 +551,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                     };
                     self.tree_heard.insert(from, adverts);
                     // The proofs count once the entries that name them are held.
-                    let proven = self.take_proofs(from, proofs);
-                    let mask = changed | self.proven_mask(from, &proven);
-                    if mask != 0 {
-                        self.update_trees(mask);
-                    }
+                    self.on_proofs(from, proofs, changed);
                 }
             }
             Frame::Roots(proofs) => {
@@ -564,11 +560,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
                         self.stats.dropped_oversized += 1;
                         return;
                     }
-                    let proven = self.take_proofs(from, proofs);
-                    let mask = self.proven_mask(from, &proven);
-                    if mask != 0 {
-                        self.update_trees(mask);
-                    }
+                    self.on_proofs(from, proofs, 0);
                 }
             }
         }

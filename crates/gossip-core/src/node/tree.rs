@@ -411,10 +411,28 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             && timestamp <= self.now + self.config.max_clock_skew
     }
 
-    /// Root proofs from `from` (at most [`Config::trees`], checked by the caller): each fresh one with
-    /// a valid signature is kept (a proof already checked, from any link, is not checked again). The
-    /// roots whose proof from `from` is new; [`Node::proven_mask`] gives the trees they change.
-    pub(super) fn take_proofs(&mut self, from: NodeId, proofs: Vec<RootProof>) -> Vec<NodeId> {
+    /// Root proofs from `from` (at most [`Config::trees`], checked by the caller), alone or with its
+    /// entries (already held): the trees of `changed` (entries that changed) and those whose entry
+    /// names a root whose proof is new are recomputed. A proof counts only for the entries of `from`
+    /// that name its root, so only those trees change.
+    pub(super) fn on_proofs(&mut self, from: NodeId, proofs: Vec<RootProof>, changed: u64) {
+        let proven = self.take_proofs(from, proofs);
+        let mask = if proven.is_empty() {
+            changed
+        } else {
+            changed
+                | self.tree_heard.get(&from).map_or(0, |adverts| {
+                    tree_mask(adverts.iter().map(|a| proven.contains(&a.root)))
+                })
+        };
+        if mask != 0 {
+            self.update_trees(mask);
+        }
+    }
+
+    /// Each fresh proof of `proofs` with a valid signature is kept (a proof already checked, from any
+    /// link, is not checked again): the roots whose proof from `from` is new.
+    fn take_proofs(&mut self, from: NodeId, proofs: Vec<RootProof>) -> Vec<NodeId> {
         let mut changed: Vec<NodeId> = Vec::new();
         for proof in proofs {
             let root = proof.root();
@@ -472,17 +490,6 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             changed.push(root);
         }
         changed
-    }
-
-    /// The trees in which `from`'s entry names one of `roots` (whose proofs just came): a proof counts
-    /// only for those entries, so only those trees change.
-    pub(super) fn proven_mask(&self, from: NodeId, roots: &[NodeId]) -> u64 {
-        if roots.is_empty() {
-            return 0;
-        }
-        self.tree_heard.get(&from).map_or(0, |adverts| {
-            tree_mask(adverts.iter().map(|a| roots.contains(&a.root)))
-        })
     }
 
     /// The freshest proof this node holds of `root` (its own, signed or renewed now if needed).
