@@ -361,30 +361,56 @@ impl Frame {
         }
     }
 
-    /// The frame's bytes (before chunking).
+    /// The frame's bytes (before chunking), serialized straight after the two header bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.push(VERSION);
-        out.push(self.kind() as u8);
+        let header = [VERSION, self.kind() as u8];
+        let mut out = Vec::with_capacity(header.len() + self.body_len_hint());
+        out.extend_from_slice(&header);
         // postcard into a Vec cannot fail for these types (no maps with non-string keys, no
         // unsupported serde features); an empty body would be dropped by the receiver anyway.
         let encoded = match self {
-            Frame::Hello(h) => postcard::to_allocvec(h),
+            Frame::Hello(h) => postcard::to_extend(h, out),
             Frame::Kad(b) | Frame::Gossip(b) => {
                 out.extend_from_slice(b);
                 return out;
             }
-            Frame::Routed(r) => postcard::to_allocvec(r),
-            Frame::Chunk(c) => postcard::to_allocvec(c),
-            Frame::Neighbors(n) => postcard::to_allocvec(n),
-            Frame::Evict(ids) => postcard::to_allocvec(ids),
-            Frame::Ping(n) | Frame::Pong(n) => postcard::to_allocvec(n),
+            Frame::Routed(r) => postcard::to_extend(r, out),
+            Frame::Chunk(c) => postcard::to_extend(c, out),
+            Frame::Neighbors(n) => postcard::to_extend(n, out),
+            Frame::Evict(ids) => postcard::to_extend(ids, out),
+            Frame::Ping(n) | Frame::Pong(n) => postcard::to_extend(n, out),
             Frame::Bye => return out,
         };
-        if let Ok(b) = encoded {
-            out.extend_from_slice(&b);
+        encoded.unwrap_or_else(|_| header.to_vec())
+    }
+
+    /// A close upper bound of the body's encoded length where it is cheap to know (the id lists,
+    /// the cores' bytes), so that encoding allocates once; small otherwise.
+    fn body_len_hint(&self) -> usize {
+        // An id is 20 bytes; a list's length prefix at most 5.
+        let ids = |n: usize| n * 20 + 5;
+        match self {
+            Frame::Kad(b) | Frame::Gossip(b) => b.len(),
+            Frame::Neighbors(n) => {
+                ids(n.links.len()) + ids(n.second.len()) + ids(n.third.len()) + ids(n.fourth.len())
+            }
+            Frame::Evict(list) => ids(list.len()),
+            Frame::Routed(r) => 200 + 20 * (r.path.len() + r.route.len()) + r.body.len(),
+            Frame::Chunk(c) => 16 + c.data.len(),
+            Frame::Hello(_) | Frame::Ping(_) | Frame::Pong(_) | Frame::Bye => 128,
         }
-        out
+    }
+
+    /// The body of a kademlia-core or gossip-core frame, as [`Frame::decode`] would give it, without
+    /// copying it; `None` for every other frame (and for a malformed one, which `decode` reports).
+    pub fn core_body(bytes: &[u8]) -> Option<(Kind, &[u8])> {
+        match bytes {
+            [VERSION, kind, rest @ ..] => match Kind::from_byte(*kind)? {
+                kind @ (Kind::Kad | Kind::Gossip) => Some((kind, rest)),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Decodes one frame; never panics on any input.
@@ -812,6 +838,26 @@ mod tests {
             let mut with_header = alloc::vec![VERSION];
             with_header.extend_from_slice(&bytes);
             let _ = Frame::decode(&with_header);
+        }
+
+        /// The cores' frames passed on without a copy are the bodies `decode` gives, and every
+        /// other input goes through `decode`.
+        #[test]
+        fn core_bodies_are_what_decode_gives(
+            version in prop_oneof![Just(VERSION), any::<u8>()],
+            kind in 0u8..12,
+            body in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = alloc::vec![version, kind];
+            bytes.extend_from_slice(&body);
+            let decoded = match Frame::decode(&bytes) {
+                Ok(Frame::Kad(b)) => Some((Kind::Kad, b)),
+                Ok(Frame::Gossip(b)) => Some((Kind::Gossip, b)),
+                _ => None,
+            };
+            let passed = Frame::core_body(&bytes).map(|(k, b)| (k, b.to_vec()));
+            prop_assert_eq!(passed, decoded);
+            prop_assert_eq!(Frame::core_body(&bytes[..1]), None);
         }
 
         #[test]

@@ -3,9 +3,11 @@
 //! Link `p` is told the other links, the union of their own links, of their second levels and a
 //! sample of their third levels, each without the levels above. Built one link at a time, that is
 //! one sort of the other links' lists per link and per level; [`announcements`] sorts every link's
-//! lists once, each id tagged with the link that gave it, and then takes for link `p` the ids some
-//! other link gave. [`announcement_for`] is the one-link definition, kept as the reference the tests
-//! compare with and for the case the shortcut does not cover (more up links than a list holds).
+//! lists once, each id with the links that gave it (a bit mask) and the links that gave it to a
+//! level above, and then takes for link `p` the ids some other link gave and no other link put
+//! higher: bit tests, without a search per link. [`announcement_for`] is the one-link definition,
+//! kept as the reference the tests compare with and for the case the shortcut does not cover (more
+//! up links than a list holds).
 
 use alloc::vec::Vec;
 
@@ -24,56 +26,106 @@ pub(super) struct Lists<'a> {
 /// The lists for every link of `ups`, in its order: each the same as [`announcement_for`]'s.
 pub(super) fn announcements<'a>(local: NodeId, ups: &[Lists<'a>]) -> Vec<Neighbors> {
     if ups.len() > MAX_ID_LIST {
-        // Then each link's `links` is not "every other link" (the list is cut at MAX_ID_LIST).
+        // Then each link's `links` is not "every other link" (the list is cut at MAX_ID_LIST), and
+        // the links do not fit the masks below.
         return (0..ups.len())
             .map(|p| announcement_for(local, ups, p))
             .collect();
     }
-    // Every level's ids with the index of the link that gave them, sorted, each pair once.
-    let tagged = |level: fn(&Lists<'a>) -> &'a [NodeId]| {
-        let mut pairs: Vec<(NodeId, usize)> = ups
+    // Every level's ids, sorted, each once, with the links that gave it (bit `i`: `ups[i]`).
+    let gathered = |level: fn(&Lists<'a>) -> &'a [NodeId]| {
+        let mut ids: Vec<(NodeId, u64)> = ups
             .iter()
             .enumerate()
-            .flat_map(|(i, l)| level(l).iter().map(move |id| (*id, i)))
+            .flat_map(|(i, l)| level(l).iter().map(move |id| (*id, 1u64 << i)))
             .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        pairs
+        ids.sort_unstable_by_key(|(id, _)| *id);
+        ids.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 |= later.1;
+            }
+            same
+        });
+        ids
     };
-    let second_all = tagged(|l| l.neighbors);
-    let third_all = tagged(|l| l.second);
-    let fourth_all = tagged(|l| l.third);
+    let second_all = gathered(|l| l.neighbors);
+    let third_all = gathered(|l| l.second);
+    let fourth_all = gathered(|l| l.third);
     let mut above: Vec<NodeId> = ups.iter().map(|l| l.id).collect();
     above.push(local);
     above.sort_unstable();
+    let givers = |level: &[(NodeId, u64)], id: &NodeId| {
+        level
+            .binary_search_by_key(id, |(x, _)| *x)
+            .map_or(0, |i| level[i].1)
+    };
+    // For each id of a level, once for all links: whether a level above names it for every link
+    // (the links and us), and which links give it to a level above (for link `p` it is in that
+    // level when a link other than `p` does).
+    let second: Vec<(NodeId, u64)> = second_all
+        .into_iter()
+        .filter(|(id, _)| above.binary_search(id).is_err())
+        .collect();
+    let third: Vec<(NodeId, u64, u64)> = third_all
+        .into_iter()
+        .filter(|(id, _)| above.binary_search(id).is_err())
+        .map(|(id, by)| (id, by, givers(&second, &id)))
+        .collect();
+    let fourth: Vec<(NodeId, u64, u64)> = fourth_all
+        .into_iter()
+        .filter(|(id, _)| above.binary_search(id).is_err())
+        .map(|(id, by)| {
+            let upper = givers(&second, &id)
+                | third
+                    .binary_search_by_key(&id, |t| t.0)
+                    .map_or(0, |i| third[i].1);
+            (id, by, upper)
+        })
+        .collect();
     (0..ups.len())
         .map(|p| {
+            let others = !(1u64 << p);
             let links: Vec<NodeId> = ups
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != p)
                 .map(|(_, l)| l.id)
                 .collect();
-            finish(
+            let mut second_p: Vec<NodeId> = second
+                .iter()
+                .filter(|(_, by)| by & others != 0)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut third_p: Vec<NodeId> = third
+                .iter()
+                .filter(|(_, by, upper)| by & others != 0 && upper & others == 0)
+                .map(|(id, _, _)| *id)
+                .collect();
+            // The lowest id of each first byte (see `finish`).
+            let mut fourth_p: Vec<NodeId> = Vec::new();
+            for (id, by, upper) in &fourth {
+                if by & others == 0 || upper & others != 0 {
+                    continue;
+                }
+                if fourth_p
+                    .last()
+                    .is_none_or(|last| last.as_bytes()[0] != id.as_bytes()[0])
+                {
+                    fourth_p.push(*id);
+                }
+            }
+            second_p.truncate(MAX_ID_LIST);
+            third_p.truncate(MAX_THIRD);
+            fourth_p.truncate(MAX_FOURTH);
+            Neighbors {
                 links,
-                &above,
-                given_by_others(&second_all, p),
-                given_by_others(&third_all, p),
-                given_by_others(&fourth_all, p),
-            )
+                second: second_p,
+                third: third_p,
+                fourth: fourth_p,
+            }
         })
         .collect()
-}
-
-/// The ids of `pairs` (sorted by id) that a link other than `p` gave, sorted, each once.
-fn given_by_others(pairs: &[(NodeId, usize)], p: usize) -> Vec<NodeId> {
-    let mut ids: Vec<NodeId> = pairs
-        .iter()
-        .filter(|(_, link)| *link != p)
-        .map(|(id, _)| *id)
-        .collect();
-    ids.dedup();
-    ids
 }
 
 /// The lists for link `p` of `ups`, one link at a time: the definition.

@@ -10,7 +10,7 @@ use sha1::{Digest as _, Sha1};
 use super::announce::{Lists, announcements};
 use super::{Node, new_link};
 use crate::event::{DisconnectReason, Event, HelloError, Output};
-use crate::frame::{self, ChunkResult, Frame, Hello, Neighbors};
+use crate::frame::{self, ChunkResult, Frame, Hello, Kind, Neighbors};
 use crate::link::{Heard, LinkState, MAX_EARLY_FRAMES};
 use crate::timer::Timer;
 
@@ -65,6 +65,20 @@ impl Node {
             return;
         };
         link.last_rx = now;
+        // The cores' frames, most of the traffic, go to them as received, without a copy, once the
+        // link is up: the same checks as through `on_frame`.
+        if link.state == LinkState::Up
+            && let Some((kind, body)) = Frame::core_body(bytes)
+        {
+            if self.within_budget(now, peer) {
+                if kind == Kind::Kad {
+                    self.kad.handle_message(now, peer, body);
+                } else {
+                    self.gossip.handle_message(now, peer, body);
+                }
+            }
+            return;
+        }
         let frame = match Frame::decode(bytes) {
             Ok(f) => f,
             Err(_) => {
