@@ -111,6 +111,11 @@ fn gossip_message() -> GossipMessage {
 fn gossip_frames() -> Vec<Vec<u8>> {
     let m = gossip_message();
     let id = m.id;
+    // Root 3's proof, in a `Tree` frame with an entry naming it and alone in a `Roots` frame.
+    let proof = RootProof::sign(
+        &Identity::from_secret_bytes(&[3; 32]),
+        Instant::from_millis(1_700_000_000_000),
+    );
     [
         GossipFrame::Gossip(m),
         GossipFrame::Ack(id),
@@ -118,10 +123,7 @@ fn gossip_frames() -> Vec<Vec<u8>> {
         GossipFrame::Graft(vec![id]),
         GossipFrame::Prune,
         GossipFrame::Tree {
-            proofs: vec![RootProof::sign(
-                &Identity::from_secret_bytes(&[3; 32]),
-                Instant::from_millis(1_700_000_000_000),
-            )],
+            proofs: vec![proof],
             adverts: vec![TreeAdvert {
                 root: id_of(3),
                 distance: 1,
@@ -130,10 +132,7 @@ fn gossip_frames() -> Vec<Vec<u8>> {
             }],
         },
         GossipFrame::CatchUp(30_000_000),
-        GossipFrame::Roots(vec![RootProof::sign(
-            &Identity::from_secret_bytes(&[3; 32]),
-            Instant::from_millis(1_700_000_000_000),
-        )]),
+        GossipFrame::Roots(vec![proof]),
     ]
     .iter()
     .map(gossip_core::wire::encode)
