@@ -59,7 +59,9 @@
 //!   second: one origin cannot flood the mesh, one link cannot fill the node's memory with made-up
 //!   ids.
 //! - **Plumtree.** Each link is *eager* (on the broadcast tree: messages are pushed) or *lazy* (message
-//!   ids are announced in batched IHAVE frames every [`Config::lazy_flush_interval`]). A node that
+//!   ids are announced in batched IHAVE frames every [`Config::lazy_flush_interval`], never to a link
+//!   that has shown it holds the message: its copy, its ACK, its own IHAVE, and with `rooted_tree`
+//!   an IHAVE that came before the message). A node that
 //!   receives a second copy of a message PRUNEs a link to lazy; a node that hears of a message by
 //!   IHAVE and has not received it within [`Config::graft_timeout`] GRAFTs an announcer, which sends
 //!   the message and makes the link eager again. Duplicates thus cut the first pushes down to a

@@ -490,7 +490,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         );
         let frame = wire::encode(&Frame::Gossip(message));
         self.cache_insert(id, frame.clone(), None);
-        self.disseminate(id, 0, &frame, None, tree);
+        self.disseminate(id, 0, &frame, None, tree, &[]);
         Ok(id)
     }
 

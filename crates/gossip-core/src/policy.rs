@@ -115,6 +115,13 @@ impl Dissemination {
     pub(crate) fn nearest_announcer_first(self) -> bool {
         self == Dissemination::RootedTrees
     }
+
+    /// Whether a message is not announced back to the links that announced it before it came. On
+    /// rooted trees those announcements only cost frames. Plain Plumtree's reroutes and GRAFTs read
+    /// the holders they tell; without them its tree split more often (docs/decisions.md §43).
+    pub(crate) fn skips_announcers(self) -> bool {
+        self == Dissemination::RootedTrees
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +173,6 @@ mod tests {
         assert_eq!(Plumtree.new_link(), Mode::Undecided);
         assert!(!RootedTrees.grafts_and_prunes_set_modes());
         assert!(RootedTrees.nearest_announcer_first() && !Plumtree.nearest_announcer_first());
+        assert!(RootedTrees.skips_announcers() && !Plumtree.skips_announcers());
     }
 }

@@ -5,7 +5,9 @@ use super::*;
 
 impl<S: Signer, V: Verifier> Node<S, V> {
     /// Pushes `frame` to the tree and announces it to the other links, skipping `except` and links known
-    /// to hold it. Undecided links are split by the adaptive fanout.
+    /// to hold it. Undecided links are split by the adaptive fanout. The links in `announcers`
+    /// announced the message before it came: they get no announcement (a push still, where the
+    /// policy pushes).
     pub(super) fn disseminate(
         &mut self,
         id: MessageId,
@@ -13,6 +15,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         frame: &[u8],
         except: Option<NodeId>,
         tree: u8,
+        announcers: &[NodeId],
     ) {
         let holders = self.cache.holders(&id);
         let mut eager = Vec::new();
@@ -71,7 +74,9 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.track(id, peer);
         }
         for peer in lazy {
-            self.announce(peer, Announce { id, hops });
+            if !announcers.contains(&peer) {
+                self.announce(peer, Announce { id, hops });
+            }
         }
     }
 

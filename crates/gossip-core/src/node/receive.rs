@@ -112,6 +112,14 @@ impl<S: Signer, V: Verifier> Node<S, V> {
             self.stats.eager_restored += 1;
             self.send_frame(from, &Frame::Graft(Vec::new()));
         }
+        // The links that announced it before it came hold it: on rooted trees it is not announced
+        // back to them.
+        let announcers: Vec<NodeId> = match self.missing.get(&id) {
+            Some(missing) if self.policy.skips_announcers() => {
+                missing.announcers.iter().map(|&(_, peer)| peer).collect()
+            }
+            _ => Vec::new(),
+        };
         self.forget_missing(id);
 
         let mut message = message;
@@ -119,7 +127,7 @@ impl<S: Signer, V: Verifier> Node<S, V> {
         let frame = wire::encode(&Frame::Gossip(message.clone()));
         self.cache_insert(id, frame.clone(), Some(from));
         if hops < self.config.hop_limit {
-            self.disseminate(id, hops, &frame, Some(from), message.tree);
+            self.disseminate(id, hops, &frame, Some(from), message.tree, &announcers);
         } else {
             // At the limit: no pushes, but every other link hears of it and may pull it (GRAFT).
             self.stats.hop_limit_announced += 1;

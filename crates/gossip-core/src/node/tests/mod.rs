@@ -393,3 +393,40 @@ fn a_rewritten_hop_count_slows_a_message_but_never_stops_it() {
     }
     assert_eq!(got, vec![rewritten.id]);
 }
+
+/// peers[1] announces the first of two messages of `identity(20)`'s to `node`, then peers[0] sends
+/// both (each after one hop); after the announcement flush, which of the two (0, 1) `node` announced
+/// to each of `peers`.
+fn announced_then_received(node: &mut Node, peers: &[NodeId]) -> Vec<Vec<usize>> {
+    let messages: Vec<Message> = (1..=2)
+        .map(|seq| {
+            let mut message = signed(&identity(20), seq, t0(), b"m");
+            message.hops = 1;
+            message
+        })
+        .collect();
+    let ihave = Frame::IHave(vec![Announce {
+        id: messages[0].id,
+        hops: 1,
+    }]);
+    node.handle_message(t0() + ms(10), peers[1], &wire::encode(&ihave));
+    for message in &messages {
+        node.handle_message(t0() + ms(20), peers[0], &gossip(message));
+    }
+    let _ = sends(node);
+    node.handle_timeout(t0() + Duration::from_secs(1));
+    let sent = sends(node);
+    peers
+        .iter()
+        .map(|peer| {
+            sent.iter()
+                .filter(|(to, _)| to == peer)
+                .flat_map(|(_, f)| match f {
+                    Frame::IHave(ids) => ids.clone(),
+                    _ => Vec::new(),
+                })
+                .filter_map(|a| messages.iter().position(|m| m.id == a.id))
+                .collect()
+        })
+        .collect()
+}

@@ -57,6 +57,16 @@ fn second_link_pruned(config: Config) -> (Node, Vec<NodeId>, Identity) {
     (node, peers, origin)
 }
 
+/// Plain Plumtree announces a message to a lazy link even when that link announced it first: its
+/// reroutes and GRAFTs read what the announcement tells (docs/decisions.md §43).
+#[test]
+fn an_announcer_of_a_message_is_told_of_it_too() {
+    let (mut node, peers, _) = second_link_pruned(Config::default());
+    let sent = announced_then_received(&mut node, &peers);
+    assert_eq!(sent[1], vec![0, 1]);
+    assert!(sent[2].is_empty(), "an eager link: pushed, not told");
+}
+
 #[test]
 fn adaptive_fanout_follows_the_nodes_known() {
     let mut node = node(1);

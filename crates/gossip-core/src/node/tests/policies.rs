@@ -325,6 +325,19 @@ fn the_eager_radius_pushes_to_every_link_near_the_origin_only() {
     assert_eq!(pushed(&mut node), Vec::<NodeId>::new());
 }
 
+/// On rooted trees a message is not announced back to a link that announced it before it came
+/// (plain Plumtree still is: `plumtree::an_announcer_of_a_message_is_told_of_it_too`).
+#[test]
+fn on_rooted_trees_a_link_that_announced_a_message_is_not_told_of_it() {
+    let (mut node, peers) = linked(Config {
+        rooted_tree: true,
+        ..Config::default()
+    });
+    let sent = announced_then_received(&mut node, &peers);
+    assert_eq!(sent[1], vec![1]);
+    assert_eq!(sent[2], vec![0, 1]);
+}
+
 /// A node of `config` linked to three peers whose round trips are measured at 20 ms, and the tree
 /// cost of each of those links (half the round trip plus the hop cost).
 fn linked_at_20ms(config: Config) -> (Node, Vec<NodeId>, u32) {
