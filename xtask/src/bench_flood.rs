@@ -13,9 +13,7 @@
 //! Targets: `flat` and `honest_delivery_ratio` = 1.0; the run reports them and never fails on them.
 //! Not part of CI: it is a benchmark.
 
-use std::path::PathBuf;
-
-use crate::util::{cargo, root, run};
+use crate::util::{cargo, run};
 
 /// Flags of `cargo xtask bench-flood`.
 #[derive(clap::Args, Debug)]
@@ -74,10 +72,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
         build.arg("--release");
     }
     run("build bench-flood", &mut build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let bin = target.join(if args.release { "release" } else { "debug" });
+    let bin = crate::util::target_dir().join(if args.release { "release" } else { "debug" });
     let mut cmd = std::process::Command::new(bin.join("bench_flood"));
     cmd.arg("--node-bin")
         .arg(bin.join("mesh-node"))

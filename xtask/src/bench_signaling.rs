@@ -16,11 +16,10 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{cargo, root, run};
+use crate::util::{cargo, run, target_dir};
 
 /// Flags of `cargo xtask bench-signaling`.
 #[derive(clap::Args, Debug)]
@@ -41,12 +40,6 @@ pub struct Args {
     /// server_rss_mb, rss_kib_per_client).
     #[arg(long)]
     json: bool,
-}
-
-pub(crate) fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 pub(crate) fn free_port() -> Result<u16, String> {

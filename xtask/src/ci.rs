@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::util::{cargo, output, run};
+use crate::util::{cargo, output, run, target_dir};
 
 /// The sans-IO cores (and the base crate they share): no tokio in their normal dependency tree, they
 /// build for the browser, and their own clippy.toml forbids the clock and OS randomness.
@@ -58,11 +58,20 @@ pub fn run_all() -> Result<(), String> {
     crate::web::run_task(crate::web::Args {})?;
     // A failing test's message and place are what a CI log must show: backtraces of async tests
     // run to a hundred lines each and push them out of a log's tail.
+    //
+    // The browser chat's tests drive chat-cli processes. Left to themselves they run `cargo build -p
+    // chat-cli`, which resolves features without the tests' dev-dependencies (tokio's `test-util`)
+    // and so builds tokio, webrtc and everything above them a second time: about 4 minutes of a
+    // fresh CI run. They take the chat-cli this `cargo test` builds for chat-cli's own tests instead.
+    let chat_cli = target_dir()
+        .join("debug")
+        .join(format!("chat-cli{}", std::env::consts::EXE_SUFFIX));
     run(
         "test",
         cargo()
             .args(["test", "--locked", "--workspace"])
-            .env("RUST_BACKTRACE", "0"),
+            .env("RUST_BACKTRACE", "0")
+            .env("CHAT_CLI", chat_cli),
     )?;
     browser_tests()?;
     // Every multi-process scenario, as real processes through real faults, with the binaries
@@ -205,7 +214,8 @@ fn clippy_wasm() -> Result<(), String> {
 /// webdriver.json carries the flags loopback WebRTC needs), against a real signaling server this
 /// step starts on a free loopback port and stops afterwards, also on failure.
 fn browser_tests() -> Result<(), String> {
-    use crate::bench_signaling::{Server, free_port, healthy, target_dir};
+    use crate::bench_signaling::{Server, free_port, healthy};
+    use crate::util::target_dir;
     use std::time::{Duration, Instant};
 
     run(

@@ -7,9 +7,7 @@
 //! table row per scenario (one JSON object per scenario with `--json`) and exits non-zero when one
 //! fails. The `partition` scenario needs root (network namespaces).
 
-use std::path::PathBuf;
-
-use crate::util::{cargo, root, run};
+use crate::util::{cargo, run};
 
 /// Flags of `cargo xtask test-mesh`.
 #[derive(clap::Args, Debug)]
@@ -58,10 +56,7 @@ pub fn run_task(args: Args) -> Result<(), String> {
     if !args.prebuilt {
         run("build test-mesh", &mut build)?;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let bin = target.join(if args.release { "release" } else { "debug" });
+    let bin = crate::util::target_dir().join(if args.release { "release" } else { "debug" });
     let mut cmd = std::process::Command::new(bin.join("test-mesh"));
     cmd.arg("--node-bin")
         .arg(bin.join("mesh-node"))

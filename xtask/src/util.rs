@@ -9,6 +9,15 @@ pub fn root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace root when relative),
+/// else `target/` in the workspace root.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    }
+}
+
 /// A `cargo` command run from the workspace root, with the cargo that runs xtask.
 pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -85,9 +94,7 @@ pub fn build_sim() -> Result<PathBuf, String> {
         "sim",
     ]);
     run("build the simulator", &mut build)?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-    Ok(target.join("release").join("sim"))
+    Ok(target_dir().join("release").join("sim"))
 }
 
 /// The last JSON line the simulator printed (`--json`): its report.

@@ -58,7 +58,7 @@ pub fn run_task(_args: Args) -> Result<(), String> {
             PACKAGE,
         ]),
     )?;
-    let wasm = target_dir(&root)
+    let wasm = crate::util::target_dir()
         .join(crate::ci::WASM_TARGET)
         .join(PROFILE)
         .join(WASM_FILE);
@@ -144,15 +144,6 @@ fn ensure_wasm_bindgen_cli(version: &str) -> Result<(), String> {
         other => Err(format!(
             "wasm-bindgen on PATH is {other:?} after installing {version}: is ~/.cargo/bin first on PATH?"
         )),
-    }
-}
-
-/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace root when relative),
-/// else `target/` in the workspace root.
-fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.join("target"),
     }
 }
 
