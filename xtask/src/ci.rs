@@ -211,26 +211,28 @@ fn clippy_wasm() -> Result<(), String> {
 
 /// The browser tests: the web link connector, the WebSocket transport and the JavaScript API,
 /// compiled to wasm32 and run by wasm-bindgen-test-runner in headless Chromium (each crate's
-/// webdriver.json carries the flags loopback WebRTC needs), against a real signaling server this
-/// step starts on a free loopback port and stops afterwards, also on failure.
+/// webdriver.json carries the flags loopback WebRTC needs), against a real signaling server (the
+/// binary the test step built) this step starts on a free loopback port and stops afterwards, also
+/// on failure.
 fn browser_tests() -> Result<(), String> {
     use crate::bench_signaling::{Server, free_port, healthy};
     use crate::util::target_dir;
     use std::time::{Duration, Instant};
 
-    run(
-        "browser tests: build the server",
-        cargo().args([
-            "build",
-            "--locked",
-            "-p",
-            "signaling-server",
-            "--bin",
-            "signaling-server",
-        ]),
-    )?;
+    // The server the test step just built (signaling-server's own tests need it): `cargo build -p
+    // signaling-server` would resolve tokio without the tests' `test-util` and build the stack
+    // again (§44).
+    let server = target_dir()
+        .join("debug")
+        .join(format!("signaling-server{}", std::env::consts::EXE_SUFFIX));
+    if !server.is_file() {
+        return Err(format!(
+            "browser tests: {} is missing (the test step builds it)",
+            server.display()
+        ));
+    }
     let port = free_port()?;
-    let child = Command::new(target_dir().join("debug").join("signaling-server"))
+    let child = Command::new(&server)
         .args(["--addr", &format!("127.0.0.1:{port}")])
         // The browsers all connect from 127.0.0.1: lift the limits per source address.
         .args(["--max-connections-per-source", "100000"])
